@@ -1,0 +1,101 @@
+//! The API's error vocabulary, mapped to HTTP in one place.
+//!
+//! Errors split by whose fault they are: the caller's (4xx, not retryable)
+//! or ours (5xx, retryable: Bandwidth retries a callback that gets a 5xx).
+//! Descriptions are fixed sentences; causes go to the log, never the client.
+
+use serde::Serialize;
+
+/// Largest callback body accepted (1 MiB). Bandwidth callbacks are a few KiB.
+pub const MAX_CALLBACK_BODY: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// Callback without valid Basic credentials: 401 with the Basic challenge.
+    CallbackUnauthorized,
+    /// Read API without a valid bearer token: 401 with a Bearer challenge.
+    ApiUnauthorized,
+    NotFound(&'static str),
+    MethodNotAllowed { allow: &'static str },
+    PayloadTooLarge,
+    BadRequest(String),
+    /// A required secret or var is missing or invalid. Ours, so 5xx.
+    NotConfigured(&'static str),
+    /// A shard did not confirm a write or read. Retryable.
+    StorageUnavailable,
+    /// Anything else that is our fault; the cause goes to the log only.
+    Internal,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub description: String,
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::CallbackUnauthorized | Self::ApiUnauthorized => 401,
+            Self::NotFound(_) => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::PayloadTooLarge => 413,
+            Self::BadRequest(_) => 400,
+            Self::NotConfigured(_) => 500,
+            Self::StorageUnavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+
+    /// Extra headers the status requires (challenge, `Allow`).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::CallbackUnauthorized => {
+                vec![("WWW-Authenticate", crate::auth::BASIC_CHALLENGE.to_string())]
+            }
+            Self::ApiUnauthorized => vec![("WWW-Authenticate", "Bearer".to_string())],
+            Self::MethodNotAllowed { allow } => vec![("Allow", (*allow).to_string())],
+            Self::StorageUnavailable => vec![("Retry-After", "1".to_string())],
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let (kind, description) = match self {
+            Self::CallbackUnauthorized => {
+                ("unauthorized", "Valid callback credentials (HTTP Basic) are required.".to_string())
+            }
+            Self::ApiUnauthorized => {
+                ("unauthorized", "A valid API token is required: Authorization: Bearer <token>.".to_string())
+            }
+            Self::NotFound(what) => ("not-found", format!("{what} not found.")),
+            Self::MethodNotAllowed { allow } => {
+                ("method-not-allowed", format!("This path accepts only: {allow}."))
+            }
+            Self::PayloadTooLarge => (
+                "payload-too-large",
+                format!("The body exceeds the limit of {MAX_CALLBACK_BODY} bytes; nothing was stored."),
+            ),
+            Self::BadRequest(why) => ("bad-request", why.clone()),
+            Self::NotConfigured(what) => {
+                ("not-configured", format!("The server is not configured: {what} is missing or invalid."))
+            }
+            Self::StorageUnavailable => (
+                "storage-unavailable",
+                "Storage did not confirm the operation; retry later.".to_string(),
+            ),
+            Self::Internal => ("internal", "An internal error occurred; it has been logged.".to_string()),
+        };
+        ErrorBody { kind, description }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let body = self.body();
+        write!(f, "{} ({}): {}", self.status(), body.kind, body.description)
+    }
+}
+
+impl std::error::Error for ApiError {}

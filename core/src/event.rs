@@ -1,0 +1,176 @@
+//! Parsing Bandwidth callback bodies into typed events, keeping every byte.
+//!
+//! A callback body is a JSON array of events (a lone object is accepted too).
+//! Parsing never fails as a whole: elements we can identify become
+//! [`CallbackEvent`]s, everything else becomes a [`Rejected`] item bound for
+//! the quarantine. Nothing authenticated is ever dropped here.
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// The event types Bandwidth sends today, plus whatever it adds tomorrow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    MessageReceived,
+    MessageSending,
+    MessageSent,
+    MessageDelivered,
+    MessageFailed,
+    MessageRead,
+    SuggestionResponse,
+    RequestedLocationResponse,
+    /// A type we do not model yet: stored as received, never dropped.
+    Unknown(String),
+}
+
+impl EventKind {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "message-received" => Self::MessageReceived,
+            "message-sending" => Self::MessageSending,
+            "message-sent" => Self::MessageSent,
+            "message-delivered" => Self::MessageDelivered,
+            "message-failed" => Self::MessageFailed,
+            "message-read" => Self::MessageRead,
+            "suggestion-response" => Self::SuggestionResponse,
+            "requested-location-response" => Self::RequestedLocationResponse,
+            other => Self::Unknown(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::MessageReceived => "message-received",
+            Self::MessageSending => "message-sending",
+            Self::MessageSent => "message-sent",
+            Self::MessageDelivered => "message-delivered",
+            Self::MessageFailed => "message-failed",
+            Self::MessageRead => "message-read",
+            Self::SuggestionResponse => "suggestion-response",
+            Self::RequestedLocationResponse => "requested-location-response",
+            Self::Unknown(s) => s,
+        }
+    }
+
+    /// Inbound events carry a customer's message (or reply) to one of our numbers.
+    pub fn is_inbound(&self) -> bool {
+        matches!(
+            self,
+            Self::MessageReceived | Self::SuggestionResponse | Self::RequestedLocationResponse
+        )
+    }
+}
+
+/// One identified Bandwidth event, with every field, modelled or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackEvent {
+    pub kind: EventKind,
+    pub message_id: String,
+    /// Top-level `to`: the recipient this event is about.
+    pub recipient: Option<String>,
+    /// Top-level `time`, as sent.
+    pub time: Option<String>,
+    pub error_code: Option<i64>,
+    /// The element parsed, for reading fields.
+    pub raw: Value,
+    /// The element's exact JSON text as received: what is stored.
+    pub raw_json: String,
+}
+
+impl CallbackEvent {
+    /// The nested `message` object (always present on a parsed event).
+    pub fn message(&self) -> &Map<String, Value> {
+        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+        self.raw
+            .get("message")
+            .and_then(Value::as_object)
+            .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+    }
+
+    pub fn time_ms(&self) -> Option<i64> {
+        self.time.as_deref().and_then(crate::time::parse_rfc3339_ms)
+    }
+}
+
+/// An input that could not be read as an event, kept for the quarantine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// The exact bytes: the whole body, or one array element re-serialised.
+    pub raw: Vec<u8>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ParsedCallback {
+    pub events: Vec<CallbackEvent>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Splits an authenticated callback body into events and quarantine items.
+/// Each event keeps its exact JSON text, so nothing Bandwidth sent is
+/// reformatted or rounded on its way into storage.
+pub fn parse_callback_body(body: &[u8]) -> ParsedCallback {
+    let whole = |reason: String| ParsedCallback {
+        events: Vec::new(),
+        rejected: vec![Rejected { raw: body.to_vec(), reason }],
+    };
+    let top: &RawValue = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return whole(format!("body is not JSON: {e}")),
+    };
+    let text = top.get().trim_start();
+    if text.starts_with('[') {
+        let items: Vec<&RawValue> = match serde_json::from_str(text) {
+            Ok(items) => items,
+            Err(e) => return whole(format!("body is not a JSON array: {e}")),
+        };
+        let mut out = ParsedCallback::default();
+        for (i, item) in items.into_iter().enumerate() {
+            match parse_event(item.get()) {
+                Ok(ev) => out.events.push(ev),
+                Err(why) => out.rejected.push(Rejected {
+                    raw: item.get().as_bytes().to_vec(),
+                    reason: format!("element {i}: {why}"),
+                }),
+            }
+        }
+        out
+    } else if text.starts_with('{') {
+        match parse_event(top.get()) {
+            Ok(ev) => ParsedCallback { events: vec![ev], rejected: Vec::new() },
+            Err(why) => whole(why),
+        }
+    } else {
+        whole("body is JSON but neither an event array nor an event object".into())
+    }
+}
+
+/// An element is an event when it has a string `type` and a `message.id`:
+/// the id is what the ledger shards and attaches on.
+fn parse_event(raw: &str) -> Result<CallbackEvent, String> {
+    let item: Value = serde_json::from_str(raw).map_err(|e| format!("not valid JSON: {e}"))?;
+    let Some(obj) = item.as_object() else {
+        return Err("not a JSON object".into());
+    };
+    let kind = match obj.get("type") {
+        Some(Value::String(t)) if !t.trim().is_empty() => EventKind::parse(t),
+        _ => return Err("missing string field `type`".into()),
+    };
+    let message_id = match obj.get("message").and_then(|m| m.get("id")) {
+        Some(Value::String(id)) if !id.trim().is_empty() && id.len() <= 256 => id.clone(),
+        _ => return Err("missing string field `message.id`".into()),
+    };
+    let recipient = obj.get("to").and_then(Value::as_str).map(str::to_owned);
+    let time = obj.get("time").and_then(Value::as_str).map(str::to_owned);
+    let error_code = match obj.get("errorCode") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_i64(),
+        // Tolerate a numeric string; anything else is malformed.
+        Some(Value::String(s)) => match s.trim().parse() {
+            Ok(n) => Some(n),
+            Err(_) => return Err("`errorCode` is not a number".into()),
+        },
+        Some(_) => return Err("`errorCode` is not a number".into()),
+    };
+    Ok(CallbackEvent { kind, message_id, recipient, time, error_code, raw_json: raw.trim().to_owned(), raw: item })
+}

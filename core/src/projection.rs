@@ -1,0 +1,300 @@
+//! Rebuilding a message from its stored events: content, one status per
+//! recipient, and the timeline.
+//!
+//! The projection is a pure fold over the event set: it ignores arrival
+//! order, so any permutation of the same events yields the same view.
+//! Rules:
+//! - outbound recipients move accepted -> sending -> sent -> delivered -> read
+//!   and never backwards (a late `message-sending` does not undo `delivered`);
+//! - `failed` is final and wins over `delivered`/`read` for the same
+//!   recipient; the timeline keeps both and marks the contradiction;
+//! - inbound events make their recipient `received`;
+//! - MMS and group `delivered` is only a handoff to Bandwidth's network;
+//! - error 9902 means the delivery receipt expired: delivery is unknown.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::event::EventKind;
+use crate::time::format_rfc3339_ms;
+use crate::wire::{MessageRecords, StoredConflict, StoredEvent};
+
+/// Bandwidth's error code for "delivery receipt expired".
+pub const RECEIPT_EXPIRED: i64 = 9902;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientState {
+    Accepted,
+    Sending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+    Received,
+}
+
+impl RecipientState {
+    /// The state an event moves its recipient to, if it is a status event.
+    pub fn from_kind(kind: &EventKind) -> Option<Self> {
+        Some(match kind {
+            EventKind::MessageSending => Self::Sending,
+            EventKind::MessageSent => Self::Sent,
+            EventKind::MessageDelivered => Self::Delivered,
+            EventKind::MessageRead => Self::Read,
+            EventKind::MessageFailed => Self::Failed,
+            k if k.is_inbound() => Self::Received,
+            _ => return None,
+        })
+    }
+
+    /// Progress order for outbound states; `Failed` outranks everything.
+    fn rank(self) -> u8 {
+        match self {
+            Self::Accepted => 0,
+            Self::Sending => 1,
+            Self::Sent => 2,
+            Self::Delivered => 3,
+            Self::Read => 4,
+            Self::Received => 5,
+            Self::Failed => 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StatusFlag {
+    /// MMS or group `delivered`: reached Bandwidth's network, not the handset.
+    NetworkHandoffOnly,
+    /// Error 9902: the receipt expired, delivery is unknown.
+    ReceiptExpired,
+    /// Both `failed` and `delivered`/`read` arrived; `failed` was kept.
+    Contradiction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecipientStatus {
+    pub number: String,
+    pub status: RecipientState,
+    pub error_code: Option<i64>,
+    pub description: Option<String>,
+    pub flags: Vec<StatusFlag>,
+    /// Event time of the event that set the status.
+    pub updated_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineEntry {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub time: Option<String>,
+    pub recipient: Option<String>,
+    pub error_code: Option<i64>,
+    pub received_at: String,
+    /// This `delivered`/`read` contradicts a `failed` for the same recipient.
+    pub contradicted: bool,
+    pub event: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictEntry {
+    pub event_key: Value,
+    pub content_hash: String,
+    pub received_at: String,
+    pub event: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub message_id: String,
+    pub direction: Option<String>,
+    pub from: Option<String>,
+    pub to: Vec<String>,
+    pub owner: Option<String>,
+    pub application_id: Option<String>,
+    pub text: Option<String>,
+    pub media: Vec<String>,
+    pub tag: Option<String>,
+    pub segment_count: Option<i64>,
+    pub priority: Option<String>,
+    /// Bandwidth's own `message.time`: when it accepted the message.
+    pub time: Option<String>,
+    pub recipients: Vec<RecipientStatus>,
+    pub timeline: Vec<TimelineEntry>,
+    pub conflicts: Vec<ConflictEntry>,
+}
+
+struct Parsed<'a> {
+    stored: &'a StoredEvent,
+    kind: EventKind,
+    raw: Value,
+}
+
+impl Parsed<'_> {
+    fn message(&self) -> Option<&Map<String, Value>> {
+        self.raw.get("message").and_then(Value::as_object)
+    }
+    fn msg_str(&self, field: &str) -> Option<String> {
+        self.message()?.get(field)?.as_str().map(str::to_owned)
+    }
+    fn msg_strings(&self, field: &str) -> Vec<String> {
+        match self.message().and_then(|m| m.get(field)) {
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn text(&self) -> String {
+        self.msg_str("text").unwrap_or_default()
+    }
+    /// Order key: event time, else arrival; then arrival sequence.
+    fn order(&self) -> (i64, i64) {
+        (self.stored.record.time_ms.unwrap_or(self.stored.received_at_ms), self.stored.seq)
+    }
+}
+
+/// Projects stored records into a message view; `None` when there are none.
+pub fn project(message_id: &str, records: &MessageRecords) -> Option<MessageView> {
+    let mut events: Vec<Parsed> = records
+        .events
+        .iter()
+        .map(|s| Parsed {
+            stored: s,
+            kind: EventKind::parse(&s.record.kind),
+            raw: serde_json::from_str(&s.record.raw).unwrap_or(Value::Null),
+        })
+        .collect();
+    // Canonical order makes every "first of" choice below arrival-independent
+    // up to the event time; content ties break on the content hash.
+    events.sort_by(|a, b| {
+        a.order().cmp(&b.order()).then_with(|| a.stored.record.content_hash.cmp(&b.stored.record.content_hash))
+    });
+
+    // Content: the richest message object seen. Status callbacks carry
+    // empty text, so prefer events with text or media, then inbound ones.
+    let richest = events
+        .iter()
+        .max_by_key(|e| {
+            let has_content = !e.text().is_empty() || !e.msg_strings("media").is_empty();
+            (has_content, e.kind.is_inbound(), e.text().len(), std::cmp::Reverse(e.order()))
+        })?;
+    let first_str = |field: &str| events.iter().find_map(|e| e.msg_str(field));
+    let to = events.iter().map(|e| e.msg_strings("to")).find(|t| !t.is_empty()).unwrap_or_default();
+    let media = richest.msg_strings("media");
+    let direction = first_str("direction");
+    let is_group = to.len() > 1;
+    let is_mms = !media.is_empty() || events.iter().any(|e| !e.msg_strings("media").is_empty());
+
+    let recipients = project_recipients(&events, &to, direction.as_deref(), is_group || is_mms);
+    let contradicted: Vec<&str> = recipients
+        .iter()
+        .filter(|r| r.flags.contains(&StatusFlag::Contradiction))
+        .map(|r| r.number.as_str())
+        .collect();
+
+    let timeline = events
+        .iter()
+        .map(|e| {
+            let recipient = e.stored.record.recipient.clone();
+            let contradicted = matches!(e.kind, EventKind::MessageDelivered | EventKind::MessageRead)
+                && recipient.as_deref().is_some_and(|r| contradicted.contains(&r));
+            TimelineEntry {
+                kind: e.stored.record.kind.clone(),
+                time: e.stored.record.time.clone(),
+                recipient,
+                error_code: e.stored.record.error_code,
+                received_at: format_rfc3339_ms(e.stored.received_at_ms),
+                contradicted,
+                event: e.raw.clone(),
+            }
+        })
+        .collect();
+
+    Some(MessageView {
+        message_id: message_id.to_owned(),
+        direction,
+        from: first_str("from"),
+        to,
+        owner: first_str("owner"),
+        application_id: first_str("applicationId"),
+        text: richest.msg_str("text"),
+        media,
+        tag: first_str("tag"),
+        segment_count: events.iter().find_map(|e| e.message()?.get("segmentCount")?.as_i64()),
+        priority: first_str("priority"),
+        time: first_str("time"),
+        recipients,
+        timeline,
+        conflicts: records.conflicts.iter().map(conflict_entry).collect(),
+    })
+}
+
+fn conflict_entry(c: &StoredConflict) -> ConflictEntry {
+    ConflictEntry {
+        event_key: serde_json::from_str(&c.event_key).unwrap_or(Value::Null),
+        content_hash: c.content_hash.clone(),
+        received_at: format_rfc3339_ms(c.received_at_ms),
+        event: serde_json::from_str(&c.raw).unwrap_or(Value::Null),
+    }
+}
+
+fn project_recipients(
+    events: &[Parsed],
+    to: &[String],
+    direction: Option<&str>,
+    handoff_only: bool,
+) -> Vec<RecipientStatus> {
+    // Every listed recipient of an outbound message starts as accepted:
+    // an event exists, so Bandwidth accepted the message.
+    let mut numbers: Vec<String> = if direction == Some("out") { to.to_vec() } else { Vec::new() };
+    for e in events {
+        if RecipientState::from_kind(&e.kind).is_some() {
+            if let Some(r) = &e.stored.record.recipient {
+                if !numbers.contains(r) {
+                    numbers.push(r.clone());
+                }
+            }
+        }
+    }
+    numbers.sort();
+
+    numbers
+        .into_iter()
+        .map(|number| {
+            let mine: Vec<(&Parsed, RecipientState)> = events
+                .iter()
+                .filter(|e| e.stored.record.recipient.as_deref() == Some(number.as_str()))
+                .filter_map(|e| RecipientState::from_kind(&e.kind).map(|s| (e, s)))
+                .collect();
+            // Highest rank wins; among equals, the earliest event (events is
+            // in canonical order, and max_by_key keeps the last maximum).
+            let winner = mine.iter().rev().max_by_key(|(_, s)| s.rank());
+            let status = winner.map(|(_, s)| *s).unwrap_or(RecipientState::Accepted);
+            let mut flags = Vec::new();
+            if status == RecipientState::Failed
+                && mine.iter().any(|(_, s)| matches!(s, RecipientState::Delivered | RecipientState::Read))
+            {
+                flags.push(StatusFlag::Contradiction);
+            }
+            if status == RecipientState::Delivered && handoff_only {
+                flags.push(StatusFlag::NetworkHandoffOnly);
+            }
+            let error_code = winner.and_then(|(e, _)| e.stored.record.error_code);
+            if mine.iter().any(|(e, _)| e.stored.record.error_code == Some(RECEIPT_EXPIRED)) {
+                flags.push(StatusFlag::ReceiptExpired);
+            }
+            RecipientStatus {
+                number,
+                status,
+                error_code,
+                description: winner.and_then(|(e, _)| e.raw.get("description")?.as_str().map(str::to_owned)),
+                flags,
+                updated_at: winner.and_then(|(e, _)| e.stored.record.time.clone()),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,71 @@
+//! Which handler a request goes to: a pure function of method and path, so
+//! that routing and its 404/405 answers are tested without a runtime.
+
+use crate::error::ApiError;
+
+pub const CALLBACK_PATH: &str = "/callbacks/bandwidth";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    Callback,
+    Message(String),
+    Quarantine,
+}
+
+/// Resolves a request. `path` is the URL path, still percent-encoded.
+pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
+    let only = |allowed: &'static str, route: Route| {
+        let ok = method == allowed || (allowed == "GET" && method == "HEAD");
+        if ok { Ok(route) } else { Err(ApiError::MethodNotAllowed { allow: allowed }) }
+    };
+    match path.trim_end_matches('/') {
+        "/healthz" => only("GET", Route::Health),
+        CALLBACK_PATH => only("POST", Route::Callback),
+        "/quarantine" => only("GET", Route::Quarantine),
+        p => match p.strip_prefix("/messages/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => {
+                let id = percent_decode(id).ok_or(ApiError::BadRequest("The message id is not valid UTF-8.".into()))?;
+                only("GET", Route::Message(id))
+            }
+            _ => Err(ApiError::NotFound("Route")),
+        },
+    }
+}
+
+/// Decodes `%XX` escapes; `None` when the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Reads `limit` from a query string: default `default`, capped at `max`.
+pub fn query_limit(query: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let raw = query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "limit")
+        .map(|(_, v)| v);
+    match raw {
+        None => Ok(default),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(n.min(max)),
+            _ => Err(ApiError::BadRequest(format!("`limit` must be a whole number from 1 to {max}."))),
+        },
+    }
+}

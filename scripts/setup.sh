@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Brings everything the project needs onto this machine, idempotently:
+# the wasm32 target, wasm-bindgen-cli (the exact version in Cargo.lock),
+# worker-build, and the npm dependencies (wrangler pinned to 4.86.0).
+# Nothing is downloaded from GitHub. A second run only checks, in seconds.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs), then run this again"
+command -v node >/dev/null || die "node not found: install Node.js 20 or newer, then run this again"
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$node_major" -ge 20 ] || die "Node.js $(node --version) is too old: wrangler 4.86 needs 20.3 or newer"
+
+# 1. The wasm32 target.
+has_wasm_std() {
+  local dir
+  dir="$(rustc --target wasm32-unknown-unknown --print target-libdir 2>/dev/null)" || return 1
+  compgen -G "$dir/libstd-*.rlib" >/dev/null
+}
+if ! has_wasm_std; then
+  command -v rustup >/dev/null || die "the wasm32-unknown-unknown target is missing and rustup is not available to add it"
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+  has_wasm_std || die "rustup added wasm32-unknown-unknown but its std is still missing"
+fi
+
+# 2. wasm-bindgen-cli, at exactly the version Cargo.lock resolved.
+[ -n "$WASM_BINDGEN_VERSION" ] || die "could not read the wasm-bindgen version from Cargo.lock"
+installed_version() { "$1" --version 2>/dev/null | awk '{print $2}'; }
+if [ "$(installed_version "$WASM_BINDGEN_BIN")" != "$WASM_BINDGEN_VERSION" ]; then
+  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION into $WASM_BINDGEN_ROOT (about 5 minutes, once)"
+  # --locked can fail when a locked dependency has left the index; retry unlocked.
+  cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" --locked --root "$WASM_BINDGEN_ROOT" \
+    || cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" --root "$WASM_BINDGEN_ROOT"
+fi
+
+# 3. worker-build.
+if [ "$(installed_version "$WORKER_BUILD_ROOT/bin/worker-build")" != "$WORKER_BUILD_VERSION" ]; then
+  say "installing worker-build $WORKER_BUILD_VERSION into $WORKER_BUILD_ROOT (about 8 minutes, once)"
+  cargo install worker-build --version "=$WORKER_BUILD_VERSION" --locked --root "$WORKER_BUILD_ROOT"
+fi
+
+# 4. npm dependencies, reinstalled only when package-lock.json changed.
+stamp="node_modules/.bw-ledger-setup"
+lock_sum="$(cksum package-lock.json | awk '{print $1}')"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ] || [ ! -x node_modules/.bin/wrangler ]; then
+  say "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund
+  echo "$lock_sum" > "$stamp"
+fi
+
+[ -x "$WASM_OPT_BIN" ] || die "wasm-opt is missing from node_modules (package binaryen)"

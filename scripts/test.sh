@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `npm test`: every test layer, after setting up and building.
+#   1. the domain core natively (cargo test)
+#   2. the same core on wasm32 under Node (wasm-bindgen-test)
+#   3. the built Worker end to end under real workerd (node --test)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+bash scripts/setup.sh
+
+echo "== core, native: cargo test"
+cargo test -p bw-ledger-core
+
+echo "== core, wasm32 under Node: wasm-bindgen-test"
+cargo test -p bw-ledger-core --target wasm32-unknown-unknown
+
+echo "== Worker build"
+bash scripts/build.sh
+
+echo "== end to end under workerd: node --test"
+node --test --test-concurrency=1 tests/e2e/

@@ -1,0 +1,294 @@
+//! `LedgerShard`: one SQLite-backed Durable Object per shard of the ledger.
+//!
+//! It stores events, identity conflicts and quarantined input for the
+//! messages (and content hashes) that map to it. It decides nothing itself:
+//! dedup decisions come from the core. It must never acknowledge a write it
+//! has not made: replies leave only through the output gate, after the
+//! writes they report are durable.
+
+use std::cell::Cell;
+
+use bw_ledger_core::identity::{decide, DedupDecision};
+use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
+use bw_ledger_core::wire::{
+    route, EventRecord, IngestBatch, IngestReply, MessageQuery, MessageRecords, QuarantineList, QuarantineQuery,
+    StoredConflict, StoredEvent,
+};
+use serde::Deserialize;
+use worker::{console_warn, durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
+
+/// Schema, applied idempotently on first use. Changing a table is a
+/// migration: add statements, never edit these.
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY,
+        event_key TEXT NOT NULL UNIQUE,
+        message_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        recipient TEXT,
+        time TEXT,
+        time_ms INTEGER,
+        error_code INTEGER,
+        content_hash TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS events_by_message ON events (message_id, seq)",
+    "CREATE TABLE IF NOT EXISTS event_conflicts (
+        event_key TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (event_key, content_hash))",
+    "CREATE INDEX IF NOT EXISTS conflicts_by_message ON event_conflicts (message_id)",
+    "CREATE TABLE IF NOT EXISTS quarantine (
+        content_hash TEXT PRIMARY KEY,
+        raw TEXT NOT NULL,
+        raw_encoding TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        seen_count INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS quarantine_by_last_seen ON quarantine (last_seen_ms)",
+];
+
+#[durable_object]
+pub struct LedgerShard {
+    sql: SqlStorage,
+    schema_ready: Cell<bool>,
+}
+
+impl DurableObject for LedgerShard {
+    fn new(state: State, _env: Env) -> Self {
+        Self { sql: state.storage().sql(), schema_ready: Cell::new(false) }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        self.ensure_schema()?;
+        let path = req.path();
+        match path.as_str() {
+            route::INGEST => {
+                let batch: IngestBatch = req.json().await?;
+                Response::from_json(&self.ingest(batch)?)
+            }
+            route::MESSAGE => {
+                let q: MessageQuery = req.json().await?;
+                Response::from_json(&self.message(&q.message_id)?)
+            }
+            route::QUARANTINE => {
+                let q: QuarantineQuery = req.json().await?;
+                Response::from_json(&self.quarantine(q.limit)?)
+            }
+            _ => Response::error("unknown shard route", 404),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct HashRow {
+    content_hash: String,
+}
+
+#[derive(Deserialize)]
+struct EventRow {
+    seq: i64,
+    event_key: String,
+    message_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    recipient: Option<String>,
+    time: Option<String>,
+    time_ms: Option<i64>,
+    error_code: Option<i64>,
+    content_hash: String,
+    raw: String,
+    received_at_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct ConflictRow {
+    event_key: String,
+    content_hash: String,
+    raw: String,
+    received_at_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct QuarantineRow {
+    content_hash: String,
+    raw: String,
+    raw_encoding: String,
+    reason: String,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    seen_count: i64,
+}
+
+impl LedgerShard {
+    fn ensure_schema(&self) -> Result<()> {
+        if !self.schema_ready.get() {
+            for stmt in SCHEMA {
+                self.sql.exec(stmt, None)?;
+            }
+            self.schema_ready.set(true);
+        }
+        Ok(())
+    }
+
+    /// Stores a batch exactly once per event identity.
+    ///
+    /// Atomic by construction: there is no `await` between the first read
+    /// and the last write, so no other request can interleave (input gate),
+    /// and the reply is held until these writes are durable (output gate).
+    /// If a statement fails midway, the caller gets an error and answers 5xx;
+    /// Bandwidth's retry then finds the rows already written as duplicates.
+    fn ingest(&self, batch: IngestBatch) -> Result<IngestReply> {
+        let mut reply = IngestReply::default();
+        let now = batch.received_at_ms;
+        for ev in batch.events {
+            let stored: Vec<HashRow> = self
+                .sql
+                .exec("SELECT content_hash FROM events WHERE event_key = ?", vec![ev.event_key.clone().into()])?
+                .to_array()?;
+            match decide(stored.first().map(|r| r.content_hash.as_str()), &ev.content_hash) {
+                DedupDecision::Insert => {
+                    self.insert_event(&ev, now)?;
+                    reply.stored += 1;
+                }
+                DedupDecision::Duplicate => reply.duplicates += 1,
+                DedupDecision::Conflict => {
+                    console_warn!(
+                        "event identity conflict: message {} type {} already stored with other content; kept aside",
+                        ev.message_id,
+                        ev.kind
+                    );
+                    self.sql.exec(
+                        "INSERT INTO event_conflicts (event_key, content_hash, message_id, raw, received_at_ms)
+                         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        vec![ev.event_key.into(), ev.content_hash.into(), ev.message_id.into(), ev.raw.into(), now.into()],
+                    )?;
+                    reply.conflicts += 1;
+                }
+            }
+        }
+        for q in batch.quarantine {
+            self.sql.exec(
+                "INSERT INTO quarantine (content_hash, raw, raw_encoding, reason, first_seen_ms, last_seen_ms, seen_count)
+                 VALUES (?, ?, ?, ?, ?, ?, 1)
+                 ON CONFLICT (content_hash) DO UPDATE SET
+                   seen_count = seen_count + 1, last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)",
+                vec![
+                    q.content_hash.into(),
+                    q.raw.into(),
+                    encoding_name(q.raw_encoding).into(),
+                    q.reason.into(),
+                    now.into(),
+                    now.into(),
+                ],
+            )?;
+            reply.quarantined += 1;
+        }
+        Ok(reply)
+    }
+
+    fn insert_event(&self, ev: &EventRecord, now: i64) -> Result<()> {
+        self.sql.exec(
+            "INSERT INTO events (event_key, message_id, type, recipient, time, time_ms, error_code, content_hash, raw, received_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                ev.event_key.clone().into(),
+                ev.message_id.clone().into(),
+                ev.kind.clone().into(),
+                ev.recipient.clone().into(),
+                ev.time.clone().into(),
+                ev.time_ms.into(),
+                ev.error_code.into(),
+                ev.content_hash.clone().into(),
+                ev.raw.clone().into(),
+                now.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn message(&self, message_id: &str) -> Result<MessageRecords> {
+        let events: Vec<EventRow> = self
+            .sql
+            .exec(
+                "SELECT seq, event_key, message_id, type, recipient, time, time_ms, error_code, content_hash, raw, received_at_ms
+                 FROM events WHERE message_id = ? ORDER BY seq",
+                vec![message_id.into()],
+            )?
+            .to_array()?;
+        let conflicts: Vec<ConflictRow> = self
+            .sql
+            .exec(
+                "SELECT event_key, content_hash, raw, received_at_ms FROM event_conflicts
+                 WHERE message_id = ? ORDER BY received_at_ms, content_hash",
+                vec![message_id.into()],
+            )?
+            .to_array()?;
+        Ok(MessageRecords {
+            events: events
+                .into_iter()
+                .map(|r| StoredEvent {
+                    seq: r.seq,
+                    record: EventRecord {
+                        event_key: r.event_key,
+                        message_id: r.message_id,
+                        kind: r.kind,
+                        recipient: r.recipient,
+                        time: r.time,
+                        time_ms: r.time_ms,
+                        error_code: r.error_code,
+                        content_hash: r.content_hash,
+                        raw: r.raw,
+                    },
+                    received_at_ms: r.received_at_ms,
+                })
+                .collect(),
+            conflicts: conflicts
+                .into_iter()
+                .map(|c| StoredConflict {
+                    event_key: c.event_key,
+                    content_hash: c.content_hash,
+                    raw: c.raw,
+                    received_at_ms: c.received_at_ms,
+                })
+                .collect(),
+        })
+    }
+
+    fn quarantine(&self, limit: u32) -> Result<QuarantineList> {
+        let rows: Vec<QuarantineRow> = self
+            .sql
+            .exec(
+                "SELECT content_hash, raw, raw_encoding, reason, first_seen_ms, last_seen_ms, seen_count
+                 FROM quarantine ORDER BY last_seen_ms DESC, content_hash LIMIT ?",
+                vec![i64::from(limit).into()],
+            )?
+            .to_array()?;
+        Ok(rows
+            .into_iter()
+            .map(|r| QuarantineItem {
+                record: QuarantineRecord {
+                    content_hash: r.content_hash,
+                    raw: r.raw,
+                    raw_encoding: if r.raw_encoding == "base64" { RawEncoding::Base64 } else { RawEncoding::Utf8 },
+                    reason: r.reason,
+                },
+                first_seen_ms: r.first_seen_ms,
+                last_seen_ms: r.last_seen_ms,
+                seen_count: r.seen_count,
+            })
+            .collect())
+    }
+}
+
+fn encoding_name(e: RawEncoding) -> &'static str {
+    match e {
+        RawEncoding::Utf8 => "utf8",
+        RawEncoding::Base64 => "base64",
+    }
+}
+
