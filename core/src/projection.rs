@@ -151,9 +151,18 @@ impl Parsed<'_> {
     fn text(&self) -> String {
         self.msg_str("text").unwrap_or_default()
     }
-    /// Order key: event time, else arrival; then arrival sequence.
-    fn order(&self) -> (i64, i64) {
-        (self.stored.record.time_ms.unwrap_or(self.stored.received_at_ms), self.stored.seq)
+    /// Order key: event time (else arrival time), then fields that do not
+    /// depend on arrival, so that events stamped with the same time sort the
+    /// same way in any arrival order; the arrival sequence breaks what is left.
+    fn order(&self) -> (i64, &str, Option<&str>, &str, i64) {
+        let r = &self.stored.record;
+        (
+            r.time_ms.unwrap_or(self.stored.received_at_ms),
+            r.kind.as_str(),
+            r.recipient.as_deref(),
+            r.content_hash.as_str(),
+            self.stored.seq,
+        )
     }
 }
 
@@ -168,11 +177,9 @@ pub fn project(message_id: &str, records: &MessageRecords) -> Option<MessageView
             raw: serde_json::from_str(&s.record.raw).unwrap_or(Value::Null),
         })
         .collect();
-    // Canonical order makes every "first of" choice below arrival-independent
-    // up to the event time; content ties break on the content hash.
-    events.sort_by(|a, b| {
-        a.order().cmp(&b.order()).then_with(|| a.stored.record.content_hash.cmp(&b.stored.record.content_hash))
-    });
+    // Canonical order makes every "first of" choice below independent of
+    // arrival order.
+    events.sort_by(|a, b| a.order().cmp(&b.order()));
 
     // Content: the richest message object seen. Status callbacks carry
     // empty text, so prefer events with text or media, then inbound ones.

@@ -1,0 +1,46 @@
+//! Shared by the core's test files, natively and on wasm32.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bw_ledger_core::wire::{EventRecord, MessageRecords, StoredEvent};
+use bw_ledger_core::{parse_callback_body, CallbackEvent};
+
+pub const SMS_LIFECYCLE: &str = include_str!("../fixtures/sms_outbound_lifecycle.json");
+pub const GROUP_MMS_INVALID: &str = include_str!("../fixtures/group_mms_invalid_number.json");
+pub const INBOUND_MMS: &str = include_str!("../fixtures/inbound_mms.json");
+pub const FAILED: &str = include_str!("../fixtures/failed_with_error.json");
+pub const RBM: &str = include_str!("../fixtures/rbm_read_and_responses.json");
+
+pub fn events(fixture: &str) -> Vec<CallbackEvent> {
+    let parsed = parse_callback_body(fixture.as_bytes());
+    assert!(parsed.rejected.is_empty(), "fixture has rejected elements: {:?}", parsed.rejected);
+    parsed.events
+}
+
+/// Stored rows as a shard would return them, in the given arrival order.
+pub fn stored(events: &[CallbackEvent]) -> MessageRecords {
+    MessageRecords {
+        events: events
+            .iter()
+            .enumerate()
+            .map(|(i, ev)| StoredEvent {
+                seq: i as i64 + 1,
+                record: EventRecord::from_event(ev),
+                received_at_ms: 1_800_000_000_000 + i as i64,
+            })
+            .collect(),
+        conflicts: Vec::new(),
+    }
+}
+
+/// Runs a future that never waits (in-memory stores) to completion.
+pub fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("future was expected to complete without waiting"),
+    }
+}

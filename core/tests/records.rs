@@ -1,0 +1,43 @@
+//! Pins the exact JSON of what crosses to and from the shards. If one of
+//! these changes, stored data or a running shard may no longer agree with
+//! the Worker: a migration is owed, not just a new expectation.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use bw_ledger_core::event::Rejected;
+use bw_ledger_core::parse_callback_body;
+use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord};
+use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply};
+
+#[test]
+fn event_record_shape_is_pinned() {
+    let body = r#"[{"type":"message-failed","time":"2026-01-01T00:00:00Z","to":"+15550000001","errorCode":4720,"message":{"id":"m1"}}]"#;
+    let ev = &parse_callback_body(body.as_bytes()).events[0];
+    // contentHash: SHA-256 of the sorted-key compact JSON, as Python json.dumps(sort_keys=True) computes it.
+    let batch = IngestBatch { received_at_ms: 7, events: vec![EventRecord::from_event(ev)], quarantine: vec![] };
+    assert_eq!(
+        serde_json::to_string(&batch).unwrap(),
+        concat!(
+            r#"{"receivedAtMs":7,"events":[{"eventKey":"[\"m1\",\"message-failed\",\"+15550000001\",\"2026-01-01T00:00:00Z\",4720]","#,
+            r#""messageId":"m1","type":"message-failed","recipient":"+15550000001","time":"2026-01-01T00:00:00Z","timeMs":1767225600000,"#,
+            r#""errorCode":4720,"contentHash":"2d750725843b885f5a424c5caf3bb8af453cd26e6e0bc8a40c2960c0ff8eec69","#,
+            r#""raw":"{\"type\":\"message-failed\",\"time\":\"2026-01-01T00:00:00Z\",\"to\":\"+15550000001\",\"errorCode\":4720,\"message\":{\"id\":\"m1\"}}"}],"quarantine":[]}"#
+        )
+    );
+}
+
+#[test]
+fn quarantine_item_and_reply_shapes_are_pinned() {
+    let item = QuarantineItem {
+        record: QuarantineRecord::from_rejected(&Rejected { raw: b"x".to_vec(), reason: "why".into() }),
+        first_seen_ms: 1,
+        last_seen_ms: 2,
+        seen_count: 3,
+    };
+    assert_eq!(
+        serde_json::to_string(&item).unwrap(),
+        r#"{"contentHash":"2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","raw":"x","rawEncoding":"utf8","reason":"why","firstSeenMs":1,"lastSeenMs":2,"seenCount":3}"#
+    );
+    let reply = IngestReply { stored: 1, duplicates: 2, conflicts: 3, quarantined: 4 };
+    assert_eq!(serde_json::to_string(&reply).unwrap(), r#"{"stored":1,"duplicates":2,"conflicts":3,"quarantined":4}"#);
+}
