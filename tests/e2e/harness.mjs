@@ -1,0 +1,152 @@
+// Starts the built Worker under real workerd (wrangler dev, local mode) on a
+// free port with its own persistence directory, and stops or kills it.
+// The Worker must already be built (scripts/test.sh builds it once): the
+// generated config has no [build] step, so wrangler starts in seconds.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, createWriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
+
+export const SECRETS = {
+  CALLBACK_USER: 'bw-status',
+  CALLBACK_PASSWORD: 'status-pass:with-colon',
+  CALLBACK_USER_2: 'bw-inbound',
+  CALLBACK_PASSWORD_2: 'inbound-pass',
+  API_TOKEN: 'test-api-token',
+};
+
+export function basic(user = SECRETS.CALLBACK_USER, pass = SECRETS.CALLBACK_PASSWORD) {
+  return 'Basic ' + Buffer.from(`${user}:${pass}`).toString('base64');
+}
+export const API = { Authorization: `Bearer ${SECRETS.API_TOKEN}` };
+
+async function freePort() {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => res(port));
+    });
+  });
+}
+
+/** wrangler.toml without its [build] section, pointing at the built output. */
+function testConfig(dir) {
+  const src = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8');
+  const out = [];
+  let skipping = false;
+  for (const line of src.split('\n')) {
+    if (/^\s*\[/.test(line)) skipping = /^\s*\[build\]\s*$/.test(line);
+    if (skipping) continue;
+    out.push(line.replace(/^main\s*=.*$/, `main = ${JSON.stringify(join(ROOT, 'build/index.js'))}`));
+  }
+  const path = join(dir, 'wrangler.toml');
+  writeFileSync(path, out.join('\n'));
+  return path;
+}
+
+/**
+ * Starts a Worker. Pass `persistDir` to restart on existing storage.
+ * Returns { url, persistDir, stop(), kill() }.
+ */
+export async function startWorker({ persistDir, vars = {} } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'bw-ledger-e2e-'));
+  persistDir ??= join(dir, 'state');
+  mkdirSync(persistDir, { recursive: true });
+  const config = testConfig(dir);
+  const [port, inspector] = [await freePort(), await freePort()];
+  const allVars = { ...SECRETS, ...vars };
+  const args = [
+    'dev', '--config', config, '--local', '--ip', '127.0.0.1', '--port', String(port),
+    '--inspector-port', String(inspector), '--persist-to', persistDir,
+    '--show-interactive-dev-session=false', '--log-level', 'warn',
+    ...Object.entries(allVars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
+  ];
+  const log = createWriteStream(join(dir, 'wrangler.log'));
+  const child = spawn(join(ROOT, 'node_modules/.bin/wrangler'), args, {
+    cwd: dir,
+    detached: true, // own process group, so workerd dies with it
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', NO_UPDATE_NOTIFIER: '1', CI: 'true' },
+  });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  let exited = false;
+  child.on('exit', () => { exited = true; });
+  const url = `http://127.0.0.1:${port}`;
+  const signalGroup = (sig) => {
+    try { process.kill(-child.pid, sig); } catch { /* already gone */ }
+  };
+  const waitExit = () => new Promise((res) => (exited ? res() : child.once('exit', res)));
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (exited) throw new Error(`wrangler exited during start; see ${join(dir, 'wrangler.log')}`);
+    try {
+      const r = await fetch(`${url}/healthz`);
+      if (r.ok) break;
+    } catch { /* not up yet */ }
+    if (Date.now() > deadline) {
+      signalGroup('SIGKILL');
+      throw new Error(`Worker did not start within 90 s; see ${join(dir, 'wrangler.log')}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return {
+    url,
+    persistDir,
+    logFile: join(dir, 'wrangler.log'),
+    /** Graceful stop. */
+    async stop() { signalGroup('SIGTERM'); await waitExit(); },
+    /** Crash: SIGKILL the whole process group (wrangler and workerd). */
+    async kill() { signalGroup('SIGKILL'); await waitExit(); },
+  };
+}
+
+export async function postCallback(url, body, headers = { Authorization: basic() }) {
+  const payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+  return fetch(`${url}/callbacks/bandwidth`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...headers },
+    body: payload,
+  });
+}
+
+export async function getJson(url, path, headers = API) {
+  const r = await fetch(`${url}${path}`, { headers });
+  const text = await r.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: r.status, headers: r.headers, json, text };
+}
+
+export function fixture(name) {
+  return readFileSync(join(ROOT, 'core/tests/fixtures', name), 'utf8');
+}
+
+let counter = 0;
+/** A unique message id, so that tests sharing a Worker never collide. */
+export function uniqueId(prefix = 'm') {
+  counter += 1;
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${counter}`;
+}
+
+/** A realistic status callback event for `messageId`. */
+export function statusEvent(messageId, { type = 'message-delivered', to = '+15552220001', time = '2026-11-20T15:04:07.450Z', errorCode, description = 'ok', extra = {} } = {}) {
+  const ev = {
+    type, time, description, to,
+    message: {
+      id: messageId, owner: '+15551110000', applicationId: '93de2206-9669-4e07-948d-329f4b722ee2',
+      time: '2026-11-20T15:04:04.980Z', segmentCount: 1, direction: 'out', to: [to],
+      from: '+15551110000', text: '', tag: 'e2e', priority: 'default',
+    },
+    ...extra,
+  };
+  if (errorCode !== undefined) ev.errorCode = errorCode;
+  return ev;
+}
