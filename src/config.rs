@@ -1,7 +1,11 @@
 //! Configuration names and how they are read from the Worker's Env.
 //! Values are read here and validated by the core; nothing here is logged.
 
+use std::time::Duration;
+
 use bw_ledger_core::auth::{callback_credentials, BasicCredential};
+use bw_ledger_core::client::{parse_client_keys, ClientKey};
+use bw_ledger_core::oauth::UpstreamAuth;
 use bw_ledger_core::shard::parse_shard_count;
 use bw_ledger_core::ApiError;
 use worker::{console_error, Env};
@@ -12,10 +16,27 @@ pub const CALLBACK_USER_2: &str = "CALLBACK_USER_2";
 pub const CALLBACK_PASSWORD_2: &str = "CALLBACK_PASSWORD_2";
 pub const API_TOKEN: &str = "API_TOKEN";
 pub const LEDGER_SHARDS: &str = "LEDGER_SHARDS";
+pub const BW_ACCOUNT_ID: &str = "BW_ACCOUNT_ID";
+pub const BW_APPLICATION_ID: &str = "BW_APPLICATION_ID";
+pub const BANDWIDTH_API_BASE: &str = "BANDWIDTH_API_BASE";
+pub const BANDWIDTH_TOKEN_URL: &str = "BANDWIDTH_TOKEN_URL";
+pub const BW_CLIENT_ID: &str = "BW_CLIENT_ID";
+pub const BW_CLIENT_SECRET: &str = "BW_CLIENT_SECRET";
+pub const BW_USERNAME: &str = "BW_USERNAME";
+pub const BW_PASSWORD: &str = "BW_PASSWORD";
+pub const CLIENT_KEYS: &str = "CLIENT_KEYS";
+pub const UPSTREAM_TIMEOUT_MS: &str = "UPSTREAM_TIMEOUT_MS";
 /// The Durable Object namespace binding of the ledger shards.
 pub const LEDGER: &str = "LEDGER";
+/// The Durable Object namespace binding of the OAuth token broker.
+pub const TOKENS: &str = "TOKENS";
+
+pub const DEFAULT_API_BASE: &str = "https://messaging.bandwidth.com/api/v2";
+pub const DEFAULT_TOKEN_URL: &str = "https://api.bandwidth.com/api/v1/oauth2/token";
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 10_000;
 
 pub struct Config {
+    env: Env,
     callback: Vec<BasicCredential>,
     api_token: Option<String>,
     shards: Option<String>,
@@ -28,6 +49,7 @@ fn read(env: &Env, name: &str) -> Option<String> {
 impl Config {
     pub fn from_env(env: &Env) -> Self {
         Self {
+            env: env.clone(),
             callback: callback_credentials(
                 (read(env, CALLBACK_USER), read(env, CALLBACK_PASSWORD)),
                 (read(env, CALLBACK_USER_2), read(env, CALLBACK_PASSWORD_2)),
@@ -51,5 +73,49 @@ impl Config {
             console_error!("config: {why}");
             ApiError::NotConfigured(LEDGER_SHARDS)
         })
+    }
+}
+
+/// Send-proxy settings, read only on the send path.
+impl Config {
+    fn get(&self, name: &str) -> Option<String> {
+        read(&self.env, name).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn account_id(&self) -> Result<String, ApiError> {
+        self.get(BW_ACCOUNT_ID).ok_or(ApiError::NotConfigured(BW_ACCOUNT_ID))
+    }
+
+    pub fn application_id(&self) -> Option<String> {
+        self.get(BW_APPLICATION_ID)
+    }
+
+    pub fn api_base(&self) -> String {
+        self.get(BANDWIDTH_API_BASE).unwrap_or_else(|| DEFAULT_API_BASE.to_owned()).trim_end_matches('/').to_owned()
+    }
+
+    pub fn token_url(&self) -> String {
+        self.get(BANDWIDTH_TOKEN_URL).unwrap_or_else(|| DEFAULT_TOKEN_URL.to_owned())
+    }
+
+    pub fn upstream_timeout(&self) -> Duration {
+        let ms = self.get(UPSTREAM_TIMEOUT_MS).and_then(|v| v.trim().parse().ok()).filter(|ms| *ms > 0);
+        Duration::from_millis(ms.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_MS))
+    }
+
+    pub fn upstream_auth(&self) -> Result<UpstreamAuth, ApiError> {
+        UpstreamAuth::choose(self.get(BW_CLIENT_ID), self.get(BW_CLIENT_SECRET), self.get(BW_USERNAME), self.get(BW_PASSWORD))
+            .ok_or(ApiError::NotConfigured("BW_CLIENT_ID/BW_CLIENT_SECRET (or BW_USERNAME/BW_PASSWORD)"))
+    }
+
+    /// The configured client keys; none configured means none accepted.
+    pub fn client_keys(&self) -> Result<Vec<ClientKey>, ApiError> {
+        match self.get(CLIENT_KEYS) {
+            None => Ok(Vec::new()),
+            Some(json) => parse_client_keys(&json).map_err(|why| {
+                console_error!("config: {why}");
+                ApiError::NotConfigured(CLIENT_KEYS)
+            }),
+        }
     }
 }

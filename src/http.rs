@@ -1,5 +1,6 @@
 //! Rendering JSON and [`ApiError`]s as responses, in one place.
 
+use bw_ledger_core::idempotency::SavedResponse;
 use bw_ledger_core::ApiError;
 use serde::Serialize;
 use worker::{Headers, Response, Result};
@@ -21,4 +22,18 @@ pub fn error_response(e: &ApiError) -> Result<Response> {
     }
     let body = serde_json::to_string(&e.body())?;
     Ok(Response::ok(body)?.with_status(e.status()).with_headers(headers))
+}
+
+/// Replays an upstream answer (or a saved one): status, body, content type
+/// and `Retry-After`, as Bandwidth sent them.
+pub fn saved(saved: &SavedResponse) -> std::result::Result<Response, ApiError> {
+    let headers = Headers::new();
+    let content_type = saved.content_type.as_deref().unwrap_or("application/json");
+    let _ = headers.set("Content-Type", content_type);
+    let _ = headers.set("Cache-Control", "no-store");
+    if let Some(retry_after) = &saved.retry_after {
+        let _ = headers.set("Retry-After", retry_after);
+    }
+    let resp = Response::from_bytes(saved.body.clone().into_bytes()).map_err(|_| ApiError::Internal)?;
+    Ok(resp.with_status(saved.status).with_headers(headers))
 }

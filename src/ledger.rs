@@ -8,6 +8,9 @@
 
 use std::cell::Cell;
 
+use bw_ledger_core::idempotency::{
+    decide_begin, BeginDecision, IdemBegin, IdemFinish, IdempotencyRecord, IDEMPOTENCY_TTL_MS,
+};
 use bw_ledger_core::identity::{decide, DedupDecision};
 use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
 use bw_ledger_core::wire::{
@@ -50,6 +53,12 @@ const SCHEMA: &[&str] = &[
         last_seen_ms INTEGER NOT NULL,
         seen_count INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS quarantine_by_last_seen ON quarantine (last_seen_ms)",
+    "CREATE TABLE IF NOT EXISTS idempotency (
+        scope_key TEXT PRIMARY KEY,
+        body_hash TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        response TEXT)",
+    "CREATE INDEX IF NOT EXISTS idempotency_by_created ON idempotency (created_ms)",
 ];
 
 #[durable_object]
@@ -79,6 +88,15 @@ impl DurableObject for LedgerShard {
                 let q: QuarantineQuery = req.json().await?;
                 Response::from_json(&self.quarantine(q.limit)?)
             }
+            route::IDEM_BEGIN => {
+                let begin: IdemBegin = req.json().await?;
+                Response::from_json(&self.idempotency_begin(begin)?)
+            }
+            route::IDEM_FINISH => {
+                let finish: IdemFinish = req.json().await?;
+                self.idempotency_finish(finish)?;
+                Response::from_json(&serde_json::json!({}))
+            }
             _ => Response::error("unknown shard route", 404),
         }
     }
@@ -87,6 +105,13 @@ impl DurableObject for LedgerShard {
 #[derive(Deserialize)]
 struct HashRow {
     content_hash: String,
+}
+
+#[derive(Deserialize)]
+struct IdempotencyRow {
+    body_hash: String,
+    created_ms: i64,
+    response: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -282,6 +307,55 @@ impl LedgerShard {
                 seen_count: r.seen_count,
             })
             .collect())
+    }
+}
+
+impl LedgerShard {
+    /// Claims or reads an idempotency key. Atomic like `ingest`: no await
+    /// between the read and the write, so of concurrent duplicates exactly
+    /// one gets `Proceed`.
+    fn idempotency_begin(&self, begin: IdemBegin) -> Result<BeginDecision> {
+        self.sql.exec(
+            "DELETE FROM idempotency WHERE created_ms < ?",
+            vec![(begin.now_ms - IDEMPOTENCY_TTL_MS).into()],
+        )?;
+        let rows: Vec<IdempotencyRow> = self
+            .sql
+            .exec(
+                "SELECT body_hash, created_ms, response FROM idempotency WHERE scope_key = ?",
+                vec![begin.scope_key.clone().into()],
+            )?
+            .to_array()?;
+        let existing = match rows.into_iter().next() {
+            None => None,
+            Some(r) => Some(IdempotencyRecord {
+                body_hash: r.body_hash,
+                created_ms: r.created_ms,
+                response: r.response.as_deref().map(serde_json::from_str).transpose()?,
+            }),
+        };
+        let decision = decide_begin(existing.as_ref(), &begin.body_hash, begin.now_ms);
+        if decision == BeginDecision::Proceed {
+            self.sql.exec(
+                "INSERT INTO idempotency (scope_key, body_hash, created_ms, response) VALUES (?, ?, ?, NULL)
+                 ON CONFLICT (scope_key) DO UPDATE SET
+                   body_hash = excluded.body_hash, created_ms = excluded.created_ms, response = NULL",
+                vec![begin.scope_key.into(), begin.body_hash.into(), begin.now_ms.into()],
+            )?;
+        }
+        Ok(decision)
+    }
+
+    /// Saves the outcome for replay, or releases the key for a safe retry.
+    fn idempotency_finish(&self, finish: IdemFinish) -> Result<()> {
+        match finish.response {
+            Some(resp) => self.sql.exec(
+                "UPDATE idempotency SET response = ? WHERE scope_key = ?",
+                vec![serde_json::to_string(&resp)?.into(), finish.scope_key.into()],
+            )?,
+            None => self.sql.exec("DELETE FROM idempotency WHERE scope_key = ?", vec![finish.scope_key.into()])?,
+        };
+        Ok(())
     }
 }
 

@@ -7,7 +7,10 @@
 mod config;
 mod http;
 mod ledger;
+mod send;
 mod shard_client;
+mod token_broker;
+mod upstream;
 
 use bw_ledger_core::auth::{check_basic, check_bearer, AuthOutcome};
 use bw_ledger_core::error::MAX_CALLBACK_BODY;
@@ -20,13 +23,22 @@ use config::Config;
 use shard_client::ShardClient;
 
 pub use ledger::LedgerShard;
+pub use token_broker::TokenBroker;
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    match handle(&mut req, &env).await {
-        Ok(resp) => Ok(resp),
-        Err(e) => http::error_response(&e),
+    let resp = match handle(&mut req, &env).await {
+        Ok(resp) => resp,
+        Err(e) => http::error_response(&e)?,
+    };
+    // The Bandwidth-shaped API serves browsers: every answer carries CORS
+    // headers for allowed origins, errors included.
+    if req.path().starts_with("/api/v2/") {
+        let keys = Config::from_env(&env).client_keys().unwrap_or_default();
+        let origin = req.headers().get("Origin").ok().flatten();
+        return Ok(send::with_cors(resp, origin.as_deref(), &keys));
     }
+    Ok(resp)
 }
 
 async fn handle(req: &mut Request, env: &Env) -> std::result::Result<Response, ApiError> {
@@ -35,6 +47,8 @@ async fn handle(req: &mut Request, env: &Env) -> std::result::Result<Response, A
     match route {
         Route::Health => http::json(&serde_json::json!({ "status": "ok" })),
         Route::Callback => receive_callback(req, env, &config).await,
+        Route::Send { account_id } => send::send(req, env, &config, &account_id).await,
+        Route::Preflight => send::preflight(req, &config),
         Route::Message(id) => {
             authorize_api(req, &config)?;
             let shards = ShardClient::new(env, config.shards()?)?;
@@ -73,11 +87,11 @@ async fn receive_callback(req: &mut Request, env: &Env, config: &Config) -> std:
     }
     let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_CALLBACK_BODY) {
-        return Err(ApiError::PayloadTooLarge);
+        return Err(ApiError::PayloadTooLarge { limit: MAX_CALLBACK_BODY });
     }
     let body = req.bytes().await.map_err(|_| ApiError::BadRequest("The body could not be read.".into()))?;
     if body.len() > MAX_CALLBACK_BODY {
-        return Err(ApiError::PayloadTooLarge);
+        return Err(ApiError::PayloadTooLarge { limit: MAX_CALLBACK_BODY });
     }
     let parsed = parse_callback_body(&body);
     let shards = ShardClient::new(env, config.shards()?)?;

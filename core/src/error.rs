@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 
+use crate::send::FieldError;
+
 /// Largest callback body accepted (1 MiB). Bandwidth callbacks are a few KiB.
 pub const MAX_CALLBACK_BODY: usize = 1024 * 1024;
 
@@ -17,8 +19,23 @@ pub enum ApiError {
     ApiUnauthorized,
     NotFound(&'static str),
     MethodNotAllowed { allow: &'static str },
-    PayloadTooLarge,
+    /// The body exceeds `limit` bytes.
+    PayloadTooLarge { limit: usize },
     BadRequest(String),
+    /// A send body broke Bandwidth's rules; every failed rule is listed.
+    Validation(Vec<FieldError>),
+    /// Authenticated, but this caller may not do this (from number, origin).
+    Forbidden(String),
+    /// An `Idempotency-Key` reused with a different body.
+    IdempotencyMismatch,
+    /// An `Idempotency-Key` whose first request is still being sent.
+    IdempotencyInFlight,
+    /// Bandwidth did not answer in time; the message may or may not be sent.
+    UpstreamTimeout,
+    /// Bandwidth could not be reached.
+    UpstreamUnreachable,
+    /// Bandwidth's token endpoint refused the Worker's credentials.
+    UpstreamCredentials,
     /// A required secret or var is missing or invalid. Ours, so 5xx.
     NotConfigured(&'static str),
     /// A shard did not confirm a write or read. Retryable.
@@ -28,10 +45,13 @@ pub enum ApiError {
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub description: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub field_errors: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -40,8 +60,13 @@ impl ApiError {
             Self::CallbackUnauthorized | Self::ApiUnauthorized => 401,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
-            Self::PayloadTooLarge => 413,
-            Self::BadRequest(_) => 400,
+            Self::PayloadTooLarge { .. } => 413,
+            Self::BadRequest(_) | Self::Validation(_) => 400,
+            Self::Forbidden(_) => 403,
+            Self::IdempotencyInFlight => 409,
+            Self::IdempotencyMismatch => 422,
+            Self::UpstreamUnreachable | Self::UpstreamCredentials => 502,
+            Self::UpstreamTimeout => 504,
             Self::NotConfigured(_) => 500,
             Self::StorageUnavailable => 503,
             Self::Internal => 500,
@@ -56,12 +81,16 @@ impl ApiError {
             }
             Self::ApiUnauthorized => vec![("WWW-Authenticate", "Bearer".to_string())],
             Self::MethodNotAllowed { allow } => vec![("Allow", (*allow).to_string())],
-            Self::StorageUnavailable => vec![("Retry-After", "1".to_string())],
+            Self::StorageUnavailable | Self::IdempotencyInFlight => vec![("Retry-After", "1".to_string())],
             _ => Vec::new(),
         }
     }
 
     pub fn body(&self) -> ErrorBody {
+        let field_errors = match self {
+            Self::Validation(errors) => errors.clone(),
+            _ => Vec::new(),
+        };
         let (kind, description) = match self {
             Self::CallbackUnauthorized => {
                 ("unauthorized", "Valid callback credentials (HTTP Basic) are required.".to_string())
@@ -73,11 +102,34 @@ impl ApiError {
             Self::MethodNotAllowed { allow } => {
                 ("method-not-allowed", format!("This path accepts only: {allow}."))
             }
-            Self::PayloadTooLarge => (
+            Self::PayloadTooLarge { limit } => (
                 "payload-too-large",
-                format!("The body exceeds the limit of {MAX_CALLBACK_BODY} bytes; nothing was stored."),
+                format!("The body exceeds the limit of {limit} bytes; nothing was stored or sent."),
             ),
             Self::BadRequest(why) => ("bad-request", why.clone()),
+            Self::Validation(_) => {
+                ("request-validation", "Your request could not be accepted; see fieldErrors.".to_string())
+            }
+            Self::Forbidden(why) => ("forbidden", why.clone()),
+            Self::IdempotencyMismatch => (
+                "idempotency-key-reused",
+                "This Idempotency-Key was already used with a different request body.".to_string(),
+            ),
+            Self::IdempotencyInFlight => (
+                "idempotency-key-in-flight",
+                "A request with this Idempotency-Key is still being sent; retry shortly.".to_string(),
+            ),
+            Self::UpstreamTimeout => (
+                "upstream-timeout",
+                "Bandwidth did not answer in time. The message may or may not have been sent: check callbacks before sending again.".to_string(),
+            ),
+            Self::UpstreamUnreachable => {
+                ("upstream-unreachable", "Bandwidth's API could not be reached.".to_string())
+            }
+            Self::UpstreamCredentials => (
+                "upstream-credentials",
+                "Bandwidth refused the Worker's API credentials; nothing was sent.".to_string(),
+            ),
             Self::NotConfigured(what) => {
                 ("not-configured", format!("The server is not configured: {what} is missing or invalid."))
             }
@@ -87,7 +139,7 @@ impl ApiError {
             ),
             Self::Internal => ("internal", "An internal error occurred; it has been logged.".to_string()),
         };
-        ErrorBody { kind, description }
+        ErrorBody { kind, description, field_errors }
     }
 }
 

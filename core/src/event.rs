@@ -8,9 +8,15 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+/// The type of the event the send proxy records on `202 Accepted`.
+pub const ACCEPTED_TYPE: &str = "message-accepted";
+
 /// The event types Bandwidth sends today, plus whatever it adds tomorrow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
+    /// Ours, not Bandwidth's: the send proxy got `202 Accepted`. Carries the
+    /// message as Bandwidth echoed it, text included.
+    MessageAccepted,
     MessageReceived,
     MessageSending,
     MessageSent,
@@ -26,6 +32,7 @@ pub enum EventKind {
 impl EventKind {
     pub fn parse(s: &str) -> Self {
         match s {
+            ACCEPTED_TYPE => Self::MessageAccepted,
             "message-received" => Self::MessageReceived,
             "message-sending" => Self::MessageSending,
             "message-sent" => Self::MessageSent,
@@ -40,6 +47,7 @@ impl EventKind {
 
     pub fn as_str(&self) -> &str {
         match self {
+            Self::MessageAccepted => ACCEPTED_TYPE,
             Self::MessageReceived => "message-received",
             Self::MessageSending => "message-sending",
             Self::MessageSent => "message-sent",
@@ -173,4 +181,21 @@ fn parse_event(raw: &str) -> Result<CallbackEvent, String> {
         Some(_) => return Err("`errorCode` is not a number".into()),
     };
     Ok(CallbackEvent { kind, message_id, recipient, time, error_code, raw_json: raw.trim().to_owned(), raw: item })
+}
+
+/// The ledger event for a send that Bandwidth answered `202 Accepted`, built
+/// from the message Bandwidth echoed back. It is stored like any callback
+/// event, so a callback that arrived first and this record never overwrite
+/// each other: both are rows, and the projection merges them.
+pub fn accepted_event(accepted_body: &[u8]) -> Result<CallbackEvent, String> {
+    let message: Value =
+        serde_json::from_slice(accepted_body).map_err(|e| format!("202 body is not JSON: {e}"))?;
+    let time = message.get("time").cloned().unwrap_or(Value::Null);
+    let raw = serde_json::json!({
+        "type": ACCEPTED_TYPE,
+        "time": time,
+        "description": "Accepted by Bandwidth through the send proxy",
+        "message": message,
+    });
+    parse_event(&raw.to_string())
 }

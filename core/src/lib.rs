@@ -9,13 +9,17 @@
 //! natively under `cargo test` and on wasm32 under `wasm-bindgen-test`.
 
 pub mod auth;
+pub mod client;
 pub mod error;
 pub mod event;
 pub mod identity;
+pub mod idempotency;
 pub mod ingest;
+pub mod oauth;
 pub mod projection;
 pub mod quarantine;
 pub mod route;
+pub mod send;
 pub mod shard;
 pub mod time;
 pub mod wire;

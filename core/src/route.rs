@@ -11,6 +11,10 @@ pub enum Route {
     Callback,
     Message(String),
     Quarantine,
+    /// `POST /api/v2/users/{accountId}/messages`: the send proxy.
+    Send { account_id: String },
+    /// `OPTIONS` on the Bandwidth-shaped API: a CORS preflight.
+    Preflight,
 }
 
 /// Resolves a request. `path` is the URL path, still percent-encoded.
@@ -23,6 +27,22 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         "/healthz" => only("GET", Route::Health),
         CALLBACK_PATH => only("POST", Route::Callback),
         "/quarantine" => only("GET", Route::Quarantine),
+        p if p.starts_with("/api/v2/") && method == "OPTIONS" => Ok(Route::Preflight),
+        p if p.starts_with("/api/v2/users/") => {
+            let rest = &p["/api/v2/users/".len()..];
+            match rest.split_once('/') {
+                Some((account, "messages")) if !account.is_empty() => {
+                    let account_id = percent_decode(account)
+                        .ok_or(ApiError::BadRequest("The account id is not valid UTF-8.".into()))?;
+                    if method == "POST" {
+                        Ok(Route::Send { account_id })
+                    } else {
+                        Err(ApiError::MethodNotAllowed { allow: "POST, OPTIONS" })
+                    }
+                }
+                _ => Err(ApiError::NotFound("Route")),
+            }
+        }
         p => match p.strip_prefix("/messages/") {
             Some(id) if !id.is_empty() && !id.contains('/') => {
                 let id = percent_decode(id).ok_or(ApiError::BadRequest("The message id is not valid UTF-8.".into()))?;

@@ -18,6 +18,12 @@ pub mod route {
     pub const MESSAGE: &str = "/message";
     /// POST [`super::QuarantineQuery`] -> `Vec<QuarantineItem>`.
     pub const QUARANTINE: &str = "/quarantine";
+    /// POST [`crate::idempotency::IdemBegin`] -> [`crate::idempotency::BeginDecision`].
+    pub const IDEM_BEGIN: &str = "/idempotency/begin";
+    /// POST [`crate::idempotency::IdemFinish`] -> `{}`.
+    pub const IDEM_FINISH: &str = "/idempotency/finish";
+    /// POST `{}` -> [`crate::oauth::CachedToken`] (the token broker object).
+    pub const TOKEN: &str = "/token";
 }
 
 /// One event, ready to store.

@@ -135,3 +135,21 @@ fn every_arrival_order_yields_the_same_view() {
         assert_eq!(v, r, "order {p:?}");
     }
 }
+
+/// The send proxy's record and the callbacks merge in either order: the
+/// text comes from the accepted record, statuses from the callbacks.
+#[test]
+fn the_accepted_record_and_callbacks_merge_in_any_order() {
+    let accepted_body = br#"{"id":"1763651045120abcd0001","owner":"+15551110000","applicationId":"93de2206-9669-4e07-948d-329f4b722ee2","time":"2026-11-20T15:04:04.980Z","segmentCount":1,"direction":"out","to":["+15552220001"],"from":"+15551110000","text":"Your order shipped","tag":"order-1234","priority":"default"}"#;
+    let accepted = bw_ledger_core::event::accepted_event(accepted_body).unwrap();
+    let callbacks = events(SMS_LIFECYCLE);
+    let before: Vec<CallbackEvent> = std::iter::once(accepted.clone()).chain(callbacks.clone()).collect();
+    let after: Vec<CallbackEvent> = callbacks.into_iter().chain(std::iter::once(accepted)).collect();
+    for evs in [before, after] {
+        let v = view(&evs);
+        assert_eq!(v.text.as_deref(), Some("Your order shipped"));
+        assert_eq!(status_of(&v, "+15552220001").status, RecipientState::Delivered);
+        assert_eq!(v.timeline[0].kind, "message-accepted");
+        assert_eq!(v.timeline.len(), 3);
+    }
+}

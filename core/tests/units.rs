@@ -64,6 +64,10 @@ fn routes_and_methods() {
     assert_eq!(resolve("GET", "/nope"), Err(ApiError::NotFound("Route")));
     assert!(matches!(resolve("GET", "/messages/%ff"), Err(ApiError::BadRequest(_))));
     assert_eq!(percent_decode("a%20b%"), Some("a b%".into()));
+    assert_eq!(resolve("POST", "/api/v2/users/9900000/messages"), Ok(Route::Send { account_id: "9900000".into() }));
+    assert_eq!(resolve("OPTIONS", "/api/v2/users/9900000/messages"), Ok(Route::Preflight));
+    assert_eq!(resolve("PUT", "/api/v2/users/9900000/messages"), Err(ApiError::MethodNotAllowed { allow: "POST, OPTIONS" }));
+    assert_eq!(resolve("POST", "/api/v2/users/9900000/other"), Err(ApiError::NotFound("Route")));
 }
 
 #[test]
@@ -82,7 +86,7 @@ fn errors_map_to_status_type_and_headers_in_one_place() {
         (ApiError::ApiUnauthorized, 401, "unauthorized"),
         (ApiError::NotFound("Message"), 404, "not-found"),
         (ApiError::MethodNotAllowed { allow: "POST" }, 405, "method-not-allowed"),
-        (ApiError::PayloadTooLarge, 413, "payload-too-large"),
+        (ApiError::PayloadTooLarge { limit: 1024 * 1024 }, 413, "payload-too-large"),
         (ApiError::BadRequest("x".into()), 400, "bad-request"),
         (ApiError::NotConfigured("API_TOKEN"), 500, "not-configured"),
         (ApiError::StorageUnavailable, 503, "storage-unavailable"),

@@ -1,0 +1,182 @@
+//! The send proxy: `POST /api/v2/users/{accountId}/messages`.
+//!
+//! Order of checks: account, caller, origin, size, body rules, `from`
+//! scope, idempotency; only then one upstream call, never retried. On
+//! `202 Accepted` the message is recorded in the ledger before answering.
+
+use std::time::Duration;
+
+use bw_ledger_core::client::{authenticate_client, cors_headers, preflight_headers, ClientKey};
+use bw_ledger_core::event::accepted_event;
+use bw_ledger_core::idempotency::{parse_key, saves_outcome, scope_key, BeginDecision, IdemBegin, IdemFinish, SavedResponse};
+use bw_ledger_core::identity::{canonical_json, sha256_hex};
+use bw_ledger_core::send::{validate_send, MAX_SEND_BODY};
+use bw_ledger_core::wire::route;
+use bw_ledger_core::{ApiError, ParsedCallback};
+use worker::{console_error, Date, Delay, Env, Headers, Request, Response};
+
+use crate::config::Config;
+use crate::http;
+use crate::shard_client::ShardClient;
+use crate::upstream::{create_message, SendFailure};
+
+/// How long a duplicate waits for the first request with its key to finish.
+const IN_FLIGHT_WAIT: Duration = Duration::from_millis(100);
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+/// Adds CORS headers when the request's origin is allowed by some key, so
+/// that browsers can read errors too.
+pub fn with_cors(mut resp: Response, origin: Option<&str>, keys: &[ClientKey]) -> Response {
+    if let Some(origin) = origin {
+        let allowed = keys.iter().any(|k| k.allows_origin(origin));
+        for (name, value) in cors_headers(origin, allowed) {
+            let _ = resp.headers_mut().set(name, &value);
+        }
+    }
+    resp
+}
+
+/// Answers a CORS preflight: only for origins some key allows, never `*`.
+pub fn preflight(req: &Request, config: &Config) -> Result<Response, ApiError> {
+    let keys = config.client_keys()?;
+    let origin = header(req, "Origin").unwrap_or_default();
+    match preflight_headers(&origin, &keys) {
+        Some(h) => {
+            let headers = Headers::new();
+            for (name, value) in h {
+                let _ = headers.set(name, &value);
+            }
+            Ok(Response::empty().map_err(|_| ApiError::Internal)?.with_status(204).with_headers(headers))
+        }
+        None => Err(ApiError::Forbidden("This origin may not call this API.".into())),
+    }
+}
+
+pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &str) -> Result<Response, ApiError> {
+    if account_id != config.account_id()? {
+        return Err(ApiError::NotFound("Account"));
+    }
+    let keys = config.client_keys()?;
+    let key = authenticate_client(header(req, "Authorization").as_deref(), &keys).map_err(|_| ApiError::ApiUnauthorized)?;
+    if let Some(origin) = header(req, "Origin") {
+        if !key.allows_origin(&origin) {
+            return Err(ApiError::Forbidden(format!("Key {} may not be used from origin {origin}.", key.id)));
+        }
+    }
+    let declared = header(req, "Content-Length").and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_SEND_BODY) {
+        return Err(ApiError::PayloadTooLarge { limit: MAX_SEND_BODY });
+    }
+    let body = req.bytes().await.map_err(|_| ApiError::BadRequest("The body could not be read.".into()))?;
+    if body.len() > MAX_SEND_BODY {
+        return Err(ApiError::PayloadTooLarge { limit: MAX_SEND_BODY });
+    }
+    let valid = validate_send(&body, now_ms(), config.application_id().as_deref()).map_err(ApiError::Validation)?;
+    if !key.may_send_from(&valid.from) {
+        return Err(ApiError::Forbidden(format!("Key {} may not send from {}.", key.id, valid.from)));
+    }
+    let idempotency_key = header(req, "Idempotency-Key").map(|k| parse_key(&k)).transpose()?;
+    let forward = valid.body.to_string();
+    let shards = ShardClient::new(env, config.shards()?)?;
+
+    let claim = match idempotency_key {
+        Some(k) => {
+            let begin = IdemBegin {
+                scope_key: scope_key(&key.id, &k),
+                body_hash: sha256_hex(canonical_json(&valid.body).as_bytes()),
+                now_ms: now_ms(),
+            };
+            match claim_key(&shards, begin, config.upstream_timeout()).await? {
+                Claim::Ours(scope) => Some(scope),
+                Claim::Replay(saved) => return http::saved(&saved),
+            }
+        }
+        None => None,
+    };
+
+    let outcome = create_message(env, config, account_id, &forward).await;
+    let (response, saved) = match outcome {
+        Ok(reply) => {
+            if (200..300).contains(&reply.status) {
+                record_accepted(&shards, &reply.body).await;
+            }
+            let saved = SavedResponse {
+                status: reply.status,
+                body: String::from_utf8_lossy(&reply.body).into_owned(),
+                content_type: reply.content_type,
+                retry_after: reply.retry_after,
+            };
+            (http::saved(&saved), saves_outcome(saved.status).then_some(saved))
+        }
+        Err(SendFailure::NotSent(e)) => (Err(e), None),
+        Err(SendFailure::MaybeSent(e)) => {
+            let saved = SavedResponse {
+                status: e.status(),
+                body: serde_json::to_string(&e.body()).unwrap_or_default(),
+                content_type: Some("application/json".into()),
+                retry_after: None,
+            };
+            (Err(e), Some(saved))
+        }
+    };
+    if let Some(scope_key) = claim {
+        let finish = IdemFinish { scope_key: scope_key.clone(), response: saved };
+        let shard = shards.shard_of(&scope_key);
+        if shards.call::<_, serde_json::Value>(shard, route::IDEM_FINISH, &finish).await.is_err() {
+            console_error!("send: idempotency record could not be finished; retries with this key will wait for it to expire");
+        }
+    }
+    response
+}
+
+enum Claim {
+    Ours(String),
+    Replay(SavedResponse),
+}
+
+/// Claims an idempotency key, waiting (up to about the upstream timeout)
+/// while another request with the same key is being sent.
+async fn claim_key(shards: &ShardClient, mut begin: IdemBegin, wait: Duration) -> Result<Claim, ApiError> {
+    let shard = shards.shard_of(&begin.scope_key);
+    let deadline = begin.now_ms + wait.as_millis() as i64 + 1000;
+    loop {
+        match shards.call::<_, BeginDecision>(shard, route::IDEM_BEGIN, &begin).await? {
+            BeginDecision::Proceed => return Ok(Claim::Ours(begin.scope_key)),
+            BeginDecision::Replay { response } => return Ok(Claim::Replay(response)),
+            BeginDecision::Mismatch => return Err(ApiError::IdempotencyMismatch),
+            BeginDecision::InFlight if now_ms() < deadline => {
+                Delay::from(IN_FLIGHT_WAIT).await;
+                begin.now_ms = now_ms();
+            }
+            BeginDecision::InFlight => return Err(ApiError::IdempotencyInFlight),
+        }
+    }
+}
+
+/// Records the accepted message so later callbacks attach to it. The
+/// message is already sent: a failure here is logged, never answered as an
+/// error (the caller would retry and send twice).
+async fn record_accepted(shards: &ShardClient, accepted_body: &[u8]) {
+    let event = match accepted_event(accepted_body) {
+        Ok(ev) => ev,
+        Err(why) => {
+            console_error!("send: 202 answer could not be recorded in the ledger: {why}");
+            return;
+        }
+    };
+    let parsed = ParsedCallback { events: vec![event], rejected: Vec::new() };
+    let result = bw_ledger_core::ingest::ingest(shards, &parsed, shards.count(), now_ms(), |shard, e| {
+        console_error!("send: ledger shard {shard} did not record the accepted message: {e}");
+    })
+    .await;
+    if result.is_err() {
+        console_error!("send: the accepted message is missing from the ledger until its callbacks arrive");
+    }
+}

@@ -1,0 +1,58 @@
+//! `TokenBroker`: one Durable Object that holds the OAuth2 access token.
+//!
+//! Concurrent callers that find no fresh token queue behind a single token
+//! request (`blockConcurrencyWhile`), so N sends cost one request to the
+//! token endpoint. The token lives in memory only: losing it costs one
+//! more token request, never correctness.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use bw_ledger_core::oauth::{CachedToken, TokenOutcome, UpstreamAuth};
+use worker::{durable_object, DurableObject, Date, Env, Request, Response, Result, State};
+
+use crate::config::Config;
+use crate::upstream::request_token;
+
+#[durable_object]
+pub struct TokenBroker {
+    state: State,
+    env: Env,
+    token: Rc<RefCell<Option<CachedToken>>>,
+}
+
+impl DurableObject for TokenBroker {
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env, token: Rc::new(RefCell::new(None)) }
+    }
+
+    async fn fetch(&self, _req: Request) -> Result<Response> {
+        let fresh = |slot: &RefCell<Option<CachedToken>>| {
+            let now = Date::now().as_millis() as i64;
+            slot.borrow().clone().filter(|t| t.is_fresh(now))
+        };
+        // No await before this check: a caller queued behind a refresh sees its result.
+        if let Some(token) = fresh(&self.token) {
+            return Response::from_json(&TokenOutcome::Token { token });
+        }
+        let config = Config::from_env(&self.env);
+        let Ok(UpstreamAuth::OAuth { client_id, client_secret }) = config.upstream_auth() else {
+            return Response::from_json(&TokenOutcome::Refused { status: 401 });
+        };
+        let (url, timeout, slot) = (config.token_url(), config.upstream_timeout(), self.token.clone());
+        let outcome = self
+            .state
+            .block_concurrency_while(async move {
+                if let Some(token) = fresh(&slot) {
+                    return Ok(TokenOutcome::Token { token });
+                }
+                let outcome = request_token(&url, &client_id, &client_secret, timeout).await;
+                if let TokenOutcome::Token { token } = &outcome {
+                    *slot.borrow_mut() = Some(token.clone());
+                }
+                Ok(outcome)
+            })
+            .await?;
+        Response::from_json(&outcome)
+    }
+}

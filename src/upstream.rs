@@ -1,0 +1,182 @@
+//! Calls to Bandwidth: the token endpoint and Create Message, each bounded
+//! by a timeout. A POST is never retried here: Bandwidth has no idempotency
+//! of its own, so a retry could send a message twice.
+
+use std::cell::RefCell;
+use std::pin::pin;
+use std::time::Duration;
+
+use bw_ledger_core::oauth::{basic_header, CachedToken, TokenOutcome, UpstreamAuth, TOKEN_REQUEST_BODY};
+use bw_ledger_core::wire::route;
+use bw_ledger_core::ApiError;
+use futures_util::future::{select, Either};
+use wasm_bindgen::JsValue;
+use worker::{console_error, AbortController, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
+
+use crate::config::{Config, TOKENS};
+
+/// Bandwidth's answer, passed through to the caller as it came.
+pub struct UpstreamReply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub content_type: Option<String>,
+    pub retry_after: Option<String>,
+}
+
+pub enum FetchFailure {
+    Timeout,
+    Network(String),
+}
+
+/// Sends `req` and reads the whole answer, or gives up after `timeout`
+/// (aborting the request).
+pub async fn fetch_with_timeout(req: Request, timeout: Duration) -> Result<UpstreamReply, FetchFailure> {
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let call = async {
+        let mut resp = Fetch::Request(req).send_with_signal(&signal).await?;
+        let body = resp.bytes().await?;
+        let header = |name: &str| resp.headers().get(name).ok().flatten();
+        Ok::<_, worker::Error>(UpstreamReply {
+            status: resp.status_code(),
+            content_type: header("Content-Type"),
+            retry_after: header("Retry-After"),
+            body,
+        })
+    };
+    let finished = match select(pin!(call), pin!(Delay::from(timeout))).await {
+        Either::Left((result, _)) => Some(result),
+        Either::Right(_) => None,
+    };
+    match finished {
+        Some(Ok(reply)) => Ok(reply),
+        Some(Err(e)) => Err(FetchFailure::Network(e.to_string())),
+        None => {
+            controller.abort();
+            Err(FetchFailure::Timeout)
+        }
+    }
+}
+
+/// Asks the token endpoint for a client-credentials token.
+pub async fn request_token(token_url: &str, client_id: &str, client_secret: &str, timeout: Duration) -> TokenOutcome {
+    let headers = Headers::new();
+    let setup = (|| {
+        headers.set("Authorization", &basic_header(client_id, client_secret))?;
+        headers.set("Content-Type", "application/x-www-form-urlencoded")?;
+        headers.set("Accept", "application/json")?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_headers(headers.clone()).with_body(Some(JsValue::from_str(TOKEN_REQUEST_BODY)));
+        Request::new_with_init(token_url, &init)
+    })();
+    let req = match setup {
+        Ok(r) => r,
+        Err(e) => {
+            console_error!("token request could not be built for {token_url}: {e}");
+            return TokenOutcome::Unreachable;
+        }
+    };
+    let now = Date::now().as_millis() as i64;
+    match fetch_with_timeout(req, timeout).await {
+        Ok(reply) if (200..300).contains(&reply.status) => match CachedToken::from_response(&reply.body, now) {
+            Ok(token) => TokenOutcome::Token { token },
+            Err(e) => {
+                console_error!("token endpoint: {e}");
+                TokenOutcome::Refused { status: reply.status }
+            }
+        },
+        Ok(reply) => {
+            console_error!("token endpoint answered {}", reply.status);
+            TokenOutcome::Refused { status: reply.status }
+        }
+        Err(FetchFailure::Timeout) => TokenOutcome::Timeout,
+        Err(FetchFailure::Network(e)) => {
+            console_error!("token endpoint unreachable: {e}");
+            TokenOutcome::Unreachable
+        }
+    }
+}
+
+thread_local! {
+    /// This isolate's copy of the broker's token, so most sends skip the broker.
+    static TOKEN: RefCell<Option<CachedToken>> = const { RefCell::new(None) };
+}
+
+/// The `Authorization` header for Bandwidth's API. OAuth tokens come from
+/// this isolate's cache, else from the token broker object, which makes one
+/// token request for any number of concurrent callers.
+pub async fn authorization(env: &Env, auth: &UpstreamAuth) -> Result<String, ApiError> {
+    if let UpstreamAuth::Basic { username, password } = auth {
+        return Ok(basic_header(username, password));
+    }
+    // OAuth: the broker reads the client id and secret from its own Env.
+    let now = Date::now().as_millis() as i64;
+    if let Some(t) = TOKEN.with(|c| c.borrow().clone()).filter(|t| t.is_fresh(now)) {
+        return Ok(format!("Bearer {}", t.access_token));
+    }
+    let outcome = call_broker(env).await.map_err(|e| {
+        console_error!("token broker: {e}");
+        ApiError::StorageUnavailable
+    })?;
+    match outcome {
+        TokenOutcome::Token { token } => {
+            let header = format!("Bearer {}", token.access_token);
+            TOKEN.with(|c| *c.borrow_mut() = Some(token));
+            Ok(header)
+        }
+        TokenOutcome::Refused { .. } => Err(ApiError::UpstreamCredentials),
+        TokenOutcome::Timeout => Err(ApiError::UpstreamTimeout),
+        TokenOutcome::Unreachable => Err(ApiError::UpstreamUnreachable),
+    }
+}
+
+async fn call_broker(env: &Env) -> worker::Result<TokenOutcome> {
+    let stub = env.durable_object(TOKENS)?.id_from_name("bandwidth-oauth")?.get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post);
+    let req = Request::new_with_init(&format!("https://token-broker{}", route::TOKEN), &init)?;
+    let mut resp = stub.fetch_with_request(req).await?;
+    resp.json().await
+}
+
+/// Forwards a validated send. `Ok` carries Bandwidth's answer, whatever its
+/// status; `Err` says whether the message may have been sent.
+pub async fn create_message(env: &Env, config: &Config, account_id: &str, body: &str) -> Result<UpstreamReply, SendFailure> {
+    let auth = config.upstream_auth().map_err(SendFailure::NotSent)?;
+    let authorization = authorization(env, &auth).await.map_err(SendFailure::NotSent)?;
+    let url = format!("{}/users/{}/messages", config.api_base(), account_id);
+    let headers = Headers::new();
+    let build = (|| {
+        headers.set("Authorization", &authorization)?;
+        headers.set("Content-Type", "application/json")?;
+        headers.set("Accept", "application/json")?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_headers(headers.clone()).with_body(Some(JsValue::from_str(body)));
+        Request::new_with_init(&url, &init)
+    })();
+    let req = build.map_err(|e| {
+        console_error!("send: request to {url} could not be built: {e}");
+        SendFailure::NotSent(ApiError::NotConfigured("BANDWIDTH_API_BASE"))
+    })?;
+    match fetch_with_timeout(req, config.upstream_timeout()).await {
+        Ok(reply) => {
+            if reply.status == 401 {
+                // A revoked or rotated token: drop this isolate's copy.
+                TOKEN.with(|c| *c.borrow_mut() = None);
+            }
+            Ok(reply)
+        }
+        Err(FetchFailure::Timeout) => Err(SendFailure::MaybeSent(ApiError::UpstreamTimeout)),
+        Err(FetchFailure::Network(e)) => {
+            console_error!("send: Bandwidth unreachable: {e}");
+            Err(SendFailure::MaybeSent(ApiError::UpstreamUnreachable))
+        }
+    }
+}
+
+pub enum SendFailure {
+    /// Nothing reached Bandwidth's send endpoint: a retry is safe.
+    NotSent(ApiError),
+    /// The request may have reached Bandwidth: a retry could send twice.
+    MaybeSent(ApiError),
+}

@@ -1,0 +1,66 @@
+// A local stand-in for Bandwidth's OAuth2 token endpoint and Create
+// Message API, on 127.0.0.1. Tests script its answers and read back every
+// request it received.
+import { createServer } from 'node:http';
+
+export async function startFakeBandwidth() {
+  const fake = {
+    tokenRequests: [],
+    messageRequests: [],
+    tokenExpiresIn: 3600,
+    tokenStatus: 200,
+    /** Scripted answers for the next message requests; default is 202. */
+    script: [],
+    /** Message id to use for the next 202s (else a generated one). */
+    nextIds: [],
+    url: '',
+    async close() { await new Promise((r) => server.close(r)); server.closeAllConnections?.(); },
+  };
+  let tokens = 0;
+  let ids = 0;
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', async () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      const record = { method: req.method, path: req.url, headers: req.headers, body };
+      if (req.method === 'POST' && req.url === '/api/v1/oauth2/token') {
+        fake.tokenRequests.push(record);
+        if (fake.tokenStatus !== 200) {
+          res.writeHead(fake.tokenStatus, { 'Content-Type': 'application/json' });
+          return res.end(JSON.stringify({ error: 'invalid_client' }));
+        }
+        tokens += 1;
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        return res.end(JSON.stringify({ access_token: `tok-${tokens}`, token_type: 'Bearer', expires_in: fake.tokenExpiresIn }));
+      }
+      const m = req.url.match(/^\/api\/v2\/users\/([^/]+)\/messages$/);
+      if (req.method === 'POST' && m) {
+        fake.messageRequests.push(record);
+        const step = fake.script.shift() ?? {};
+        if (step.delayMs) await new Promise((r) => setTimeout(r, step.delayMs));
+        if (step.destroy) return req.socket.destroy();
+        if (step.status) {
+          res.writeHead(step.status, { 'Content-Type': 'application/json', ...(step.headers ?? {}) });
+          return res.end(JSON.stringify(step.body ?? {}));
+        }
+        const sent = JSON.parse(body);
+        ids += 1;
+        const message = {
+          id: fake.nextIds.shift() ?? `fake-${process.pid}-${Date.now()}-${ids}`,
+          owner: sent.from, applicationId: sent.applicationId, time: new Date().toISOString(),
+          segmentCount: 1, direction: 'out', to: sent.to, from: sent.from,
+          text: sent.text ?? '', media: sent.media ?? [], tag: sent.tag, priority: sent.priority ?? 'default',
+        };
+        if (sent.expiration) message.expiration = sent.expiration;
+        res.writeHead(202, { 'Content-Type': 'application/json' });
+        return res.end(JSON.stringify(message));
+      }
+      res.writeHead(404, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ type: 'not-found', description: `fake has no ${req.method} ${req.url}` }));
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  fake.url = `http://127.0.0.1:${server.address().port}`;
+  return fake;
+}
