@@ -12,6 +12,8 @@ use bw_ledger_core::idempotency::{
     decide_begin, BeginDecision, IdemBegin, IdemFinish, IdempotencyRecord, IDEMPOTENCY_TTL_MS,
 };
 use bw_ledger_core::identity::{decide, DedupDecision};
+use bw_ledger_core::list::{count_plan, page_plan, rows_for, ListQuery, ListRow, ShardPage, SqlParam, SqlPlan, ROW_COLUMNS};
+use bw_ledger_core::projection::project;
 use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
 use bw_ledger_core::wire::{
     route, EventRecord, IngestBatch, IngestReply, MessageQuery, MessageRecords, QuarantineList, QuarantineQuery,
@@ -59,6 +61,29 @@ const SCHEMA: &[&str] = &[
         created_ms INTEGER NOT NULL,
         response TEXT)",
     "CREATE INDEX IF NOT EXISTS idempotency_by_created ON idempotency (created_ms)",
+    // One row per (message, recipient): the List Messages projection, kept
+    // current in the same transaction as the events it derives from.
+    "CREATE TABLE IF NOT EXISTS message_rows (
+        message_id TEXT NOT NULL,
+        destination_tn TEXT NOT NULL,
+        source_tn TEXT NOT NULL,
+        message_status TEXT NOT NULL,
+        message_direction TEXT NOT NULL,
+        message_type TEXT NOT NULL,
+        segment_count INTEGER NOT NULL,
+        error_code INTEGER NOT NULL,
+        receive_time_ms INTEGER NOT NULL,
+        carrier_name TEXT,
+        message_length INTEGER NOT NULL,
+        attachment_count INTEGER NOT NULL,
+        recipient_count INTEGER NOT NULL,
+        text TEXT,
+        media TEXT NOT NULL,
+        PRIMARY KEY (message_id, destination_tn))",
+    "CREATE INDEX IF NOT EXISTS rows_by_time ON message_rows (receive_time_ms, message_id, destination_tn)",
+    "CREATE INDEX IF NOT EXISTS rows_by_source ON message_rows (source_tn, receive_time_ms)",
+    "CREATE INDEX IF NOT EXISTS rows_by_destination ON message_rows (destination_tn, receive_time_ms)",
+    "CREATE INDEX IF NOT EXISTS rows_by_status ON message_rows (message_status, receive_time_ms)",
 ];
 
 #[durable_object]
@@ -88,6 +113,10 @@ impl DurableObject for LedgerShard {
                 let q: QuarantineQuery = req.json().await?;
                 Response::from_json(&self.quarantine(q.limit)?)
             }
+            route::LIST => {
+                let q: ListQuery = req.json().await?;
+                Response::from_json(&self.list(&q)?)
+            }
             route::IDEM_BEGIN => {
                 let begin: IdemBegin = req.json().await?;
                 Response::from_json(&self.idempotency_begin(begin)?)
@@ -105,6 +134,30 @@ impl DurableObject for LedgerShard {
 #[derive(Deserialize)]
 struct HashRow {
     content_hash: String,
+}
+
+#[derive(Deserialize)]
+struct RowRecord {
+    message_id: String,
+    destination_tn: String,
+    source_tn: String,
+    message_status: String,
+    message_direction: String,
+    message_type: String,
+    segment_count: i64,
+    error_code: i64,
+    receive_time_ms: i64,
+    carrier_name: Option<String>,
+    message_length: i64,
+    attachment_count: i64,
+    recipient_count: i64,
+    text: Option<String>,
+    media: String,
+}
+
+#[derive(Deserialize)]
+struct CountRow {
+    n: i64,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +223,7 @@ impl LedgerShard {
     fn ingest(&self, batch: IngestBatch) -> Result<IngestReply> {
         let mut reply = IngestReply::default();
         let now = batch.received_at_ms;
+        let mut touched: Vec<String> = Vec::new();
         for ev in batch.events {
             let stored: Vec<HashRow> = self
                 .sql
@@ -179,6 +233,9 @@ impl LedgerShard {
                 DedupDecision::Insert => {
                     self.insert_event(&ev, now)?;
                     reply.stored += 1;
+                    if !touched.contains(&ev.message_id) {
+                        touched.push(ev.message_id.clone());
+                    }
                 }
                 DedupDecision::Duplicate => reply.duplicates += 1,
                 DedupDecision::Conflict => {
@@ -213,7 +270,83 @@ impl LedgerShard {
             )?;
             reply.quarantined += 1;
         }
+        for message_id in touched {
+            self.refresh_rows(&message_id)?;
+        }
         Ok(reply)
+    }
+
+    /// Rewrites a message's list rows from all its events (still inside the
+    /// ingest's synchronous section, so rows and events commit together).
+    fn refresh_rows(&self, message_id: &str) -> Result<()> {
+        let records = self.message(message_id)?;
+        let first_received = records.events.iter().map(|e| e.received_at_ms).min().unwrap_or(0);
+        let Some(view) = project(message_id, &records) else { return Ok(()) };
+        self.sql.exec("DELETE FROM message_rows WHERE message_id = ?", vec![message_id.into()])?;
+        for row in rows_for(&view, first_received) {
+            self.sql.exec(
+                &format!("INSERT INTO message_rows ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                vec![
+                    row.message_id.into(),
+                    row.destination_tn.into(),
+                    row.source_tn.into(),
+                    row.message_status.into(),
+                    row.message_direction.into(),
+                    row.message_type.into(),
+                    row.segment_count.into(),
+                    row.error_code.into(),
+                    row.receive_time_ms.into(),
+                    row.carrier_name.into(),
+                    row.message_length.into(),
+                    row.attachment_count.into(),
+                    row.recipient_count.into(),
+                    row.text.into(),
+                    serde_json::to_string(&row.media)?.into(),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn run(&self, plan: SqlPlan) -> Result<worker::SqlCursor> {
+        let params = plan
+            .params
+            .into_iter()
+            .map(|p| match p {
+                SqlParam::Int(i) => i.into(),
+                SqlParam::Text(t) => t.into(),
+            })
+            .collect::<Vec<worker::SqlStorageValue>>();
+        self.sql.exec(&plan.sql, params)
+    }
+
+    /// One shard's page and count for a list query planned by the core.
+    fn list(&self, q: &ListQuery) -> Result<ShardPage> {
+        let rows: Vec<RowRecord> = self.run(page_plan(q))?.to_array()?;
+        let counts: Vec<CountRow> = self.run(count_plan(q))?.to_array()?;
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                Ok(ListRow {
+                    message_id: r.message_id,
+                    destination_tn: r.destination_tn,
+                    source_tn: r.source_tn,
+                    message_status: r.message_status,
+                    message_direction: r.message_direction,
+                    message_type: r.message_type,
+                    segment_count: r.segment_count,
+                    error_code: r.error_code,
+                    receive_time_ms: r.receive_time_ms,
+                    carrier_name: r.carrier_name,
+                    message_length: r.message_length,
+                    attachment_count: r.attachment_count,
+                    recipient_count: r.recipient_count,
+                    text: r.text,
+                    media: serde_json::from_str(&r.media)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ShardPage { rows, total: counts.first().map_or(0, |c| c.n) })
     }
 
     fn insert_event(&self, ev: &EventRecord, now: i64) -> Result<()> {

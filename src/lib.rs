@@ -7,6 +7,7 @@
 mod config;
 mod http;
 mod ledger;
+mod list;
 mod send;
 mod shard_client;
 mod token_broker;
@@ -49,6 +50,8 @@ async fn handle(req: &mut Request, env: &Env) -> std::result::Result<Response, A
         Route::Callback => receive_callback(req, env, &config).await,
         Route::Send { account_id } => send::send(req, env, &config, &account_id).await,
         Route::Preflight => send::preflight(req, &config),
+        Route::List { account_id } => list::list_messages(req, env, &config, Some(&account_id)).await,
+        Route::Conversation => list::list_messages(req, env, &config, None).await,
         Route::Message(id) => {
             authorize_api(req, &config)?;
             let shards = ShardClient::new(env, config.shards()?)?;

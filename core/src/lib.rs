@@ -15,12 +15,14 @@ pub mod event;
 pub mod identity;
 pub mod idempotency;
 pub mod ingest;
+pub mod list;
 pub mod oauth;
 pub mod projection;
 pub mod quarantine;
 pub mod route;
 pub mod send;
 pub mod shard;
+pub mod status;
 pub mod time;
 pub mod wire;
 

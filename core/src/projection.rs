@@ -1,14 +1,11 @@
 //! Rebuilding a message from its stored events: content, one status per
 //! recipient, and the timeline.
 //!
-//! The projection is a pure fold over the event set: it ignores arrival
-//! order, so any permutation of the same events yields the same view.
-//! Rules:
-//! - outbound recipients move accepted -> sending -> sent -> delivered -> read
-//!   and never backwards (a late `message-sending` does not undo `delivered`);
-//! - `failed` is final and wins over `delivered`/`read` for the same
-//!   recipient; the timeline keeps both and marks the contradiction;
-//! - inbound events make their recipient `received`;
+//! The projection is a pure fold over the event set with the transition
+//! table of [`crate::status`]: it ignores arrival order, so any permutation
+//! of the same events yields the same view. On top of the table:
+//! - the timeline keeps both events when `failed` and `delivered` arrive for
+//!   one recipient, and marks the contradiction;
 //! - MMS and group `delivered` is only a handoff to Bandwidth's network;
 //! - error 9902 means the delivery receipt expired: delivery is unknown.
 
@@ -16,51 +13,13 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::event::EventKind;
+pub use crate::status::RecipientState;
+use crate::status::next;
 use crate::time::format_rfc3339_ms;
 use crate::wire::{MessageRecords, StoredConflict, StoredEvent};
 
 /// Bandwidth's error code for "delivery receipt expired".
 pub const RECEIPT_EXPIRED: i64 = 9902;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RecipientState {
-    Accepted,
-    Sending,
-    Sent,
-    Delivered,
-    Read,
-    Failed,
-    Received,
-}
-
-impl RecipientState {
-    /// The state an event moves its recipient to, if it is a status event.
-    pub fn from_kind(kind: &EventKind) -> Option<Self> {
-        Some(match kind {
-            EventKind::MessageSending => Self::Sending,
-            EventKind::MessageSent => Self::Sent,
-            EventKind::MessageDelivered => Self::Delivered,
-            EventKind::MessageRead => Self::Read,
-            EventKind::MessageFailed => Self::Failed,
-            k if k.is_inbound() => Self::Received,
-            _ => return None,
-        })
-    }
-
-    /// Progress order for outbound states; `Failed` outranks everything.
-    fn rank(self) -> u8 {
-        match self {
-            Self::Accepted => 0,
-            Self::Sending => 1,
-            Self::Sent => 2,
-            Self::Delivered => 3,
-            Self::Read => 4,
-            Self::Received => 5,
-            Self::Failed => 6,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -277,10 +236,10 @@ fn project_recipients(
                 .filter(|e| e.stored.record.recipient.as_deref() == Some(number.as_str()))
                 .filter_map(|e| RecipientState::from_kind(&e.kind).map(|s| (e, s)))
                 .collect();
-            // Highest rank wins; among equals, the earliest event (events is
-            // in canonical order, and max_by_key keeps the last maximum).
-            let winner = mine.iter().rev().max_by_key(|(_, s)| s.rank());
-            let status = winner.map(|(_, s)| *s).unwrap_or(RecipientState::Accepted);
+            // Fold the transition table; the event that set the final state
+            // is the earliest one carrying it (events are in canonical order).
+            let status = mine.iter().map(|(_, s)| *s).reduce(next).unwrap_or(RecipientState::Accepted);
+            let winner = mine.iter().find(|(_, s)| *s == status);
             let mut flags = Vec::new();
             if status == RecipientState::Failed
                 && mine.iter().any(|(_, s)| matches!(s, RecipientState::Delivered | RecipientState::Read))

@@ -13,6 +13,10 @@ pub enum Route {
     Quarantine,
     /// `POST /api/v2/users/{accountId}/messages`: the send proxy.
     Send { account_id: String },
+    /// `GET /api/v2/users/{accountId}/messages`: List Messages.
+    List { account_id: String },
+    /// `GET /conversations?number=A&with=B`.
+    Conversation,
     /// `OPTIONS` on the Bandwidth-shaped API: a CORS preflight.
     Preflight,
 }
@@ -27,6 +31,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         "/healthz" => only("GET", Route::Health),
         CALLBACK_PATH => only("POST", Route::Callback),
         "/quarantine" => only("GET", Route::Quarantine),
+        "/conversations" => only("GET", Route::Conversation),
         p if p.starts_with("/api/v2/") && method == "OPTIONS" => Ok(Route::Preflight),
         p if p.starts_with("/api/v2/users/") => {
             let rest = &p["/api/v2/users/".len()..];
@@ -34,10 +39,10 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
                 Some((account, "messages")) if !account.is_empty() => {
                     let account_id = percent_decode(account)
                         .ok_or(ApiError::BadRequest("The account id is not valid UTF-8.".into()))?;
-                    if method == "POST" {
-                        Ok(Route::Send { account_id })
-                    } else {
-                        Err(ApiError::MethodNotAllowed { allow: "POST, OPTIONS" })
+                    match method {
+                        "POST" => Ok(Route::Send { account_id }),
+                        "GET" | "HEAD" => Ok(Route::List { account_id }),
+                        _ => Err(ApiError::MethodNotAllowed { allow: "GET, POST, OPTIONS" }),
                     }
                 }
                 _ => Err(ApiError::NotFound("Route")),

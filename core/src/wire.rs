@@ -22,7 +22,9 @@ pub mod route {
     pub const IDEM_BEGIN: &str = "/idempotency/begin";
     /// POST [`crate::idempotency::IdemFinish`] -> `{}`.
     pub const IDEM_FINISH: &str = "/idempotency/finish";
-    /// POST `{}` -> [`crate::oauth::CachedToken`] (the token broker object).
+    /// POST [`crate::list::ListQuery`] -> [`crate::list::ShardPage`].
+    pub const LIST: &str = "/list";
+    /// POST `{}` -> [`crate::oauth::TokenOutcome`] (the token broker object).
     pub const TOKEN: &str = "/token";
 }
 
