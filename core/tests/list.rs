@@ -1,0 +1,200 @@
+//! List Messages: rows, query parsing, SQL plans, page tokens and merging.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+mod common;
+use bw_ledger_core::list::*;
+use bw_ledger_core::projection::project;
+use common::*;
+
+fn rows(fixture: &str) -> Vec<ListRow> {
+    let evs = events(fixture);
+    let view = project(&evs[0].message_id, &stored(&evs)).unwrap();
+    rows_for(&view, 0)
+}
+
+#[test]
+fn a_group_message_has_one_row_per_recipient_with_one_outcome_each() {
+    let r = rows(GROUP_MMS_INVALID);
+    let got: Vec<(&str, &str, i64)> = r.iter().map(|x| (x.destination_tn.as_str(), x.message_status.as_str(), x.error_code)).collect();
+    assert_eq!(got, [("+15553330001", "DELIVERED", 0), ("+15553330002", "DELIVERED", 0), ("+15553330003", "FAILED", 4720)]);
+    for x in &r {
+        assert_eq!(x.message_type, "mms");
+        assert_eq!(x.recipient_count, 3);
+        assert_eq!(x.attachment_count, 1);
+        assert_eq!(x.message_direction, "OUTBOUND");
+        assert_eq!(x.source_tn, "+15551110000");
+        assert_eq!(x.receive_time_ms, bw_ledger_core::time::parse_rfc3339_ms("2026-11-20T16:00:00.000Z").unwrap());
+    }
+}
+
+#[test]
+fn inbound_sms_and_rcs_rows() {
+    let inbound = rows(INBOUND_MMS);
+    assert_eq!(inbound.len(), 1);
+    assert_eq!(inbound[0].message_direction, "INBOUND");
+    assert_eq!(inbound[0].message_status, "RECEIVED");
+    assert_eq!(inbound[0].message_length, 32);
+    assert_eq!(inbound[0].carrier_name.as_deref(), Some("Example Mobile"));
+    let sms = rows(SMS_LIFECYCLE);
+    assert_eq!((sms[0].message_type.as_str(), sms[0].message_status.as_str()), ("sms", "DELIVERED"));
+    assert_eq!(sms[0].carrier_name.as_deref(), Some("Example Wireless"));
+    let read = &events(RBM)[..1];
+    let rcs = rows_for(&project(&read[0].message_id, &stored(read)).unwrap(), 0);
+    assert_eq!(rcs[0].message_type, "rcs");
+    assert_eq!(rcs[0].message_status, "DELIVERED", "read maps to DELIVERED");
+}
+
+fn parse(q: &str) -> Result<ListQuery, bw_ledger_core::ApiError> {
+    ListQuery::parse(Some(q), None)
+}
+
+#[test]
+fn parses_bandwidths_parameters() {
+    let q = parse("messageId=m1&sourceTn=%2B15551110000&destinationTn=%2B15552220001,%2B15552220002&messageStatus=FAILED&messageDirection=OUTBOUND&messageType=mms&errorCode=4720&carrierName=AT%26T&fromDateTime=2026-11-20T00:00:00.000Z&toDateTime=2026-11-21T00:00:00Z&sort=sourceTn:asc&limit=50&include=content&limitTotalCount=true").unwrap();
+    let f = &q.filters;
+    assert_eq!(f.message_id.as_deref(), Some("m1"));
+    assert_eq!(f.source_tn, Some(TnFilter::Prefix("+15551110000".into())));
+    assert_eq!(f.destination_tn, Some(TnFilter::Exact(vec!["+15552220001".into(), "+15552220002".into()])));
+    assert_eq!(f.message_status.as_deref(), Some("FAILED"));
+    assert_eq!(f.error_code, Some(4720));
+    assert_eq!(f.carrier_name.as_deref(), Some("AT&T"));
+    assert_eq!(f.from_ms, Some(1_795_132_800_000));
+    assert_eq!((q.sort, q.descending, q.limit, q.include_content), (SortField::SourceTn, false, 50, true));
+    let d = parse("").unwrap();
+    assert_eq!((d.sort, d.descending, d.limit, d.include_content), (SortField::ReceiveTime, true, 100, false));
+    assert_eq!(parse("sourceTn=%2B191").unwrap_err().status(), 400, "a partial number needs 5 characters");
+    assert_eq!(parse("sourceTn=%2B1919").unwrap().filters.source_tn, Some(TnFilter::Prefix("+1919".into())), "Bandwidth's own example");
+    assert_eq!(parse("sourceTn=+1919555").unwrap().filters.source_tn, Some(TnFilter::Prefix("+1919555".into())), "a bare + is kept");
+}
+
+#[test]
+fn rejects_what_it_cannot_answer_truthfully() {
+    for bad in [
+        "messageStatus=DLR_EXPIRED", "messageDirection=in", "messageType=fax", "errorCode=x", "limit=0", "limit=1001",
+        "sort=messageStatus:asc", "sort=receiveTime:sideways", "fromDateTime=yesterday", "campaignId=C1", "bogus=1",
+        "destinationTn=%2B1,%2B2", "pageToken=garbage", "include=everything",
+    ] {
+        let e = parse(bad).unwrap_err();
+        assert_eq!(e.status(), 400, "{bad}");
+        assert!(!e.body().description.is_empty());
+    }
+}
+
+#[test]
+fn page_plans_are_keyset_queries_with_bound_parameters() {
+    let q = parse("sourceTn=%2B15551110000&messageStatus=FAILED&limit=10").unwrap();
+    let plan = page_plan(&q);
+    assert_eq!(
+        plan.sql,
+        format!("SELECT {ROW_COLUMNS} FROM message_rows WHERE message_status = ? AND substr(source_tn, 1, ?) = ? \
+ORDER BY receive_time_ms DESC, message_id DESC, destination_tn DESC LIMIT ?")
+    );
+    assert_eq!(plan.params, vec![SqlParam::Text("FAILED".into()), SqlParam::Int(12), SqlParam::Text("+15551110000".into()), SqlParam::Int(11)]);
+    let count = count_plan(&q);
+    assert_eq!(count.sql, "SELECT COUNT(*) AS n FROM message_rows WHERE message_status = ? AND substr(source_tn, 1, ?) = ?");
+
+    let cursor = Cursor { key: RowKey(SqlParam::Int(5), "m".into(), "+1".into()), direction: PageDirection::After, fingerprint: q.fingerprint() };
+    let token = cursor.encode();
+    let next = parse(&format!("sourceTn=%2B15551110000&messageStatus=FAILED&limit=10&pageToken={token}")).unwrap();
+    let plan = page_plan(&next);
+    assert!(plan.sql.contains("AND (receive_time_ms, message_id, destination_tn) < (?, ?, ?) ORDER BY"), "{}", plan.sql);
+    // A token is bound to its query: other filters reject it.
+    assert!(parse(&format!("messageStatus=SENT&pageToken={token}")).is_err());
+}
+
+#[test]
+fn conversations_cover_both_directions() {
+    let q = ListQuery::conversation(Some("number=%2B15551110000&with=%2B15552220001"), None).unwrap();
+    assert!(q.include_content && !q.descending);
+    let plan = page_plan(&q);
+    assert!(plan.sql.contains("((source_tn = ? AND destination_tn = ?) OR (source_tn = ? AND destination_tn = ?))"));
+    assert!(ListQuery::conversation(Some("number=%2B15551110000"), None).is_err());
+    let scoped = ListQuery::conversation(Some("number=%2B15551110000&with=%2B15552220001"), Some(vec!["+15551110000".into()])).unwrap();
+    assert!(page_plan(&scoped).sql.contains("(source_tn IN (?) OR destination_tn IN (?))"));
+}
+
+fn row(t: i64, id: &str, to: &str) -> ListRow {
+    ListRow {
+        message_id: id.into(), destination_tn: to.into(), source_tn: "+15551110000".into(),
+        message_status: "DELIVERED".into(), message_direction: "OUTBOUND".into(), message_type: "sms".into(),
+        segment_count: 1, error_code: 0, receive_time_ms: t, carrier_name: None, message_length: 1,
+        attachment_count: 0, recipient_count: 1, text: None, media: vec![],
+    }
+}
+
+/// What a shard's SQL returns for a page: its rows past the cursor in scan
+/// order, limit + 1 of them.
+fn shard_page(shard: &[ListRow], q: &ListQuery) -> Vec<ListRow> {
+    let asc = match q.cursor.as_ref().map(|c| c.direction) {
+        Some(PageDirection::Before) => q.descending,
+        _ => !q.descending,
+    };
+    let mut rows: Vec<ListRow> = shard
+        .iter()
+        .filter(|r| match &q.cursor {
+            None => true,
+            Some(c) => if asc { RowKey::of(r, q.sort) > c.key } else { RowKey::of(r, q.sort) < c.key },
+        })
+        .cloned()
+        .collect();
+    rows.sort_by(|a, b| if asc { RowKey::of(a, q.sort).cmp(&RowKey::of(b, q.sort)) } else { RowKey::of(b, q.sort).cmp(&RowKey::of(a, q.sort)) });
+    rows.truncate(q.limit as usize + 1);
+    rows
+}
+
+#[test]
+fn paging_forward_and_back_across_shards_sees_every_row_once() {
+    // 4 shards, 103 rows, many sharing a receive time.
+    let mut shards: Vec<Vec<ListRow>> = vec![Vec::new(); 4];
+    for i in 0..103 {
+        shards[i % 4].push(row((i / 5) as i64, &format!("m{i:03}"), "+15552220001"));
+    }
+    let mut q = parse("limit=10").unwrap();
+    let mut seen = Vec::new();
+    let mut pages = Vec::new();
+    loop {
+        let page = merge(&q, shards.iter().map(|s| shard_page(s, &q)).collect());
+        seen.extend(page.rows.iter().map(|r| r.message_id.clone()));
+        pages.push(page.clone());
+        match page.next {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 103);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 103, "no row twice");
+    let keys: Vec<(i64, String)> = pages.iter().flat_map(|p| p.rows.iter().map(|r| (r.receive_time_ms, r.message_id.clone()))).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(keys, sorted, "descending receive time, then id");
+    assert!(pages[0].prev.is_none());
+
+    // Walk back from the last page with prevPageToken: the same pages, reversed.
+    let mut back = vec![pages.last().unwrap().rows.clone()];
+    let mut cursor = pages.last().unwrap().prev.clone();
+    while let Some(c) = cursor {
+        q.cursor = Some(c);
+        let page = merge(&q, shards.iter().map(|s| shard_page(s, &q)).collect());
+        back.push(page.rows.clone());
+        cursor = page.prev;
+    }
+    back.reverse();
+    let forward: Vec<Vec<ListRow>> = pages.iter().map(|p| p.rows.clone()).collect();
+    assert_eq!(back, forward);
+}
+
+#[test]
+fn list_items_match_bandwidths_field_names() {
+    let r = &rows(GROUP_MMS_INVALID)[2];
+    let item = list_item(r, "9900000", false);
+    let mut keys: Vec<&str> = item.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["accountId", "attachmentCount", "carrierName", "destinationTn", "errorCode", "messageDirection", "messageId", "messageLength", "messageStatus", "messageType", "receiveTime", "recipientCount", "segmentCount", "sourceTn"]);
+    assert_eq!(item["receiveTime"], "2026-11-20T16:00:00.000Z");
+    let with = list_item(r, "9900000", true);
+    assert!(with.get("text").is_some() && with.get("media").is_some());
+}
