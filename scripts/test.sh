@@ -9,7 +9,7 @@ cd "$ROOT"
 bash scripts/setup.sh
 
 echo "== core, native: cargo test"
-cargo test -p bw-ledger-core
+cargo test -p bw-ledger-core -- --show-output
 
 echo "== core, wasm32 under Node: wasm-bindgen-test"
 cargo test -p bw-ledger-core --target wasm32-unknown-unknown

@@ -1,0 +1,118 @@
+// Runs Workers under plain workerd (the binary from the npm package), with
+// a config generated from wrangler.toml: no wrangler dev proxy in the path.
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdirSync, createWriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
+export const WORKERD = join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
+
+export async function freePort() {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.on('error', rej);
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => res(port)); });
+  });
+}
+
+/** The bits of wrangler.toml the config needs: vars, DO bindings, date. */
+export function readWranglerToml() {
+  const src = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8');
+  const date = src.match(/^compatibility_date\s*=\s*"([^"]+)"/m)[1];
+  const vars = {};
+  const varsBlock = src.split(/^\[vars\]\s*$/m)[1]?.split(/^\[/m)[0] ?? '';
+  for (const m of varsBlock.matchAll(/^([A-Z0-9_]+)\s*=\s*"([^"]*)"/gm)) vars[m[1]] = m[2];
+  const durableObjects = [...src.matchAll(/\{\s*name\s*=\s*"([A-Z_]+)",\s*class_name\s*=\s*"(\w+)"\s*\}/g)].map((m) => ({ name: m[1], className: m[2] }));
+  return { date, vars, durableObjects };
+}
+
+const str = (s) => JSON.stringify(String(s));
+
+/**
+ * Writes a workerd config: the ledger (with `vars`), an empty JS Worker and
+ * an empty Rust Worker, each on its own port, Durable Objects on local disk.
+ */
+export function writeConfig(dir, { ports, vars, storage, emptyRustBuild }) {
+  const w = readWranglerToml();
+  // capnp resolves `embed` relative to the config file.
+  const rel = (p) => str(relative(dir, p));
+  const allVars = { ...w.vars, ...vars };
+  const bindings = [
+    ...w.durableObjects.map((d) => `(name = ${str(d.name)}, durableObjectNamespace = ${str(d.className)})`),
+    ...Object.entries(allVars).map(([k, v]) => `(name = ${str(k)}, text = ${str(v)})`),
+  ];
+  const namespaces = w.durableObjects.map((d) => `(className = ${str(d.className)}, uniqueKey = ${str(`bw-ledger-${d.className}`)}, enableSql = true)`);
+  const config = `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "ledger", worker = .ledger),
+    (name = "empty-js", worker = .emptyJs),
+    (name = "empty-rust", worker = .emptyRust),
+    (name = "storage", disk = (path = ${str(storage)}, writable = true)),
+    (name = "internet", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [
+    (name = "ledger", address = "127.0.0.1:${ports.ledger}", http = (), service = "ledger"),
+    (name = "empty-js", address = "127.0.0.1:${ports.emptyJs}", http = (), service = "empty-js"),
+    (name = "empty-rust", address = "127.0.0.1:${ports.emptyRust}", http = (), service = "empty-rust"),
+  ],
+);
+const ledger :Workerd.Worker = (
+  modules = [
+    (name = "index.js", esModule = embed ${rel(join(ROOT, 'build/index.js'))}),
+    (name = "index_bg.wasm", wasm = embed ${rel(join(ROOT, 'build/index_bg.wasm'))}),
+  ],
+  compatibilityDate = ${str(w.date)},
+  bindings = [
+    ${bindings.join(',\n    ')}
+  ],
+  durableObjectNamespaces = [
+    ${namespaces.join(',\n    ')}
+  ],
+  durableObjectStorage = (localDisk = "storage"),
+  globalOutbound = "internet",
+);
+const emptyJs :Workerd.Worker = (
+  modules = [(name = "index.js", esModule = embed ${rel(join(ROOT, 'bench/empty-js.mjs'))})],
+  compatibilityDate = ${str(w.date)},
+);
+const emptyRust :Workerd.Worker = (
+  modules = [
+    (name = "index.js", esModule = embed ${rel(join(emptyRustBuild, 'index.js'))}),
+    (name = "index_bg.wasm", wasm = embed ${rel(join(emptyRustBuild, 'index_bg.wasm'))}),
+  ],
+  compatibilityDate = ${str(w.date)},
+);
+`;
+  mkdirSync(storage, { recursive: true });
+  const path = join(dir, 'workerd.capnp');
+  writeFileSync(path, config);
+  return path;
+}
+
+/** Starts workerd on a config; resolves once the ledger answers /healthz. */
+export async function startWorkerd(configPath, ledgerPort, logPath) {
+  const log = createWriteStream(logPath, { flags: 'a' });
+  const child = spawn(WORKERD, ['serve', configPath, '--experimental'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  let exited = false;
+  child.on('exit', () => { exited = true; });
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (exited) throw new Error(`workerd exited at start; see ${logPath}`);
+    try {
+      if ((await fetch(`http://127.0.0.1:${ledgerPort}/healthz`)).ok) break;
+    } catch { /* not yet */ }
+    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`workerd did not start; see ${logPath}`); }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const waitExit = () => new Promise((r) => (exited ? r() : child.once('exit', r)));
+  return {
+    child,
+    async kill() { child.kill('SIGKILL'); await waitExit(); },
+    async stop() { child.kill('SIGTERM'); await waitExit(); },
+  };
+}
