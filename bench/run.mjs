@@ -1,0 +1,193 @@
+// `npm run bench`: throughput and latency of durable callback ingest under
+// plain workerd, against empty Workers in the same workerd, plus the send
+// proxy's added latency, list-page latency at 100,000 messages, a longer
+// crash-restart run and a longer fuzz run. Prints every figure and writes
+// bench/RESULTS.md.
+import { execFile, execSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { ROOT, freePort, writeConfig, startWorkerd, readWranglerToml } from './workerd.mjs';
+import { startFakeBandwidth } from '../tests/e2e/fake-bandwidth.mjs';
+import { crashRestart } from '../tests/e2e/crash.mjs';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const LIST_MESSAGES = Number(process.env.BENCH_LIST_MESSAGES ?? 100_000);
+const CRASH_KILLS = Number(process.env.BENCH_CRASH_KILLS ?? 8);
+const FUZZ_CASES = Number(process.env.BENCH_FUZZ_CASES ?? 50_000);
+const LOADGEN = join(ROOT, 'target/release/bw-ledger-loadgen');
+const OUT = join(ROOT, 'bench/out');
+const ACCOUNT = '9900000';
+const CLIENT_KEY = 'bench-client-key';
+const AUTH = 'Basic ' + Buffer.from('bench:bench-pass').toString('base64');
+const API_TOKEN = 'bench-api-token';
+
+const log = (...a) => console.log(...a);
+const ms = (v) => `${v.toFixed(2)} ms`;
+
+// Asynchronous: the fake upstream lives in this process and must keep answering.
+async function loadgen(addr, args) {
+  const { stdout } = await promisify(execFile)(LOADGEN, ['--addr', addr, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  return JSON.parse(stdout.trim().split('\n').at(-1));
+}
+
+function percentiles(samples) {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (p) => s[Math.min(s.length - 1, Math.round((p / 100) * (s.length - 1)))];
+  return { p50: at(50), p99: at(99) };
+}
+
+async function timeRequests(n, fn) {
+  const samples = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await fn(i);
+    samples.push(performance.now() - t0);
+  }
+  return percentiles(samples);
+}
+
+async function main() {
+  mkdirSync(OUT, { recursive: true });
+  const results = { date: new Date().toISOString(), nproc: cpus().length, memGiB: (totalmem() / 2 ** 30).toFixed(1), seconds: SECONDS, connections: CONNECTIONS };
+  const fake = await startFakeBandwidth();
+  const storage = join(OUT, `storage-${Date.now()}`);
+  const ports = { ledger: await freePort(), emptyJs: await freePort(), emptyRust: await freePort() };
+  const vars = {
+    CALLBACK_USER: 'bench', CALLBACK_PASSWORD: 'bench-pass', API_TOKEN,
+    BW_ACCOUNT_ID: ACCOUNT, BW_APPLICATION_ID: 'bench-app',
+    BANDWIDTH_API_BASE: `${fake.url}/api/v2`, BANDWIDTH_TOKEN_URL: `${fake.url}/api/v1/oauth2/token`,
+    BW_CLIENT_ID: 'bench-client', BW_CLIENT_SECRET: 'bench-secret',
+    CLIENT_KEYS: JSON.stringify([{ id: 'bench', key_sha256: createHash('sha256').update(CLIENT_KEY).digest('hex'), allowed_from: ['+15551110000'] }]),
+  };
+  const config = writeConfig(OUT, { ports, vars, storage, emptyRustBuild: join(ROOT, 'bench/empty-rust/build') });
+  const wd = await startWorkerd(config, ports.ledger, join(OUT, 'workerd.log'));
+  const at = (p) => `127.0.0.1:${p}`;
+  let acked = 0;
+  try {
+    log(`# bench: ${results.date}, ${results.nproc} cores, ${results.memGiB} GiB, ${SECONDS}s runs, ${CONNECTIONS} connections, shards=${readWranglerToml().vars.LEDGER_SHARDS}`);
+    // Warm up all three.
+    for (const [p, path] of [[ports.emptyJs, '/'], [ports.emptyRust, '/']]) await loadgen(at(p), ['--path', path, '--duration', '2', '--connections', String(CONNECTIONS)]);
+    acked += (await loadgen(at(ports.ledger), ['--auth', AUTH, '--duration', '2', '--connections', String(CONNECTIONS), '--prefix', 'warm'])).ok;
+
+    const full = (port, extra) => loadgen(at(port), ['--duration', String(SECONDS), '--connections', String(CONNECTIONS), ...extra]);
+    results.emptyJs = await full(ports.emptyJs, ['--path', '/']);
+    results.emptyRust = await full(ports.emptyRust, ['--path', '/']);
+    results.ledger = await full(ports.ledger, ['--auth', AUTH, '--prefix', 'full']);
+    acked += results.ledger.ok;
+    const half = results.ledger.rps / 2;
+    results.ledgerHalf = await full(ports.ledger, ['--auth', AUTH, '--prefix', 'half', '--rate', String(half)]);
+    acked += results.ledgerHalf.ok;
+    results.emptyJsHalf = await full(ports.emptyJs, ['--path', '/', '--rate', String(half)]);
+    for (const [k, r] of Object.entries({ 'empty JS (ceiling)': results.emptyJs, 'empty Rust': results.emptyRust, ledger: results.ledger })) {
+      log(`${k.padEnd(20)} ${r.rps.toFixed(0).padStart(7)} callbacks/s  p50 ${ms(r.p50_ms)}  p99 ${ms(r.p99_ms)}  (non-2xx ${r.non2xx}, errors ${r.errors})`);
+    }
+    results.ratio = results.ledger.rps / results.emptyJs.rps;
+    results.ratioRust = results.emptyRust.rps / results.emptyJs.rps;
+    log(`ratio ledger / ceiling: ${(results.ratio * 100).toFixed(1)}%   (empty Rust / ceiling: ${(results.ratioRust * 100).toFixed(1)}%)`);
+    log(`at half the ledger's full rate (${half.toFixed(0)}/s): ledger p50 ${ms(results.ledgerHalf.p50_ms)} p99 ${ms(results.ledgerHalf.p99_ms)}; ceiling p50 ${ms(results.emptyJsHalf.p50_ms)} p99 ${ms(results.emptyJsHalf.p99_ms)}`);
+
+    // Acknowledged versus stored: each bench callback is one message with one recipient.
+    const count = async () => (await (await fetch(`http://${at(ports.ledger)}/api/v2/users/${ACCOUNT}/messages?limit=1`, { headers: { Authorization: `Bearer ${API_TOKEN}` } })).json()).totalCount;
+    results.acknowledged = acked;
+    results.stored = await count();
+    log(`acknowledged ${acked}, stored ${results.stored}: ${acked === results.stored ? 'equal' : 'NOT EQUAL'}`);
+
+    const wasm = readFileSync(join(ROOT, 'build/index_bg.wasm'));
+    results.wasmRaw = wasm.length;
+    results.wasmGzip = gzipSync(wasm, { level: 9 }).length;
+    log(`wasm: ${(results.wasmRaw / 1024).toFixed(0)} KiB raw, ${(results.wasmGzip / 1024).toFixed(0)} KiB gzipped`);
+
+    // Send proxy: added latency over calling the fake upstream directly.
+    const sendBody = JSON.stringify({ to: ['+15552220001'], from: '+15551110000', text: 'bench' });
+    const fakeAddr = fake.url.replace('http://', '');
+    results.sendDirect = await loadgen(fakeAddr, ['--path', `/api/v2/users/${ACCOUNT}/messages`, '--body', sendBody, '--connections', '4', '--duration', '5']);
+    results.sendProxy = await loadgen(at(ports.ledger), ['--path', `/api/v2/users/${ACCOUNT}/messages`, '--body', sendBody, '--auth', `Bearer ${CLIENT_KEY}`, '--connections', '4', '--duration', '5']);
+    log(`send: direct to fake p50 ${ms(results.sendDirect.p50_ms)} p99 ${ms(results.sendDirect.p99_ms)}; through the Worker p50 ${ms(results.sendProxy.p50_ms)} p99 ${ms(results.sendProxy.p99_ms)}; added p50 ${ms(results.sendProxy.p50_ms - results.sendDirect.p50_ms)} (non-2xx ${results.sendProxy.non2xx})`);
+
+    // List Messages with LIST_MESSAGES stored messages.
+    let stored = await count();
+    if (stored < LIST_MESSAGES) {
+      const top = await loadgen(at(ports.ledger), ['--auth', AUTH, '--prefix', 'fill', '--total', String(LIST_MESSAGES - stored), '--connections', String(CONNECTIONS)]);
+      acked += top.ok;
+      stored = await count();
+    }
+    results.listStored = stored;
+    const get = async (q) => { const r = await fetch(`http://${at(ports.ledger)}/api/v2/users/${ACCOUNT}/messages?${q}`, { headers: { Authorization: `Bearer ${API_TOKEN}` } }); const j = await r.json(); if (r.status !== 200) throw new Error(JSON.stringify(j)); return j; };
+    let token = (await get('limit=100')).pageInfo.nextPageToken;
+    for (let i = 0; i < 9; i++) token = (await get(`limit=100&pageToken=${token}`)).pageInfo.nextPageToken;
+    results.listFirst = await timeRequests(30, () => get('limit=100'));
+    results.listDeep = await timeRequests(30, () => get(`limit=100&pageToken=${token}`));
+    results.listFiltered = await timeRequests(30, () => get('limit=100&messageStatus=DELIVERED&destinationTn=%2B15552220001'));
+    log(`list page of 100 with ${stored} messages: first p50 ${ms(results.listFirst.p50)} p99 ${ms(results.listFirst.p99)}; 11th page p50 ${ms(results.listDeep.p50)} p99 ${ms(results.listDeep.p99)}; filtered p50 ${ms(results.listFiltered.p50)} p99 ${ms(results.listFiltered.p99)}`);
+  } finally {
+    await wd.stop();
+  }
+
+  // Crash-restart, longer form, under plain workerd.
+  const crashStorage = join(OUT, `crash-${Date.now()}`);
+  const crashPorts = { ledger: await freePort(), emptyJs: await freePort(), emptyRust: await freePort() };
+  const crashConfig = writeConfig(join(OUT), { ports: crashPorts, vars, storage: crashStorage, emptyRustBuild: join(ROOT, 'bench/empty-rust/build') });
+  results.crash = await crashRestart({
+    start: async () => {
+      const w = await startWorkerd(crashConfig, crashPorts.ledger, join(OUT, 'workerd-crash.log'));
+      return { url: `http://${at(crashPorts.ledger)}`, persistDir: crashStorage, kill: () => w.kill(), stop: () => w.stop() };
+    },
+    kills: CRASH_KILLS, senders: 16, auth: AUTH, apiToken: API_TOKEN,
+  });
+  const c = results.crash;
+  log(`crash-restart: ${c.kills} SIGKILLs, acknowledged ${c.acknowledged}, found ${c.found}, lost ${c.lost}, duplicated ${c.duplicated}`);
+  await fake.close();
+
+  // Fuzzing, longer form.
+  const fuzz = execSync(`cargo test --release -q -p bw-ledger-core --test fuzz -- --nocapture --test-threads 1`, { cwd: ROOT, env: { ...process.env, FUZZ_CASES: String(FUZZ_CASES) }, encoding: 'utf8' });
+  results.fuzz = [...fuzz.matchAll(/fuzz ([^:\n]+): (\d+) inputs tried/g)].map((m) => `fuzz ${m[1]}: ${m[2]} inputs tried, no panic`);
+  for (const l of results.fuzz) log(l);
+
+  rmSync(storage, { recursive: true, force: true });
+  rmSync(crashStorage, { recursive: true, force: true });
+  writeResults(results);
+  const targets = {
+    ratio30: results.ratio >= 0.3,
+    p99Half50: results.ledgerHalf.p99_ms < 50,
+    ackedEqualsStored: results.acknowledged === results.stored,
+    crashClean: c.lost === 0 && c.duplicated === 0,
+  };
+  log(`targets: ingest >= 30% of ceiling: ${targets.ratio30 ? 'met' : 'NOT met'}; p99 < 50 ms at half rate: ${targets.p99Half50 ? 'met' : 'NOT met'}; acknowledged == stored: ${targets.ackedEqualsStored ? 'yes' : 'NO'}; crash lost/duplicated 0: ${targets.crashClean ? 'yes' : 'NO'}`);
+  if (!targets.ackedEqualsStored || !targets.crashClean) process.exitCode = 1;
+}
+
+function writeResults(r) {
+  const row = (name, x) => `| ${name} | ${x.rps.toFixed(0)} | ${x.p50_ms.toFixed(2)} | ${x.p99_ms.toFixed(2)} |`;
+  const md = `# Bench results
+
+Latest run of \`npm run bench\` (${r.date}), on this machine: ${r.nproc} cores, ${r.memGiB} GiB.
+All three Workers ran in one plain workerd process (no wrangler dev proxy), loaded by
+\`bw-ledger-loadgen\` with ${r.connections} keep-alive connections for ${r.seconds} s each.
+
+| target | callbacks/s | p50 ms | p99 ms |
+|---|---|---|---|
+${row('empty JS Worker (ceiling)', r.emptyJs)}
+${row('empty Rust Worker', r.emptyRust)}
+${row('ledger (durable ingest)', r.ledger)}
+
+- Ledger / ceiling: **${(r.ratio * 100).toFixed(1)}%** (target: at least 30%). Empty Rust / ceiling: ${(r.ratioRust * 100).toFixed(1)}%.
+- At half the ledger's full rate (${(r.ledger.rps / 2).toFixed(0)}/s, open loop): ledger p50 ${r.ledgerHalf.p50_ms.toFixed(2)} ms, p99 **${r.ledgerHalf.p99_ms.toFixed(2)} ms** (target: under 50 ms); ceiling p50 ${r.emptyJsHalf.p50_ms.toFixed(2)} ms, p99 ${r.emptyJsHalf.p99_ms.toFixed(2)} ms.
+- Acknowledged ${r.acknowledged}, stored ${r.stored} (counted through the list API after the runs).
+- wasm: ${r.wasmRaw} bytes raw, ${r.wasmGzip} bytes gzipped.
+- Send proxy, 4 connections: direct to the local fake p50 ${r.sendDirect.p50_ms.toFixed(2)} / p99 ${r.sendDirect.p99_ms.toFixed(2)} ms; through the Worker p50 ${r.sendProxy.p50_ms.toFixed(2)} / p99 ${r.sendProxy.p99_ms.toFixed(2)} ms (added p50 ${(r.sendProxy.p50_ms - r.sendDirect.p50_ms).toFixed(2)} ms).
+- List Messages, page of 100 with ${r.listStored} stored messages: first page p50 ${r.listFirst.p50.toFixed(1)} / p99 ${r.listFirst.p99.toFixed(1)} ms; 11th page p50 ${r.listDeep.p50.toFixed(1)} / p99 ${r.listDeep.p99.toFixed(1)} ms; filtered p50 ${r.listFiltered.p50.toFixed(1)} / p99 ${r.listFiltered.p99.toFixed(1)} ms.
+- Crash-restart under workerd: ${r.crash.kills} SIGKILLs, acknowledged ${r.crash.acknowledged}, found ${r.crash.found}, lost ${r.crash.lost}, duplicated ${r.crash.duplicated}.
+- Fuzzing (release): ${r.fuzz.map((l) => l.replace(/^fuzz /, '')).join('; ')}.
+
+Command: \`npm run bench\` (environment: BENCH_SECONDS=${r.seconds}, BENCH_CONNECTIONS=${r.connections}).
+See [README.md](README.md) for where the time goes and what was decided.
+`;
+  writeFileSync(join(ROOT, 'bench/RESULTS.md'), md);
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
