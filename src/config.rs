@@ -26,6 +26,10 @@ pub const BW_USERNAME: &str = "BW_USERNAME";
 pub const BW_PASSWORD: &str = "BW_PASSWORD";
 pub const CLIENT_KEYS: &str = "CLIENT_KEYS";
 pub const UPSTREAM_TIMEOUT_MS: &str = "UPSTREAM_TIMEOUT_MS";
+pub const FORWARD_TARGETS: &str = "FORWARD_TARGETS";
+pub const FORWARD_RETRY_BASE_MS: &str = "FORWARD_RETRY_BASE_MS";
+pub const FORWARD_RETRY_MAX_MS: &str = "FORWARD_RETRY_MAX_MS";
+pub const FORWARD_GIVE_UP_MS: &str = "FORWARD_GIVE_UP_MS";
 /// The Durable Object namespace binding of the ledger shards.
 pub const LEDGER: &str = "LEDGER";
 /// The Durable Object namespace binding of the OAuth token broker.

@@ -16,11 +16,42 @@ use bw_ledger_core::list::{count_plan, page_plan, rows_for, ListQuery, ListRow, 
 use bw_ledger_core::projection::project;
 use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
 use bw_ledger_core::wire::{
-    route, EventRecord, IngestBatch, IngestReply, MessageQuery, MessageRecords, QuarantineList, QuarantineQuery,
+    route, EventRecord, IngestBatch, MessageQuery, MessageRecords, QuarantineList, QuarantineQuery,
     StoredConflict, StoredEvent,
 };
+use std::time::Duration;
+
+use bw_ledger_core::forward::{
+    changes, merge_stats, parse_targets, sign, ForwardTarget, OutboxItem, ReplayRequest, Schedule, TargetStats,
+    DELIVERY_TIMEOUT_MS,
+};
+use bw_ledger_core::status::RecipientState;
+use bw_ledger_core::wire::{DeadQuery, IngestReply, ReplayReply};
 use serde::Deserialize;
-use worker::{console_warn, durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
+use wasm_bindgen::JsValue;
+use worker::{
+    console_error, console_warn, durable_object, Date, DurableObject, Env, Headers, Method, Request, RequestInit,
+    Response, Result, SqlStorage, State, Storage,
+};
+
+use crate::config::{FORWARD_GIVE_UP_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS, FORWARD_TARGETS};
+use crate::upstream::{fetch_with_timeout, FetchFailure};
+
+/// Outbox rows delivered per alarm round; more rounds follow at once.
+const DELIVERY_BATCH: u32 = 64;
+
+fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+/// Uniform in [0, 1), for retry jitter; 0.5 if the source fails.
+fn jitter() -> f64 {
+    let mut b = [0u8; 8];
+    match getrandom::fill(&mut b) {
+        Ok(()) => (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64,
+        Err(_) => 0.5,
+    }
+}
 
 /// Schema, applied idempotently on first use. Changing a table is a
 /// migration: add statements, never edit these.
@@ -79,22 +110,57 @@ const SCHEMA: &[&str] = &[
         recipient_count INTEGER NOT NULL,
         text TEXT,
         media TEXT NOT NULL,
+        state TEXT NOT NULL,
         PRIMARY KEY (message_id, destination_tn))",
     "CREATE INDEX IF NOT EXISTS rows_by_time ON message_rows (receive_time_ms, message_id, destination_tn)",
     "CREATE INDEX IF NOT EXISTS rows_by_source ON message_rows (source_tn, receive_time_ms)",
     "CREATE INDEX IF NOT EXISTS rows_by_destination ON message_rows (destination_tn, receive_time_ms)",
     "CREATE INDEX IF NOT EXISTS rows_by_status ON message_rows (message_status, receive_time_ms)",
+    // The transactional outbox: one row per (target, change), written in the
+    // same synchronous section as the event that caused it.
+    "CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY,
+        webhook_id TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        window_start_ms INTEGER NOT NULL,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT,
+        delivered_ms INTEGER,
+        UNIQUE (target_id, webhook_id))",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms)",
+    "CREATE INDEX IF NOT EXISTS outbox_by_message ON outbox (target_id, message_id, state, seq)",
 ];
 
 #[durable_object]
 pub struct LedgerShard {
     sql: SqlStorage,
+    storage: Storage,
     schema_ready: Cell<bool>,
+    /// Forwarding targets and schedule, read once per object instance.
+    targets: Vec<ForwardTarget>,
+    schedule: Schedule,
 }
 
 impl DurableObject for LedgerShard {
-    fn new(state: State, _env: Env) -> Self {
-        Self { sql: state.storage().sql(), schema_ready: Cell::new(false) }
+    fn new(state: State, env: Env) -> Self {
+        let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
+        let targets = parse_targets(var(FORWARD_TARGETS).as_deref()).unwrap_or_else(|why| {
+            // Ingest must never fail over forwarding config: log it loudly.
+            console_error!("config: {why}; forwarding is off until it is fixed");
+            Vec::new()
+        });
+        let schedule = Schedule::from_vars(
+            var(FORWARD_RETRY_BASE_MS).as_deref(),
+            var(FORWARD_RETRY_MAX_MS).as_deref(),
+            var(FORWARD_GIVE_UP_MS).as_deref(),
+        );
+        Self { sql: state.storage().sql(), storage: state.storage(), schema_ready: Cell::new(false), targets, schedule }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -103,7 +169,25 @@ impl DurableObject for LedgerShard {
         match path.as_str() {
             route::INGEST => {
                 let batch: IngestBatch = req.json().await?;
-                Response::from_json(&self.ingest(batch)?)
+                let (reply, queued) = self.ingest(batch)?;
+                if queued > 0 {
+                    // Deliver off the ack path: the alarm runs after this reply.
+                    self.storage.set_alarm(0).await?;
+                }
+                Response::from_json(&reply)
+            }
+            route::OUTBOX_STATS => Response::from_json(&self.outbox_stats()?),
+            route::OUTBOX_DEAD => {
+                let q: DeadQuery = req.json().await?;
+                Response::from_json(&self.outbox_dead(&q)?)
+            }
+            route::OUTBOX_REPLAY => {
+                let r: ReplayRequest = req.json().await?;
+                let replayed = self.outbox_replay(&r)?;
+                if replayed > 0 {
+                    self.storage.set_alarm(0).await?;
+                }
+                Response::from_json(&ReplayReply { replayed })
             }
             route::MESSAGE => {
                 let q: MessageQuery = req.json().await?;
@@ -129,11 +213,108 @@ impl DurableObject for LedgerShard {
             _ => Response::error("unknown shard route", 404),
         }
     }
+
+    /// Delivers due outbox rows. Runs off every ack path; a target that
+    /// fails only delays its own rows, since all deliveries of a round run
+    /// concurrently and each is bounded by the delivery timeout.
+    async fn alarm(&self) -> Result<Response> {
+        self.ensure_schema()?;
+        let heads: Vec<OutboxRow> = self
+            .sql
+            .exec(
+                "SELECT seq, webhook_id, target_id, payload, attempts, window_start_ms FROM outbox o
+                 WHERE state = 'pending' AND next_attempt_ms <= ?
+                   AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.target_id = o.target_id
+                       AND p.message_id = o.message_id AND p.state = 'pending' AND p.seq < o.seq)
+                 ORDER BY seq LIMIT ?",
+                vec![now_ms().into(), i64::from(DELIVERY_BATCH).into()],
+            )?
+            .to_array()?;
+        let outcomes = futures_util::future::join_all(heads.iter().map(|h| self.deliver(h))).await;
+        let now = now_ms();
+        for (h, outcome) in heads.iter().zip(outcomes) {
+            let attempts = h.attempts + 1;
+            match outcome {
+                Ok(()) => self.sql.exec(
+                    "UPDATE outbox SET state = 'delivered', attempts = ?, delivered_ms = ?, last_error = NULL WHERE seq = ?",
+                    vec![attempts.into(), now.into(), h.seq.into()],
+                )?,
+                Err(why) => {
+                    let dead = self.schedule.gives_up(h.window_start_ms, now);
+                    let next = now + self.schedule.backoff_ms(attempts as u32, jitter());
+                    if dead {
+                        console_warn!("outbox: {} to {} dead after {attempts} attempts: {why}", h.webhook_id, h.target_id);
+                    }
+                    self.sql.exec(
+                        "UPDATE outbox SET state = ?, attempts = ?, next_attempt_ms = ?, last_error = ? WHERE seq = ?",
+                        vec![if dead { "dead" } else { "pending" }.into(), attempts.into(), next.into(), why.into(), h.seq.into()],
+                    )?
+                }
+            };
+        }
+        let next: Vec<NextRow> = self
+            .sql
+            .exec("SELECT MIN(next_attempt_ms) AS next FROM outbox WHERE state = 'pending'", None)?
+            .to_array()?;
+        if heads.len() as u32 == DELIVERY_BATCH {
+            self.storage.set_alarm(0).await?;
+        } else if let Some(at) = next.first().and_then(|n| n.next) {
+            self.storage.set_alarm((at - now_ms()).max(0)).await?;
+        }
+        Response::ok("")
+    }
 }
 
 #[derive(Deserialize)]
 struct HashRow {
     content_hash: String,
+}
+
+#[derive(Deserialize)]
+struct OutboxRow {
+    seq: i64,
+    webhook_id: String,
+    target_id: String,
+    payload: String,
+    attempts: i64,
+    window_start_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct SeqRow {
+    #[allow(dead_code)]
+    seq: i64,
+}
+
+#[derive(Deserialize)]
+struct NextRow {
+    next: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct StateRow {
+    destination_tn: String,
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct StatsRow {
+    target_id: String,
+    state: String,
+    n: i64,
+    oldest: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct OutboxItemRow {
+    webhook_id: String,
+    target_id: String,
+    message_id: String,
+    kind: String,
+    state: String,
+    attempts: i64,
+    created_ms: i64,
+    last_error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -220,7 +401,7 @@ impl LedgerShard {
     /// and the reply is held until these writes are durable (output gate).
     /// If a statement fails midway, the caller gets an error and answers 5xx;
     /// Bandwidth's retry then finds the rows already written as duplicates.
-    fn ingest(&self, batch: IngestBatch) -> Result<IngestReply> {
+    fn ingest(&self, batch: IngestBatch) -> Result<(IngestReply, u32)> {
         let mut reply = IngestReply::default();
         let now = batch.received_at_ms;
         let mut touched: Vec<String> = Vec::new();
@@ -270,22 +451,62 @@ impl LedgerShard {
             )?;
             reply.quarantined += 1;
         }
+        let mut queued = 0;
         for message_id in touched {
-            self.refresh_rows(&message_id)?;
+            queued += self.refresh_rows(&message_id, now)?;
         }
-        Ok(reply)
+        Ok((reply, queued))
     }
 
-    /// Rewrites a message's list rows from all its events (still inside the
-    /// ingest's synchronous section, so rows and events commit together).
-    fn refresh_rows(&self, message_id: &str) -> Result<()> {
+    /// Rewrites a message's list rows from all its events, and queues an
+    /// outbox row for each change of a recipient's normalized status. Still
+    /// inside the ingest's synchronous section, so events, rows and outbox
+    /// commit together: no event is stored with its forward forgotten.
+    /// Returns the outbox rows queued.
+    fn refresh_rows(&self, message_id: &str, now: i64) -> Result<u32> {
         let records = self.message(message_id)?;
         let first_received = records.events.iter().map(|e| e.received_at_ms).min().unwrap_or(0);
-        let Some(view) = project(message_id, &records) else { return Ok(()) };
+        let Some(view) = project(message_id, &records) else { return Ok(0) };
+        let previous: Vec<StateRow> = self
+            .sql
+            .exec("SELECT destination_tn, state FROM message_rows WHERE message_id = ?", vec![message_id.into()])?
+            .to_array()?;
+        let previous: Vec<(String, RecipientState)> = previous
+            .into_iter()
+            .filter_map(|r| RecipientState::parse(&r.state).map(|s| (r.destination_tn, s)))
+            .collect();
+        let mut queued = 0;
+        if !self.targets.is_empty() {
+            for change in changes(&previous, &view) {
+                let payload = change.doc.to_string();
+                for target in self.targets.iter().filter(|t| t.wants(change.kind)) {
+                    let written = self
+                        .sql
+                        .exec(
+                            "INSERT INTO outbox (webhook_id, target_id, message_id, kind, payload, state, attempts,
+                                created_ms, window_start_ms, next_attempt_ms)
+                             VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq",
+                            vec![
+                                change.webhook_id.clone().into(),
+                                target.id.clone().into(),
+                                change.message_id.clone().into(),
+                                change.kind.into(),
+                                payload.clone().into(),
+                                now.into(),
+                                now.into(),
+                                now.into(),
+                            ],
+                        )?
+                        .to_array::<SeqRow>()?;
+                    // Counted from RETURNING: rows_written also counts index writes.
+                    queued += written.len() as u32;
+                }
+            }
+        }
         self.sql.exec("DELETE FROM message_rows WHERE message_id = ?", vec![message_id.into()])?;
-        for row in rows_for(&view, first_received) {
+        for (row, recipient) in rows_for(&view, first_received).into_iter().zip(&view.recipients) {
             self.sql.exec(
-                &format!("INSERT INTO message_rows ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                &format!("INSERT INTO message_rows ({ROW_COLUMNS}, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                 vec![
                     row.message_id.into(),
                     row.destination_tn.into(),
@@ -302,10 +523,124 @@ impl LedgerShard {
                     row.recipient_count.into(),
                     row.text.into(),
                     serde_json::to_string(&row.media)?.into(),
+                    recipient.status.as_str().into(),
                 ],
             )?;
         }
-        Ok(())
+        Ok(queued)
+    }
+
+    /// Posts one outbox row to its target, signed per Standard Webhooks.
+    async fn deliver(&self, row: &OutboxRow) -> std::result::Result<(), String> {
+        let Some(target) = self.targets.iter().find(|t| t.id == row.target_id) else {
+            return Err("target is no longer configured".into());
+        };
+        let key = target.key().ok_or("target secret is not whsec_<base64>")?;
+        let timestamp = now_ms() / 1000;
+        let headers = Headers::new();
+        let build = (|| {
+            headers.set("Content-Type", "application/json")?;
+            headers.set("webhook-id", &row.webhook_id)?;
+            headers.set("webhook-timestamp", &timestamp.to_string())?;
+            headers.set("webhook-signature", &sign(&key, &row.webhook_id, timestamp, &row.payload))?;
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post).with_headers(headers.clone()).with_body(Some(JsValue::from_str(&row.payload)));
+            Request::new_with_init(&target.url, &init)
+        })();
+        let req = build.map_err(|e| format!("request could not be built: {e}"))?;
+        match fetch_with_timeout(req, Duration::from_millis(DELIVERY_TIMEOUT_MS)).await {
+            Ok(reply) if (200..300).contains(&reply.status) => Ok(()),
+            Ok(reply) => Err(format!("target answered {}", reply.status)),
+            Err(FetchFailure::Timeout) => Err(format!("no answer within {DELIVERY_TIMEOUT_MS} ms")),
+            Err(FetchFailure::Network(e)) => Err(format!("network: {e}")),
+        }
+    }
+
+    fn outbox_stats(&self) -> Result<Vec<TargetStats>> {
+        let rows: Vec<StatsRow> = self
+            .sql
+            .exec(
+                "SELECT target_id, state, COUNT(*) AS n, MIN(created_ms) AS oldest FROM outbox GROUP BY target_id, state",
+                None,
+            )?
+            .to_array()?;
+        let mut stats: Vec<TargetStats> = Vec::new();
+        for r in rows {
+            let one = TargetStats {
+                target: r.target_id,
+                pending: if r.state == "pending" { r.n } else { 0 },
+                delivered: if r.state == "delivered" { r.n } else { 0 },
+                dead: if r.state == "dead" { r.n } else { 0 },
+                oldest_pending_ms: if r.state == "pending" { r.oldest } else { None },
+            };
+            merge_stats(&mut stats, vec![one]);
+        }
+        Ok(stats)
+    }
+
+    fn outbox_dead(&self, q: &DeadQuery) -> Result<Vec<OutboxItem>> {
+        let (cond, mut params): (&str, Vec<worker::SqlStorageValue>) = match &q.target {
+            Some(t) => ("AND target_id = ?", vec![t.clone().into()]),
+            None => ("", Vec::new()),
+        };
+        params.push(i64::from(q.limit).into());
+        let rows: Vec<OutboxItemRow> = self
+            .sql
+            .exec(
+                &format!(
+                    "SELECT webhook_id, target_id, message_id, kind, state, attempts, created_ms, last_error
+                     FROM outbox WHERE state = 'dead' {cond} ORDER BY seq LIMIT ?"
+                ),
+                params,
+            )?
+            .to_array()?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OutboxItem {
+                webhook_id: r.webhook_id,
+                target: r.target_id,
+                message_id: r.message_id,
+                kind: r.kind,
+                state: r.state,
+                attempts: r.attempts,
+                created_ms: r.created_ms,
+                last_error: r.last_error,
+            })
+            .collect())
+    }
+
+    /// Queues rows again, keeping their webhook ids; returns how many.
+    fn outbox_replay(&self, r: &ReplayRequest) -> Result<u32> {
+        let (from, to) = r.validate().map_err(worker::Error::RustError)?;
+        let mut conds = vec!["target_id = ?".to_string()];
+        let mut params: Vec<worker::SqlStorageValue> = vec![r.now_ms.into(), r.now_ms.into(), r.target.clone().into()];
+        if let Some(ids) = &r.ids {
+            conds.push(format!("webhook_id IN ({})", vec!["?"; ids.len().max(1)].join(", ")));
+            if ids.is_empty() {
+                params.push("".into());
+            }
+            params.extend(ids.iter().map(|i| i.clone().into()));
+        }
+        if let Some(from) = from {
+            conds.push("created_ms >= ?".into());
+            params.push(from.into());
+        }
+        if let Some(to) = to {
+            conds.push("created_ms <= ?".into());
+            params.push(to.into());
+        }
+        let written = self
+            .sql
+            .exec(
+                &format!(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?, window_start_ms = ?,
+                       last_error = NULL WHERE {} RETURNING seq",
+                    conds.join(" AND ")
+                ),
+                params,
+            )?
+            .to_array::<SeqRow>()?;
+        Ok(written.len() as u32)
     }
 
     fn run(&self, plan: SqlPlan) -> Result<worker::SqlCursor> {

@@ -8,6 +8,7 @@ mod config;
 mod http;
 mod ledger;
 mod list;
+mod outbox;
 mod send;
 mod shard_client;
 mod token_broker;
@@ -52,6 +53,10 @@ async fn handle(req: &mut Request, env: &Env) -> std::result::Result<Response, A
         Route::Preflight => send::preflight(req, &config),
         Route::List { account_id } => list::list_messages(req, env, &config, Some(&account_id)).await,
         Route::Conversation => list::list_messages(req, env, &config, None).await,
+        Route::OutboxStats | Route::OutboxDead | Route::OutboxReplay => {
+            authorize_api(req, &config)?;
+            outbox::handle(route, req, env, &config).await
+        }
         Route::Message(id) => {
             authorize_api(req, &config)?;
             let shards = ShardClient::new(env, config.shards()?)?;

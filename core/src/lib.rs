@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod event;
+pub mod forward;
 pub mod identity;
 pub mod idempotency;
 pub mod ingest;

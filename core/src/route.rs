@@ -19,6 +19,12 @@ pub enum Route {
     Conversation,
     /// `OPTIONS` on the Bandwidth-shaped API: a CORS preflight.
     Preflight,
+    /// `GET /outbox`: delivery counts per forwarding target.
+    OutboxStats,
+    /// `GET /outbox/dead`: dead-lettered forwards.
+    OutboxDead,
+    /// `POST /outbox/replay`: deliver again, with the original webhook ids.
+    OutboxReplay,
 }
 
 /// Resolves a request. `path` is the URL path, still percent-encoded.
@@ -32,6 +38,9 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         CALLBACK_PATH => only("POST", Route::Callback),
         "/quarantine" => only("GET", Route::Quarantine),
         "/conversations" => only("GET", Route::Conversation),
+        "/outbox" => only("GET", Route::OutboxStats),
+        "/outbox/dead" => only("GET", Route::OutboxDead),
+        "/outbox/replay" => only("POST", Route::OutboxReplay),
         p if p.starts_with("/api/v2/") && method == "OPTIONS" => Ok(Route::Preflight),
         p if p.starts_with("/api/v2/users/") => {
             let rest = &p["/api/v2/users/".len()..];

@@ -69,6 +69,23 @@ impl RecipientState {
         })
     }
 
+    /// The normalized name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acc => "accepted",
+            Sng => "sending",
+            Snt => "sent",
+            Del => "delivered",
+            Rea => "read",
+            Fai => "failed",
+            Rcv => "received",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        STATES.into_iter().find(|x| x.as_str() == s)
+    }
+
     /// Bandwidth's List Messages `messageStatus` for this state. `read`
     /// implies delivered; Bandwidth's enum has no READ.
     pub fn bandwidth_status(self) -> &'static str {

@@ -24,6 +24,12 @@ pub mod route {
     pub const IDEM_FINISH: &str = "/idempotency/finish";
     /// POST [`crate::list::ListQuery`] -> [`crate::list::ShardPage`].
     pub const LIST: &str = "/list";
+    /// POST `{}` -> `Vec<`[`crate::forward::TargetStats`]`>`.
+    pub const OUTBOX_STATS: &str = "/outbox/stats";
+    /// POST [`super::DeadQuery`] -> `Vec<`[`crate::forward::OutboxItem`]`>`.
+    pub const OUTBOX_DEAD: &str = "/outbox/dead";
+    /// POST [`crate::forward::ReplayRequest`] -> [`super::ReplayReply`].
+    pub const OUTBOX_REPLAY: &str = "/outbox/replay";
     /// POST `{}` -> [`crate::oauth::TokenOutcome`] (the token broker object).
     pub const TOKEN: &str = "/token";
 }
@@ -131,3 +137,16 @@ pub struct QuarantineQuery {
 }
 
 pub type QuarantineList = Vec<QuarantineItem>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadQuery {
+    pub target: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayReply {
+    pub replayed: u32,
+}

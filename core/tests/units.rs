@@ -68,6 +68,10 @@ fn routes_and_methods() {
     assert_eq!(resolve("OPTIONS", "/api/v2/users/9900000/messages"), Ok(Route::Preflight));
     assert_eq!(resolve("GET", "/api/v2/users/9900000/messages"), Ok(Route::List { account_id: "9900000".into() }));
     assert_eq!(resolve("GET", "/conversations"), Ok(Route::Conversation));
+    assert_eq!(resolve("GET", "/outbox"), Ok(Route::OutboxStats));
+    assert_eq!(resolve("GET", "/outbox/dead"), Ok(Route::OutboxDead));
+    assert_eq!(resolve("POST", "/outbox/replay"), Ok(Route::OutboxReplay));
+    assert_eq!(resolve("GET", "/outbox/replay"), Err(ApiError::MethodNotAllowed { allow: "POST" }));
     assert_eq!(resolve("PUT", "/api/v2/users/9900000/messages"), Err(ApiError::MethodNotAllowed { allow: "GET, POST, OPTIONS" }));
     assert_eq!(resolve("POST", "/api/v2/users/9900000/other"), Err(ApiError::NotFound("Route")));
 }

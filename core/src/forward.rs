@@ -1,0 +1,271 @@
+//! Forwarding the normalized truth downstream: what counts as a change,
+//! the versioned document sent for it, Standard Webhooks signing, and the
+//! retry schedule.
+//!
+//! A change is a recipient's normalized status moving (or an inbound
+//! message arriving), found by comparing a message's recipients before and
+//! after an event is stored. A retried duplicate changes nothing, and a
+//! `delivered` after `failed` changes nothing (the table keeps `failed`), so
+//! downstream hears one outcome per recipient. No clock or randomness here:
+//! times and jitter come from the caller.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::identity::sha256_hex;
+use crate::projection::MessageView;
+use crate::status::RecipientState;
+
+pub const DOC_VERSION: u32 = 1;
+pub const KIND_RECEIVED: &str = "message.received";
+pub const KIND_STATUS: &str = "message.status";
+/// A delivery counts only if the target answers 2xx within this time.
+pub const DELIVERY_TIMEOUT_MS: u64 = 10_000;
+
+/// One configured downstream target (secret `FORWARD_TARGETS`).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+pub struct ForwardTarget {
+    pub id: String,
+    pub url: String,
+    /// Standard Webhooks secret: `whsec_` and base64.
+    pub secret: String,
+    /// Normalized kinds to send; all when absent.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for ForwardTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardTarget").field("id", &self.id).field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl ForwardTarget {
+    pub fn wants(&self, kind: &str) -> bool {
+        self.events.as_ref().is_none_or(|e| e.iter().any(|k| k == kind))
+    }
+
+    /// The HMAC key: the base64 after `whsec_`.
+    pub fn key(&self) -> Option<Vec<u8>> {
+        STANDARD.decode(self.secret.strip_prefix("whsec_")?).ok().filter(|k| !k.is_empty())
+    }
+}
+
+/// Parses and checks `FORWARD_TARGETS`; empty or absent means no targets.
+pub fn parse_targets(json: Option<&str>) -> Result<Vec<ForwardTarget>, String> {
+    let Some(json) = json.filter(|j| !j.trim().is_empty()) else { return Ok(Vec::new()) };
+    let targets: Vec<ForwardTarget> =
+        serde_json::from_str(json).map_err(|e| format!("FORWARD_TARGETS is not a JSON list of targets: {e}"))?;
+    for t in &targets {
+        if !(t.url.starts_with("https://") || t.url.starts_with("http://")) {
+            return Err(format!("FORWARD_TARGETS: target {:?} needs an http(s) url", t.id));
+        }
+        if t.key().is_none() {
+            return Err(format!("FORWARD_TARGETS: target {:?} needs a secret of the form whsec_<base64>", t.id));
+        }
+        if let Some(kinds) = &t.events {
+            if let Some(k) = kinds.iter().find(|k| *k != KIND_RECEIVED && *k != KIND_STATUS) {
+                return Err(format!("FORWARD_TARGETS: target {:?} names an unknown event kind {k:?}", t.id));
+            }
+        }
+    }
+    let mut ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    if ids.len() != targets.len() {
+        return Err("FORWARD_TARGETS: target ids must be unique".into());
+    }
+    Ok(targets)
+}
+
+/// One change to forward, with its stable webhook id and its document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub webhook_id: String,
+    pub kind: &'static str,
+    pub message_id: String,
+    pub doc: Value,
+}
+
+/// The changes between a message's recipients before (`previous`: number
+/// and normalized state) and after (`view`) new events were stored.
+pub fn changes(previous: &[(String, RecipientState)], view: &MessageView) -> Vec<Change> {
+    let mut out = Vec::new();
+    for r in &view.recipients {
+        let before = previous.iter().find(|(n, _)| *n == r.number).map(|(_, s)| *s);
+        if before == Some(r.status) {
+            continue;
+        }
+        // The event that carries the new state, as Bandwidth sent it.
+        let event = view
+            .timeline
+            .iter()
+            .filter(|t| t.recipient.as_deref() == Some(r.number.as_str()))
+            .find(|t| RecipientState::from_kind(&crate::event::EventKind::parse(&t.kind)) == Some(r.status))
+            .or_else(|| view.timeline.first())
+            .map(|t| t.event.clone())
+            .unwrap_or(Value::Null);
+        let (kind, doc) = if r.status == RecipientState::Received {
+            let doc = serde_json::json!({
+                "type": KIND_RECEIVED,
+                "version": DOC_VERSION,
+                "messageId": view.message_id,
+                "from": view.from,
+                "to": view.to,
+                "recipient": r.number,
+                "text": view.text,
+                "media": view.media,
+                "time": r.updated_at.clone().or_else(|| view.time.clone()),
+                "event": event,
+            });
+            (KIND_RECEIVED, doc)
+        } else {
+            let doc = serde_json::json!({
+                "type": KIND_STATUS,
+                "version": DOC_VERSION,
+                "messageId": view.message_id,
+                "recipient": r.number,
+                "previousStatus": before,
+                "status": r.status,
+                "flags": r.flags,
+                "errorCode": r.error_code,
+                "description": r.description,
+                "time": r.updated_at,
+                "from": view.from,
+                "event": event,
+            });
+            (KIND_STATUS, doc)
+        };
+        let identity = serde_json::json!([view.message_id, r.number, kind, r.status]).to_string();
+        let webhook_id = format!("msg_{}", &sha256_hex(identity.as_bytes())[..32]);
+        let mut doc = doc;
+        doc["webhookId"] = Value::String(webhook_id.clone());
+        out.push(Change { webhook_id, kind, message_id: view.message_id.clone(), doc });
+    }
+    out
+}
+
+/// `webhook-signature` for Standard Webhooks: `v1,` and the base64 of
+/// HMAC-SHA256 over `{id}.{timestamp}.{body}`.
+pub fn sign(key: &[u8], webhook_id: &str, timestamp_secs: i64, body: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(format!("{webhook_id}.{timestamp_secs}.{body}").as_bytes());
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// The retry schedule (vars `FORWARD_RETRY_BASE_MS`, `FORWARD_RETRY_MAX_MS`,
+/// `FORWARD_GIVE_UP_MS`), so tests can compress it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub base_ms: i64,
+    pub max_ms: i64,
+    pub give_up_ms: i64,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self { base_ms: 5_000, max_ms: 3_600_000, give_up_ms: 24 * 3_600_000 }
+    }
+}
+
+impl Schedule {
+    pub fn from_vars(base: Option<&str>, max: Option<&str>, give_up: Option<&str>) -> Self {
+        let d = Self::default();
+        let num = |v: Option<&str>, dflt: i64| v.and_then(|s| s.trim().parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(dflt);
+        Self { base_ms: num(base, d.base_ms), max_ms: num(max, d.max_ms), give_up_ms: num(give_up, d.give_up_ms) }
+    }
+
+    /// Delay before retry number `attempts` (1 = after the first failure):
+    /// exponential, capped, with "full jitter" in [50%, 100%] of the step.
+    /// `jitter` is uniform in [0, 1).
+    pub fn backoff_ms(&self, attempts: u32, jitter: f64) -> i64 {
+        let exp = self.base_ms.saturating_mul(1i64 << attempts.saturating_sub(1).min(30));
+        let step = exp.min(self.max_ms);
+        let j = jitter.clamp(0.0, 1.0);
+        (step as f64 * (0.5 + 0.5 * j)).round() as i64
+    }
+
+    /// Whether a row first queued at `window_start_ms` has run out of time.
+    pub fn gives_up(&self, window_start_ms: i64, now_ms: i64) -> bool {
+        now_ms - window_start_ms >= self.give_up_ms
+    }
+}
+
+/// Per-target counts reported by `GET /outbox`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStats {
+    pub target: String,
+    pub pending: i64,
+    pub delivered: i64,
+    pub dead: i64,
+    pub oldest_pending_ms: Option<i64>,
+}
+
+/// Adds one shard's stats into the totals.
+pub fn merge_stats(total: &mut Vec<TargetStats>, shard: Vec<TargetStats>) {
+    for s in shard {
+        match total.iter_mut().find(|t| t.target == s.target) {
+            Some(t) => {
+                t.pending += s.pending;
+                t.delivered += s.delivered;
+                t.dead += s.dead;
+                t.oldest_pending_ms = match (t.oldest_pending_ms, s.oldest_pending_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            None => total.push(s),
+        }
+    }
+    total.sort_by(|a, b| a.target.cmp(&b.target));
+}
+
+/// An outbox row as listed by `GET /outbox/dead`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxItem {
+    pub webhook_id: String,
+    pub target: String,
+    pub message_id: String,
+    pub kind: String,
+    pub state: String,
+    pub attempts: i64,
+    pub created_ms: i64,
+    pub last_error: Option<String>,
+}
+
+/// `POST /outbox/replay`: a target, and either a time range (on when the
+/// rows were first queued) or a list of webhook ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayRequest {
+    pub target: String,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
+    /// Filled in by the Worker.
+    #[serde(default)]
+    pub now_ms: i64,
+}
+
+impl ReplayRequest {
+    pub fn validate(&self) -> Result<(Option<i64>, Option<i64>), String> {
+        let t = |v: &Option<String>, name: &str| match v {
+            None => Ok(None),
+            Some(s) => crate::time::parse_rfc3339_ms(s).map(Some).ok_or(format!("`{name}` must be an RFC 3339 date-time")),
+        };
+        let range = (t(&self.from, "from")?, t(&self.to, "to")?);
+        if self.ids.is_none() && range == (None, None) {
+            return Err("give `ids`, or a `from`/`to` range".into());
+        }
+        Ok(range)
+    }
+}

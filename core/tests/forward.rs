@@ -1,0 +1,122 @@
+//! Forwarding rules: targets, changes, signatures and the retry schedule.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+mod common;
+use bw_ledger_core::forward::*;
+use bw_ledger_core::projection::project;
+use bw_ledger_core::status::RecipientState;
+use bw_ledger_core::CallbackEvent;
+use common::*;
+
+/// The Standard Webhooks reference vector (the same value the
+/// `standardwebhooks` npm package computes).
+#[test]
+fn signature_matches_the_standard_webhooks_vector() {
+    let t = ForwardTarget { id: "t".into(), url: "https://x".into(), secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(), events: None };
+    let sig = sign(&t.key().unwrap(), "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, r#"{"test": 2432232314}"#);
+    assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+}
+
+#[test]
+fn targets_are_checked() {
+    assert_eq!(parse_targets(None).unwrap(), vec![]);
+    assert_eq!(parse_targets(Some("  ")).unwrap(), vec![]);
+    let ok = r#"[{"id":"a","url":"https://example.com/h","secret":"whsec_c2VjcmV0","events":["message.status"]}]"#;
+    let t = parse_targets(Some(ok)).unwrap();
+    assert!(t[0].wants("message.status") && !t[0].wants("message.received"));
+    for bad in [
+        "nope",
+        r#"[{"id":"a","url":"ftp://x","secret":"whsec_c2VjcmV0"}]"#,
+        r#"[{"id":"a","url":"https://x","secret":"c2VjcmV0"}]"#,
+        r#"[{"id":"a","url":"https://x","secret":"whsec_!!!"}]"#,
+        r#"[{"id":"a","url":"https://x","secret":"whsec_c2VjcmV0","events":["message.teleported"]}]"#,
+        r#"[{"id":"a","url":"https://x","secret":"whsec_c2VjcmV0"},{"id":"a","url":"https://y","secret":"whsec_c2VjcmV0"}]"#,
+    ] {
+        assert!(parse_targets(Some(bad)).is_err(), "{bad}");
+    }
+    assert!(!format!("{:?}", t[0]).contains("c2VjcmV0"), "secrets are not printed");
+}
+
+fn view_of(evs: &[CallbackEvent]) -> bw_ledger_core::projection::MessageView {
+    project(&evs[0].message_id, &stored(evs)).unwrap()
+}
+
+fn states(v: &bw_ledger_core::projection::MessageView) -> Vec<(String, RecipientState)> {
+    v.recipients.iter().map(|r| (r.number.clone(), r.status)).collect()
+}
+
+#[test]
+fn delivered_after_failed_is_not_a_change() {
+    let evs = events(GROUP_MMS_INVALID);
+    // After sending + failed, the late delivered for the same number changes nothing for it.
+    let before = view_of(&evs[..2]);
+    let after = view_of(&evs[..3]);
+    let late = view_of(&[evs[..2].to_vec(), vec![evs[4].clone()]].concat());
+    assert!(changes(&states(&before), &late).iter().all(|c| c.doc["recipient"] != "+15553330003"));
+    // The delivered for a valid number is a change, with the previous status.
+    let c = changes(&states(&before), &after);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].doc["recipient"], "+15553330001");
+    assert_eq!(c[0].doc["previousStatus"], "sending");
+    assert_eq!(c[0].doc["status"], "delivered");
+    assert_eq!(c[0].doc["flags"], serde_json::json!(["network-handoff-only"]));
+    assert_eq!(c[0].doc["event"]["type"], "message-delivered");
+    assert_eq!(c[0].kind, KIND_STATUS);
+}
+
+#[test]
+fn nothing_changes_twice_and_ids_are_stable() {
+    let evs = events(SMS_LIFECYCLE);
+    let v = view_of(&evs);
+    let first = changes(&[], &v);
+    assert_eq!(first.len(), 1);
+    assert!(changes(&states(&v), &v).is_empty(), "a retried duplicate is not a change");
+    assert_eq!(changes(&[], &v)[0].webhook_id, first[0].webhook_id, "stable across recomputation");
+    assert_eq!(first[0].doc["webhookId"], first[0].webhook_id.as_str());
+    assert_eq!(first[0].doc["version"], 1);
+}
+
+#[test]
+fn inbound_messages_are_received_documents_with_content() {
+    let v = view_of(&events(INBOUND_MMS));
+    let c = changes(&[], &v);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].kind, KIND_RECEIVED);
+    assert_eq!(c[0].doc["text"], "Here is the photo of the receipt");
+    assert_eq!(c[0].doc["media"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn backoff_grows_caps_and_jitters_within_bounds() {
+    let s = Schedule { base_ms: 100, max_ms: 1000, give_up_ms: 5000 };
+    assert_eq!(s.backoff_ms(1, 1.0), 100);
+    assert_eq!(s.backoff_ms(1, 0.0), 50);
+    assert_eq!(s.backoff_ms(3, 1.0), 400);
+    assert_eq!(s.backoff_ms(10, 1.0), 1000, "capped");
+    assert_eq!(s.backoff_ms(200, 0.0), 500, "no overflow");
+    assert!(s.gives_up(0, 5000) && !s.gives_up(0, 4999));
+    assert_eq!(Schedule::from_vars(None, Some("x"), Some("-5")), Schedule::default());
+    assert_eq!(Schedule::default().give_up_ms, 24 * 3_600_000);
+}
+
+#[test]
+fn stats_merge_across_shards() {
+    let mut total = Vec::new();
+    merge_stats(&mut total, vec![TargetStats { target: "b".into(), pending: 1, delivered: 2, dead: 0, oldest_pending_ms: Some(50) }]);
+    merge_stats(&mut total, vec![
+        TargetStats { target: "b".into(), pending: 2, delivered: 0, dead: 1, oldest_pending_ms: Some(10) },
+        TargetStats { target: "a".into(), pending: 0, delivered: 5, dead: 0, oldest_pending_ms: None },
+    ]);
+    assert_eq!(total.iter().map(|t| (t.target.as_str(), t.pending, t.delivered, t.dead, t.oldest_pending_ms)).collect::<Vec<_>>(),
+        [("a", 0, 5, 0, None), ("b", 3, 2, 1, Some(10))]);
+}
+
+#[test]
+fn replay_needs_ids_or_a_range() {
+    let r = |ids: Option<Vec<String>>, from: Option<&str>| ReplayRequest { target: "t".into(), from: from.map(Into::into), to: None, ids, now_ms: 0 };
+    assert!(r(None, None).validate().is_err());
+    assert!(r(Some(vec!["msg_1".into()]), None).validate().is_ok());
+    assert_eq!(r(None, Some("2026-01-01T00:00:00Z")).validate().unwrap().0, Some(1_767_225_600_000));
+    assert!(r(None, Some("yesterday")).validate().is_err());
+}

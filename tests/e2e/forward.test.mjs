@@ -1,0 +1,208 @@
+// Forwarding: a transactional outbox with signed, retried, replayable
+// delivery, checked by a local receiver that verifies signatures with the
+// independent `standardwebhooks` implementation.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { createServer as netServer } from 'node:net';
+import { Webhook } from 'standardwebhooks';
+import { startWorker, postCallback, getJson, uniqueId, statusEvent, API } from './harness.mjs';
+
+const secret = (s) => 'whsec_' + Buffer.from(`secret-for-${s}-0123456789abcdef`).toString('base64');
+const received = []; // { target, id, body, headers, verified }
+const behaviour = {}; // target -> { failFirst: n, status }
+const attempts = {}; // target -> count
+
+let receiver;
+let w;
+let deadPort;
+
+async function startReceiver() {
+  const srv = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const target = req.url.slice(1);
+      const body = Buffer.concat(chunks).toString('utf8');
+      attempts[target] = (attempts[target] ?? 0) + 1;
+      const b = behaviour[target] ?? {};
+      if (b.status || (b.failFirst && attempts[target] <= b.failFirst)) {
+        received.push({ target, failed: true, id: req.headers['webhook-id'] });
+        res.writeHead(b.status ?? 503);
+        return res.end('not now');
+      }
+      let verified = false;
+      try {
+        new Webhook(secret(target)).verify(body, {
+          'webhook-id': req.headers['webhook-id'],
+          'webhook-timestamp': req.headers['webhook-timestamp'],
+          'webhook-signature': req.headers['webhook-signature'],
+        });
+        verified = true;
+      } catch { verified = false; }
+      received.push({ target, id: req.headers['webhook-id'], body: JSON.parse(body), verified, at: Date.now() });
+      res.writeHead(204);
+      res.end();
+    });
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return { srv, url: `http://127.0.0.1:${srv.address().port}` };
+}
+
+function targets(url) {
+  const t = (id, extra = {}) => ({ id, url: `${url}/${id}`, secret: secret(id), ...extra });
+  return JSON.stringify([
+    t('main'),
+    t('flaky'),
+    t('down'),
+    t('statusonly', { events: ['message.status'] }),
+    { id: 'refused', url: `http://127.0.0.1:${deadPort}/refused`, secret: secret('refused') },
+  ]);
+}
+
+const vars = () => ({
+  FORWARD_TARGETS: targets(receiver.url),
+  FORWARD_RETRY_BASE_MS: '100', FORWARD_RETRY_MAX_MS: '400', FORWARD_GIVE_UP_MS: '2500',
+});
+
+before(async () => {
+  deadPort = await new Promise((res) => { const s = netServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+  receiver = await startReceiver();
+  behaviour.down = { status: 500 };
+  w = await startWorker({ vars: vars() });
+});
+after(async () => { await w?.stop(); receiver?.srv.close(); receiver?.srv.closeAllConnections?.(); });
+
+async function waitFor(pred, ms = 8000) {
+  const t0 = Date.now();
+  for (;;) {
+    const v = pred();
+    if (v) return v;
+    if (Date.now() - t0 > ms) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+const docs = (target, messageId) => received.filter((r) => r.target === target && !r.failed && r.body.messageId === messageId);
+
+function inbound(id, text) {
+  return {
+    type: 'message-received', time: new Date().toISOString(), description: 'Incoming message received', to: '+15551110000',
+    message: { id, owner: '+15551110000', applicationId: 'app', time: new Date().toISOString(), segmentCount: 1, direction: 'in', to: ['+15551110000'], from: '+15554440001', text, media: [] },
+  };
+}
+
+test('an inbound message is forwarded once, signed per Standard Webhooks, with its content', async () => {
+  const id = uniqueId('fwd-in');
+  assert.equal((await postCallback(w.url, [inbound(id, 'hello downstream')])).status, 200);
+  const got = await waitFor(() => docs('main', id).length === 1 && docs('main', id));
+  assert.ok(got, 'delivered');
+  const [d] = got;
+  assert.equal(d.verified, true, 'signature verified by standardwebhooks');
+  assert.equal(d.body.type, 'message.received');
+  assert.equal(d.body.version, 1);
+  assert.equal(d.body.text, 'hello downstream');
+  assert.equal(d.body.webhookId, d.id);
+  assert.match(d.id, /^msg_[0-9a-f]{32}$/);
+  assert.equal(d.body.event.type, 'message-received', 'the raw Bandwidth event rides along');
+  // The statusonly target filters inbound messages out.
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(docs('statusonly', id).length, 0);
+});
+
+test('a receiver failing the first attempts gets it eventually, with the same webhook-id', async () => {
+  const id = uniqueId('fwd-flaky');
+  behaviour.flaky = { failFirst: (attempts.flaky ?? 0) + 3 };
+  await postCallback(w.url, [statusEvent(id, { type: 'message-delivered' })]);
+  const ok = await waitFor(() => docs('flaky', id).find((d) => d.body.status === 'delivered'));
+  assert.ok(ok, 'eventually delivered');
+  const failedIds = received.filter((r) => r.target === 'flaky' && r.failed).map((r) => r.id);
+  assert.ok(failedIds.length >= 3);
+  assert.ok(failedIds.slice(-3).every((x) => x === ok.id), 'same webhook-id on every attempt');
+  assert.equal(ok.verified, true);
+});
+
+test('group invalid number: downstream hears exactly one outcome per recipient', async () => {
+  const id = uniqueId('fwd-grp');
+  const msg = { id, owner: '+15551110000', applicationId: 'app', time: '2026-11-20T16:00:00.000Z', segmentCount: 1, direction: 'out', to: ['+15553330001', '+15553330003'], from: '+15551110000', text: '', media: ['https://example.com/p.jpg'] };
+  const ev = (type, to, time, extra = {}) => ({ type, time, description: type, to, message: msg, ...extra });
+  await postCallback(w.url, [ev('message-failed', '+15553330003', '2026-11-20T16:00:01.000Z', { errorCode: 4720 })]);
+  await postCallback(w.url, [ev('message-delivered', '+15553330003', '2026-11-20T16:00:02.000Z')]);
+  await postCallback(w.url, [ev('message-delivered', '+15553330001', '2026-11-20T16:00:02.000Z')]);
+  await waitFor(() => docs('main', id).some((d) => d.body.recipient === '+15553330001' && d.body.status === 'delivered'));
+  await new Promise((r) => setTimeout(r, 500));
+  const outcomes = (n) => docs('main', id).filter((d) => d.body.recipient === n && ['delivered', 'failed', 'read'].includes(d.body.status));
+  assert.deepEqual(outcomes('+15553330003').map((d) => d.body.status), ['failed']);
+  assert.equal(outcomes('+15553330003')[0].body.errorCode, 4720);
+  assert.deepEqual(outcomes('+15553330001').map((d) => d.body.status), ['delivered']);
+  assert.deepEqual(outcomes('+15553330001')[0].body.flags, ['network-handoff-only']);
+  // Per message, changes arrive in order: accepted before delivered for the valid number.
+  const seq = docs('main', id).filter((d) => d.body.recipient === '+15553330001').map((d) => d.body.status);
+  assert.deepEqual(seq, ['accepted', 'delivered']);
+});
+
+test('Bandwidth retrying a callback 5 times produces one forward', async () => {
+  const id = uniqueId('fwd-retry');
+  const body = JSON.stringify([statusEvent(id, { type: 'message-sent' })]);
+  await Promise.all(Array.from({ length: 5 }, () => postCallback(w.url, body)));
+  await waitFor(() => docs('main', id).length > 0);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(docs('main', id).length, 1);
+  assert.equal(docs('main', id)[0].body.status, 'sent');
+  assert.equal(docs('main', id)[0].body.previousStatus, null);
+});
+
+test('one target hard down does not hold up a healthy one', async () => {
+  const ids = Array.from({ length: 20 }, () => uniqueId('fwd-fast'));
+  const t0 = Date.now();
+  await postCallback(w.url, ids.map((id) => statusEvent(id, { type: 'message-sent' })));
+  const all = await waitFor(() => ids.every((id) => docs('main', id).length === 1), 5000);
+  assert.ok(all, 'healthy target got every forward');
+  const last = Math.max(...ids.map((id) => docs('main', id)[0].at));
+  console.log(`20 forwards to the healthy target within ${last - t0} ms while 'down' and 'refused' fail`);
+  assert.ok(last - t0 < 3000, `promptly: ${last - t0} ms`);
+});
+
+test('dead-lettered after the (compressed) schedule, listed, and delivered again by replay with the same id', async () => {
+  const id = uniqueId('fwd-dead');
+  await postCallback(w.url, [statusEvent(id, { type: 'message-failed', errorCode: 4432 })]);
+  let item;
+  const t0 = Date.now();
+  while (!item && Date.now() - t0 < 10000) {
+    const r = await getJson(w.url, '/outbox/dead?target=down');
+    assert.equal(r.status, 200);
+    item = r.json.items.find((i) => i.messageId === id);
+    if (!item) await new Promise((res) => setTimeout(res, 200));
+  }
+  assert.ok(item, 'dead-lettered');
+  assert.ok(item.attempts >= 2);
+  assert.match(item.lastError, /500/);
+  const stats = await getJson(w.url, '/outbox');
+  const down = stats.json.targets.find((t) => t.target === 'down');
+  assert.ok(down.dead >= 1);
+  // The target recovers; replay by id.
+  behaviour.down = {};
+  const replay = await fetch(`${w.url}/outbox/replay`, { method: 'POST', headers: { ...API, 'Content-Type': 'application/json' }, body: JSON.stringify({ target: 'down', ids: [item.webhookId] }) });
+  assert.equal(replay.status, 200);
+  assert.deepEqual(await replay.json(), { replayed: 1 });
+  const got = await waitFor(() => docs('down', id).length === 1 && docs('down', id)[0]);
+  assert.ok(got, 'replayed delivery arrived');
+  assert.equal(got.id, item.webhookId, 'original webhook-id');
+  assert.equal(got.verified, true);
+  behaviour.down = { status: 500 };
+  const bad = await fetch(`${w.url}/outbox/replay`, { method: 'POST', headers: API, body: JSON.stringify({ target: 'down' }) });
+  assert.equal(bad.status, 400);
+  assert.equal((await fetch(`${w.url}/outbox`)).status, 401);
+});
+
+test('a runtime restart between storing and delivering: the forward arrives after the restart', async () => {
+  const id = uniqueId('fwd-restart');
+  behaviour.flaky = { status: 503 };
+  await postCallback(w.url, [statusEvent(id, { type: 'message-delivered' })]);
+  await waitFor(() => received.some((r) => r.target === 'flaky' && r.failed), 3000);
+  await w.kill();
+  behaviour.flaky = {};
+  w = await startWorker({ persistDir: w.persistDir, vars: vars() });
+  const got = await waitFor(() => docs('flaky', id).find((d) => d.body.status === 'delivered'), 10000);
+  assert.ok(got, 'delivered after the restart');
+  assert.equal(got.verified, true);
+});
