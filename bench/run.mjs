@@ -13,6 +13,7 @@ import { gzipSync } from 'node:zlib';
 import { ROOT, freePort, writeConfig, startWorkerd, readWranglerToml } from './workerd.mjs';
 import { startFakeBandwidth } from '../tests/e2e/fake-bandwidth.mjs';
 import { crashRestart } from '../tests/e2e/crash.mjs';
+import WebSocket from 'ws';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -124,6 +125,30 @@ async function main() {
     results.listDeep = await timeRequests(30, () => get(`limit=100&pageToken=${token}`));
     results.listFiltered = await timeRequests(30, () => get('limit=100&messageStatus=DELIVERED&destinationTn=%2B15552220001'));
     log(`list page of 100 with ${stored} messages: first p50 ${ms(results.listFirst.p50)} p99 ${ms(results.listFirst.p99)}; 11th page p50 ${ms(results.listDeep.p50)} p99 ${ms(results.listDeep.p99)}; filtered p50 ${ms(results.listFiltered.p50)} p99 ${ms(results.listFiltered.p99)}`);
+    // Live subscribers: memory per idle subscriber, and callback-to-subscriber delay.
+    const rss = () => Number(execSync(`ps -o rss= -p ${wd.child.pid}`).toString().trim()) * 1024;
+    const open = () => new Promise((res, rej) => {
+      const ws = new WebSocket(`ws://${at(ports.ledger)}/live?token=${API_TOKEN}`);
+      ws.on('open', () => res(ws));
+      ws.on('error', rej);
+    });
+    const before = rss();
+    const subs = [];
+    for (let i = 0; i < 500; i++) subs.push(await open());
+    await new Promise((r) => setTimeout(r, 1000));
+    results.liveKiBPerSubscriber = (rss() - before) / 500 / 1024;
+    const delays = [];
+    for (let i = 0; i < 20; i++) {
+      const id = `live-delay-${i}`;
+      const got = new Promise((res) => subs[0].on('message', function onMsg(m) { if (m.toString().includes(id)) { subs[0].off('message', onMsg); res(); } }));
+      const t0 = performance.now();
+      await fetch(`http://${at(ports.ledger)}/callbacks/bandwidth`, { method: 'POST', headers: { Authorization: AUTH }, body: JSON.stringify([{ type: 'message-sent', time: '2026-11-20T15:04:05Z', to: '+15552220001', message: { id, direction: 'out', from: '+15551110000', to: ['+15552220001'] } }]) });
+      await got;
+      delays.push(performance.now() - t0);
+    }
+    results.liveDelay = percentiles(delays);
+    for (const s of subs) s.terminate();
+    log(`live: ${results.liveKiBPerSubscriber.toFixed(1)} KiB per idle subscriber (500 open, workerd RSS); callback to subscriber (with 500 connected) p50 ${ms(results.liveDelay.p50)} p99 ${ms(results.liveDelay.p99)}`);
   } finally {
     await wd.stop();
   }
@@ -181,6 +206,7 @@ ${row('ledger (durable ingest)', r.ledger)}
 - wasm: ${r.wasmRaw} bytes raw, ${r.wasmGzip} bytes gzipped.
 - Send proxy, 4 connections: direct to the local fake p50 ${r.sendDirect.p50_ms.toFixed(2)} / p99 ${r.sendDirect.p99_ms.toFixed(2)} ms; through the Worker p50 ${r.sendProxy.p50_ms.toFixed(2)} / p99 ${r.sendProxy.p99_ms.toFixed(2)} ms (added p50 ${(r.sendProxy.p50_ms - r.sendDirect.p50_ms).toFixed(2)} ms).
 - List Messages, page of 100 with ${r.listStored} stored messages: first page p50 ${r.listFirst.p50.toFixed(1)} / p99 ${r.listFirst.p99.toFixed(1)} ms; 11th page p50 ${r.listDeep.p50.toFixed(1)} / p99 ${r.listDeep.p99.toFixed(1)} ms; filtered p50 ${r.listFiltered.p50.toFixed(1)} / p99 ${r.listFiltered.p99.toFixed(1)} ms.
+- Live: ${r.liveKiBPerSubscriber.toFixed(1)} KiB of workerd memory per idle subscriber (500 open); callback to subscriber delay with 500 connected p50 ${r.liveDelay.p50.toFixed(1)} / p99 ${r.liveDelay.p99.toFixed(1)} ms.
 - Crash-restart under workerd: ${r.crash.kills} SIGKILLs, acknowledged ${r.crash.acknowledged}, found ${r.crash.found}, lost ${r.crash.lost}, duplicated ${r.crash.duplicated}.
 - Fuzzing (release): ${r.fuzz.map((l) => l.replace(/^fuzz /, '')).join('; ')}.
 

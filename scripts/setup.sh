@@ -54,3 +54,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ] || [ ! -x node_modu
 fi
 
 [ -x "$WASM_OPT_BIN" ] || die "wasm-opt is missing from node_modules (package binaryen)"
+
+# 5. Chromium for the console's browser test (Debian's package; playwright
+#    never downloads a browser of its own).
+if [ -z "${CHROMIUM_PATH:-}" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing Debian's chromium for the browser test"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    say "note: no Chromium found; the console's browser test needs one (apt-get install chromium, or set CHROMIUM_PATH)"
+  fi
+fi

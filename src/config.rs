@@ -34,6 +34,8 @@ pub const FORWARD_GIVE_UP_MS: &str = "FORWARD_GIVE_UP_MS";
 pub const LEDGER: &str = "LEDGER";
 /// The Durable Object namespace binding of the OAuth token broker.
 pub const TOKENS: &str = "TOKENS";
+/// The Durable Object namespace binding of the live subscription hub.
+pub const LIVE: &str = "LIVE";
 
 pub const DEFAULT_API_BASE: &str = "https://messaging.bandwidth.com/api/v2";
 pub const DEFAULT_TOKEN_URL: &str = "https://api.bandwidth.com/api/v1/oauth2/token";

@@ -37,3 +37,18 @@ pub fn saved(saved: &SavedResponse) -> std::result::Result<Response, ApiError> {
     let resp = Response::from_bytes(saved.body.clone().into_bytes()).map_err(|_| ApiError::Internal)?;
     Ok(resp.with_status(saved.status).with_headers(headers))
 }
+
+const CONSOLE_HTML: &str = include_str!("console.html");
+
+/// The operator console: one static page; the account id is filled in.
+pub fn console(account_id: &str) -> std::result::Result<Response, ApiError> {
+    let html = CONSOLE_HTML.replace("__ACCOUNT_ID__", &account_id.replace(['<', '>', '"', '&', '\'', '\\'], ""));
+    let headers = Headers::new();
+    let _ = headers.set("Content-Type", "text/html; charset=utf-8");
+    let _ = headers.set("Cache-Control", "no-store");
+    let _ = headers.set(
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:",
+    );
+    Ok(Response::ok(html).map_err(|_| ApiError::Internal)?.with_headers(headers))
+}

@@ -25,6 +25,7 @@ use bw_ledger_core::forward::{
     changes, merge_stats, parse_targets, sign, ForwardTarget, OutboxItem, ReplayRequest, Schedule, TargetStats,
     DELIVERY_TIMEOUT_MS,
 };
+use bw_ledger_core::live::quarantine_doc;
 use bw_ledger_core::status::RecipientState;
 use bw_ledger_core::wire::{DeadQuery, IngestReply, ReplayReply};
 use serde::Deserialize;
@@ -111,6 +112,7 @@ const SCHEMA: &[&str] = &[
         text TEXT,
         media TEXT NOT NULL,
         state TEXT NOT NULL,
+        flags TEXT NOT NULL,
         PRIMARY KEY (message_id, destination_tn))",
     "CREATE INDEX IF NOT EXISTS rows_by_time ON message_rows (receive_time_ms, message_id, destination_tn)",
     "CREATE INDEX IF NOT EXISTS rows_by_source ON message_rows (source_tn, receive_time_ms)",
@@ -139,6 +141,8 @@ const SCHEMA: &[&str] = &[
 
 #[durable_object]
 pub struct LedgerShard {
+    state: State,
+    env: Env,
     sql: SqlStorage,
     storage: Storage,
     schema_ready: Cell<bool>,
@@ -160,7 +164,7 @@ impl DurableObject for LedgerShard {
             var(FORWARD_RETRY_MAX_MS).as_deref(),
             var(FORWARD_GIVE_UP_MS).as_deref(),
         );
-        Self { sql: state.storage().sql(), storage: state.storage(), schema_ready: Cell::new(false), targets, schedule }
+        Self { sql: state.storage().sql(), storage: state.storage(), state, env, schema_ready: Cell::new(false), targets, schedule }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -169,7 +173,12 @@ impl DurableObject for LedgerShard {
         match path.as_str() {
             route::INGEST => {
                 let batch: IngestBatch = req.json().await?;
-                let (reply, queued) = self.ingest(batch)?;
+                let (reply, queued, live) = self.ingest(batch)?;
+                if !live.is_empty() {
+                    // Off the ack path, and after the commit: outgoing
+                    // requests wait behind the output gate.
+                    self.state.wait_until(crate::live::publish(self.env.clone(), live));
+                }
                 if queued > 0 {
                     // Deliver off the ack path: the alarm runs after this reply.
                     self.storage.set_alarm(0).await?;
@@ -281,6 +290,11 @@ struct OutboxRow {
 }
 
 #[derive(Deserialize)]
+struct SeenRow {
+    seen_count: i64,
+}
+
+#[derive(Deserialize)]
 struct SeqRow {
     #[allow(dead_code)]
     seq: i64,
@@ -334,6 +348,8 @@ struct RowRecord {
     recipient_count: i64,
     text: Option<String>,
     media: String,
+    state: String,
+    flags: String,
 }
 
 #[derive(Deserialize)]
@@ -401,7 +417,7 @@ impl LedgerShard {
     /// and the reply is held until these writes are durable (output gate).
     /// If a statement fails midway, the caller gets an error and answers 5xx;
     /// Bandwidth's retry then finds the rows already written as duplicates.
-    fn ingest(&self, batch: IngestBatch) -> Result<(IngestReply, u32)> {
+    fn ingest(&self, batch: IngestBatch) -> Result<(IngestReply, u32, Vec<serde_json::Value>)> {
         let mut reply = IngestReply::default();
         let now = batch.received_at_ms;
         let mut touched: Vec<String> = Vec::new();
@@ -434,12 +450,15 @@ impl LedgerShard {
                 }
             }
         }
+        let mut live = Vec::new();
         for q in batch.quarantine {
-            self.sql.exec(
+            let (hash, reason) = (q.content_hash.clone(), q.reason.clone());
+            let seen: Vec<SeenRow> = self.sql.exec(
                 "INSERT INTO quarantine (content_hash, raw, raw_encoding, reason, first_seen_ms, last_seen_ms, seen_count)
                  VALUES (?, ?, ?, ?, ?, ?, 1)
                  ON CONFLICT (content_hash) DO UPDATE SET
-                   seen_count = seen_count + 1, last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)",
+                   seen_count = seen_count + 1, last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)
+                 RETURNING seen_count",
                 vec![
                     q.content_hash.into(),
                     q.raw.into(),
@@ -448,14 +467,19 @@ impl LedgerShard {
                     now.into(),
                     now.into(),
                 ],
-            )?;
+            )?.to_array()?;
+            if seen.first().is_some_and(|s| s.seen_count == 1) {
+                live.push(quarantine_doc(&hash, &reason, now));
+            }
             reply.quarantined += 1;
         }
         let mut queued = 0;
         for message_id in touched {
-            queued += self.refresh_rows(&message_id, now)?;
+            let (q, docs) = self.refresh_rows(&message_id, now)?;
+            queued += q;
+            live.extend(docs);
         }
-        Ok((reply, queued))
+        Ok((reply, queued, live))
     }
 
     /// Rewrites a message's list rows from all its events, and queues an
@@ -463,10 +487,10 @@ impl LedgerShard {
     /// inside the ingest's synchronous section, so events, rows and outbox
     /// commit together: no event is stored with its forward forgotten.
     /// Returns the outbox rows queued.
-    fn refresh_rows(&self, message_id: &str, now: i64) -> Result<u32> {
+    fn refresh_rows(&self, message_id: &str, now: i64) -> Result<(u32, Vec<serde_json::Value>)> {
         let records = self.message(message_id)?;
         let first_received = records.events.iter().map(|e| e.received_at_ms).min().unwrap_or(0);
-        let Some(view) = project(message_id, &records) else { return Ok(0) };
+        let Some(view) = project(message_id, &records) else { return Ok((0, Vec::new())) };
         let previous: Vec<StateRow> = self
             .sql
             .exec("SELECT destination_tn, state FROM message_rows WHERE message_id = ?", vec![message_id.into()])?
@@ -476,8 +500,9 @@ impl LedgerShard {
             .filter_map(|r| RecipientState::parse(&r.state).map(|s| (r.destination_tn, s)))
             .collect();
         let mut queued = 0;
+        let found = changes(&previous, &view);
         if !self.targets.is_empty() {
-            for change in changes(&previous, &view) {
+            for change in &found {
                 let payload = change.doc.to_string();
                 for target in self.targets.iter().filter(|t| t.wants(change.kind)) {
                     let written = self
@@ -504,9 +529,9 @@ impl LedgerShard {
             }
         }
         self.sql.exec("DELETE FROM message_rows WHERE message_id = ?", vec![message_id.into()])?;
-        for (row, recipient) in rows_for(&view, first_received).into_iter().zip(&view.recipients) {
+        for row in rows_for(&view, first_received) {
             self.sql.exec(
-                &format!("INSERT INTO message_rows ({ROW_COLUMNS}, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                &format!("INSERT INTO message_rows ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                 vec![
                     row.message_id.into(),
                     row.destination_tn.into(),
@@ -523,11 +548,12 @@ impl LedgerShard {
                     row.recipient_count.into(),
                     row.text.into(),
                     serde_json::to_string(&row.media)?.into(),
-                    recipient.status.as_str().into(),
+                    row.state.into(),
+                    serde_json::to_string(&row.flags)?.into(),
                 ],
             )?;
         }
-        Ok(queued)
+        Ok((queued, found.into_iter().map(|c| c.doc).collect()))
     }
 
     /// Posts one outbox row to its target, signed per Standard Webhooks.
@@ -678,6 +704,8 @@ impl LedgerShard {
                     recipient_count: r.recipient_count,
                     text: r.text,
                     media: serde_json::from_str(&r.media)?,
+                    state: r.state,
+                    flags: serde_json::from_str(&r.flags)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -8,6 +8,7 @@ mod config;
 mod http;
 mod ledger;
 mod list;
+mod live;
 mod outbox;
 mod send;
 mod shard_client;
@@ -25,6 +26,7 @@ use config::Config;
 use shard_client::ShardClient;
 
 pub use ledger::LedgerShard;
+pub use live::LiveHub;
 pub use token_broker::TokenBroker;
 
 #[event(fetch)]
@@ -48,6 +50,8 @@ async fn handle(req: &mut Request, env: &Env) -> std::result::Result<Response, A
     let config = Config::from_env(env);
     match route {
         Route::Health => http::json(&serde_json::json!({ "status": "ok" })),
+        Route::Live => live::subscribe(req, env, &config).await,
+        Route::Console => http::console(config.account_id().unwrap_or_default().as_str()),
         Route::Callback => receive_callback(req, env, &config).await,
         Route::Send { account_id } => send::send(req, env, &config, &account_id).await,
         Route::Preflight => send::preflight(req, &config),

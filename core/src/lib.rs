@@ -17,6 +17,7 @@ pub mod identity;
 pub mod idempotency;
 pub mod ingest;
 pub mod list;
+pub mod live;
 pub mod oauth;
 pub mod projection;
 pub mod quarantine;

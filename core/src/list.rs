@@ -42,6 +42,10 @@ pub struct ListRow {
     pub recipient_count: i64,
     pub text: Option<String>,
     pub media: Vec<String>,
+    /// The normalized status (`delivered`, `read`, ...), finer than Bandwidth's.
+    pub state: String,
+    /// `network-handoff-only`, `receipt-expired`, `contradiction`.
+    pub flags: Vec<String>,
 }
 
 /// Derives the list rows of a message from its projected view.
@@ -91,6 +95,12 @@ pub fn rows_for(view: &MessageView, first_received_ms: i64) -> Vec<ListRow> {
                 recipient_count,
                 text: text.clone(),
                 media: view.media.clone(),
+                state: r.status.as_str().to_owned(),
+                flags: r
+                    .flags
+                    .iter()
+                    .filter_map(|f| serde_json::to_value(f).ok()?.as_str().map(str::to_owned))
+                    .collect(),
             }
         })
         .collect()
@@ -418,7 +428,8 @@ pub struct SqlPlan {
 }
 
 pub const ROW_COLUMNS: &str = "message_id, destination_tn, source_tn, message_status, message_direction, message_type, \
-segment_count, error_code, receive_time_ms, carrier_name, message_length, attachment_count, recipient_count, text, media";
+segment_count, error_code, receive_time_ms, carrier_name, message_length, attachment_count, recipient_count, text, media, \
+state, flags";
 
 fn where_clause(f: &Filters) -> (String, Vec<SqlParam>) {
     let mut conds: Vec<String> = Vec::new();
@@ -574,6 +585,8 @@ pub fn list_item(row: &ListRow, account_id: &str, include_content: bool) -> Valu
     if include_content {
         item["text"] = Value::String(row.text.clone().unwrap_or_default());
         item["media"] = serde_json::json!(row.media);
+        item["status"] = Value::String(row.state.clone());
+        item["flags"] = serde_json::json!(row.flags);
     }
     item
 }

@@ -19,6 +19,10 @@ pub enum Route {
     Conversation,
     /// `OPTIONS` on the Bandwidth-shaped API: a CORS preflight.
     Preflight,
+    /// `GET /live`: a WebSocket of normalized changes.
+    Live,
+    /// `GET /`: the operator console.
+    Console,
     /// `GET /outbox`: delivery counts per forwarding target.
     OutboxStats,
     /// `GET /outbox/dead`: dead-lettered forwards.
@@ -34,7 +38,9 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         if ok { Ok(route) } else { Err(ApiError::MethodNotAllowed { allow: allowed }) }
     };
     match path.trim_end_matches('/') {
+        "" => only("GET", Route::Console),
         "/healthz" => only("GET", Route::Health),
+        "/live" => only("GET", Route::Live),
         CALLBACK_PATH => only("POST", Route::Callback),
         "/quarantine" => only("GET", Route::Quarantine),
         "/conversations" => only("GET", Route::Conversation),
@@ -102,4 +108,17 @@ pub fn query_limit(query: Option<&str>, default: u32, max: u32) -> Result<u32, A
             _ => Err(ApiError::BadRequest(format!("`limit` must be a whole number from 1 to {max}."))),
         },
     }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

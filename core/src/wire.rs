@@ -30,6 +30,10 @@ pub mod route {
     pub const OUTBOX_DEAD: &str = "/outbox/dead";
     /// POST [`crate::forward::ReplayRequest`] -> [`super::ReplayReply`].
     pub const OUTBOX_REPLAY: &str = "/outbox/replay";
+    /// GET with `Upgrade: websocket` and `?sub=<Subscription JSON>` (the live hub).
+    pub const LIVE_SUBSCRIBE: &str = "/subscribe";
+    /// POST `Vec<serde_json::Value>` -> `{"sent": n}` (the live hub).
+    pub const LIVE_PUBLISH: &str = "/publish";
     /// POST `{}` -> [`crate::oauth::TokenOutcome`] (the token broker object).
     pub const TOKEN: &str = "/token";
 }

@@ -119,7 +119,7 @@ fn row(t: i64, id: &str, to: &str) -> ListRow {
         message_id: id.into(), destination_tn: to.into(), source_tn: "+15551110000".into(),
         message_status: "DELIVERED".into(), message_direction: "OUTBOUND".into(), message_type: "sms".into(),
         segment_count: 1, error_code: 0, receive_time_ms: t, carrier_name: None, message_length: 1,
-        attachment_count: 0, recipient_count: 1, text: None, media: vec![],
+        attachment_count: 0, recipient_count: 1, text: None, media: vec![], state: "delivered".into(), flags: vec![],
     }
 }
 
@@ -197,4 +197,6 @@ fn list_items_match_bandwidths_field_names() {
     assert_eq!(item["receiveTime"], "2026-11-20T16:00:00.000Z");
     let with = list_item(r, "9900000", true);
     assert!(with.get("text").is_some() && with.get("media").is_some());
+    assert_eq!(with["status"], "failed");
+    assert_eq!(with["flags"], serde_json::json!(["contradiction"]));
 }

@@ -1,0 +1,110 @@
+// The operator console in a real browser (headless Chromium driven by
+// playwright-core): live rows and statuses without a reload, the timeline,
+// and a send through the proxy to a fake Bandwidth. Saves a screenshot.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { startWorker, postCallback, uniqueId, SECRETS, ROOT } from './harness.mjs';
+import { startFakeBandwidth } from './fake-bandwidth.mjs';
+
+const KEY = 'console-client-key';
+const CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome',
+  '/Applications/Google Chrome.app/Contents/MacOS/Google Chrome'].filter(Boolean);
+const executablePath = CANDIDATES.find((p) => existsSync(p));
+
+let w, fake, browser, page;
+before(async () => {
+  assert.ok(executablePath, `no Chromium found (tried ${CANDIDATES.join(', ')}): scripts/setup.sh installs Debian's chromium, or set CHROMIUM_PATH`);
+  fake = await startFakeBandwidth();
+  w = await startWorker({ vars: {
+    BW_ACCOUNT_ID: '9900000', BW_APPLICATION_ID: 'console-app',
+    BANDWIDTH_API_BASE: `${fake.url}/api/v2`, BANDWIDTH_TOKEN_URL: `${fake.url}/api/v1/oauth2/token`,
+    BW_CLIENT_ID: 'id', BW_CLIENT_SECRET: 'secret',
+    CLIENT_KEYS: JSON.stringify([{ id: 'console', key_sha256: createHash('sha256').update(KEY).digest('hex'), allowed_from: ['+15551110000'], allowed_origins: [] }]),
+  } });
+  browser = await chromium.launch({
+    executablePath, headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+});
+after(async () => { await browser?.close(); await w?.stop(); await fake?.close(); });
+
+function event(id, type, extra = {}) {
+  return {
+    type, time: new Date().toISOString(), description: type, to: '+15552220042',
+    message: { id, owner: '+15551110000', applicationId: 'app', time: new Date().toISOString(), segmentCount: 1, direction: 'out', to: ['+15552220042'], from: '+15551110000', text: extra.text ?? '' },
+    ...extra.top,
+  };
+}
+
+test('the console signs in once, shows rows and status changes live, and sends through the proxy', async () => {
+  await page.goto(`${w.url}/`);
+  // Accessible names, not CSS selectors: the form is usable by label.
+  await page.getByLabel('API token (kept in this tab only)').fill(SECRETS.API_TOKEN);
+  await page.getByRole('button', { name: 'Open the ledger' }).click();
+  await page.getByRole('heading', { name: 'Recent messages' }).waitFor();
+  await page.locator('#live-state[data-on="true"]').waitFor({ timeout: 10000 });
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('bw-ledger-token')), SECRETS.API_TOKEN);
+  assert.equal(await page.evaluate(() => localStorage.length), 0, 'nothing in localStorage');
+
+  // A callback from outside appears without a reload.
+  const id = uniqueId('console');
+  const navigations = [];
+  page.on('framenavigated', () => navigations.push(Date.now()));
+  const t0 = Date.now();
+  await postCallback(w.url, [event(id, 'message-sending')]);
+  const row = page.locator(`tr[data-message-id="${id}"]`);
+  await row.waitFor({ timeout: 10000 });
+  const appeared = Date.now() - t0;
+  assert.equal(await row.locator('.status').innerText(), 'sending', 'status shown as text');
+  const t1 = Date.now();
+  await postCallback(w.url, [event(id, 'message-delivered', { top: { carrierName: 'Example' } })]);
+  await row.locator('.status', { hasText: 'delivered' }).waitFor({ timeout: 10000 });
+  const changed = Date.now() - t1;
+  assert.deepEqual(navigations, [], 'no reload');
+  console.log(`callback to screen: new row ${appeared} ms, status change ${changed} ms`);
+
+  // The timeline, with a contradiction marked.
+  await postCallback(w.url, [event(id, 'message-failed', { top: { errorCode: 4720 } })]);
+  await row.locator('.status', { hasText: 'failed' }).waitFor({ timeout: 10000 });
+  await row.getByRole('button', { name: id }).click();
+  await page.locator('#timeline-list li.contradicted').waitFor();
+  assert.match(await page.locator('#timeline-list').innerText(), /message-delivered[^\n]*contradicted/);
+
+  // Keyboard: the send form is reachable and usable without a mouse.
+  await page.getByLabel('Client key').fill(KEY);
+  await page.getByLabel('From').fill('+15551110000');
+  await page.getByLabel('To (comma-separated)').fill('+15552220077');
+  await page.getByLabel('Text').fill('Sent from the console');
+  const sendsBefore = fake.messageRequests.length;
+  await page.getByLabel('Text').press('Tab');
+  await page.keyboard.press('Enter');
+  await page.locator('#send-result', { hasText: 'Accepted' }).waitFor({ timeout: 10000 });
+  assert.equal(fake.messageRequests.length, sendsBefore + 1);
+  const sent = JSON.parse(fake.messageRequests.at(-1).body);
+  assert.deepEqual(sent.to, ['+15552220077']);
+  assert.equal(sent.text, 'Sent from the console');
+  await page.locator('td', { hasText: 'Sent from the console' }).first().waitFor({ timeout: 10000 });
+
+  // Quarantine count reflects a bad callback, live.
+  await postCallback(w.url, `garbage ${uniqueId('g')}`);
+  await page.waitForFunction(() => Number(document.getElementById('quarantine-count').textContent) >= 1, null, { timeout: 10000 });
+
+  const dir = join(ROOT, 'tests/artifacts');
+  mkdirSync(dir, { recursive: true });
+  await page.screenshot({ path: join(dir, 'console.png'), fullPage: true });
+});
+
+test('a wrong token is refused and the console asks again', async () => {
+  const p = await browser.newPage();
+  await p.goto(`${w.url}/`);
+  await p.getByLabel('API token (kept in this tab only)').fill('wrong-token');
+  await p.getByRole('button', { name: 'Open the ledger' }).click();
+  await p.getByRole('button', { name: 'Open the ledger' }).waitFor({ state: 'visible' });
+  await p.waitForFunction(() => sessionStorage.getItem('bw-ledger-token') === null);
+  await p.close();
+});

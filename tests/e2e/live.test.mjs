@@ -1,0 +1,86 @@
+// GET /live: WebSocket authentication, key scoping, filters, and that the
+// callback's 2xx never waits for subscribers.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import WebSocket from 'ws';
+import { startWorker, postCallback, statusEvent, uniqueId, SECRETS } from './harness.mjs';
+
+const KEY = 'live-client-key';
+const CLIENT_KEYS = JSON.stringify([{ id: 'live', key_sha256: createHash('sha256').update(KEY).digest('hex'), allowed_from: ['+15557000001'] }]);
+let w;
+before(async () => { w = await startWorker({ vars: { CLIENT_KEYS, BW_ACCOUNT_ID: '9900000' } }); });
+after(async () => { await w?.stop(); });
+
+/** Opens a subscriber; resolves once open, or rejects with the HTTP status. */
+function subscribe(query = '', protocols) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${w.url.replace('http', 'ws')}/live${query}`, protocols);
+    const messages = [];
+    ws.on('message', (m) => messages.push(JSON.parse(m.toString())));
+    ws.on('open', () => resolve({ ws, messages }));
+    ws.on('unexpected-response', (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })));
+    ws.on('error', reject);
+  });
+}
+const until = async (pred, ms = 5000) => { const t0 = Date.now(); while (!pred() && Date.now() - t0 < ms) await new Promise((r) => setTimeout(r, 25)); return pred(); };
+
+test('authentication: API token in the query or as a subprotocol; anything else is refused', async () => {
+  const a = await subscribe(`?token=${SECRETS.API_TOKEN}`);
+  const b = await subscribe('', ['bw-ledger', `token.${SECRETS.API_TOKEN}`]);
+  assert.equal(b.ws.protocol, 'bw-ledger', 'the chosen subprotocol is echoed');
+  for (const q of ['', '?token=wrong', `?token=${KEY}x`]) {
+    await assert.rejects(subscribe(q), (e) => e.status === 401, q);
+  }
+  const id = uniqueId('live');
+  await postCallback(w.url, [statusEvent(id, { type: 'message-sent' })]);
+  assert.ok(await until(() => a.messages.some((m) => m.messageId === id) && b.messages.some((m) => m.messageId === id)));
+  const doc = a.messages.find((m) => m.messageId === id);
+  assert.equal(doc.type, 'message.status');
+  assert.equal(doc.status, 'sent');
+  a.ws.close(); b.ws.close();
+});
+
+test('a client key sees only changes that involve its own numbers; filters by message and number', async () => {
+  const keyed = await subscribe(`?token=${KEY}`);
+  const operator = await subscribe(`?token=${SECRETS.API_TOKEN}`);
+  const mine = uniqueId('mine');
+  const theirs = uniqueId('theirs');
+  const byMessage = await subscribe(`?token=${SECRETS.API_TOKEN}&messageId=${mine}`);
+  const byNumber = await subscribe(`?token=${SECRETS.API_TOKEN}&number=${encodeURIComponent('+15557000099')}`);
+  const ev = (id, from, to) => ({ ...statusEvent(id, { type: 'message-delivered', to }), message: { ...statusEvent(id).message, from, to: [to] } });
+  await postCallback(w.url, [ev(mine, '+15557000001', '+15550000001'), ev(theirs, '+15559999999', '+15557000099')]);
+  assert.ok(await until(() => operator.messages.filter((m) => [mine, theirs].includes(m.messageId)).length === 2));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(keyed.messages.map((m) => m.messageId), [mine]);
+  assert.deepEqual(byMessage.messages.map((m) => m.messageId), [mine]);
+  assert.deepEqual(byNumber.messages.map((m) => m.messageId), [theirs]);
+  // Quarantine items are for the operator only.
+  await postCallback(w.url, `not json ${uniqueId('q')}`);
+  assert.ok(await until(() => operator.messages.some((m) => m.type === 'quarantine.item')));
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(!keyed.messages.some((m) => m.type === 'quarantine.item'));
+  for (const s of [keyed, operator, byMessage, byNumber]) s.ws.close();
+});
+
+test('the callback 2xx does not wait for subscribers: a stalled subscriber changes nothing', async () => {
+  const stalled = [];
+  for (let i = 0; i < 20; i++) {
+    const s = await subscribe(`?token=${SECRETS.API_TOKEN}`);
+    s.ws._socket.pause(); // never reads: its buffers fill, the hub's sends never complete
+    stalled.push(s);
+  }
+  const ids = Array.from({ length: 100 }, () => uniqueId('stall'));
+  const big = 'x'.repeat(20_000);
+  const statuses = [];
+  for (const id of ids) {
+    const r = await postCallback(w.url, [statusEvent(id, { type: 'message-sent', extra: { padding: big } })]);
+    statuses.push(r.status);
+    await r.arrayBuffer();
+  }
+  assert.deepEqual(statuses, Array(100).fill(200), 'every callback acknowledged while subscribers stall');
+  // Resumed, a subscriber gets what was sent while it stalled.
+  stalled[0].ws._socket.resume();
+  assert.ok(await until(() => ids.every((id) => stalled[0].messages.some((m) => m.messageId === id)), 10000));
+  for (const s of stalled) s.ws.terminate();
+});
