@@ -1,4 +1,5 @@
-//! Worker glue: HTTP routes, configuration and the shard Durable Object.
+//! Worker glue: HTTP routes, configuration and the Durable Objects (ledger
+//! shards, the OAuth token broker, the live hub).
 //!
 //! Every decision lives in `bw_ledger_core`; this crate only moves bytes
 //! between the runtime and the core. It must never answer 2xx to a callback
