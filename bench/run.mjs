@@ -169,7 +169,16 @@ async function main() {
   await fake.close();
 
   // Fuzzing, longer form.
-  const fuzz = execSync(`cargo test --release -q -p bw-ledger-core --test fuzz -- --nocapture --test-threads 1`, { cwd: ROOT, env: { ...process.env, FUZZ_CASES: String(FUZZ_CASES) }, encoding: 'utf8' });
+  let fuzz = '';
+  try {
+    fuzz = execSync(`cargo test --release -q -p bw-ledger-core --test fuzz -- --nocapture --test-threads 1`, { cwd: ROOT, env: { ...process.env, FUZZ_CASES: String(FUZZ_CASES) }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    // A fuzz failure is a finding: report it, write the rest, exit non-zero.
+    fuzz = String(e.stdout ?? '');
+    const minimal = String(e.stdout ?? '').match(/minimal failing input[\s\S]{0,400}/)?.[0] ?? 'see cargo test output';
+    log(`FUZZ FAILURE: ${minimal}`);
+    process.exitCode = 1;
+  }
   results.fuzz = [...fuzz.matchAll(/fuzz ([^:\n]+): (\d+) inputs tried/g)].map((m) => `fuzz ${m[1]}: ${m[2]} inputs tried, no panic`);
   for (const l of results.fuzz) log(l);
 

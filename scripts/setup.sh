@@ -30,7 +30,8 @@ fi
 
 # 2. wasm-bindgen-cli, at exactly the version Cargo.lock resolved.
 [ -n "$WASM_BINDGEN_VERSION" ] || die "could not read the wasm-bindgen version from Cargo.lock"
-installed_version() { "$1" --version 2>/dev/null | awk '{print $2}'; }
+# `wasm-bindgen --version` prints "wasm-bindgen X", `worker-build --version` just "X".
+installed_version() { "$1" --version 2>/dev/null | awk '{print $NF}'; }
 if [ "$(installed_version "$WASM_BINDGEN_BIN")" != "$WASM_BINDGEN_VERSION" ]; then
   say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION into $WASM_BINDGEN_ROOT (about 5 minutes, once)"
   # --locked can fail when a locked dependency has left the index; retry unlocked.

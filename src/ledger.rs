@@ -7,6 +7,7 @@
 //! writes they report are durable.
 
 use std::cell::Cell;
+use std::rc::Rc;
 
 use bw_ledger_core::idempotency::{
     decide_begin, BeginDecision, IdemBegin, IdemFinish, IdempotencyRecord, IDEMPOTENCY_TTL_MS,
@@ -146,6 +147,9 @@ pub struct LedgerShard {
     sql: SqlStorage,
     storage: Storage,
     schema_ready: Cell<bool>,
+    /// Whether live subscribers may be listening; starts true, cleared when
+    /// the hub reports none, set again by the hub's `LIVE_ON`.
+    live: Rc<crate::live::LiveSwitch>,
     /// Forwarding targets and schedule, read once per object instance.
     targets: Vec<ForwardTarget>,
     schedule: Schedule,
@@ -164,7 +168,7 @@ impl DurableObject for LedgerShard {
             var(FORWARD_RETRY_MAX_MS).as_deref(),
             var(FORWARD_GIVE_UP_MS).as_deref(),
         );
-        Self { sql: state.storage().sql(), storage: state.storage(), state, env, schema_ready: Cell::new(false), targets, schedule }
+        Self { sql: state.storage().sql(), storage: state.storage(), state, env, schema_ready: Cell::new(false), live: crate::live::LiveSwitch::new(), targets, schedule }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -174,10 +178,10 @@ impl DurableObject for LedgerShard {
             route::INGEST => {
                 let batch: IngestBatch = req.json().await?;
                 let (reply, queued, live) = self.ingest(batch)?;
-                if !live.is_empty() {
+                if !live.is_empty() && self.live.is_on() {
                     // Off the ack path, and after the commit: outgoing
                     // requests wait behind the output gate.
-                    self.state.wait_until(crate::live::publish(self.env.clone(), live));
+                    self.state.wait_until(crate::live::publish(self.env.clone(), live, self.live.clone()));
                 }
                 if queued > 0 {
                     // Deliver off the ack path: the alarm runs after this reply.
@@ -186,6 +190,10 @@ impl DurableObject for LedgerShard {
                 Response::from_json(&reply)
             }
             route::OUTBOX_STATS => Response::from_json(&self.outbox_stats()?),
+            route::LIVE_ON => {
+                self.live.turn_on();
+                Response::from_json(&serde_json::json!({}))
+            }
             route::OUTBOX_DEAD => {
                 let q: DeadQuery = req.json().await?;
                 Response::from_json(&self.outbox_dead(&q)?)
@@ -500,7 +508,9 @@ impl LedgerShard {
             .filter_map(|r| RecipientState::parse(&r.state).map(|s| (r.destination_tn, s)))
             .collect();
         let mut queued = 0;
-        let found = changes(&previous, &view);
+        // Changes feed the outbox and live subscribers; skip the work when
+        // neither is there.
+        let found = if self.targets.is_empty() && !self.live.is_on() { Vec::new() } else { changes(&previous, &view) };
         if !self.targets.is_empty() {
             for change in &found {
                 let payload = change.doc.to_string();

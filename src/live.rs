@@ -8,6 +8,9 @@
 //! subscriber never touches a callback's 2xx, and a dropped notification
 //! loses nothing: the client resyncs from the list API.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use bw_ledger_core::auth::{check_bearer, AuthOutcome};
 use bw_ledger_core::client::authenticate_client;
 use bw_ledger_core::live::{parse_live_request, Subscription, SUBPROTOCOL};
@@ -65,29 +68,88 @@ pub async fn subscribe(req: &Request, env: &Env, config: &Config) -> std::result
     })
 }
 
-/// Sends documents to the hub; failures are logged and dropped.
-pub async fn publish(env: Env, docs: Vec<Value>) {
+/// What the hub answers to a publish.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Published {
+    sent: u32,
+    subscribers: u32,
+}
+
+/// Whether a shard should publish. The hub's `LIVE_ON` bumps the epoch; a
+/// "no subscribers" reply only switches publishing off if no `LIVE_ON`
+/// arrived since that publish was sent.
+#[derive(Default)]
+pub struct LiveSwitch {
+    on: Cell<bool>,
+    epoch: Cell<u64>,
+}
+
+impl LiveSwitch {
+    pub fn new() -> Rc<Self> {
+        Rc::new(Self { on: Cell::new(true), epoch: Cell::new(0) })
+    }
+    pub fn is_on(&self) -> bool {
+        self.on.get()
+    }
+    pub fn turn_on(&self) {
+        self.epoch.set(self.epoch.get() + 1);
+        self.on.set(true);
+    }
+}
+
+/// Sends documents to the hub; failures are logged and dropped. When the
+/// hub reports no subscribers, the shard stops publishing until one arrives
+/// (the hub calls every shard's `LIVE_ON` before it accepts a socket).
+pub async fn publish(env: Env, docs: Vec<Value>, switch: Rc<LiveSwitch>) {
+    let epoch = switch.epoch.get();
     let result = async {
         let stub = env.durable_object(LIVE)?.id_from_name(HUB_NAME)?.get_stub()?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(&docs)?)));
         let req = Request::new_with_init(&format!("https://live-hub{}", route::LIVE_PUBLISH), &init)?;
-        stub.fetch_with_request(req).await
+        let published: Published = stub.fetch_with_request(req).await?.json().await?;
+        Ok::<_, worker::Error>(published)
     }
     .await;
-    if let Err(e) = result {
-        console_error!("live: publish failed (subscribers resync from the list API): {e}");
+    match result {
+        Ok(p) if p.subscribers == 0 && switch.epoch.get() == epoch => switch.on.set(false),
+        Ok(_) => {}
+        Err(e) => console_error!("live: publish failed (subscribers resync from the list API): {e}"),
     }
+}
+
+/// Tells every ledger shard that someone is listening.
+async fn wake_shards(env: &Env) -> Result<()> {
+    let count = env
+        .var(crate::config::LEDGER_SHARDS)
+        .ok()
+        .and_then(|v| bw_ledger_core::shard::parse_shard_count(&v.to_string()).ok())
+        .unwrap_or(1);
+    let ns = env.durable_object(crate::config::LEDGER)?;
+    let calls = (0..count).map(|i| {
+        let ns = &ns;
+        async move {
+            let stub = ns.id_from_name(&bw_ledger_core::shard::shard_name(i))?.get_stub()?;
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post).with_body(Some(JsValue::from_str("{}")));
+            stub.fetch_with_request(Request::new_with_init(&format!("https://ledger-shard{}", route::LIVE_ON), &init)?).await
+        }
+    });
+    for r in futures_util::future::join_all(calls).await {
+        r?;
+    }
+    Ok(())
 }
 
 #[durable_object]
 pub struct LiveHub {
     state: State,
+    env: Env,
 }
 
 impl DurableObject for LiveHub {
-    fn new(state: State, _env: Env) -> Self {
-        Self { state }
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -96,6 +158,9 @@ impl DurableObject for LiveHub {
             route::LIVE_SUBSCRIBE => {
                 let param = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
                 let sub: Subscription = serde_json::from_str(&param("sub").unwrap_or_default())?;
+                // Shards stop publishing while nobody listens: wake them first,
+                // so nothing committed after this socket opens is skipped.
+                wake_shards(&self.env).await?;
                 let pair = WebSocketPair::new()?;
                 // Hibernation API: the runtime holds the socket, not this object.
                 self.state.accept_web_socket(&pair.server);
@@ -109,7 +174,9 @@ impl DurableObject for LiveHub {
             route::LIVE_PUBLISH => {
                 let docs: Vec<Value> = req.json().await?;
                 let mut sent = 0u32;
-                for ws in self.state.get_websockets() {
+                let sockets = self.state.get_websockets();
+                let subscribers = sockets.len() as u32;
+                for ws in sockets {
                     let Ok(Some(sub)) = ws.deserialize_attachment::<Subscription>() else { continue };
                     for doc in docs.iter().filter(|d| sub.wants(d)) {
                         // A dead socket fails here; it is closed by the runtime.
@@ -118,7 +185,7 @@ impl DurableObject for LiveHub {
                         }
                     }
                 }
-                Response::from_json(&serde_json::json!({ "sent": sent }))
+                Response::from_json(&Published { sent, subscribers })
             }
             _ => Response::error("unknown hub route", 404),
         }

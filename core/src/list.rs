@@ -286,6 +286,13 @@ fn parse_tn(name: &str, v: &str) -> Result<TnFilter, ApiError> {
     Ok(TnFilter::Prefix(v.to_owned()))
 }
 
+fn parse_limit(v: &str) -> Result<u32, ApiError> {
+    match v.parse::<u32>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(bad(format!("`limit` must be a whole number from 1 to {MAX_LIMIT}."))),
+    }
+}
+
 fn parse_int(name: &str, v: &str) -> Result<i64, ApiError> {
     v.parse().map_err(|_| bad(format!("`{name}` must be a whole number.")))
 }
@@ -337,12 +344,7 @@ impl ListQuery {
                     };
                 }
                 "pageToken" => token = Some(v),
-                "limit" => {
-                    q.limit = match v.parse::<u32>() {
-                        Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                        _ => return Err(bad(format!("`limit` must be a whole number from 1 to {MAX_LIMIT}."))),
-                    }
-                }
+                "limit" => q.limit = parse_limit(&v)?,
                 "include" if v == "content" => q.include_content = true,
                 "include" => return Err(bad("`include` supports only `content`.")),
                 "limitTotalCount" => {} // our counts are exact and cheap
@@ -352,13 +354,7 @@ impl ListQuery {
                 other => return Err(bad(format!("Unknown query parameter `{other}`."))),
             }
         }
-        if let Some(t) = token {
-            let cursor = Cursor::decode(&t).ok_or_else(|| bad("`pageToken` is not valid."))?;
-            if cursor.fingerprint != q.fingerprint() {
-                return Err(bad("`pageToken` belongs to a query with other filters or sort."));
-            }
-            q.cursor = Some(cursor);
-        }
+        q.attach_token(token)?;
         Ok(q)
     }
 
@@ -379,12 +375,7 @@ impl ListQuery {
                 "number" => a = Some(v),
                 "with" => b = Some(v),
                 "pageToken" => token = Some(v),
-                "limit" => {
-                    q.limit = match v.parse::<u32>() {
-                        Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                        _ => return Err(bad(format!("`limit` must be a whole number from 1 to {MAX_LIMIT}."))),
-                    }
-                }
+                "limit" => q.limit = parse_limit(&v)?,
                 "sort" if v == "receiveTime:desc" => q.descending = true,
                 "sort" if v == "receiveTime:asc" => q.descending = false,
                 other => return Err(bad(format!("Unknown query parameter `{other}`; use number, with, limit, sort, pageToken."))),
@@ -394,14 +385,20 @@ impl ListQuery {
             (Some(a), Some(b)) if is_e164(&a) && is_e164(&b) => q.filters.conversation = Some((a, b)),
             _ => return Err(bad("`number` and `with` must both be E.164 numbers (encode + as %2B).")),
         }
+        q.attach_token(token)?;
+        Ok(q)
+    }
+
+    /// Decodes a page token, refusing one made for another query.
+    fn attach_token(&mut self, token: Option<String>) -> Result<(), ApiError> {
         if let Some(t) = token {
             let cursor = Cursor::decode(&t).ok_or_else(|| bad("`pageToken` is not valid."))?;
-            if cursor.fingerprint != q.fingerprint() {
-                return Err(bad("`pageToken` belongs to another conversation or sort."));
+            if cursor.fingerprint != self.fingerprint() {
+                return Err(bad("`pageToken` belongs to a query with other filters or sort."));
             }
-            q.cursor = Some(cursor);
+            self.cursor = Some(cursor);
         }
-        Ok(q)
+        Ok(())
     }
 
     /// Identifies the filters and sort, so a token cannot be replayed

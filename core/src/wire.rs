@@ -30,9 +30,11 @@ pub mod route {
     pub const OUTBOX_DEAD: &str = "/outbox/dead";
     /// POST [`crate::forward::ReplayRequest`] -> [`super::ReplayReply`].
     pub const OUTBOX_REPLAY: &str = "/outbox/replay";
+    /// POST `{}` -> `{}`: a subscriber is listening, publish again (a ledger shard).
+    pub const LIVE_ON: &str = "/live-on";
     /// GET with `Upgrade: websocket` and `?sub=<Subscription JSON>` (the live hub).
     pub const LIVE_SUBSCRIBE: &str = "/subscribe";
-    /// POST `Vec<serde_json::Value>` -> `{"sent": n}` (the live hub).
+    /// POST `Vec<serde_json::Value>` -> `{"sent": n, "subscribers": n}` (the live hub).
     pub const LIVE_PUBLISH: &str = "/publish";
     /// POST `{}` -> [`crate::oauth::TokenOutcome`] (the token broker object).
     pub const TOKEN: &str = "/token";

@@ -161,3 +161,15 @@ fn every_fixture_round_trips_to_the_same_json_value() {
         assert_eq!(kept, original);
     }
 }
+
+/// Found by the fuzzer: a number too large for a float makes only its own
+/// element unreadable; the valid siblings are still stored.
+#[test]
+fn an_element_with_an_out_of_range_number_is_quarantined_alone() {
+    let body = r#"[{"type":"message-sent","to":"+1","message":{"id":"ok"}},{"type":"message-sent","x":1E800,"message":{"id":"bad"}}]"#;
+    let parsed = parse_callback_body(body.as_bytes());
+    assert_eq!(parsed.events.len(), 1);
+    assert_eq!(parsed.events[0].message_id, "ok");
+    assert_eq!(parsed.rejected.len(), 1);
+    assert_eq!(parsed.rejected[0].raw, br#"{"type":"message-sent","x":1E800,"message":{"id":"bad"}}"#);
+}
