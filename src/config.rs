@@ -110,8 +110,13 @@ impl Config {
     }
 
     pub fn upstream_auth(&self) -> Result<UpstreamAuth, ApiError> {
-        UpstreamAuth::choose(self.get(BW_CLIENT_ID), self.get(BW_CLIENT_SECRET), self.get(BW_USERNAME), self.get(BW_PASSWORD))
-            .ok_or(ApiError::NotConfigured("BW_CLIENT_ID/BW_CLIENT_SECRET (or BW_USERNAME/BW_PASSWORD)"))
+        UpstreamAuth::choose(
+            self.get(BW_CLIENT_ID),
+            self.get(BW_CLIENT_SECRET),
+            self.get(BW_USERNAME),
+            self.get(BW_PASSWORD),
+        )
+        .ok_or(ApiError::NotConfigured("BW_CLIENT_ID/BW_CLIENT_SECRET (or BW_USERNAME/BW_PASSWORD)"))
     }
 
     /// The configured client keys; none configured means none accepted.

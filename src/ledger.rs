@@ -13,12 +13,14 @@ use bw_ledger_core::idempotency::{
     decide_begin, BeginDecision, IdemBegin, IdemFinish, IdempotencyRecord, IDEMPOTENCY_TTL_MS,
 };
 use bw_ledger_core::identity::{decide, DedupDecision};
-use bw_ledger_core::list::{count_plan, page_plan, rows_for, ListQuery, ListRow, ShardPage, SqlParam, SqlPlan, ROW_COLUMNS};
+use bw_ledger_core::list::{
+    count_plan, page_plan, rows_for, ListQuery, ListRow, ShardPage, SqlParam, SqlPlan, ROW_COLUMNS,
+};
 use bw_ledger_core::projection::project;
 use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
 use bw_ledger_core::wire::{
-    route, EventRecord, IngestBatch, MessageQuery, MessageRecords, QuarantineList, QuarantineQuery,
-    StoredConflict, StoredEvent,
+    route, EventRecord, IngestBatch, MessageQuery, MessageRecords, QuarantineList, QuarantineQuery, StoredConflict,
+    StoredEvent,
 };
 use std::time::Duration;
 
@@ -168,7 +170,16 @@ impl DurableObject for LedgerShard {
             var(FORWARD_RETRY_MAX_MS).as_deref(),
             var(FORWARD_GIVE_UP_MS).as_deref(),
         );
-        Self { sql: state.storage().sql(), storage: state.storage(), state, env, schema_ready: Cell::new(false), live: crate::live::LiveSwitch::new(), targets, schedule }
+        Self {
+            sql: state.storage().sql(),
+            storage: state.storage(),
+            state,
+            env,
+            schema_ready: Cell::new(false),
+            live: crate::live::LiveSwitch::new(),
+            targets,
+            schedule,
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -452,7 +463,13 @@ impl LedgerShard {
                     self.sql.exec(
                         "INSERT INTO event_conflicts (event_key, content_hash, message_id, raw, received_at_ms)
                          VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                        vec![ev.event_key.into(), ev.content_hash.into(), ev.message_id.into(), ev.raw.into(), now.into()],
+                        vec![
+                            ev.event_key.into(),
+                            ev.content_hash.into(),
+                            ev.message_id.into(),
+                            ev.raw.into(),
+                            now.into(),
+                        ],
                     )?;
                     reply.conflicts += 1;
                 }
@@ -580,7 +597,9 @@ impl LedgerShard {
             headers.set("webhook-timestamp", &timestamp.to_string())?;
             headers.set("webhook-signature", &sign(&key, &row.webhook_id, timestamp, &row.payload))?;
             let mut init = RequestInit::new();
-            init.with_method(Method::Post).with_headers(headers.clone()).with_body(Some(JsValue::from_str(&row.payload)));
+            init.with_method(Method::Post)
+                .with_headers(headers.clone())
+                .with_body(Some(JsValue::from_str(&row.payload)));
             Request::new_with_init(&target.url, &init)
         })();
         let req = build.map_err(|e| format!("request could not be built: {e}"))?;
@@ -821,10 +840,8 @@ impl LedgerShard {
     /// between the read and the write, so of concurrent duplicates exactly
     /// one gets `Proceed`.
     fn idempotency_begin(&self, begin: IdemBegin) -> Result<BeginDecision> {
-        self.sql.exec(
-            "DELETE FROM idempotency WHERE created_ms < ?",
-            vec![(begin.now_ms - IDEMPOTENCY_TTL_MS).into()],
-        )?;
+        self.sql
+            .exec("DELETE FROM idempotency WHERE created_ms < ?", vec![(begin.now_ms - IDEMPOTENCY_TTL_MS).into()])?;
         let rows: Vec<IdempotencyRow> = self
             .sql
             .exec(
@@ -871,4 +888,3 @@ fn encoding_name(e: RawEncoding) -> &'static str {
         RawEncoding::Base64 => "base64",
     }
 }
-

@@ -65,8 +65,9 @@ async fn handle(req: &mut Request, env: &Env) -> std::result::Result<Response, A
         Route::Message(id) => {
             authorize_api(req, &config)?;
             let shards = ShardClient::new(env, config.shards()?)?;
-            let records: MessageRecords =
-                shards.call(shards.shard_of(&id), shard_route::MESSAGE, &MessageQuery { message_id: id.clone() }).await?;
+            let records: MessageRecords = shards
+                .call(shards.shard_of(&id), shard_route::MESSAGE, &MessageQuery { message_id: id.clone() })
+                .await?;
             let view = bw_ledger_core::projection::project(&id, &records).ok_or(ApiError::NotFound("Message"))?;
             http::json(&view)
         }
@@ -75,9 +76,12 @@ async fn handle(req: &mut Request, env: &Env) -> std::result::Result<Response, A
             let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
             let limit = query_limit(url.query(), 100, 1000)?;
             let shards = ShardClient::new(env, config.shards()?)?;
-            let lists: Vec<QuarantineList> = shards.call_all(shard_route::QUARANTINE, &QuarantineQuery { limit }).await?;
+            let lists: Vec<QuarantineList> =
+                shards.call_all(shard_route::QUARANTINE, &QuarantineQuery { limit }).await?;
             let mut items: QuarantineList = lists.into_iter().flatten().collect();
-            items.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms).then_with(|| a.record.content_hash.cmp(&b.record.content_hash)));
+            items.sort_by(|a, b| {
+                b.last_seen_ms.cmp(&a.last_seen_ms).then_with(|| a.record.content_hash.cmp(&b.record.content_hash))
+            });
             items.truncate(limit as usize);
             http::json(&serde_json::json!({ "items": items }))
         }

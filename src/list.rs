@@ -30,7 +30,12 @@ fn reader_scope(req: &Request, config: &Config) -> Result<Option<Vec<String>>, A
 }
 
 /// `account_id` is `Some` for List Messages, `None` for conversations.
-pub async fn list_messages(req: &Request, env: &Env, config: &Config, account_id: Option<&str>) -> Result<Response, ApiError> {
+pub async fn list_messages(
+    req: &Request,
+    env: &Env,
+    config: &Config,
+    account_id: Option<&str>,
+) -> Result<Response, ApiError> {
     let account = match account_id {
         Some(id) => {
             let configured = config.account_id()?;
@@ -53,7 +58,8 @@ pub async fn list_messages(req: &Request, env: &Env, config: &Config, account_id
     let total: i64 = pages.iter().map(|p| p.total).sum();
     let page = merge(&q, pages.into_iter().map(|p| p.rows).collect());
     let base = format!("{}{}", url.origin().ascii_serialization(), url.path());
-    let messages: Vec<serde_json::Value> = page.rows.iter().map(|r| list_item(r, &account, q.include_content)).collect();
+    let messages: Vec<serde_json::Value> =
+        page.rows.iter().map(|r| list_item(r, &account, q.include_content)).collect();
     http::json(&serde_json::json!({
         "totalCount": total,
         "pageInfo": page_info(&page, &base, query),

@@ -132,7 +132,8 @@ async fn wake_shards(env: &Env) -> Result<()> {
             let stub = ns.id_from_name(&bw_ledger_core::shard::shard_name(i))?.get_stub()?;
             let mut init = RequestInit::new();
             init.with_method(Method::Post).with_body(Some(JsValue::from_str("{}")));
-            stub.fetch_with_request(Request::new_with_init(&format!("https://ledger-shard{}", route::LIVE_ON), &init)?).await
+            stub.fetch_with_request(Request::new_with_init(&format!("https://ledger-shard{}", route::LIVE_ON), &init)?)
+                .await
         }
     });
     for r in futures_util::future::join_all(calls).await {

@@ -36,7 +36,8 @@ pub async fn handle(which: Route, req: &mut Request, env: &Env, config: &Config)
             let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
             let limit = query_limit(url.query(), 100, 1000)?;
             let target = url.query_pairs().find(|(k, _)| k == "target").map(|(_, v)| v.into_owned());
-            let per_shard: Vec<Vec<OutboxItem>> = shards.call_all(route::OUTBOX_DEAD, &DeadQuery { target, limit }).await?;
+            let per_shard: Vec<Vec<OutboxItem>> =
+                shards.call_all(route::OUTBOX_DEAD, &DeadQuery { target, limit }).await?;
             let mut items: Vec<OutboxItem> = per_shard.into_iter().flatten().collect();
             items.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.webhook_id.cmp(&b.webhook_id)));
             items.truncate(limit as usize);

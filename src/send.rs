@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bw_ledger_core::client::{authenticate_client, cors_headers, preflight_headers, ClientKey};
 use bw_ledger_core::event::accepted_event;
-use bw_ledger_core::idempotency::{parse_key, saves_outcome, scope_key, BeginDecision, IdemBegin, IdemFinish, SavedResponse};
+use bw_ledger_core::idempotency::{
+    parse_key, saves_outcome, scope_key, BeginDecision, IdemBegin, IdemFinish, SavedResponse,
+};
 use bw_ledger_core::identity::{canonical_json, sha256_hex};
 use bw_ledger_core::send::{validate_send, MAX_SEND_BODY};
 use bw_ledger_core::wire::route;
@@ -64,7 +66,8 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
         return Err(ApiError::NotFound("Account"));
     }
     let keys = config.client_keys()?;
-    let key = authenticate_client(header(req, "Authorization").as_deref(), &keys).map_err(|_| ApiError::ApiUnauthorized)?;
+    let key =
+        authenticate_client(header(req, "Authorization").as_deref(), &keys).map_err(|_| ApiError::ApiUnauthorized)?;
     // The console is served by this Worker: its own origin is not cross-origin.
     let own_origin = req.url().ok().map(|u| u.origin().ascii_serialization());
     if let Some(origin) = header(req, "Origin").filter(|o| Some(o) != own_origin.as_ref()) {
@@ -132,7 +135,9 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
         let finish = IdemFinish { scope_key: scope_key.clone(), response: saved };
         let shard = shards.shard_of(&scope_key);
         if shards.call::<_, serde_json::Value>(shard, route::IDEM_FINISH, &finish).await.is_err() {
-            console_error!("send: idempotency record could not be finished; retries with this key will wait for it to expire");
+            console_error!(
+                "send: idempotency record could not be finished; retries with this key will wait for it to expire"
+            );
         }
     }
     response

@@ -36,7 +36,12 @@ impl ShardClient {
     }
 
     /// Calls one shard method; any failure is logged and becomes a 503.
-    pub async fn call<Q: Serialize, R: DeserializeOwned>(&self, shard: u32, path: &str, body: &Q) -> Result<R, ApiError> {
+    pub async fn call<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        shard: u32,
+        path: &str,
+        body: &Q,
+    ) -> Result<R, ApiError> {
         self.try_call(shard, path, body).await.map_err(|e| {
             console_error!("shard {shard} {path}: {e}");
             ApiError::StorageUnavailable

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use bw_ledger_core::oauth::{CachedToken, TokenOutcome, UpstreamAuth};
-use worker::{durable_object, DurableObject, Date, Env, Request, Response, Result, State};
+use worker::{durable_object, Date, DurableObject, Env, Request, Response, Result, State};
 
 use crate::config::Config;
 use crate::upstream::request_token;

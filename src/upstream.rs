@@ -66,7 +66,9 @@ pub async fn request_token(token_url: &str, client_id: &str, client_secret: &str
         headers.set("Content-Type", "application/x-www-form-urlencoded")?;
         headers.set("Accept", "application/json")?;
         let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_headers(headers.clone()).with_body(Some(JsValue::from_str(TOKEN_REQUEST_BODY)));
+        init.with_method(Method::Post)
+            .with_headers(headers.clone())
+            .with_body(Some(JsValue::from_str(TOKEN_REQUEST_BODY)));
         Request::new_with_init(token_url, &init)
     })();
     let req = match setup {
@@ -141,7 +143,12 @@ async fn call_broker(env: &Env) -> worker::Result<TokenOutcome> {
 
 /// Forwards a validated send. `Ok` carries Bandwidth's answer, whatever its
 /// status; `Err` says whether the message may have been sent.
-pub async fn create_message(env: &Env, config: &Config, account_id: &str, body: &str) -> Result<UpstreamReply, SendFailure> {
+pub async fn create_message(
+    env: &Env,
+    config: &Config,
+    account_id: &str,
+    body: &str,
+) -> Result<UpstreamReply, SendFailure> {
     let auth = config.upstream_auth().map_err(SendFailure::NotSent)?;
     let authorization = authorization(env, &auth).await.map_err(SendFailure::NotSent)?;
     let url = format!("{}/users/{}/messages", config.api_base(), account_id);

@@ -66,7 +66,11 @@ pub fn check_basic(header: Option<&str>, allowed: &[BasicCredential]) -> AuthOut
         let pass_ok = constant_time_eq(password.as_bytes(), c.password.as_bytes());
         ok |= user_ok & pass_ok;
     }
-    if ok { AuthOutcome::Accepted } else { AuthOutcome::Rejected }
+    if ok {
+        AuthOutcome::Accepted
+    } else {
+        AuthOutcome::Rejected
+    }
 }
 
 /// Checks `Authorization: Bearer <token>` against the configured token.

@@ -18,9 +18,13 @@ pub enum ApiError {
     /// Read API without a valid bearer token: 401 with a Bearer challenge.
     ApiUnauthorized,
     NotFound(&'static str),
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     /// The body exceeds `limit` bytes.
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        limit: usize,
+    },
     BadRequest(String),
     /// A send body broke Bandwidth's rules; every failed rule is listed.
     Validation(Vec<FieldError>),

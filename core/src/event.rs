@@ -62,10 +62,7 @@ impl EventKind {
 
     /// Inbound events carry a customer's message (or reply) to one of our numbers.
     pub fn is_inbound(&self) -> bool {
-        matches!(
-            self,
-            Self::MessageReceived | Self::SuggestionResponse | Self::RequestedLocationResponse
-        )
+        matches!(self, Self::MessageReceived | Self::SuggestionResponse | Self::RequestedLocationResponse)
     }
 }
 
@@ -89,10 +86,7 @@ impl CallbackEvent {
     /// The nested `message` object (always present on a parsed event).
     pub fn message(&self) -> &Map<String, Value> {
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-        self.raw
-            .get("message")
-            .and_then(Value::as_object)
-            .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+        self.raw.get("message").and_then(Value::as_object).unwrap_or_else(|| EMPTY.get_or_init(Map::new))
     }
 
     pub fn time_ms(&self) -> Option<i64> {
@@ -118,10 +112,8 @@ pub struct ParsedCallback {
 /// Each event keeps its exact JSON text, so nothing Bandwidth sent is
 /// reformatted or rounded on its way into storage.
 pub fn parse_callback_body(body: &[u8]) -> ParsedCallback {
-    let whole = |reason: String| ParsedCallback {
-        events: Vec::new(),
-        rejected: vec![Rejected { raw: body.to_vec(), reason }],
-    };
+    let whole =
+        |reason: String| ParsedCallback { events: Vec::new(), rejected: vec![Rejected { raw: body.to_vec(), reason }] };
     let top: &RawValue = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return whole(format!("body is not JSON: {e}")),
@@ -136,10 +128,9 @@ pub fn parse_callback_body(body: &[u8]) -> ParsedCallback {
         for (i, item) in items.into_iter().enumerate() {
             match parse_event(item.get()) {
                 Ok(ev) => out.events.push(ev),
-                Err(why) => out.rejected.push(Rejected {
-                    raw: item.get().as_bytes().to_vec(),
-                    reason: format!("element {i}: {why}"),
-                }),
+                Err(why) => out
+                    .rejected
+                    .push(Rejected { raw: item.get().as_bytes().to_vec(), reason: format!("element {i}: {why}") }),
             }
         }
         out
@@ -188,8 +179,7 @@ fn parse_event(raw: &str) -> Result<CallbackEvent, String> {
 /// event, so a callback that arrived first and this record never overwrite
 /// each other: both are rows, and the projection merges them.
 pub fn accepted_event(accepted_body: &[u8]) -> Result<CallbackEvent, String> {
-    let message: Value =
-        serde_json::from_slice(accepted_body).map_err(|e| format!("202 body is not JSON: {e}"))?;
+    let message: Value = serde_json::from_slice(accepted_body).map_err(|e| format!("202 body is not JSON: {e}"))?;
     let time = message.get("time").cloned().unwrap_or(Value::Null);
     let raw = serde_json::json!({
         "type": ACCEPTED_TYPE,

@@ -175,7 +175,9 @@ impl Default for Schedule {
 impl Schedule {
     pub fn from_vars(base: Option<&str>, max: Option<&str>, give_up: Option<&str>) -> Self {
         let d = Self::default();
-        let num = |v: Option<&str>, dflt: i64| v.and_then(|s| s.trim().parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(dflt);
+        let num = |v: Option<&str>, dflt: i64| {
+            v.and_then(|s| s.trim().parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(dflt)
+        };
         Self { base_ms: num(base, d.base_ms), max_ms: num(max, d.max_ms), give_up_ms: num(give_up, d.give_up_ms) }
     }
 
@@ -260,7 +262,9 @@ impl ReplayRequest {
     pub fn validate(&self) -> Result<(Option<i64>, Option<i64>), String> {
         let t = |v: &Option<String>, name: &str| match v {
             None => Ok(None),
-            Some(s) => crate::time::parse_rfc3339_ms(s).map(Some).ok_or(format!("`{name}` must be an RFC 3339 date-time")),
+            Some(s) => {
+                crate::time::parse_rfc3339_ms(s).map(Some).ok_or(format!("`{name}` must be an RFC 3339 date-time"))
+            }
         };
         let range = (t(&self.from, "from")?, t(&self.to, "to")?);
         if self.ids.is_none() && range == (None, None) {

@@ -18,13 +18,7 @@ pub struct EventKey(String);
 
 impl EventKey {
     pub fn of(ev: &CallbackEvent) -> Self {
-        let tuple = serde_json::json!([
-            ev.message_id,
-            ev.kind.as_str(),
-            ev.recipient,
-            ev.time,
-            ev.error_code,
-        ]);
+        let tuple = serde_json::json!([ev.message_id, ev.kind.as_str(), ev.recipient, ev.time, ev.error_code,]);
         Self(tuple.to_string())
     }
 

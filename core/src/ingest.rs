@@ -63,5 +63,9 @@ pub async fn ingest<S: ShardStore>(
             }
         }
     }
-    if failed { Err(ApiError::StorageUnavailable) } else { Ok(total) }
+    if failed {
+        Err(ApiError::StorageUnavailable)
+    } else {
+        Ok(total)
+    }
 }

@@ -57,8 +57,8 @@ pub fn rows_for(view: &MessageView, first_received_ms: i64) -> Vec<ListRow> {
         .and_then(parse_rfc3339_ms)
         .or_else(|| view.timeline.iter().filter_map(|t| t.time.as_deref().and_then(parse_rfc3339_ms)).min())
         .unwrap_or(first_received_ms);
-    let inbound = view.direction.as_deref() == Some("in")
-        || view.recipients.iter().all(|r| r.status == RecipientState::Received);
+    let inbound =
+        view.direction.as_deref() == Some("in") || view.recipients.iter().all(|r| r.status == RecipientState::Received);
     let rcs = view.timeline.iter().any(|t| t.event.get("channel").and_then(Value::as_str) == Some("RBM"));
     let recipient_count = view.to.len().max(1) as i64;
     let message_type = if rcs {
@@ -247,8 +247,17 @@ const STATUSES: [&str; 8] = ["RECEIVED", "QUEUED", "SENDING", "SENT", "FAILED", 
 /// Bandwidth parameters this ledger does not keep the data for: asking for
 /// them is an error, not a silently wrong answer.
 const UNSUPPORTED: [&str; 11] = [
-    "campaignId", "fromBwLatency", "bwQueued", "product", "location", "carrierQueued",
-    "fromCarrierLatency", "callingNumberCountryA3", "calledNumberCountryA3", "fromMessageSize", "toMessageSize",
+    "campaignId",
+    "fromBwLatency",
+    "bwQueued",
+    "product",
+    "location",
+    "carrierQueued",
+    "fromCarrierLatency",
+    "callingNumberCountryA3",
+    "calledNumberCountryA3",
+    "fromMessageSize",
+    "toMessageSize",
 ];
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -259,7 +268,8 @@ fn decode_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> 
     let mut out = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let dec = |s: &str| percent_decode(&s.replace('+', " ")).ok_or_else(|| bad("The query string is not valid UTF-8."));
+        let dec =
+            |s: &str| percent_decode(&s.replace('+', " ")).ok_or_else(|| bad("The query string is not valid UTF-8."));
         // '+' in a phone number must arrive as %2B; a bare '+' is a space per
         // form encoding, but Bandwidth's own examples send bare '+' too.
         let value = if k == "sourceTn" || k == "destinationTn" || k == "number" || k == "with" {
@@ -298,21 +308,27 @@ fn parse_int(name: &str, v: &str) -> Result<i64, ApiError> {
 }
 
 fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
-    parse_rfc3339_ms(v).ok_or_else(|| bad(format!("`{name}` must be an ISO 8601 date-time, like 2026-11-20T15:04:05.000Z.")))
+    parse_rfc3339_ms(v)
+        .ok_or_else(|| bad(format!("`{name}` must be an ISO 8601 date-time, like 2026-11-20T15:04:05.000Z.")))
 }
 
 impl ListQuery {
+    /// The defaults before parameters: newest or oldest first by receive time.
+    fn starting(scope: Option<Vec<String>>, descending: bool, include_content: bool) -> Self {
+        ListQuery {
+            filters: Filters { scope_numbers: scope, ..Filters::default() },
+            sort: SortField::ReceiveTime,
+            descending,
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+            include_content,
+        }
+    }
+
     /// Parses Bandwidth's List Messages query string. `scope` limits a
     /// client key to rows involving its own numbers.
     pub fn parse(query: Option<&str>, scope: Option<Vec<String>>) -> Result<Self, ApiError> {
-        let mut q = ListQuery {
-            filters: Filters { scope_numbers: scope, ..Filters::default() },
-            sort: SortField::ReceiveTime,
-            descending: true,
-            limit: DEFAULT_LIMIT,
-            cursor: None,
-            include_content: false,
-        };
+        let mut q = Self::starting(scope, true, false);
         let mut token = None;
         for (k, v) in decode_pairs(query)? {
             let f = &mut q.filters;
@@ -361,14 +377,7 @@ impl ListQuery {
     /// A conversation: both directions between two numbers, oldest first,
     /// with content.
     pub fn conversation(query: Option<&str>, scope: Option<Vec<String>>) -> Result<Self, ApiError> {
-        let mut q = ListQuery {
-            filters: Filters { scope_numbers: scope, ..Filters::default() },
-            sort: SortField::ReceiveTime,
-            descending: false,
-            limit: DEFAULT_LIMIT,
-            cursor: None,
-            include_content: true,
-        };
+        let mut q = Self::starting(scope, false, true);
         let (mut a, mut b, mut token) = (None, None, None);
         for (k, v) in decode_pairs(query)? {
             match k.as_str() {
@@ -378,7 +387,11 @@ impl ListQuery {
                 "limit" => q.limit = parse_limit(&v)?,
                 "sort" if v == "receiveTime:desc" => q.descending = true,
                 "sort" if v == "receiveTime:asc" => q.descending = false,
-                other => return Err(bad(format!("Unknown query parameter `{other}`; use number, with, limit, sort, pageToken."))),
+                other => {
+                    return Err(bad(format!(
+                        "Unknown query parameter `{other}`; use number, with, limit, sort, pageToken."
+                    )))
+                }
             }
         }
         match (a, b) {
@@ -538,7 +551,11 @@ pub fn merge(q: &ListQuery, shard_pages: Vec<Vec<ListRow>>) -> Page {
     let mut rows: Vec<ListRow> = shard_pages.into_iter().flatten().collect();
     rows.sort_by(|a, b| {
         let ord = RowKey::of(a, q.sort).cmp(&RowKey::of(b, q.sort));
-        if desc { ord.reverse() } else { ord }
+        if desc {
+            ord.reverse()
+        } else {
+            ord
+        }
     });
     let more = rows.len() > q.limit as usize;
     rows.truncate(q.limit as usize);

@@ -81,9 +81,13 @@ impl CachedToken {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
 pub enum TokenOutcome {
-    Token { token: CachedToken },
+    Token {
+        token: CachedToken,
+    },
     /// The token endpoint answered this non-2xx status.
-    Refused { status: u16 },
+    Refused {
+        status: u16,
+    },
     Timeout,
     Unreachable,
 }

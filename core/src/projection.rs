@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::event::EventKind;
-pub use crate::status::RecipientState;
 use crate::status::next;
+pub use crate::status::RecipientState;
 use crate::time::format_rfc3339_ms;
 use crate::wire::{MessageRecords, StoredConflict, StoredEvent};
 
@@ -142,12 +142,10 @@ pub fn project(message_id: &str, records: &MessageRecords) -> Option<MessageView
 
     // Content: the richest message object seen. Status callbacks carry
     // empty text, so prefer events with text or media, then inbound ones.
-    let richest = events
-        .iter()
-        .max_by_key(|e| {
-            let has_content = !e.text().is_empty() || !e.msg_strings("media").is_empty();
-            (has_content, e.kind.is_inbound(), e.text().len(), std::cmp::Reverse(e.order()))
-        })?;
+    let richest = events.iter().max_by_key(|e| {
+        let has_content = !e.text().is_empty() || !e.msg_strings("media").is_empty();
+        (has_content, e.kind.is_inbound(), e.text().len(), std::cmp::Reverse(e.order()))
+    })?;
     let first_str = |field: &str| events.iter().find_map(|e| e.msg_str(field));
     let to = events.iter().map(|e| e.msg_strings("to")).find(|t| !t.is_empty()).unwrap_or_default();
     let media = richest.msg_strings("media");
@@ -156,11 +154,8 @@ pub fn project(message_id: &str, records: &MessageRecords) -> Option<MessageView
     let is_mms = !media.is_empty() || events.iter().any(|e| !e.msg_strings("media").is_empty());
 
     let recipients = project_recipients(&events, &to, direction.as_deref(), is_group || is_mms);
-    let contradicted: Vec<&str> = recipients
-        .iter()
-        .filter(|r| r.flags.contains(&StatusFlag::Contradiction))
-        .map(|r| r.number.as_str())
-        .collect();
+    let contradicted: Vec<&str> =
+        recipients.iter().filter(|r| r.flags.contains(&StatusFlag::Contradiction)).map(|r| r.number.as_str()).collect();
 
     let timeline = events
         .iter()

@@ -12,9 +12,13 @@ pub enum Route {
     Message(String),
     Quarantine,
     /// `POST /api/v2/users/{accountId}/messages`: the send proxy.
-    Send { account_id: String },
+    Send {
+        account_id: String,
+    },
     /// `GET /api/v2/users/{accountId}/messages`: List Messages.
-    List { account_id: String },
+    List {
+        account_id: String,
+    },
     /// `GET /conversations?number=A&with=B`.
     Conversation,
     /// `OPTIONS` on the Bandwidth-shaped API: a CORS preflight.
@@ -35,7 +39,11 @@ pub enum Route {
 pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
     let only = |allowed: &'static str, route: Route| {
         let ok = method == allowed || (allowed == "GET" && method == "HEAD");
-        if ok { Ok(route) } else { Err(ApiError::MethodNotAllowed { allow: allowed }) }
+        if ok {
+            Ok(route)
+        } else {
+            Err(ApiError::MethodNotAllowed { allow: allowed })
+        }
     };
     match path.trim_end_matches('/') {
         "" => only("GET", Route::Console),
@@ -95,12 +103,8 @@ pub fn percent_decode(s: &str) -> Option<String> {
 
 /// Reads `limit` from a query string: default `default`, capped at `max`.
 pub fn query_limit(query: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
-    let raw = query
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "limit")
-        .map(|(_, v)| v);
+    let raw =
+        query.unwrap_or("").split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == "limit").map(|(_, v)| v);
     match raw {
         None => Ok(default),
         Some(v) => match v.parse::<u32>() {

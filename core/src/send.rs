@@ -28,9 +28,7 @@ pub struct FieldError {
 /// An E.164 number: `+`, a non-zero digit, at most 15 digits in all.
 pub fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else { return false };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+    (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }
 
 /// An alphanumeric sender ID: 1 to 11 letters, digits or spaces, at least one letter.
@@ -61,8 +59,8 @@ pub fn validate_send(
         field_name: field.to_owned(),
         description: description.to_owned(),
     };
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|_| vec![err("body", "The request body must be a JSON object.")])?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| vec![err("body", "The request body must be a JSON object.")])?;
     let Value::Object(obj) = value else {
         return Err(vec![err("body", "The request body must be a JSON object.")]);
     };
@@ -104,14 +102,14 @@ pub fn validate_send(
                             to.push(n.to_owned());
                         }
                     }
-                    _ => errors.push(err(&format!("to[{i}]"), "Each recipient must be an E.164 number, like +15554443333.")),
+                    _ => errors
+                        .push(err(&format!("to[{i}]"), "Each recipient must be an E.164 number, like +15554443333.")),
                 }
             }
         }
-        Some(Value::Array(items)) if !items.is_empty() => errors.push(err(
-            "to",
-            &format!("At most {MAX_RECIPIENTS} recipients are allowed; got {}.", items.len()),
-        )),
+        Some(Value::Array(items)) if !items.is_empty() => {
+            errors.push(err("to", &format!("At most {MAX_RECIPIENTS} recipients are allowed; got {}.", items.len())))
+        }
         _ => errors.push(err("to", "`to` must be a list of 1 to 10 E.164 numbers.")),
     }
     if !to.is_empty() {
@@ -164,7 +162,10 @@ pub fn validate_send(
         out.insert("media".into(), Value::Array(media.iter().cloned().map(Value::String).collect()));
     }
     let has_text = text.as_deref().is_some_and(|t| !t.is_empty());
-    if !has_text && media.is_empty() && !errors.iter().any(|e| e.field_name.starts_with("media") || e.field_name == "text") {
+    if !has_text
+        && media.is_empty()
+        && !errors.iter().any(|e| e.field_name.starts_with("media") || e.field_name == "text")
+    {
         errors.push(err("text", "Either `text` or `media` must be present."));
     }
 
@@ -193,7 +194,9 @@ pub fn validate_send(
                 out.insert("expiration".into(), Value::String(exp));
             }
             Some(_) => errors.push(err("expiration", "`expiration` must be in the future.")),
-            None => errors.push(err("expiration", "`expiration` must be an RFC 3339 date-time, like 2026-12-01T12:00:00Z.")),
+            None => {
+                errors.push(err("expiration", "`expiration` must be an RFC 3339 date-time, like 2026-12-01T12:00:00Z."))
+            }
         }
     }
 

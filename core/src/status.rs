@@ -24,7 +24,9 @@ pub enum RecipientState {
     Received,
 }
 
-use RecipientState::{Accepted as Acc, Delivered as Del, Failed as Fai, Read as Rea, Received as Rcv, Sending as Sng, Sent as Snt};
+use RecipientState::{
+    Accepted as Acc, Delivered as Del, Failed as Fai, Read as Rea, Received as Rcv, Sending as Sng, Sent as Snt,
+};
 
 /// Every state, in table order.
 pub const STATES: [RecipientState; 7] = [Acc, Sng, Snt, Del, Rea, Fai, Rcv];

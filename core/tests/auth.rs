@@ -30,7 +30,10 @@ fn missing_header_asks_for_the_challenge() {
 fn either_configured_pair_is_accepted() {
     assert_eq!(check_basic(Some(&basic("bw-status", "s3cret:with:colons")), &creds()), AuthOutcome::Accepted);
     assert_eq!(check_basic(Some(&basic("bw-inbound", "other")), &creds()), AuthOutcome::Accepted);
-    assert_eq!(check_basic(Some(&basic("bw-inbound", "other").replace("Basic", "basic")), &creds()), AuthOutcome::Accepted);
+    assert_eq!(
+        check_basic(Some(&basic("bw-inbound", "other").replace("Basic", "basic")), &creds()),
+        AuthOutcome::Accepted
+    );
 }
 
 #[test]

@@ -13,7 +13,12 @@ use common::*;
 /// `standardwebhooks` npm package computes).
 #[test]
 fn signature_matches_the_standard_webhooks_vector() {
-    let t = ForwardTarget { id: "t".into(), url: "https://x".into(), secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(), events: None };
+    let t = ForwardTarget {
+        id: "t".into(),
+        url: "https://x".into(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        events: None,
+    };
     let sig = sign(&t.key().unwrap(), "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, r#"{"test": 2432232314}"#);
     assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
@@ -103,18 +108,35 @@ fn backoff_grows_caps_and_jitters_within_bounds() {
 #[test]
 fn stats_merge_across_shards() {
     let mut total = Vec::new();
-    merge_stats(&mut total, vec![TargetStats { target: "b".into(), pending: 1, delivered: 2, dead: 0, oldest_pending_ms: Some(50) }]);
-    merge_stats(&mut total, vec![
-        TargetStats { target: "b".into(), pending: 2, delivered: 0, dead: 1, oldest_pending_ms: Some(10) },
-        TargetStats { target: "a".into(), pending: 0, delivered: 5, dead: 0, oldest_pending_ms: None },
-    ]);
-    assert_eq!(total.iter().map(|t| (t.target.as_str(), t.pending, t.delivered, t.dead, t.oldest_pending_ms)).collect::<Vec<_>>(),
-        [("a", 0, 5, 0, None), ("b", 3, 2, 1, Some(10))]);
+    merge_stats(
+        &mut total,
+        vec![TargetStats { target: "b".into(), pending: 1, delivered: 2, dead: 0, oldest_pending_ms: Some(50) }],
+    );
+    merge_stats(
+        &mut total,
+        vec![
+            TargetStats { target: "b".into(), pending: 2, delivered: 0, dead: 1, oldest_pending_ms: Some(10) },
+            TargetStats { target: "a".into(), pending: 0, delivered: 5, dead: 0, oldest_pending_ms: None },
+        ],
+    );
+    assert_eq!(
+        total
+            .iter()
+            .map(|t| (t.target.as_str(), t.pending, t.delivered, t.dead, t.oldest_pending_ms))
+            .collect::<Vec<_>>(),
+        [("a", 0, 5, 0, None), ("b", 3, 2, 1, Some(10))]
+    );
 }
 
 #[test]
 fn replay_needs_ids_or_a_range() {
-    let r = |ids: Option<Vec<String>>, from: Option<&str>| ReplayRequest { target: "t".into(), from: from.map(Into::into), to: None, ids, now_ms: 0 };
+    let r = |ids: Option<Vec<String>>, from: Option<&str>| ReplayRequest {
+        target: "t".into(),
+        from: from.map(Into::into),
+        to: None,
+        ids,
+        now_ms: 0,
+    };
     assert!(r(None, None).validate().is_err());
     assert!(r(Some(vec!["msg_1".into()]), None).validate().is_ok());
     assert_eq!(r(None, Some("2026-01-01T00:00:00Z")).validate().unwrap().0, Some(1_767_225_600_000));

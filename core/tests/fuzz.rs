@@ -9,10 +9,10 @@
 mod common;
 use std::cell::Cell;
 
+use bw_ledger_core::parse_callback_body;
 use bw_ledger_core::projection::project;
 use bw_ledger_core::send::validate_send;
 use bw_ledger_core::wire::{EventRecord, MessageRecords, StoredEvent};
-use bw_ledger_core::parse_callback_body;
 use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -191,4 +191,3 @@ fn send_validator_on_mutated_bodies() {
         check_send(&damage(serde_json::to_vec(&v).unwrap(), cut));
     });
 }
-

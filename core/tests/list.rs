@@ -16,8 +16,12 @@ fn rows(fixture: &str) -> Vec<ListRow> {
 #[test]
 fn a_group_message_has_one_row_per_recipient_with_one_outcome_each() {
     let r = rows(GROUP_MMS_INVALID);
-    let got: Vec<(&str, &str, i64)> = r.iter().map(|x| (x.destination_tn.as_str(), x.message_status.as_str(), x.error_code)).collect();
-    assert_eq!(got, [("+15553330001", "DELIVERED", 0), ("+15553330002", "DELIVERED", 0), ("+15553330003", "FAILED", 4720)]);
+    let got: Vec<(&str, &str, i64)> =
+        r.iter().map(|x| (x.destination_tn.as_str(), x.message_status.as_str(), x.error_code)).collect();
+    assert_eq!(
+        got,
+        [("+15553330001", "DELIVERED", 0), ("+15553330002", "DELIVERED", 0), ("+15553330003", "FAILED", 4720)]
+    );
     for x in &r {
         assert_eq!(x.message_type, "mms");
         assert_eq!(x.recipient_count, 3);
@@ -64,16 +68,35 @@ fn parses_bandwidths_parameters() {
     let d = parse("").unwrap();
     assert_eq!((d.sort, d.descending, d.limit, d.include_content), (SortField::ReceiveTime, true, 100, false));
     assert_eq!(parse("sourceTn=%2B191").unwrap_err().status(), 400, "a partial number needs 5 characters");
-    assert_eq!(parse("sourceTn=%2B1919").unwrap().filters.source_tn, Some(TnFilter::Prefix("+1919".into())), "Bandwidth's own example");
-    assert_eq!(parse("sourceTn=+1919555").unwrap().filters.source_tn, Some(TnFilter::Prefix("+1919555".into())), "a bare + is kept");
+    assert_eq!(
+        parse("sourceTn=%2B1919").unwrap().filters.source_tn,
+        Some(TnFilter::Prefix("+1919".into())),
+        "Bandwidth's own example"
+    );
+    assert_eq!(
+        parse("sourceTn=+1919555").unwrap().filters.source_tn,
+        Some(TnFilter::Prefix("+1919555".into())),
+        "a bare + is kept"
+    );
 }
 
 #[test]
 fn rejects_what_it_cannot_answer_truthfully() {
     for bad in [
-        "messageStatus=DLR_EXPIRED", "messageDirection=in", "messageType=fax", "errorCode=x", "limit=0", "limit=1001",
-        "sort=messageStatus:asc", "sort=receiveTime:sideways", "fromDateTime=yesterday", "campaignId=C1", "bogus=1",
-        "destinationTn=%2B1,%2B2", "pageToken=garbage", "include=everything",
+        "messageStatus=DLR_EXPIRED",
+        "messageDirection=in",
+        "messageType=fax",
+        "errorCode=x",
+        "limit=0",
+        "limit=1001",
+        "sort=messageStatus:asc",
+        "sort=receiveTime:sideways",
+        "fromDateTime=yesterday",
+        "campaignId=C1",
+        "bogus=1",
+        "destinationTn=%2B1,%2B2",
+        "pageToken=garbage",
+        "include=everything",
     ] {
         let e = parse(bad).unwrap_err();
         assert_eq!(e.status(), 400, "{bad}");
@@ -87,18 +110,39 @@ fn page_plans_are_keyset_queries_with_bound_parameters() {
     let plan = page_plan(&q);
     assert_eq!(
         plan.sql,
-        format!("SELECT {ROW_COLUMNS} FROM message_rows WHERE message_status = ? AND substr(source_tn, 1, ?) = ? \
-ORDER BY receive_time_ms DESC, message_id DESC, destination_tn DESC LIMIT ?")
+        format!(
+            "SELECT {ROW_COLUMNS} FROM message_rows WHERE message_status = ? AND substr(source_tn, 1, ?) = ? \
+ORDER BY receive_time_ms DESC, message_id DESC, destination_tn DESC LIMIT ?"
+        )
     );
-    assert_eq!(plan.params, vec![SqlParam::Text("FAILED".into()), SqlParam::Int(12), SqlParam::Text("+15551110000".into()), SqlParam::Int(11)]);
+    assert_eq!(
+        plan.params,
+        vec![
+            SqlParam::Text("FAILED".into()),
+            SqlParam::Int(12),
+            SqlParam::Text("+15551110000".into()),
+            SqlParam::Int(11)
+        ]
+    );
     let count = count_plan(&q);
-    assert_eq!(count.sql, "SELECT COUNT(*) AS n FROM message_rows WHERE message_status = ? AND substr(source_tn, 1, ?) = ?");
+    assert_eq!(
+        count.sql,
+        "SELECT COUNT(*) AS n FROM message_rows WHERE message_status = ? AND substr(source_tn, 1, ?) = ?"
+    );
 
-    let cursor = Cursor { key: RowKey(SqlParam::Int(5), "m".into(), "+1".into()), direction: PageDirection::After, fingerprint: q.fingerprint() };
+    let cursor = Cursor {
+        key: RowKey(SqlParam::Int(5), "m".into(), "+1".into()),
+        direction: PageDirection::After,
+        fingerprint: q.fingerprint(),
+    };
     let token = cursor.encode();
     let next = parse(&format!("sourceTn=%2B15551110000&messageStatus=FAILED&limit=10&pageToken={token}")).unwrap();
     let plan = page_plan(&next);
-    assert!(plan.sql.contains("AND (receive_time_ms, message_id, destination_tn) < (?, ?, ?) ORDER BY"), "{}", plan.sql);
+    assert!(
+        plan.sql.contains("AND (receive_time_ms, message_id, destination_tn) < (?, ?, ?) ORDER BY"),
+        "{}",
+        plan.sql
+    );
     // A token is bound to its query: other filters reject it.
     assert!(parse(&format!("messageStatus=SENT&pageToken={token}")).is_err());
 }
@@ -110,16 +154,31 @@ fn conversations_cover_both_directions() {
     let plan = page_plan(&q);
     assert!(plan.sql.contains("((source_tn = ? AND destination_tn = ?) OR (source_tn = ? AND destination_tn = ?))"));
     assert!(ListQuery::conversation(Some("number=%2B15551110000"), None).is_err());
-    let scoped = ListQuery::conversation(Some("number=%2B15551110000&with=%2B15552220001"), Some(vec!["+15551110000".into()])).unwrap();
+    let scoped =
+        ListQuery::conversation(Some("number=%2B15551110000&with=%2B15552220001"), Some(vec!["+15551110000".into()]))
+            .unwrap();
     assert!(page_plan(&scoped).sql.contains("(source_tn IN (?) OR destination_tn IN (?))"));
 }
 
 fn row(t: i64, id: &str, to: &str) -> ListRow {
     ListRow {
-        message_id: id.into(), destination_tn: to.into(), source_tn: "+15551110000".into(),
-        message_status: "DELIVERED".into(), message_direction: "OUTBOUND".into(), message_type: "sms".into(),
-        segment_count: 1, error_code: 0, receive_time_ms: t, carrier_name: None, message_length: 1,
-        attachment_count: 0, recipient_count: 1, text: None, media: vec![], state: "delivered".into(), flags: vec![],
+        message_id: id.into(),
+        destination_tn: to.into(),
+        source_tn: "+15551110000".into(),
+        message_status: "DELIVERED".into(),
+        message_direction: "OUTBOUND".into(),
+        message_type: "sms".into(),
+        segment_count: 1,
+        error_code: 0,
+        receive_time_ms: t,
+        carrier_name: None,
+        message_length: 1,
+        attachment_count: 0,
+        recipient_count: 1,
+        text: None,
+        media: vec![],
+        state: "delivered".into(),
+        flags: vec![],
     }
 }
 
@@ -134,11 +193,23 @@ fn shard_page(shard: &[ListRow], q: &ListQuery) -> Vec<ListRow> {
         .iter()
         .filter(|r| match &q.cursor {
             None => true,
-            Some(c) => if asc { RowKey::of(r, q.sort) > c.key } else { RowKey::of(r, q.sort) < c.key },
+            Some(c) => {
+                if asc {
+                    RowKey::of(r, q.sort) > c.key
+                } else {
+                    RowKey::of(r, q.sort) < c.key
+                }
+            }
         })
         .cloned()
         .collect();
-    rows.sort_by(|a, b| if asc { RowKey::of(a, q.sort).cmp(&RowKey::of(b, q.sort)) } else { RowKey::of(b, q.sort).cmp(&RowKey::of(a, q.sort)) });
+    rows.sort_by(|a, b| {
+        if asc {
+            RowKey::of(a, q.sort).cmp(&RowKey::of(b, q.sort))
+        } else {
+            RowKey::of(b, q.sort).cmp(&RowKey::of(a, q.sort))
+        }
+    });
     rows.truncate(q.limit as usize + 1);
     rows
 }
@@ -167,7 +238,8 @@ fn paging_forward_and_back_across_shards_sees_every_row_once() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 103, "no row twice");
-    let keys: Vec<(i64, String)> = pages.iter().flat_map(|p| p.rows.iter().map(|r| (r.receive_time_ms, r.message_id.clone()))).collect();
+    let keys: Vec<(i64, String)> =
+        pages.iter().flat_map(|p| p.rows.iter().map(|r| (r.receive_time_ms, r.message_id.clone()))).collect();
     let mut sorted = keys.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(keys, sorted, "descending receive time, then id");
@@ -193,7 +265,25 @@ fn list_items_match_bandwidths_field_names() {
     let item = list_item(r, "9900000", false);
     let mut keys: Vec<&str> = item.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["accountId", "attachmentCount", "carrierName", "destinationTn", "errorCode", "messageDirection", "messageId", "messageLength", "messageStatus", "messageType", "receiveTime", "recipientCount", "segmentCount", "sourceTn"]);
+    assert_eq!(
+        keys,
+        [
+            "accountId",
+            "attachmentCount",
+            "carrierName",
+            "destinationTn",
+            "errorCode",
+            "messageDirection",
+            "messageId",
+            "messageLength",
+            "messageStatus",
+            "messageType",
+            "receiveTime",
+            "recipientCount",
+            "segmentCount",
+            "sourceTn"
+        ]
+    );
     assert_eq!(item["receiveTime"], "2026-11-20T16:00:00.000Z");
     let with = list_item(r, "9900000", true);
     assert!(with.get("text").is_some() && with.get("media").is_some());

@@ -70,10 +70,7 @@ fn understands_every_current_event_type() {
         assert_eq!(kind.as_str(), name);
     }
     let kinds: Vec<EventKind> = events(RBM).into_iter().map(|e| e.kind).collect();
-    assert_eq!(
-        kinds,
-        [EventKind::MessageRead, EventKind::SuggestionResponse, EventKind::RequestedLocationResponse]
-    );
+    assert_eq!(kinds, [EventKind::MessageRead, EventKind::SuggestionResponse, EventKind::RequestedLocationResponse]);
 }
 
 #[test]
@@ -141,7 +138,10 @@ fn splits_a_mixed_array_into_events_and_bad_elements() {
     assert_eq!(ids, ["ok1", "ok2"]);
     assert_eq!(parsed.events[1].error_code, Some(4720), "numeric strings are tolerated");
     let raws: Vec<String> = parsed.rejected.iter().map(|r| String::from_utf8(r.raw.clone()).unwrap()).collect();
-    assert_eq!(raws, ["7", r#"{"type":"message-sent"}"#, r#"{"type":"message-failed","errorCode":"oops","message":{"id":"x"}}"#]);
+    assert_eq!(
+        raws,
+        ["7", r#"{"type":"message-sent"}"#, r#"{"type":"message-failed","errorCode":"oops","message":{"id":"x"}}"#]
+    );
     assert!(parsed.rejected[0].reason.starts_with("element 1:"));
     assert!(parsed.rejected[1].reason.contains("message.id"));
     assert!(parsed.rejected[2].reason.contains("errorCode"));

@@ -3,13 +3,16 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+use bw_ledger_core::auth::AuthOutcome;
 use bw_ledger_core::client::{authenticate_client, parse_client_keys, preflight_headers};
 use bw_ledger_core::event::{accepted_event, EventKind};
-use bw_ledger_core::idempotency::{decide_begin, parse_key, saves_outcome, scope_key, BeginDecision, IdempotencyRecord, SavedResponse, IDEMPOTENCY_TTL_MS};
+use bw_ledger_core::idempotency::{
+    decide_begin, parse_key, saves_outcome, scope_key, BeginDecision, IdempotencyRecord, SavedResponse,
+    IDEMPOTENCY_TTL_MS,
+};
 use bw_ledger_core::identity::sha256_hex;
 use bw_ledger_core::oauth::{basic_header, CachedToken, UpstreamAuth};
 use bw_ledger_core::send::{is_e164, is_sender_id, validate_send, FieldError};
-use bw_ledger_core::auth::AuthOutcome;
 use serde_json::json;
 
 const NOW: i64 = 1_795_187_047_450; // 2026-11-20T15:04:07.450Z
@@ -29,7 +32,10 @@ fn ok_body() -> serde_json::Value {
 #[test]
 fn a_minimal_body_passes_and_gets_the_default_application_id() {
     let body = check(ok_body()).unwrap();
-    assert_eq!(body, json!({"applicationId": "app-default", "to": ["+15552220001"], "from": "+15551110000", "text": "hello"}));
+    assert_eq!(
+        body,
+        json!({"applicationId": "app-default", "to": ["+15552220001"], "from": "+15551110000", "text": "hello"})
+    );
     let mut explicit = ok_body();
     explicit["applicationId"] = json!("app-x");
     assert_eq!(check(explicit).unwrap()["applicationId"], "app-x");
@@ -41,9 +47,12 @@ fn every_field_is_forwarded_and_nulls_and_unknown_fields_are_dropped() {
         "text": "t", "media": ["https://example.com/a.jpg"], "tag": "x", "priority": "high",
         "expiration": "2026-11-21T00:00:00Z", "unknown": 1, "channel": null});
     let out = check(body).unwrap();
-    assert_eq!(out, json!({"applicationId": "a", "to": ["+15552220001", "+15552220002"], "from": "+15551110000",
+    assert_eq!(
+        out,
+        json!({"applicationId": "a", "to": ["+15552220001", "+15552220002"], "from": "+15551110000",
         "text": "t", "media": ["https://example.com/a.jpg"], "tag": "x", "priority": "high",
-        "expiration": "2026-11-21T00:00:00Z"}));
+        "expiration": "2026-11-21T00:00:00Z"})
+    );
 }
 
 #[test]
@@ -53,7 +62,9 @@ fn from_is_e164_or_an_alphanumeric_sender_id() {
         b["from"] = json!(ok);
         assert!(check(b).is_ok(), "{ok}");
     }
-    for bad in ["15551110000", "+0555", "+1", "12345678901", "TooLongBrand1", "", " Brand", "Br@nd", "+1555111000012345"] {
+    for bad in
+        ["15551110000", "+0555", "+1", "12345678901", "TooLongBrand1", "", " Brand", "Br@nd", "+1555111000012345"]
+    {
         let mut b = ok_body();
         b["from"] = json!(bad);
         assert_eq!(fields(b), ["from"], "{bad}");
@@ -214,12 +225,17 @@ fn idempotency_state_machine() {
     assert_eq!(decide_begin(Some(&flying), "h", 5), BeginDecision::InFlight);
     assert_eq!(decide_begin(Some(&flying), "other", 5), BeginDecision::Mismatch);
     assert_eq!(decide_begin(Some(&done), "other", IDEMPOTENCY_TTL_MS), BeginDecision::Proceed, "expired after 24 h");
-    assert_eq!(decide_begin(Some(&done), "h", IDEMPOTENCY_TTL_MS - 1), BeginDecision::Replay { response: done.response.clone().unwrap() });
+    assert_eq!(
+        decide_begin(Some(&done), "h", IDEMPOTENCY_TTL_MS - 1),
+        BeginDecision::Replay { response: done.response.clone().unwrap() }
+    );
 }
 
 #[test]
 fn which_outcomes_are_saved() {
-    for (status, saved) in [(202, true), (400, false), (401, false), (429, false), (500, true), (502, true), (504, true)] {
+    for (status, saved) in
+        [(202, true), (400, false), (401, false), (429, false), (500, true), (502, true), (504, true)]
+    {
         assert_eq!(saves_outcome(status), saved, "{status}");
     }
     assert!(parse_key("abc-123").is_ok());
@@ -229,7 +245,8 @@ fn which_outcomes_are_saved() {
 
 #[test]
 fn tokens_refresh_sixty_seconds_before_expiry() {
-    let t = CachedToken::from_response(br#"{"access_token":"tok","token_type":"Bearer","expires_in":3600}"#, 1000).unwrap();
+    let t =
+        CachedToken::from_response(br#"{"access_token":"tok","token_type":"Bearer","expires_in":3600}"#, 1000).unwrap();
     assert_eq!(t.expires_at_ms, 1000 + 3_600_000);
     assert!(t.is_fresh(1000 + 3_540_000 - 1));
     assert!(!t.is_fresh(1000 + 3_540_000));
@@ -244,7 +261,10 @@ fn oauth_is_preferred_and_basic_is_the_fallback() {
     assert!(matches!(UpstreamAuth::choose(s("id"), s("sec"), s("u"), s("p")), Some(UpstreamAuth::OAuth { .. })));
     assert!(matches!(UpstreamAuth::choose(None, None, s("u"), s("p")), Some(UpstreamAuth::Basic { .. })));
     assert!(matches!(UpstreamAuth::choose(s(""), None, s("u"), s("p")), Some(UpstreamAuth::Basic { .. })));
-    assert!(UpstreamAuth::choose(s("id"), None, s("u"), s("p")).is_none(), "a half-configured OAuth is an error, not a silent fallback");
+    assert!(
+        UpstreamAuth::choose(s("id"), None, s("u"), s("p")).is_none(),
+        "a half-configured OAuth is an error, not a silent fallback"
+    );
     assert!(UpstreamAuth::choose(None, None, None, None).is_none());
     assert_eq!(basic_header("u", "p"), "Basic dTpw");
 }

@@ -90,7 +90,11 @@ fn random_events(rng: &mut Rng) -> Vec<CallbackEvent> {
         let kind = kinds[rng.below(kinds.len())];
         // Few distinct seconds, so equal timestamps are common.
         let time = format!("2026-01-01T00:00:0{}Z", rng.below(3));
-        let error = if kind == "message-failed" { format!(r#","errorCode":{}"#, [4720, 9902][rng.below(2)]) } else { String::new() };
+        let error = if kind == "message-failed" {
+            format!(r#","errorCode":{}"#, [4720, 9902][rng.below(2)])
+        } else {
+            String::new()
+        };
         body.push(format!(
             r#"{{"type":"{kind}","time":"{time}","to":"{to}","description":"d{i}"{error},"message":{{"id":"prop","direction":"out","from":"+15551110000","to":["+15550000001","+15550000002","+15550000003"],"text":"","media":[]}}}}"#
         ));

@@ -16,7 +16,15 @@ fn rfc3339_parses_offsets_and_precision() {
     assert_eq!(parse_rfc3339_ms("2026-11-20T16:04:07.45+01:00"), Some(1_795_187_047_450));
     assert_eq!(parse_rfc3339_ms("2026-11-20T15:04:07.450999999Z"), Some(1_795_187_047_450));
     assert_eq!(parse_rfc3339_ms("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
-    for bad in ["", "2026-11-20", "2026-13-01T00:00:00Z", "2023-02-29T00:00:00Z", "2026-11-20T15:04:07", "2026-11-20T15:04:07.Z", "2026-11-20T15:04:07Zjunk"] {
+    for bad in [
+        "",
+        "2026-11-20",
+        "2026-13-01T00:00:00Z",
+        "2023-02-29T00:00:00Z",
+        "2026-11-20T15:04:07",
+        "2026-11-20T15:04:07.Z",
+        "2026-11-20T15:04:07Zjunk",
+    ] {
         assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
     }
 }
@@ -33,7 +41,8 @@ fn rfc3339_round_trips() {
 #[test]
 fn shard_mapping_is_stable() {
     assert_eq!(shard_name(3), "ledger-shard-3");
-    let got: Vec<u32> = ["1763651045120abcd0001", "1763654400000grp00002", "m1", ""].iter().map(|id| shard_for(id, 8)).collect();
+    let got: Vec<u32> =
+        ["1763651045120abcd0001", "1763654400000grp00002", "m1", ""].iter().map(|id| shard_for(id, 8)).collect();
     // Reference values from an independent FNV-1a 64 implementation (Python).
     assert_eq!(got, [5, 6, 3, 5]);
     assert_eq!(shard_for("anything", 1), 0);
@@ -72,7 +81,10 @@ fn routes_and_methods() {
     assert_eq!(resolve("GET", "/outbox/dead"), Ok(Route::OutboxDead));
     assert_eq!(resolve("POST", "/outbox/replay"), Ok(Route::OutboxReplay));
     assert_eq!(resolve("GET", "/outbox/replay"), Err(ApiError::MethodNotAllowed { allow: "POST" }));
-    assert_eq!(resolve("PUT", "/api/v2/users/9900000/messages"), Err(ApiError::MethodNotAllowed { allow: "GET, POST, OPTIONS" }));
+    assert_eq!(
+        resolve("PUT", "/api/v2/users/9900000/messages"),
+        Err(ApiError::MethodNotAllowed { allow: "GET, POST, OPTIONS" })
+    );
     assert_eq!(resolve("POST", "/api/v2/users/9900000/other"), Err(ApiError::NotFound("Route")));
 }
 
@@ -103,10 +115,7 @@ fn errors_map_to_status_type_and_headers_in_one_place() {
         assert_eq!(e.body().kind, kind, "{e:?}");
         assert!(!e.body().description.is_empty());
     }
-    assert_eq!(
-        ApiError::CallbackUnauthorized.headers(),
-        vec![("WWW-Authenticate", "Basic realm=\"\"".to_string())]
-    );
+    assert_eq!(ApiError::CallbackUnauthorized.headers(), vec![("WWW-Authenticate", "Basic realm=\"\"".to_string())]);
     assert_eq!(ApiError::MethodNotAllowed { allow: "POST" }.headers(), vec![("Allow", "POST".to_string())]);
 }
 

@@ -194,10 +194,12 @@ fn main() {
     let start = Instant::now();
     let per_conn = a.total.map(|t| t.div_ceil(a.connections as u64));
     let tallies: Vec<Tally> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..a.connections).map(|i| {
-            let a = &a;
-            s.spawn(move || run_connection(a, i, start, per_conn))
-        }).collect();
+        let handles: Vec<_> = (0..a.connections)
+            .map(|i| {
+                let a = &a;
+                s.spawn(move || run_connection(a, i, start, per_conn))
+            })
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
     let elapsed = start.elapsed().as_secs_f64();
