@@ -9,7 +9,9 @@ cd "$ROOT"
 bash scripts/setup.sh
 
 echo "== core, native: cargo test"
-cargo test -p bw-ledger-core -- --show-output
+cargo test -p bw-ledger-core -- --skip fuzz_
+echo "== core, native: fuzzing the callback parser and the send validator (FUZZ_CASES per strategy, default 2000)"
+cargo test -p bw-ledger-core --test fuzz -- --nocapture
 
 echo "== core, wasm32 under Node: wasm-bindgen-test"
 cargo test -p bw-ledger-core --target wasm32-unknown-unknown

@@ -41,8 +41,10 @@ use worker::{
 use crate::config::{FORWARD_GIVE_UP_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS, FORWARD_TARGETS};
 use crate::upstream::{fetch_with_timeout, FetchFailure};
 
-/// Outbox rows delivered per alarm round; more rounds follow at once.
+/// Outbox rows started per alarm round; more rounds follow at once.
 const DELIVERY_BATCH: u32 = 64;
+/// A started delivery holds its row this long past the delivery timeout.
+const DELIVERY_LEASE_SLACK_MS: i64 = 5_000;
 
 fn now_ms() -> i64 {
     Date::now().as_millis() as i64
@@ -147,13 +149,13 @@ pub struct LedgerShard {
     state: State,
     env: Env,
     sql: SqlStorage,
-    storage: Storage,
+    storage: Rc<Storage>,
     schema_ready: Cell<bool>,
     /// Whether live subscribers may be listening; starts true, cleared when
     /// the hub reports none, set again by the hub's `LIVE_ON`.
     live: Rc<crate::live::LiveSwitch>,
     /// Forwarding targets and schedule, read once per object instance.
-    targets: Vec<ForwardTarget>,
+    targets: Rc<Vec<ForwardTarget>>,
     schedule: Schedule,
 }
 
@@ -172,12 +174,12 @@ impl DurableObject for LedgerShard {
         );
         Self {
             sql: state.storage().sql(),
-            storage: state.storage(),
+            storage: Rc::new(state.storage()),
             state,
             env,
             schema_ready: Cell::new(false),
             live: crate::live::LiveSwitch::new(),
-            targets,
+            targets: Rc::new(targets),
             schedule,
         }
     }
@@ -242,11 +244,42 @@ impl DurableObject for LedgerShard {
         }
     }
 
-    /// Delivers due outbox rows. Runs off every ack path; a target that
-    /// fails only delays its own rows, since all deliveries of a round run
-    /// concurrently and each is bounded by the delivery timeout.
+    /// Starts delivering due outbox rows, off every ack path. Each row is
+    /// leased (its next attempt pushed past the delivery timeout) and then
+    /// delivered on its own: it records its outcome and reschedules the alarm
+    /// when it finishes, so a target that hangs holds only its own rows. If
+    /// the object dies mid-delivery the lease expires and the row is sent
+    /// again, with the same webhook-id.
     async fn alarm(&self) -> Result<Response> {
         self.ensure_schema()?;
+        let deliveries = self.deliveries();
+        let now = now_ms();
+        let heads = deliveries.lease_due(now)?;
+        let full = heads.len() as u32 == DELIVERY_BATCH;
+        for head in heads {
+            self.state.wait_until(deliveries.clone().deliver_and_record(head));
+        }
+        if full {
+            self.storage.set_alarm(0).await?;
+        } else {
+            deliveries.reschedule().await?;
+        }
+        Response::ok("")
+    }
+}
+
+/// What a delivery needs, owned, so it can outlive the alarm that started it.
+#[derive(Clone)]
+struct Deliveries {
+    sql: SqlStorage,
+    storage: Rc<Storage>,
+    targets: Rc<Vec<ForwardTarget>>,
+    schedule: Schedule,
+}
+
+impl Deliveries {
+    /// The due head row of each (target, message), leased for one delivery.
+    fn lease_due(&self, now: i64) -> Result<Vec<OutboxRow>> {
         let heads: Vec<OutboxRow> = self
             .sql
             .exec(
@@ -255,41 +288,88 @@ impl DurableObject for LedgerShard {
                    AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.target_id = o.target_id
                        AND p.message_id = o.message_id AND p.state = 'pending' AND p.seq < o.seq)
                  ORDER BY seq LIMIT ?",
-                vec![now_ms().into(), i64::from(DELIVERY_BATCH).into()],
+                vec![now.into(), i64::from(DELIVERY_BATCH).into()],
             )?
             .to_array()?;
-        let outcomes = futures_util::future::join_all(heads.iter().map(|h| self.deliver(h))).await;
-        let now = now_ms();
-        for (h, outcome) in heads.iter().zip(outcomes) {
-            let attempts = h.attempts + 1;
-            match outcome {
-                Ok(()) => self.sql.exec(
-                    "UPDATE outbox SET state = 'delivered', attempts = ?, delivered_ms = ?, last_error = NULL WHERE seq = ?",
-                    vec![attempts.into(), now.into(), h.seq.into()],
-                )?,
-                Err(why) => {
-                    let dead = self.schedule.gives_up(h.window_start_ms, now);
-                    let next = now + self.schedule.backoff_ms(attempts as u32, jitter());
-                    if dead {
-                        console_warn!("outbox: {} to {} dead after {attempts} attempts: {why}", h.webhook_id, h.target_id);
-                    }
-                    self.sql.exec(
-                        "UPDATE outbox SET state = ?, attempts = ?, next_attempt_ms = ?, last_error = ? WHERE seq = ?",
-                        vec![if dead { "dead" } else { "pending" }.into(), attempts.into(), next.into(), why.into(), h.seq.into()],
-                    )?
-                }
-            };
+        let lease_until = now + DELIVERY_TIMEOUT_MS as i64 + DELIVERY_LEASE_SLACK_MS;
+        for h in &heads {
+            self.sql
+                .exec("UPDATE outbox SET next_attempt_ms = ? WHERE seq = ?", vec![lease_until.into(), h.seq.into()])?;
         }
+        Ok(heads)
+    }
+
+    /// Sets the alarm for the earliest pending row, if any.
+    async fn reschedule(&self) -> Result<()> {
         let next: Vec<NextRow> = self
             .sql
             .exec("SELECT MIN(next_attempt_ms) AS next FROM outbox WHERE state = 'pending'", None)?
             .to_array()?;
-        if heads.len() as u32 == DELIVERY_BATCH {
-            self.storage.set_alarm(0).await?;
-        } else if let Some(at) = next.first().and_then(|n| n.next) {
+        if let Some(at) = next.first().and_then(|n| n.next) {
             self.storage.set_alarm((at - now_ms()).max(0)).await?;
         }
-        Response::ok("")
+        Ok(())
+    }
+
+    async fn deliver_and_record(self, h: OutboxRow) {
+        let outcome = self.deliver(&h).await;
+        if let Err(e) = self.record(&h, outcome) {
+            console_error!("outbox: outcome of {} could not be recorded (it will be retried): {e}", h.webhook_id);
+        }
+        if let Err(e) = self.reschedule().await {
+            console_error!("outbox: alarm could not be rescheduled: {e}");
+        }
+    }
+
+    fn record(&self, h: &OutboxRow, outcome: std::result::Result<(), String>) -> Result<()> {
+        let now = now_ms();
+        let attempts = h.attempts + 1;
+        match outcome {
+            Ok(()) => self.sql.exec(
+                "UPDATE outbox SET state = 'delivered', attempts = ?, delivered_ms = ?, last_error = NULL WHERE seq = ?",
+                vec![attempts.into(), now.into(), h.seq.into()],
+            )?,
+            Err(why) => {
+                let dead = self.schedule.gives_up(h.window_start_ms, now);
+                let next = now + self.schedule.backoff_ms(attempts as u32, jitter());
+                if dead {
+                    console_warn!("outbox: {} to {} dead after {attempts} attempts: {why}", h.webhook_id, h.target_id);
+                }
+                self.sql.exec(
+                    "UPDATE outbox SET state = ?, attempts = ?, next_attempt_ms = ?, last_error = ? WHERE seq = ?",
+                    vec![if dead { "dead" } else { "pending" }.into(), attempts.into(), next.into(), why.into(), h.seq.into()],
+                )?
+            }
+        };
+        Ok(())
+    }
+
+    /// Posts one outbox row to its target, signed per Standard Webhooks.
+    async fn deliver(&self, row: &OutboxRow) -> std::result::Result<(), String> {
+        let Some(target) = self.targets.iter().find(|t| t.id == row.target_id) else {
+            return Err("target is no longer configured".into());
+        };
+        let key = target.key().ok_or("target secret is not whsec_<base64>")?;
+        let timestamp = now_ms() / 1000;
+        let headers = Headers::new();
+        let build = (|| {
+            headers.set("Content-Type", "application/json")?;
+            headers.set("webhook-id", &row.webhook_id)?;
+            headers.set("webhook-timestamp", &timestamp.to_string())?;
+            headers.set("webhook-signature", &sign(&key, &row.webhook_id, timestamp, &row.payload))?;
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post)
+                .with_headers(headers.clone())
+                .with_body(Some(JsValue::from_str(&row.payload)));
+            Request::new_with_init(&target.url, &init)
+        })();
+        let req = build.map_err(|e| format!("request could not be built: {e}"))?;
+        match fetch_with_timeout(req, Duration::from_millis(DELIVERY_TIMEOUT_MS)).await {
+            Ok(reply) if (200..300).contains(&reply.status) => Ok(()),
+            Ok(reply) => Err(format!("target answered {}", reply.status)),
+            Err(FetchFailure::Timeout) => Err(format!("no answer within {DELIVERY_TIMEOUT_MS} ms")),
+            Err(FetchFailure::Network(e)) => Err(format!("network: {e}")),
+        }
     }
 }
 
@@ -419,6 +499,15 @@ struct QuarantineRow {
 }
 
 impl LedgerShard {
+    fn deliveries(&self) -> Deliveries {
+        Deliveries {
+            sql: self.sql.clone(),
+            storage: self.storage.clone(),
+            targets: self.targets.clone(),
+            schedule: self.schedule,
+        }
+    }
+
     fn ensure_schema(&self) -> Result<()> {
         if !self.schema_ready.get() {
             for stmt in SCHEMA {
@@ -581,34 +670,6 @@ impl LedgerShard {
             )?;
         }
         Ok((queued, found.into_iter().map(|c| c.doc).collect()))
-    }
-
-    /// Posts one outbox row to its target, signed per Standard Webhooks.
-    async fn deliver(&self, row: &OutboxRow) -> std::result::Result<(), String> {
-        let Some(target) = self.targets.iter().find(|t| t.id == row.target_id) else {
-            return Err("target is no longer configured".into());
-        };
-        let key = target.key().ok_or("target secret is not whsec_<base64>")?;
-        let timestamp = now_ms() / 1000;
-        let headers = Headers::new();
-        let build = (|| {
-            headers.set("Content-Type", "application/json")?;
-            headers.set("webhook-id", &row.webhook_id)?;
-            headers.set("webhook-timestamp", &timestamp.to_string())?;
-            headers.set("webhook-signature", &sign(&key, &row.webhook_id, timestamp, &row.payload))?;
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post)
-                .with_headers(headers.clone())
-                .with_body(Some(JsValue::from_str(&row.payload)));
-            Request::new_with_init(&target.url, &init)
-        })();
-        let req = build.map_err(|e| format!("request could not be built: {e}"))?;
-        match fetch_with_timeout(req, Duration::from_millis(DELIVERY_TIMEOUT_MS)).await {
-            Ok(reply) if (200..300).contains(&reply.status) => Ok(()),
-            Ok(reply) => Err(format!("target answered {}", reply.status)),
-            Err(FetchFailure::Timeout) => Err(format!("no answer within {DELIVERY_TIMEOUT_MS} ms")),
-            Err(FetchFailure::Network(e)) => Err(format!("network: {e}")),
-        }
     }
 
     fn outbox_stats(&self) -> Result<Vec<TargetStats>> {

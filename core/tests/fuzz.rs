@@ -155,12 +155,12 @@ fn damage(mut bytes: Vec<u8>, cut: Option<(u16, u8)>) -> Vec<u8> {
 }
 
 #[test]
-fn callback_parser_on_arbitrary_bytes() {
+fn fuzz_callback_parser_on_arbitrary_bytes() {
     run("callback parser, arbitrary bytes", proptest::collection::vec(any::<u8>(), 0..1024), |b| check_callback(&b));
 }
 
 #[test]
-fn callback_parser_on_mutated_real_payloads() {
+fn fuzz_callback_parser_on_mutated_real_payloads() {
     let fixtures = [SMS_LIFECYCLE, GROUP_MMS_INVALID, INBOUND_MMS, FAILED, RBM];
     let strategy = (
         0..fixtures.len(),
@@ -175,12 +175,12 @@ fn callback_parser_on_mutated_real_payloads() {
 }
 
 #[test]
-fn send_validator_on_arbitrary_bytes() {
+fn fuzz_send_validator_on_arbitrary_bytes() {
     run("send validator, arbitrary bytes", proptest::collection::vec(any::<u8>(), 0..512), |b| check_send(&b));
 }
 
 #[test]
-fn send_validator_on_mutated_bodies() {
+fn fuzz_send_validator_on_mutated_bodies() {
     let strategy = (
         proptest::collection::vec((any::<u8>(), any::<u32>()), 0..6),
         proptest::option::weighted(0.2, (any::<u16>(), any::<u8>())),
