@@ -78,7 +78,6 @@ struct Published {
 /// Whether a shard should publish. The hub's `LIVE_ON` bumps the epoch; a
 /// "no subscribers" reply only switches publishing off if no `LIVE_ON`
 /// arrived since that publish was sent.
-#[derive(Default)]
 pub struct LiveSwitch {
     on: Cell<bool>,
     epoch: Cell<u64>,

@@ -95,7 +95,7 @@ fn mutate(v: &mut Value, ops: &[(u8, u32)]) {
 fn mutate_one(v: &mut Value, op: u8, seed: u32, depth: u32) {
     let replacement = |seed: u32| match seed % 7 {
         0 => Value::Null,
-        1 => Value::Bool(seed % 2 == 0),
+        1 => Value::Bool(seed.is_multiple_of(2)),
         2 => Value::from(seed as i64 - 1000),
         3 => Value::from(f64::from(seed) / 7.0),
         4 => Value::String("x".repeat((seed % 40) as usize)),

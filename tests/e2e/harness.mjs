@@ -55,7 +55,21 @@ function testConfig(dir) {
  * Starts a Worker. Pass `persistDir` to restart on existing storage.
  * Returns { url, persistDir, stop(), kill() }.
  */
-export async function startWorker({ persistDir, vars = {} } = {}) {
+export async function startWorker(options = {}) {
+  // A restart right after a SIGKILL can race the old runtime's teardown;
+  // a runtime that fails to start three times in a row is a real failure.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startWorkerOnce(options);
+    } catch (e) {
+      if (attempt >= 3 || !/exited during start/.test(e.message)) throw e;
+      console.log(`# wrangler did not start (attempt ${attempt}): ${e.message}; retrying`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
+async function startWorkerOnce({ persistDir, vars = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'bw-ledger-e2e-'));
   persistDir ??= join(dir, 'state');
   mkdirSync(persistDir, { recursive: true });
@@ -97,14 +111,22 @@ export async function startWorker({ persistDir, vars = {} } = {}) {
     }
     await new Promise((r) => setTimeout(r, 250));
   }
+  // The group is gone only when no process is left in it: workerd can
+  // outlive wrangler's exit by a moment, holding its ports and storage.
+  const groupGone = async () => {
+    for (let i = 0; i < 200; i++) {
+      try { process.kill(-child.pid, 0); } catch { return; }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
   return {
     url,
     persistDir,
     logFile: join(dir, 'wrangler.log'),
     /** Graceful stop. */
-    async stop() { signalGroup('SIGTERM'); await waitExit(); },
+    async stop() { signalGroup('SIGTERM'); await waitExit(); await groupGone(); },
     /** Crash: SIGKILL the whole process group (wrangler and workerd). */
-    async kill() { signalGroup('SIGKILL'); await waitExit(); },
+    async kill() { signalGroup('SIGKILL'); await waitExit(); await groupGone(); },
   };
 }
 
