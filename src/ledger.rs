@@ -530,13 +530,19 @@ impl LedgerShard {
         let now = batch.received_at_ms;
         let mut touched: Vec<String> = Vec::new();
         for ev in batch.events {
-            let stored: Vec<HashRow> = self
-                .sql
-                .exec("SELECT content_hash FROM events WHERE event_key = ?", vec![ev.event_key.clone().into()])?
-                .to_array()?;
-            match decide(stored.first().map(|r| r.content_hash.as_str()), &ev.content_hash) {
+            // Try the insert first: a new event (the common case) costs one
+            // statement; only an existing identity is read back to decide.
+            let decision = if self.insert_event(&ev, now)? {
+                DedupDecision::Insert
+            } else {
+                let stored: Vec<HashRow> = self
+                    .sql
+                    .exec("SELECT content_hash FROM events WHERE event_key = ?", vec![ev.event_key.clone().into()])?
+                    .to_array()?;
+                decide(stored.first().map(|r| r.content_hash.as_str()), &ev.content_hash)
+            };
+            match decision {
                 DedupDecision::Insert => {
-                    self.insert_event(&ev, now)?;
                     reply.stored += 1;
                     if !touched.contains(&ev.message_id) {
                         touched.push(ev.message_id.clone());
@@ -602,7 +608,7 @@ impl LedgerShard {
     /// commit together: no event is stored with its forward forgotten.
     /// Returns the outbox rows queued.
     fn refresh_rows(&self, message_id: &str, now: i64) -> Result<(u32, Vec<serde_json::Value>)> {
-        let records = self.message(message_id)?;
+        let records = self.records(message_id, false)?;
         let first_received = records.events.iter().map(|e| e.received_at_ms).min().unwrap_or(0);
         let Some(view) = project(message_id, &records) else { return Ok((0, Vec::new())) };
         let previous: Vec<StateRow> = self
@@ -802,10 +808,12 @@ impl LedgerShard {
         Ok(ShardPage { rows, total: counts.first().map_or(0, |c| c.n) })
     }
 
-    fn insert_event(&self, ev: &EventRecord, now: i64) -> Result<()> {
-        self.sql.exec(
+    /// Inserts the event unless its identity is already stored; true if inserted.
+    fn insert_event(&self, ev: &EventRecord, now: i64) -> Result<bool> {
+        let inserted = self.sql.exec(
             "INSERT INTO events (event_key, message_id, type, recipient, time, time_ms, error_code, content_hash, raw, received_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (event_key) DO NOTHING RETURNING seq",
             vec![
                 ev.event_key.clone().into(),
                 ev.message_id.clone().into(),
@@ -819,10 +827,16 @@ impl LedgerShard {
                 now.into(),
             ],
         )?;
-        Ok(())
+        Ok(!inserted.to_array::<SeqRow>()?.is_empty())
     }
 
+    /// A message's events and conflicts. List rows need no conflicts:
+    /// `with_conflicts` skips that query on the ingest path.
     fn message(&self, message_id: &str) -> Result<MessageRecords> {
+        self.records(message_id, true)
+    }
+
+    fn records(&self, message_id: &str, with_conflicts: bool) -> Result<MessageRecords> {
         let events: Vec<EventRow> = self
             .sql
             .exec(
@@ -831,14 +845,17 @@ impl LedgerShard {
                 vec![message_id.into()],
             )?
             .to_array()?;
-        let conflicts: Vec<ConflictRow> = self
-            .sql
-            .exec(
-                "SELECT event_key, content_hash, raw, received_at_ms FROM event_conflicts
-                 WHERE message_id = ? ORDER BY received_at_ms, content_hash",
-                vec![message_id.into()],
-            )?
-            .to_array()?;
+        let conflicts: Vec<ConflictRow> = if with_conflicts {
+            self.sql
+                .exec(
+                    "SELECT event_key, content_hash, raw, received_at_ms FROM event_conflicts
+                     WHERE message_id = ? ORDER BY received_at_ms, content_hash",
+                    vec![message_id.into()],
+                )?
+                .to_array()?
+        } else {
+            Vec::new()
+        };
         Ok(MessageRecords {
             events: events
                 .into_iter()
