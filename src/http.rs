@@ -3,7 +3,20 @@
 use bw_ledger_core::idempotency::SavedResponse;
 use bw_ledger_core::ApiError;
 use serde::Serialize;
-use worker::{Headers, Response, Result};
+use wasm_bindgen::JsValue;
+use worker::{Headers, Method, Request, RequestInit, Response, Result};
+
+/// A POST to `url` with these headers and body: every outgoing call the
+/// Worker and its objects make is one.
+pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Result<Request> {
+    let h = Headers::new();
+    for (name, value) in headers {
+        h.set(name, value)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(h).with_body(Some(JsValue::from_str(body)));
+    Request::new_with_init(url, &init)
+}
 
 pub fn json<T: Serialize>(body: &T) -> std::result::Result<Response, ApiError> {
     let text = serde_json::to_string(body).map_err(|_| ApiError::Internal)?;

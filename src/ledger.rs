@@ -32,10 +32,9 @@ use bw_ledger_core::live::quarantine_doc;
 use bw_ledger_core::status::RecipientState;
 use bw_ledger_core::wire::{DeadQuery, IngestReply, ReplayReply};
 use serde::Deserialize;
-use wasm_bindgen::JsValue;
 use worker::{
-    console_error, console_warn, durable_object, Date, DurableObject, Env, Headers, Method, Request, RequestInit,
-    Response, Result, SqlStorage, State, Storage,
+    console_error, console_warn, durable_object, Date, DurableObject, Env, Request, Response, Result, SqlStorage,
+    State, Storage,
 };
 
 use crate::config::{FORWARD_GIVE_UP_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS, FORWARD_TARGETS};
@@ -351,19 +350,15 @@ impl Deliveries {
         };
         let key = target.key().ok_or("target secret is not whsec_<base64>")?;
         let timestamp = now_ms() / 1000;
-        let headers = Headers::new();
-        let build = (|| {
-            headers.set("Content-Type", "application/json")?;
-            headers.set("webhook-id", &row.webhook_id)?;
-            headers.set("webhook-timestamp", &timestamp.to_string())?;
-            headers.set("webhook-signature", &sign(&key, &row.webhook_id, timestamp, &row.payload))?;
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post)
-                .with_headers(headers.clone())
-                .with_body(Some(JsValue::from_str(&row.payload)));
-            Request::new_with_init(&target.url, &init)
-        })();
-        let req = build.map_err(|e| format!("request could not be built: {e}"))?;
+        let (timestamp_text, signature) = (timestamp.to_string(), sign(&key, &row.webhook_id, timestamp, &row.payload));
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("webhook-id", row.webhook_id.as_str()),
+            ("webhook-timestamp", timestamp_text.as_str()),
+            ("webhook-signature", signature.as_str()),
+        ];
+        let req = crate::http::post(&target.url, &headers, &row.payload)
+            .map_err(|e| format!("request could not be built: {e}"))?;
         match fetch_with_timeout(req, Duration::from_millis(DELIVERY_TIMEOUT_MS)).await {
             Ok(reply) if (200..300).contains(&reply.status) => Ok(()),
             Ok(reply) => Err(format!("target answered {}", reply.status)),

@@ -18,13 +18,13 @@ use bw_ledger_core::route::percent_encode;
 use bw_ledger_core::wire::route;
 use bw_ledger_core::ApiError;
 use serde_json::Value;
-use wasm_bindgen::JsValue;
 use worker::{
     console_error, durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response, Result, State,
     WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::config::{Config, LIVE};
+use crate::shard_client::{call_object, ShardClient};
 
 const HUB_NAME: &str = "live-hub";
 
@@ -103,11 +103,7 @@ pub async fn publish(env: Env, docs: Vec<Value>, switch: Rc<LiveSwitch>) {
     let epoch = switch.epoch.get();
     let result = async {
         let stub = env.durable_object(LIVE)?.id_from_name(HUB_NAME)?.get_stub()?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(&docs)?)));
-        let req = Request::new_with_init(&format!("https://live-hub{}", route::LIVE_PUBLISH), &init)?;
-        let published: Published = stub.fetch_with_request(req).await?.json().await?;
-        Ok::<_, worker::Error>(published)
+        call_object::<_, Published>(&stub, &format!("https://live-hub{}", route::LIVE_PUBLISH), &docs).await
     }
     .await;
     match result {
@@ -119,26 +115,12 @@ pub async fn publish(env: Env, docs: Vec<Value>, switch: Rc<LiveSwitch>) {
 
 /// Tells every ledger shard that someone is listening.
 async fn wake_shards(env: &Env) -> Result<()> {
-    let count = env
-        .var(crate::config::LEDGER_SHARDS)
-        .ok()
-        .and_then(|v| bw_ledger_core::shard::parse_shard_count(&v.to_string()).ok())
-        .unwrap_or(1);
-    let ns = env.durable_object(crate::config::LEDGER)?;
-    let calls = (0..count).map(|i| {
-        let ns = &ns;
-        async move {
-            let stub = ns.id_from_name(&bw_ledger_core::shard::shard_name(i))?.get_stub()?;
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post).with_body(Some(JsValue::from_str("{}")));
-            stub.fetch_with_request(Request::new_with_init(&format!("https://ledger-shard{}", route::LIVE_ON), &init)?)
-                .await
-        }
-    });
-    for r in futures_util::future::join_all(calls).await {
-        r?;
-    }
-    Ok(())
+    let config = Config::from_env(env);
+    let woken = async {
+        let shards = ShardClient::new(env, config.shards()?)?;
+        shards.call_all::<_, Value>(route::LIVE_ON, &serde_json::json!({})).await
+    };
+    woken.await.map(|_| ()).map_err(|e| worker::Error::RustError(format!("waking the ledger shards: {e}")))
 }
 
 #[durable_object]

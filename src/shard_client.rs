@@ -8,8 +8,7 @@ use bw_ledger_core::wire::{route, IngestBatch, IngestReply};
 use bw_ledger_core::ApiError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wasm_bindgen::JsValue;
-use worker::{console_error, Env, Method, ObjectNamespace, Request, RequestInit};
+use worker::{console_error, Env, ObjectNamespace, Stub};
 
 use crate::config::LEDGER;
 
@@ -56,16 +55,19 @@ impl ShardClient {
 
     async fn try_call<Q: Serialize, R: DeserializeOwned>(&self, shard: u32, path: &str, body: &Q) -> worker::Result<R> {
         let stub = self.namespace.id_from_name(&shard_name(shard))?.get_stub()?;
-        let json = serde_json::to_string(body)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&json)));
-        let req = Request::new_with_init(&format!("https://ledger-shard{path}"), &init)?;
-        let mut resp = stub.fetch_with_request(req).await?;
-        if !(200..300).contains(&resp.status_code()) {
-            return Err(worker::Error::RustError(format!("shard answered {}", resp.status_code())));
-        }
-        resp.json().await
+        call_object(&stub, &format!("https://ledger-shard{path}"), body).await
     }
+}
+
+/// POSTs `body` as JSON to a Durable Object and reads its JSON answer; a
+/// non-2xx answer is an error. Every object method is called this way.
+pub async fn call_object<Q: Serialize, R: DeserializeOwned>(stub: &Stub, url: &str, body: &Q) -> worker::Result<R> {
+    let req = crate::http::post(url, &[("Content-Type", "application/json")], &serde_json::to_string(body)?)?;
+    let mut resp = stub.fetch_with_request(req).await?;
+    if !(200..300).contains(&resp.status_code()) {
+        return Err(worker::Error::RustError(format!("{url} answered {}", resp.status_code())));
+    }
+    resp.json().await
 }
 
 impl ShardStore for ShardClient {

@@ -10,10 +10,11 @@ use bw_ledger_core::oauth::{basic_header, CachedToken, TokenOutcome, UpstreamAut
 use bw_ledger_core::wire::route;
 use bw_ledger_core::ApiError;
 use futures_util::future::{select, Either};
-use wasm_bindgen::JsValue;
-use worker::{console_error, AbortController, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
+use worker::{console_error, AbortController, Date, Delay, Env, Fetch, Request};
 
 use crate::config::{Config, TOKENS};
+use crate::http::post;
+use crate::shard_client::call_object;
 
 /// Bandwidth's answer, passed through to the caller as it came.
 pub struct UpstreamReply {
@@ -60,18 +61,13 @@ pub async fn fetch_with_timeout(req: Request, timeout: Duration) -> Result<Upstr
 
 /// Asks the token endpoint for a client-credentials token.
 pub async fn request_token(token_url: &str, client_id: &str, client_secret: &str, timeout: Duration) -> TokenOutcome {
-    let headers = Headers::new();
-    let setup = (|| {
-        headers.set("Authorization", &basic_header(client_id, client_secret))?;
-        headers.set("Content-Type", "application/x-www-form-urlencoded")?;
-        headers.set("Accept", "application/json")?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers.clone())
-            .with_body(Some(JsValue::from_str(TOKEN_REQUEST_BODY)));
-        Request::new_with_init(token_url, &init)
-    })();
-    let req = match setup {
+    let authorization = basic_header(client_id, client_secret);
+    let headers = [
+        ("Authorization", authorization.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Accept", "application/json"),
+    ];
+    let req = match post(token_url, &headers, TOKEN_REQUEST_BODY) {
         Ok(r) => r,
         Err(e) => {
             console_error!("token request could not be built for {token_url}: {e}");
@@ -134,11 +130,7 @@ pub async fn authorization(env: &Env, auth: &UpstreamAuth) -> Result<String, Api
 
 async fn call_broker(env: &Env) -> worker::Result<TokenOutcome> {
     let stub = env.durable_object(TOKENS)?.id_from_name("bandwidth-oauth")?.get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post);
-    let req = Request::new_with_init(&format!("https://token-broker{}", route::TOKEN), &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
-    resp.json().await
+    call_object(&stub, &format!("https://token-broker{}", route::TOKEN), &serde_json::json!({})).await
 }
 
 /// Forwards a validated send. `Ok` carries Bandwidth's answer, whatever its
@@ -152,16 +144,12 @@ pub async fn create_message(
     let auth = config.upstream_auth().map_err(SendFailure::NotSent)?;
     let authorization = authorization(env, &auth).await.map_err(SendFailure::NotSent)?;
     let url = format!("{}/users/{}/messages", config.api_base(), account_id);
-    let headers = Headers::new();
-    let build = (|| {
-        headers.set("Authorization", &authorization)?;
-        headers.set("Content-Type", "application/json")?;
-        headers.set("Accept", "application/json")?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_headers(headers.clone()).with_body(Some(JsValue::from_str(body)));
-        Request::new_with_init(&url, &init)
-    })();
-    let req = build.map_err(|e| {
+    let headers = [
+        ("Authorization", authorization.as_str()),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json"),
+    ];
+    let req = post(&url, &headers, body).map_err(|e| {
         console_error!("send: request to {url} could not be built: {e}");
         SendFailure::NotSent(ApiError::NotConfigured("BANDWIDTH_API_BASE"))
     })?;
