@@ -171,7 +171,7 @@ impl DurableObject for LedgerShard {
             var(FORWARD_RETRY_MAX_MS).as_deref(),
             var(FORWARD_GIVE_UP_MS).as_deref(),
         );
-        Self {
+        let shard = Self {
             sql: state.storage().sql(),
             storage: Rc::new(state.storage()),
             state,
@@ -180,7 +180,11 @@ impl DurableObject for LedgerShard {
             live: crate::live::LiveSwitch::new(),
             targets: Rc::new(targets),
             schedule,
-        }
+        };
+        // A crash while an alarm runs can lose it; whenever the object wakes
+        // up, re-arm it if outbox rows are still waiting.
+        shard.state.wait_until(shard.deliveries().rearm_if_lost());
+        shard
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -296,6 +300,14 @@ impl Deliveries {
                 .exec("UPDATE outbox SET next_attempt_ms = ? WHERE seq = ?", vec![lease_until.into(), h.seq.into()])?;
         }
         Ok(heads)
+    }
+
+    /// Re-arms the alarm when none is set but rows are pending. Before the
+    /// schema exists there is nothing to re-arm, and the query fails quietly.
+    async fn rearm_if_lost(self) {
+        if let Ok(None) = self.storage.get_alarm().await {
+            let _ = self.reschedule().await;
+        }
     }
 
     /// Sets the alarm for the earliest pending row, if any.
