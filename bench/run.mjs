@@ -20,6 +20,9 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const LIST_MESSAGES = Number(process.env.BENCH_LIST_MESSAGES ?? 100_000);
 const CRASH_KILLS = Number(process.env.BENCH_CRASH_KILLS ?? 8);
 const FUZZ_CASES = Number(process.env.BENCH_FUZZ_CASES ?? 50_000);
+// BENCH_ONLY=ingest: the three ingest runs and the acknowledged/stored count
+// only, for iterating on the ingest path; RESULTS.md is not written.
+const ONLY_INGEST = process.env.BENCH_ONLY === 'ingest';
 const LOADGEN = join(ROOT, 'target/release/bw-ledger-loadgen');
 const OUT = join(ROOT, 'bench/out');
 const ACCOUNT = '9900000';
@@ -75,7 +78,17 @@ async function main() {
     for (const [p, path] of [[ports.emptyJs, '/'], [ports.emptyRust, '/']]) await loadgen(at(p), ['--path', path, '--duration', '2', '--connections', String(CONNECTIONS)]);
     acked += (await loadgen(at(ports.ledger), ['--auth', AUTH, '--duration', '2', '--connections', String(CONNECTIONS), '--prefix', 'warm'])).ok;
 
-    const full = (port, extra) => loadgen(at(port), ['--duration', String(SECONDS), '--connections', String(CONNECTIONS), ...extra]);
+    // CPU seconds of the workerd process (user + system), from /proc.
+    const cpu = () => {
+      const f = readFileSync(`/proc/${wd.child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100;
+    };
+    const full = async (port, extra) => {
+      const c0 = cpu();
+      const r = await loadgen(at(port), ['--duration', String(SECONDS), '--connections', String(CONNECTIONS), ...extra]);
+      r.cpuMsPerRequest = ((cpu() - c0) * 1000) / Math.max(1, r.ok + r.non2xx);
+      return r;
+    };
     results.emptyJs = await full(ports.emptyJs, ['--path', '/']);
     results.emptyRust = await full(ports.emptyRust, ['--path', '/']);
     results.ledger = await full(ports.ledger, ['--auth', AUTH, '--prefix', 'full']);
@@ -85,7 +98,7 @@ async function main() {
     acked += results.ledgerHalf.ok;
     results.emptyJsHalf = await full(ports.emptyJs, ['--path', '/', '--rate', String(half)]);
     for (const [k, r] of Object.entries({ 'empty JS (ceiling)': results.emptyJs, 'empty Rust': results.emptyRust, ledger: results.ledger })) {
-      log(`${k.padEnd(20)} ${r.rps.toFixed(0).padStart(7)} callbacks/s  p50 ${ms(r.p50_ms)}  p99 ${ms(r.p99_ms)}  (non-2xx ${r.non2xx}, errors ${r.errors})`);
+      log(`${k.padEnd(20)} ${r.rps.toFixed(0).padStart(7)} callbacks/s  p50 ${ms(r.p50_ms)}  p99 ${ms(r.p99_ms)}  workerd CPU ${r.cpuMsPerRequest.toFixed(3)} ms/request  (non-2xx ${r.non2xx}, errors ${r.errors})`);
     }
     results.ratio = results.ledger.rps / results.emptyJs.rps;
     results.ratioRust = results.emptyRust.rps / results.emptyJs.rps;
@@ -97,6 +110,10 @@ async function main() {
     results.acknowledged = acked;
     results.stored = await count();
     log(`acknowledged ${acked}, stored ${results.stored}: ${acked === results.stored ? 'equal' : 'NOT EQUAL'}`);
+    if (ONLY_INGEST) {
+      if (acked !== results.stored) process.exitCode = 1;
+      return;
+    }
 
     const wasm = readFileSync(join(ROOT, 'build/index_bg.wasm'));
     results.wasmRaw = wasm.length;
@@ -151,7 +168,12 @@ async function main() {
     log(`live: ${results.liveKiBPerSubscriber.toFixed(1)} KiB per idle subscriber (500 open, workerd RSS); callback to subscriber (with 500 connected) p50 ${ms(results.liveDelay.p50)} p99 ${ms(results.liveDelay.p99)}`);
   } finally {
     await wd.stop();
+    if (ONLY_INGEST) {
+      await fake.close();
+      rmSync(storage, { recursive: true, force: true });
+    }
   }
+  if (ONLY_INGEST) return;
 
   // Crash-restart, longer form, under plain workerd.
   const crashStorage = join(OUT, `crash-${Date.now()}`);

@@ -93,9 +93,9 @@ const emptyRust :Workerd.Worker = (
 }
 
 /** Starts workerd on a config; resolves once the ledger answers /healthz. */
-export async function startWorkerd(configPath, ledgerPort, logPath) {
+export async function startWorkerd(configPath, ledgerPort, logPath, extraArgs = []) {
   const log = createWriteStream(logPath, { flags: 'a' });
-  const child = spawn(WORKERD, ['serve', configPath, '--experimental'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(WORKERD, ['serve', configPath, '--experimental', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.pipe(log);
   child.stderr.pipe(log);
   let exited = false;

@@ -18,6 +18,12 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Result<Request> 
     Request::new_with_init(url, &init)
 }
 
+/// Reads a JSON request body (an object method's argument). Parsed from
+/// text in wasm: `Request::json` converts the JS object field by field.
+pub async fn body_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T> {
+    Ok(serde_json::from_str(&req.text().await?)?)
+}
+
 pub fn json<T: Serialize>(body: &T) -> std::result::Result<Response, ApiError> {
     let text = serde_json::to_string(body).map_err(|_| ApiError::Internal)?;
     let headers = Headers::new();

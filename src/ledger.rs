@@ -192,7 +192,7 @@ impl DurableObject for LedgerShard {
         let path = req.path();
         match path.as_str() {
             route::INGEST => {
-                let batch: IngestBatch = req.json().await?;
+                let batch: IngestBatch = crate::http::body_json(&mut req).await?;
                 let (reply, queued, live) = self.ingest(batch)?;
                 if !live.is_empty() && self.live.is_on() {
                     // Off the ack path, and after the commit: outgoing
@@ -211,11 +211,11 @@ impl DurableObject for LedgerShard {
                 Response::from_json(&serde_json::json!({}))
             }
             route::OUTBOX_DEAD => {
-                let q: DeadQuery = req.json().await?;
+                let q: DeadQuery = crate::http::body_json(&mut req).await?;
                 Response::from_json(&self.outbox_dead(&q)?)
             }
             route::OUTBOX_REPLAY => {
-                let r: ReplayRequest = req.json().await?;
+                let r: ReplayRequest = crate::http::body_json(&mut req).await?;
                 let replayed = self.outbox_replay(&r)?;
                 if replayed > 0 {
                     self.storage.set_alarm(0).await?;
@@ -223,23 +223,23 @@ impl DurableObject for LedgerShard {
                 Response::from_json(&ReplayReply { replayed })
             }
             route::MESSAGE => {
-                let q: MessageQuery = req.json().await?;
+                let q: MessageQuery = crate::http::body_json(&mut req).await?;
                 Response::from_json(&self.message(&q.message_id)?)
             }
             route::QUARANTINE => {
-                let q: QuarantineQuery = req.json().await?;
+                let q: QuarantineQuery = crate::http::body_json(&mut req).await?;
                 Response::from_json(&self.quarantine(q.limit)?)
             }
             route::LIST => {
-                let q: ListQuery = req.json().await?;
+                let q: ListQuery = crate::http::body_json(&mut req).await?;
                 Response::from_json(&self.list(&q)?)
             }
             route::IDEM_BEGIN => {
-                let begin: IdemBegin = req.json().await?;
+                let begin: IdemBegin = crate::http::body_json(&mut req).await?;
                 Response::from_json(&self.idempotency_begin(begin)?)
             }
             route::IDEM_FINISH => {
-                let finish: IdemFinish = req.json().await?;
+                let finish: IdemFinish = crate::http::body_json(&mut req).await?;
                 self.idempotency_finish(finish)?;
                 Response::from_json(&serde_json::json!({}))
             }

@@ -102,8 +102,8 @@ impl LiveSwitch {
 pub async fn publish(env: Env, docs: Vec<Value>, switch: Rc<LiveSwitch>) {
     let epoch = switch.epoch.get();
     let result = async {
-        let stub = env.durable_object(LIVE)?.id_from_name(HUB_NAME)?.get_stub()?;
-        call_object::<_, Published>(&stub, &format!("https://live-hub{}", route::LIVE_PUBLISH), &docs).await
+        let hub = env.durable_object(LIVE)?;
+        call_object::<_, Published>(&hub, HUB_NAME, &format!("https://live-hub{}", route::LIVE_PUBLISH), &docs).await
     }
     .await;
     match result {
@@ -154,7 +154,7 @@ impl DurableObject for LiveHub {
                 Ok(resp)
             }
             route::LIVE_PUBLISH => {
-                let docs: Vec<Value> = req.json().await?;
+                let docs: Vec<Value> = crate::http::body_json(&mut req).await?;
                 let mut sent = 0u32;
                 let sockets = self.state.get_websockets();
                 let subscribers = sockets.len() as u32;

@@ -129,8 +129,9 @@ pub async fn authorization(env: &Env, auth: &UpstreamAuth) -> Result<String, Api
 }
 
 async fn call_broker(env: &Env) -> worker::Result<TokenOutcome> {
-    let stub = env.durable_object(TOKENS)?.id_from_name("bandwidth-oauth")?.get_stub()?;
-    call_object(&stub, &format!("https://token-broker{}", route::TOKEN), &serde_json::json!({})).await
+    let broker = env.durable_object(TOKENS)?;
+    call_object(&broker, "bandwidth-oauth", &format!("https://token-broker{}", route::TOKEN), &serde_json::json!({}))
+        .await
 }
 
 /// Forwards a validated send. `Ok` carries Bandwidth's answer, whatever its

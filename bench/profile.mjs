@@ -1,0 +1,68 @@
+// `node bench/profile.mjs`: a V8 CPU profile of the ledger's isolate under
+// full ingest load (plain workerd, like the bench), summarised as self time
+// per function, wasm functions by their Rust names. Run `npm run bench` once
+// first so the release Worker and the load generator are built.
+// BENCH_SECONDS (default 8) and BENCH_CONNECTIONS (32) apply; PROFILE_TOP
+// (40) is how many rows to print. The raw profile goes to bench/out/.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { ROOT, freePort, writeConfig, startWorkerd } from './workerd.mjs';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const TOP = Number(process.env.PROFILE_TOP ?? 40);
+const OUT = join(ROOT, 'bench/out');
+const AUTH = 'Basic ' + Buffer.from('bench:bench-pass').toString('base64');
+
+async function main() {
+  mkdirSync(OUT, { recursive: true });
+  const storage = join(OUT, `profile-${Date.now()}`);
+  const ports = { ledger: await freePort(), emptyJs: await freePort(), emptyRust: await freePort() };
+  const inspector = await freePort();
+  const vars = { CALLBACK_USER: 'bench', CALLBACK_PASSWORD: 'bench-pass', API_TOKEN: 'bench-api-token', BW_ACCOUNT_ID: '9900000' };
+  const config = writeConfig(OUT, { ports, vars, storage, emptyRustBuild: join(ROOT, 'bench/empty-rust/build') });
+  const wd = await startWorkerd(config, ports.ledger, join(OUT, 'workerd-profile.log'), [`--inspector-addr=127.0.0.1:${inspector}`]);
+  try {
+    const targets = await (await fetch(`http://127.0.0.1:${inspector}/json/list`)).json();
+    const target = targets.find((t) => t.title?.includes('ledger')) ?? targets[0];
+    const ws = new WebSocket(target.webSocketDebuggerUrl);
+    await new Promise((res, rej) => { ws.on('open', res); ws.on('error', rej); });
+    let id = 0;
+    const pending = new Map();
+    ws.on('message', (m) => { const j = JSON.parse(m); pending.get(j.id)?.(j); });
+    const send = (method, params = {}) => new Promise((res) => { const i = ++id; pending.set(i, res); ws.send(JSON.stringify({ id: i, method, params })); });
+    const loadgen = (args) => promisify(execFile)(join(ROOT, 'target/release/bw-ledger-loadgen'), ['--addr', `127.0.0.1:${ports.ledger}`, ...args], { encoding: 'utf8' });
+    await loadgen(['--auth', AUTH, '--duration', '2', '--connections', String(CONNECTIONS), '--prefix', 'warm']);
+    await send('Profiler.enable');
+    await send('Profiler.setSamplingInterval', { interval: 200 });
+    await send('Profiler.start');
+    const { stdout } = await loadgen(['--auth', AUTH, '--duration', String(SECONDS), '--connections', String(CONNECTIONS), '--prefix', 'prof']);
+    const { result } = await send('Profiler.stop');
+    ws.close();
+    console.log(`load: ${stdout.trim().split('\n').at(-1)}`);
+    const profile = result.profile;
+    writeFileSync(join(OUT, 'ledger.cpuprofile'), JSON.stringify(profile));
+    // Self time per function name.
+    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    const self = new Map();
+    const dt = profile.timeDeltas;
+    profile.samples.forEach((nodeId, i) => {
+      const f = byId.get(nodeId).callFrame;
+      const name = `${f.functionName || '(anonymous)'} ${f.url ? f.url.split('/').at(-1) : ''}`.trim();
+      self.set(name, (self.get(name) ?? 0) + (dt[i] ?? 0));
+    });
+    const total = [...self.values()].reduce((a, b) => a + b, 0);
+    console.log(`self time by function (of ${(total / 1000).toFixed(0)} ms sampled):`);
+    for (const [name, t] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
+      console.log(`${((t / total) * 100).toFixed(1).padStart(5)}%  ${name}`);
+    }
+  } finally {
+    await wd.stop();
+    rmSync(storage, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
