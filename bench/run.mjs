@@ -76,7 +76,8 @@ async function main() {
     log(`# bench: ${results.date}, ${results.nproc} cores, ${results.memGiB} GiB, ${SECONDS}s runs, ${CONNECTIONS} connections, shards=${readWranglerToml().vars.LEDGER_SHARDS}`);
     // Warm up all three.
     for (const [p, path] of [[ports.emptyJs, '/'], [ports.emptyRust, '/']]) await loadgen(at(p), ['--path', path, '--duration', '2', '--connections', String(CONNECTIONS)]);
-    acked += (await loadgen(at(ports.ledger), ['--auth', AUTH, '--duration', '2', '--connections', String(CONNECTIONS), '--prefix', 'warm'])).ok;
+    const warm = await loadgen(at(ports.ledger), ['--auth', AUTH, '--duration', '2', '--connections', String(CONNECTIONS), '--prefix', 'warm']);
+    acked += warm.ok;
 
     // CPU seconds of the workerd process (user + system), from /proc.
     const cpu = () => {
@@ -109,7 +110,7 @@ async function main() {
     const count = async () => (await (await fetch(`http://${at(ports.ledger)}/api/v2/users/${ACCOUNT}/messages?limit=1`, { headers: { Authorization: `Bearer ${API_TOKEN}` } })).json()).totalCount;
     results.acknowledged = acked;
     results.stored = await count();
-    log(`acknowledged ${acked}, stored ${results.stored}: ${acked === results.stored ? 'equal' : 'NOT EQUAL'}`);
+    log(`acknowledged ${acked}, stored ${results.stored}: ${acked === results.stored ? 'equal' : 'NOT EQUAL'} (half-rate run: non-2xx ${results.ledgerHalf.non2xx}, errors ${results.ledgerHalf.errors}; warm-up: non-2xx ${warm.non2xx}, errors ${warm.errors})`);
     if (ONLY_INGEST) {
       if (acked !== results.stored) process.exitCode = 1;
       return;

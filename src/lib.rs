@@ -6,6 +6,7 @@
 //! before every shard it touched has confirmed its write.
 
 mod config;
+mod group_commit;
 mod http;
 mod ledger;
 mod list;

@@ -111,7 +111,14 @@ pub async fn call_object<Q: Serialize, R: DeserializeOwned>(
 impl ShardStore for ShardClient {
     type Error = worker::Error;
 
+    /// Rides with the other callbacks bound for the shard (group commit).
     async fn ingest(&self, shard: u32, batch: IngestBatch) -> Result<IngestReply, Self::Error> {
-        self.try_call(shard, route::INGEST, &batch).await
+        crate::group_commit::write(self, shard, batch).await
+    }
+}
+
+impl crate::group_commit::GroupCall for ShardClient {
+    async fn store(&self, shard: u32, batches: &[IngestBatch]) -> worker::Result<Vec<IngestReply>> {
+        self.try_call(shard, route::INGEST, &batches).await
     }
 }

@@ -13,6 +13,7 @@ pub mod client;
 pub mod error;
 pub mod event;
 pub mod forward;
+pub mod group;
 pub mod idempotency;
 pub mod identity;
 pub mod ingest;

@@ -12,7 +12,9 @@ use crate::identity::{content_hash, EventKey};
 use crate::quarantine::{QuarantineItem, QuarantineRecord};
 
 pub mod route {
-    /// POST [`super::IngestBatch`] -> [`super::IngestReply`].
+    /// POST `Vec<`[`super::IngestBatch`]`>` -> `Vec<`[`super::IngestReply`]`>`, one
+    /// reply per batch in order: a group of callbacks stored in one call
+    /// (see [`crate::group`]).
     pub const INGEST: &str = "/ingest";
     /// POST [`super::MessageQuery`] -> [`super::MessageRecords`].
     pub const MESSAGE: &str = "/message";

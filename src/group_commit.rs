@@ -1,0 +1,137 @@
+//! Group commit of callback writes, per ledger shard, within one isolate.
+//!
+//! The decisions (who leads, who rides in which group, when a stalled queue
+//! is taken over) are `bw_ledger_core::group`; this module supplies the
+//! clock, the call and the wake-ups.
+//!
+//! Nothing wakes a request from another request. The Rust executor polls
+//! every task from one microtask queue, so a task woken during another
+//! request's turn (by resolving its promise, or waking its future) can be
+//! polled in that turn and start its I/O in the wrong context; workerd
+//! refuses that ("Cannot perform I/O on behalf of a different request"), and
+//! it is what broke the first attempt (bench/README.md). A waiting request
+//! looks at its queue on its own short timers instead, which always fire in
+//! a turn of its own request. Only outcomes cross between requests.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bw_ledger_core::group::{Arrival, GroupQueue, Limits, Ticket, Turn};
+use bw_ledger_core::wire::{IngestBatch, IngestReply};
+use worker::{Date, Delay};
+
+/// Most callbacks in one shard call, and most event bytes.
+const LIMITS: Limits = Limits { max_items: 64, max_weight: 4 * 1024 * 1024 };
+/// A waiter that sees no progress this long takes the lead itself.
+const STALL_MS: i64 = 2_000;
+/// A waiter gives up (503, so Bandwidth retries) after this long.
+const DEADLINE_MS: i64 = 20_000;
+
+/// One callback's write, shared by its own request and its group's leader.
+struct Slot {
+    batch: RefCell<Option<IngestBatch>>,
+    outcome: RefCell<Option<Result<IngestReply, String>>>,
+}
+
+/// How long a waiter sleeps before it looks again: short at first (a group
+/// takes about a millisecond or two), then backing off.
+fn poll_interval(looks: u32) -> i64 {
+    match looks {
+        0..=3 => 1,
+        4..=7 => 2,
+        _ => 8,
+    }
+}
+
+thread_local! {
+    static QUEUES: RefCell<HashMap<u32, GroupQueue<Rc<Slot>>>> = RefCell::new(HashMap::new());
+}
+
+fn with_queue<R>(shard: u32, f: impl FnOnce(&mut GroupQueue<Rc<Slot>>) -> R) -> R {
+    QUEUES.with(|qs| f(qs.borrow_mut().entry(shard).or_insert_with(|| GroupQueue::new(LIMITS))))
+}
+
+fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+fn weight(batch: &IngestBatch) -> usize {
+    batch.events.iter().map(|e| e.raw.len()).sum::<usize>()
+        + batch.quarantine.iter().map(|q| q.raw.len()).sum::<usize>()
+}
+
+/// Stores a list of batches in one call, one reply per batch in order.
+#[allow(async_fn_in_trait)]
+pub trait GroupCall {
+    async fn store(&self, shard: u32, batches: &[IngestBatch]) -> worker::Result<Vec<IngestReply>>;
+}
+
+/// Writes `batch` to `shard`, in a group with the other callbacks bound for
+/// it, and returns this batch's own reply once the group is stored.
+pub async fn write<C: GroupCall>(call: &C, shard: u32, batch: IngestBatch) -> worker::Result<IngestReply> {
+    let w = weight(&batch);
+    let slot = Rc::new(Slot { batch: RefCell::new(Some(batch)), outcome: RefCell::new(None) });
+    let me = match with_queue(shard, |q| q.arrive(slot.clone(), w, now_ms())) {
+        Arrival::Lead(me) => {
+            // Let the event loop turn once: callbacks already received for
+            // this shard join the group instead of waiting for the next.
+            Delay::from(Duration::ZERO).await;
+            me
+        }
+        Arrival::Wait(me) => me,
+    };
+    let deadline = now_ms() + DEADLINE_MS;
+    let mut looks = 0;
+    loop {
+        if slot.outcome.borrow().is_some() {
+            return outcome(&slot);
+        }
+        if let Turn::Lead(group) = with_queue(shard, |q| q.poll(me, now_ms(), STALL_MS)) {
+            send(call, shard, group).await;
+            continue;
+        }
+        let now = now_ms();
+        if now >= deadline {
+            // If it was designated, the next waiter sees that on its timer.
+            with_queue(shard, |q| q.withdraw(me));
+            return Err(worker::Error::RustError(format!("no shard write within {DEADLINE_MS} ms")));
+        }
+        Delay::from(Duration::from_millis(poll_interval(looks).min(deadline - now).max(1) as u64)).await;
+        looks += 1;
+    }
+}
+
+fn outcome(slot: &Slot) -> worker::Result<IngestReply> {
+    match slot.outcome.borrow_mut().take() {
+        Some(Ok(reply)) => Ok(reply),
+        Some(Err(e)) => Err(worker::Error::RustError(e)),
+        None => Err(worker::Error::RustError("a group finished without this write's outcome".into())),
+    }
+}
+
+/// Stores a group and hands each member its outcome.
+async fn send<C: GroupCall>(call: &C, shard: u32, group: Vec<(Ticket, Rc<Slot>)>) {
+    let slots: Vec<Rc<Slot>> = group.into_iter().map(|(_, s)| s).collect();
+    let batches: Vec<IngestBatch> = slots.iter().filter_map(|s| s.batch.borrow_mut().take()).collect();
+    let result = match call.store(shard, &batches).await {
+        Ok(replies) if replies.len() == slots.len() => Ok(replies),
+        Ok(replies) => Err(format!("shard {shard} answered {} replies for {} batches", replies.len(), slots.len())),
+        Err(e) => Err(e.to_string()),
+    };
+    match result {
+        Ok(replies) => {
+            for (slot, reply) in slots.iter().zip(replies) {
+                *slot.outcome.borrow_mut() = Some(Ok(reply));
+            }
+        }
+        Err(e) => {
+            for slot in &slots {
+                *slot.outcome.borrow_mut() = Some(Err(e.clone()));
+            }
+        }
+    }
+    // The next leader and the members see this on their timers.
+    with_queue(shard, |q| q.finished(now_ms()));
+}
