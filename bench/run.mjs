@@ -104,7 +104,7 @@ async function main() {
     results.ratio = results.ledger.rps / results.emptyJs.rps;
     results.ratioRust = results.emptyRust.rps / results.emptyJs.rps;
     log(`ratio ledger / ceiling: ${(results.ratio * 100).toFixed(1)}%   (empty Rust / ceiling: ${(results.ratioRust * 100).toFixed(1)}%)`);
-    log(`at half the ledger's full rate (${half.toFixed(0)}/s): ledger p50 ${ms(results.ledgerHalf.p50_ms)} p99 ${ms(results.ledgerHalf.p99_ms)}; ceiling p50 ${ms(results.emptyJsHalf.p50_ms)} p99 ${ms(results.emptyJsHalf.p99_ms)}`);
+    log(`at half the ledger's full rate (${half.toFixed(0)}/s): ledger p50 ${ms(results.ledgerHalf.p50_ms)} p99 ${ms(results.ledgerHalf.p99_ms)} (p99.9 ${ms(results.ledgerHalf.p999_ms)}, max ${ms(results.ledgerHalf.max_ms)}); ceiling p50 ${ms(results.emptyJsHalf.p50_ms)} p99 ${ms(results.emptyJsHalf.p99_ms)}`);
 
     // Acknowledged versus stored: each bench callback is one message with one recipient.
     const count = async () => (await (await fetch(`http://${at(ports.ledger)}/api/v2/users/${ACCOUNT}/messages?limit=1`, { headers: { Authorization: `Bearer ${API_TOKEN}` } })).json()).totalCount;
