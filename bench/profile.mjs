@@ -2,8 +2,11 @@
 // full ingest load (plain workerd, like the bench), summarised as self time
 // per function, wasm functions by their Rust names. Run `npm run bench` once
 // first so the release Worker and the load generator are built.
-// BENCH_SECONDS (default 8) and BENCH_CONNECTIONS (32) apply; PROFILE_TOP
-// (40) is how many rows to print. The raw profile goes to bench/out/.
+// BENCH_SECONDS (default 8) and BENCH_CONNECTIONS (32) apply; PROFILE_RATE
+// runs open loop at that many callbacks/s instead of full load; PROFILE_TOP
+// (40) is how many rows to print. It also lists the longest stretches of
+// the isolate thread busy without a break. The raw profile goes to
+// bench/out/ledger.cpuprofile (loadable in Chrome DevTools).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +17,7 @@ import { ROOT, freePort, writeConfig, startWorkerd } from './workerd.mjs';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const TOP = Number(process.env.PROFILE_TOP ?? 40);
+const RATE = process.env.PROFILE_RATE;
 const OUT = join(ROOT, 'bench/out');
 const AUTH = 'Basic ' + Buffer.from('bench:bench-pass').toString('base64');
 
@@ -39,7 +43,7 @@ async function main() {
     await send('Profiler.enable');
     await send('Profiler.setSamplingInterval', { interval: 200 });
     await send('Profiler.start');
-    const { stdout } = await loadgen(['--auth', AUTH, '--duration', String(SECONDS), '--connections', String(CONNECTIONS), '--prefix', 'prof']);
+    const { stdout } = await loadgen(['--auth', AUTH, '--duration', String(SECONDS), '--connections', String(CONNECTIONS), '--prefix', 'prof', ...(RATE ? ['--rate', RATE] : [])]);
     const { result } = await send('Profiler.stop');
     ws.close();
     console.log(`load: ${stdout.trim().split('\n').at(-1)}`);
@@ -58,6 +62,25 @@ async function main() {
     console.log(`self time by function (of ${(total / 1000).toFixed(0)} ms sampled):`);
     for (const [name, t] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
       console.log(`${((t / total) * 100).toFixed(1).padStart(5)}%  ${name}`);
+    }
+    // Busy stretches: consecutive samples with no (idle) between them. Long
+    // ones are what the tail latency waits behind.
+    const stretches = [];
+    let cur = null;
+    profile.samples.forEach((nodeId, i) => {
+      const name = byId.get(nodeId).callFrame.functionName;
+      const d = dt[i] ?? 0;
+      if (name === '(idle)') { if (cur) stretches.push(cur); cur = null; return; }
+      cur ??= { ms: 0, self: new Map() };
+      cur.ms += d / 1000;
+      cur.self.set(name || '(anonymous)', (cur.self.get(name || '(anonymous)') ?? 0) + d / 1000);
+    });
+    if (cur) stretches.push(cur);
+    stretches.sort((a, b) => b.ms - a.ms);
+    console.log('longest busy stretches:');
+    for (const st of stretches.slice(0, 5)) {
+      const top = [...st.self].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([n, t]) => `${n.slice(0, 60)} ${t.toFixed(1)} ms`).join(', ');
+      console.log(`  ${st.ms.toFixed(1)} ms: ${top}`);
     }
   } finally {
     await wd.stop();

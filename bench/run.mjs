@@ -219,21 +219,21 @@ async function main() {
 }
 
 function writeResults(r) {
-  const row = (name, x) => `| ${name} | ${x.rps.toFixed(0)} | ${x.p50_ms.toFixed(2)} | ${x.p99_ms.toFixed(2)} |`;
+  const row = (name, x) => `| ${name} | ${x.rps.toFixed(0)} | ${x.p50_ms.toFixed(2)} | ${x.p99_ms.toFixed(2)} | ${x.cpuMsPerRequest.toFixed(3)} |`;
   const md = `# Bench results
 
 Latest run of \`npm run bench\` (${r.date}), on this machine: ${r.nproc} cores, ${r.memGiB} GiB.
 All three Workers ran in one plain workerd process (no wrangler dev proxy), loaded by
 \`bw-ledger-loadgen\` with ${r.connections} keep-alive connections for ${r.seconds} s each.
 
-| target | callbacks/s | p50 ms | p99 ms |
-|---|---|---|---|
+| target | callbacks/s | p50 ms | p99 ms | workerd CPU ms per callback |
+|---|---|---|---|---|
 ${row('empty JS Worker (ceiling)', r.emptyJs)}
 ${row('empty Rust Worker', r.emptyRust)}
 ${row('ledger (durable ingest)', r.ledger)}
 
 - Ledger / ceiling: **${(r.ratio * 100).toFixed(1)}%** (target: at least 30%). Empty Rust / ceiling: ${(r.ratioRust * 100).toFixed(1)}%.
-- At half the ledger's full rate (${(r.ledger.rps / 2).toFixed(0)}/s, open loop): ledger p50 ${r.ledgerHalf.p50_ms.toFixed(2)} ms, p99 **${r.ledgerHalf.p99_ms.toFixed(2)} ms** (target: under 50 ms); ceiling p50 ${r.emptyJsHalf.p50_ms.toFixed(2)} ms, p99 ${r.emptyJsHalf.p99_ms.toFixed(2)} ms.
+- At half the ledger's full rate (${(r.ledger.rps / 2).toFixed(0)}/s, open loop): ledger p50 ${r.ledgerHalf.p50_ms.toFixed(2)} ms, p99 **${r.ledgerHalf.p99_ms.toFixed(2)} ms** (target: under 50 ms; p99.9 ${r.ledgerHalf.p999_ms.toFixed(2)} ms, max ${r.ledgerHalf.max_ms.toFixed(2)} ms); ceiling p50 ${r.emptyJsHalf.p50_ms.toFixed(2)} ms, p99 ${r.emptyJsHalf.p99_ms.toFixed(2)} ms.
 - Acknowledged ${r.acknowledged}, stored ${r.stored} (counted through the list API after the runs).
 - wasm: ${r.wasmRaw} bytes raw, ${r.wasmGzip} bytes gzipped.
 - Send proxy, 4 connections: direct to the local fake p50 ${r.sendDirect.p50_ms.toFixed(2)} / p99 ${r.sendDirect.p99_ms.toFixed(2)} ms; through the Worker p50 ${r.sendProxy.p50_ms.toFixed(2)} / p99 ${r.sendProxy.p99_ms.toFixed(2)} ms (added p50 ${(r.sendProxy.p50_ms - r.sendDirect.p50_ms).toFixed(2)} ms).
