@@ -135,6 +135,30 @@ test('same identity with different content is kept as a conflict, never overwrit
   assert.deepEqual(m.conflicts[0].eventKey, [id, 'message-failed', '+15552220001', original.time, 4720]);
 });
 
+test('two contents under one identity racing each other: one stored, the other a conflict, each reply its own', async () => {
+  // Concurrent callbacks for one shard ride in the same group commit; the
+  // replies must still be per callback.
+  const id = uniqueId('race');
+  const a = statusEvent(id, { type: 'message-failed', errorCode: 4720, description: 'first' });
+  const b = { ...a, description: 'second' };
+  const bodies = Array.from({ length: 20 }, (_, i) => JSON.stringify([i % 2 ? b : a]));
+  const replies = await Promise.all(bodies.map((body) => postCallback(w.url, body)));
+  const got = await Promise.all(replies.map((r) => r.json()));
+  assert.deepEqual(replies.map((r) => r.status), Array(20).fill(200));
+  const sum = (k) => got.reduce((n, g) => n + g[k], 0);
+  assert.equal(sum('stored'), 1);
+  // Whichever content won, its 9 other copies are duplicates and the 10
+  // copies of the other content are conflicts.
+  assert.equal(sum('duplicates'), 9);
+  assert.equal(sum('conflicts'), 10);
+  const winner = got.findIndex((g) => g.stored === 1);
+  const m = await message(id);
+  assert.equal(m.timeline.length, 1);
+  assert.equal(m.timeline[0].event.description, winner % 2 ? 'second' : 'first');
+  assert.equal(m.conflicts.length, 1, 'the losing content is kept once');
+  assert.equal(m.conflicts[0].event.description, winner % 2 ? 'first' : 'second');
+});
+
 test('authenticated non-JSON is kept in the quarantine, deduplicated by content hash', async () => {
   const garbage = `this is not json ${uniqueId('g')}`;
   for (let i = 0; i < 3; i++) {
