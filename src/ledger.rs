@@ -7,14 +7,13 @@
 //! writes they report are durable.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bw_ledger_core::idempotency::{
     decide_begin, BeginDecision, IdemBegin, IdemFinish, IdempotencyRecord, IDEMPOTENCY_TTL_MS,
 };
-use bw_ledger_core::identity::DedupDecision;
-use bw_ledger_core::ingest::attribute;
+use bw_ledger_core::identity::{decide, DedupDecision};
 use bw_ledger_core::list::{
     count_plan, page_plan, rows_for, ListQuery, ListRow, ShardPage, SqlParam, SqlPlan, ROW_COLUMNS,
 };
@@ -386,18 +385,7 @@ impl Deliveries {
 
 #[derive(Deserialize)]
 struct HashRow {
-    event_key: String,
     content_hash: String,
-}
-
-#[derive(Deserialize)]
-struct KeyRow {
-    event_key: String,
-}
-
-#[derive(Deserialize)]
-struct JsonRow {
-    j: String,
 }
 
 #[derive(Deserialize)]
@@ -551,78 +539,34 @@ impl LedgerShard {
     /// gets an error and answers 5xx; Bandwidth's retry then finds the rows
     /// already written as duplicates.
     ///
-    /// The statements are set-based: each takes the whole group as one JSON
-    /// parameter (`json_each`), so their number does not grow with the group
-    /// and no statement nears the 100-parameter limit.
+    /// Values are bound per row. Statements taking the whole group as one
+    /// JSON parameter were tried: they measured no faster, and a parameter
+    /// or an aggregate holding large events hits SQLite's 2 MB string limit
+    /// (a second 900 KB event of one message failed with SQLITE_TOOBIG).
     fn ingest_group(&self, batches: Vec<IngestBatch>) -> Result<(Vec<IngestReply>, u32, Vec<serde_json::Value>)> {
         let mut replies = vec![IngestReply::default(); batches.len()];
-        let events: Vec<(usize, &EventRecord, i64)> = batches
-            .iter()
-            .enumerate()
-            .flat_map(|(i, b)| b.events.iter().map(move |ev| (i, ev, b.received_at_ms)))
-            .collect();
         let mut touched: Vec<(&str, i64)> = Vec::new();
-        if !events.is_empty() {
-            let rows: Vec<_> = events
-                .iter()
-                .map(|(_, ev, now)| {
-                    (
-                        &ev.event_key,
-                        &ev.message_id,
-                        &ev.kind,
-                        &ev.recipient,
-                        &ev.time,
-                        ev.time_ms,
-                        ev.error_code,
-                        &ev.content_hash,
-                        &ev.raw,
-                        now,
-                    )
-                })
-                .collect();
-            let inserted: Vec<KeyRow> = self
-                .sql
-                .exec(
-                    "INSERT INTO events (event_key, message_id, type, recipient, time, time_ms, error_code, content_hash, raw,
-                        received_at_ms)
-                     SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7,
-                        value->>8, value->>9
-                     FROM json_each(?) WHERE true ORDER BY key
-                     ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
-                    vec![serde_json::to_string(&rows)?.into()],
-                )?
-                .to_array()?;
-            let inserted: BTreeSet<&str> = inserted.iter().map(|r| r.event_key.as_str()).collect();
-            // Only identities already stored are read back.
-            let others: Vec<&str> =
-                events.iter().map(|(_, ev, _)| ev.event_key.as_str()).filter(|k| !inserted.contains(k)).collect();
-            let stored: BTreeMap<String, String> = if others.is_empty() {
-                BTreeMap::new()
-            } else {
-                self.sql
-                    .exec(
-                        "SELECT event_key, content_hash FROM events
-                         WHERE event_key IN (SELECT value FROM json_each(?))",
-                        vec![serde_json::to_string(&others)?.into()],
-                    )?
-                    .to_array::<HashRow>()?
-                    .into_iter()
-                    .map(|r| (r.event_key, r.content_hash))
-                    .collect()
-            };
-            let decisions = attribute(
-                events.iter().map(|(_, ev, _)| (ev.event_key.as_str(), ev.content_hash.as_str())),
-                &inserted,
-                &stored,
-            )
-            .map_err(worker::Error::RustError)?;
-            for ((i, ev, now), decision) in events.iter().zip(decisions) {
-                let reply = &mut replies[*i];
+        for (i, batch) in batches.iter().enumerate() {
+            let now = batch.received_at_ms;
+            let reply = &mut replies[i];
+            for ev in &batch.events {
+                // Try the insert first: a new event (the common case) costs
+                // one statement; only an existing identity is read back. A
+                // copy that rode in the same group finds the first one here.
+                let decision = if self.insert_event(ev, now)? {
+                    DedupDecision::Insert
+                } else {
+                    let stored: Vec<HashRow> = self
+                        .sql
+                        .exec("SELECT content_hash FROM events WHERE event_key = ?", vec![ev.event_key.clone().into()])?
+                        .to_array()?;
+                    decide(stored.first().map(|r| r.content_hash.as_str()), &ev.content_hash)
+                };
                 match decision {
                     DedupDecision::Insert => {
                         reply.stored += 1;
                         if !touched.iter().any(|(m, _)| *m == ev.message_id) {
-                            touched.push((&ev.message_id, *now));
+                            touched.push((&ev.message_id, now));
                         }
                     }
                     DedupDecision::Duplicate => reply.duplicates += 1,
@@ -640,7 +584,7 @@ impl LedgerShard {
                                 ev.content_hash.clone().into(),
                                 ev.message_id.clone().into(),
                                 ev.raw.clone().into(),
-                                (*now).into(),
+                                now.into(),
                             ],
                         )?;
                         reply.conflicts += 1;
@@ -725,29 +669,28 @@ impl LedgerShard {
         }
         self.sql
             .exec("DELETE FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))", vec![ids.into()])?;
-        if !rows.is_empty() {
-            let values: Vec<_> = rows
-                .iter()
-                .map(|r| {
-                    Ok((
-                        (&r.message_id, &r.destination_tn, &r.source_tn, &r.message_status, &r.message_direction),
-                        (&r.message_type, r.segment_count, r.error_code, r.receive_time_ms, &r.carrier_name),
-                        (r.message_length, r.attachment_count, r.recipient_count, &r.text),
-                        (serde_json::to_string(&r.media)?, &r.state, serde_json::to_string(&r.flags)?),
-                    ))
-                })
-                .collect::<Result<_>>()?;
-            // Nested tuples keep serde's tuple sizes small; flattened below.
+        for row in rows {
             self.sql.exec(
-                &format!(
-                    "INSERT INTO message_rows ({ROW_COLUMNS})
-                     SELECT value->>'$[0][0]', value->>'$[0][1]', value->>'$[0][2]', value->>'$[0][3]', value->>'$[0][4]',
-                        value->>'$[1][0]', value->>'$[1][1]', value->>'$[1][2]', value->>'$[1][3]', value->>'$[1][4]',
-                        value->>'$[2][0]', value->>'$[2][1]', value->>'$[2][2]', value->>'$[2][3]',
-                        value->>'$[3][0]', value->>'$[3][1]', value->>'$[3][2]'
-                     FROM json_each(?)"
-                ),
-                vec![serde_json::to_string(&values)?.into()],
+                &format!("INSERT INTO message_rows ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                vec![
+                    row.message_id.into(),
+                    row.destination_tn.into(),
+                    row.source_tn.into(),
+                    row.message_status.into(),
+                    row.message_direction.into(),
+                    row.message_type.into(),
+                    row.segment_count.into(),
+                    row.error_code.into(),
+                    row.receive_time_ms.into(),
+                    row.carrier_name.into(),
+                    row.message_length.into(),
+                    row.attachment_count.into(),
+                    row.recipient_count.into(),
+                    row.text.into(),
+                    serde_json::to_string(&row.media)?.into(),
+                    row.state.into(),
+                    serde_json::to_string(&row.flags)?.into(),
+                ],
             )?;
         }
         Ok((queued, docs))
@@ -784,69 +727,20 @@ impl LedgerShard {
         Ok(queued)
     }
 
-    /// The stored events of the messages in `ids` (a JSON array), by message
-    /// in arrival order. Read as one JSON text: one crossing instead of one
-    /// per column of every row.
+    /// The stored events of the messages in `ids` (a JSON array of ids), by
+    /// message in arrival order.
     fn events_of(&self, ids: &str) -> Result<BTreeMap<String, Vec<StoredEvent>>> {
-        let out: Vec<JsonRow> = self
+        let rows: Vec<EventRow> = self
             .sql
             .exec(
-                "SELECT json_group_array(json_array(seq, event_key, message_id, type, recipient, time, time_ms,
-                    error_code, content_hash, raw, received_at_ms)) AS j
-                 FROM events WHERE message_id IN (SELECT value FROM json_each(?))",
+                "SELECT seq, event_key, message_id, type, recipient, time, time_ms, error_code, content_hash, raw, received_at_ms
+                 FROM events WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY seq",
                 vec![ids.into()],
             )?
             .to_array()?;
-        type Row = (
-            i64,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-            String,
-            String,
-            i64,
-        );
-        let rows: Vec<Row> = match out.first() {
-            Some(r) => serde_json::from_str(&r.j)?,
-            None => Vec::new(),
-        };
         let mut by_message: BTreeMap<String, Vec<StoredEvent>> = BTreeMap::new();
-        for (
-            seq,
-            event_key,
-            message_id,
-            kind,
-            recipient,
-            time,
-            time_ms,
-            error_code,
-            content_hash,
-            raw,
-            received_at_ms,
-        ) in rows
-        {
-            by_message.entry(message_id.clone()).or_default().push(StoredEvent {
-                seq,
-                record: EventRecord {
-                    event_key,
-                    message_id,
-                    kind,
-                    recipient,
-                    time,
-                    time_ms,
-                    error_code,
-                    content_hash,
-                    raw,
-                },
-                received_at_ms,
-            });
-        }
-        for events in by_message.values_mut() {
-            events.sort_by_key(|e| e.seq);
+        for r in rows {
+            by_message.entry(r.message_id.clone()).or_default().push(stored_event(r));
         }
         Ok(by_message)
     }
@@ -981,6 +875,29 @@ impl LedgerShard {
         Ok(ShardPage { rows, total: counts.first().map_or(0, |c| c.n) })
     }
 
+    /// Inserts the event unless its identity is already stored; true if inserted.
+    fn insert_event(&self, ev: &EventRecord, now: i64) -> Result<bool> {
+        let inserted = self.sql.exec(
+            "INSERT INTO events (event_key, message_id, type, recipient, time, time_ms, error_code, content_hash, raw,
+                received_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (event_key) DO NOTHING RETURNING seq",
+            vec![
+                ev.event_key.clone().into(),
+                ev.message_id.clone().into(),
+                ev.kind.clone().into(),
+                ev.recipient.clone().into(),
+                ev.time.clone().into(),
+                ev.time_ms.into(),
+                ev.error_code.into(),
+                ev.content_hash.clone().into(),
+                ev.raw.clone().into(),
+                now.into(),
+            ],
+        )?;
+        Ok(!inserted.to_array::<SeqRow>()?.is_empty())
+    }
+
     /// A message's events and conflicts. List rows need no conflicts:
     /// `with_conflicts` skips that query on the ingest path.
     fn message(&self, message_id: &str) -> Result<MessageRecords> {
@@ -1008,24 +925,7 @@ impl LedgerShard {
             Vec::new()
         };
         Ok(MessageRecords {
-            events: events
-                .into_iter()
-                .map(|r| StoredEvent {
-                    seq: r.seq,
-                    record: EventRecord {
-                        event_key: r.event_key,
-                        message_id: r.message_id,
-                        kind: r.kind,
-                        recipient: r.recipient,
-                        time: r.time,
-                        time_ms: r.time_ms,
-                        error_code: r.error_code,
-                        content_hash: r.content_hash,
-                        raw: r.raw,
-                    },
-                    received_at_ms: r.received_at_ms,
-                })
-                .collect(),
+            events: events.into_iter().map(stored_event).collect(),
             conflicts: conflicts
                 .into_iter()
                 .map(|c| StoredConflict {
@@ -1108,6 +1008,24 @@ impl LedgerShard {
             None => self.sql.exec("DELETE FROM idempotency WHERE scope_key = ?", vec![finish.scope_key.into()])?,
         };
         Ok(())
+    }
+}
+
+fn stored_event(r: EventRow) -> StoredEvent {
+    StoredEvent {
+        seq: r.seq,
+        record: EventRecord {
+            event_key: r.event_key,
+            message_id: r.message_id,
+            kind: r.kind,
+            recipient: r.recipient,
+            time: r.time,
+            time_ms: r.time_ms,
+            error_code: r.error_code,
+            content_hash: r.content_hash,
+            raw: r.raw,
+        },
+        received_at_ms: r.received_at_ms,
     }
 }
 

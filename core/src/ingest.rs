@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use crate::error::ApiError;
 use crate::event::ParsedCallback;
-use crate::identity::{decide, DedupDecision};
 use crate::quarantine::QuarantineRecord;
 use crate::shard::shard_for;
 use crate::wire::{EventRecord, IngestBatch, IngestReply};
@@ -69,32 +68,4 @@ pub async fn ingest<S: ShardStore>(
     } else {
         Ok(total)
     }
-}
-
-/// Dedup decisions for a group's events, in arrival order, after one
-/// `INSERT … ON CONFLICT DO NOTHING` of all of them. `events` are
-/// `(event_key, content_hash)`; `inserted` the keys that statement inserted;
-/// `stored` the hashes already stored for keys it did not insert. The first
-/// copy of an inserted key is the insert; a later copy in the same group (a
-/// retry that rode along) is judged against that first copy. A key neither
-/// inserted nor stored is an error: nothing unproven is acknowledged.
-pub fn attribute<'a>(
-    events: impl IntoIterator<Item = (&'a str, &'a str)>,
-    inserted: &std::collections::BTreeSet<&str>,
-    stored: &BTreeMap<String, String>,
-) -> Result<Vec<DedupDecision>, String> {
-    let mut first: BTreeMap<&str, &str> = BTreeMap::new();
-    events
-        .into_iter()
-        .map(|(key, hash)| {
-            if inserted.contains(key) && !first.contains_key(key) {
-                first.insert(key, hash);
-                return Ok(DedupDecision::Insert);
-            }
-            match first.get(key).copied().or_else(|| stored.get(key).map(String::as_str)) {
-                Some(before) => Ok(decide(Some(before), hash)),
-                None => Err(format!("event {key} was neither inserted nor found stored")),
-            }
-        })
-        .collect()
 }

@@ -136,38 +136,3 @@ fn quarantine_is_written_through_the_same_path() {
     assert_eq!(reply.quarantined, 1);
     assert_eq!(store.quarantine.borrow().len(), 1);
 }
-
-mod attribute {
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    use std::collections::{BTreeMap, BTreeSet};
-
-    use bw_ledger_core::identity::DedupDecision::{self, *};
-    use bw_ledger_core::ingest::attribute;
-
-    fn run(events: &[(&str, &str)], inserted: &[&str], stored: &[(&str, &str)]) -> Result<Vec<DedupDecision>, String> {
-        let inserted: BTreeSet<&str> = inserted.iter().copied().collect();
-        let stored: BTreeMap<String, String> = stored.iter().map(|(k, h)| (k.to_string(), h.to_string())).collect();
-        attribute(events.iter().copied(), &inserted, &stored)
-    }
-
-    #[test]
-    fn new_events_are_inserts_and_stored_ones_are_judged_by_their_hash() {
-        let got = run(&[("a", "h1"), ("b", "h2"), ("c", "h3")], &["a"], &[("b", "h2"), ("c", "other")]);
-        assert_eq!(got, Ok(vec![Insert, Duplicate, Conflict]));
-    }
-
-    #[test]
-    fn copies_of_one_event_in_a_group_count_once() {
-        // A retry storm: the same callback rode in the same group three times,
-        // once with other content under the same identity.
-        let got = run(&[("a", "h1"), ("a", "h1"), ("a", "h9"), ("b", "h2")], &["a", "b"], &[]);
-        assert_eq!(got, Ok(vec![Insert, Duplicate, Conflict, Insert]));
-    }
-
-    #[test]
-    fn a_key_neither_inserted_nor_stored_fails_the_group() {
-        assert!(run(&[("a", "h1"), ("b", "h2")], &["a"], &[]).is_err());
-    }
-}

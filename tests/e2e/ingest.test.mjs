@@ -159,6 +159,25 @@ test('two contents under one identity racing each other: one stored, the other a
   assert.equal(m.conflicts[0].event.description, winner % 2 ? 'first' : 'second');
 });
 
+test('large events near the body limit are stored, several for one message', async () => {
+  // Quotes double when a callback's JSON is embedded in other JSON: an
+  // event stored or read back as part of a larger JSON string would pass
+  // SQLite's 2 MB string limit.
+  const id = uniqueId('large');
+  const text = '"'.repeat(500_000);
+  const received = { ...statusEvent(id, { type: 'message-received', to: '+15551110000' }) };
+  received.message = { ...received.message, direction: 'in', text };
+  for (const type of ['message-received', 'message-delivered', 'message-read']) {
+    const body = JSON.stringify([{ ...received, type }]);
+    assert.ok(body.length > 1_000_000 && body.length < 1024 * 1024, `body is ${body.length} bytes`);
+    const r = await postCallback(w.url, body);
+    assert.equal(r.status, 200, await r.text());
+  }
+  const m = await message(id);
+  assert.equal(m.timeline.length, 3);
+  assert.equal(m.timeline[0].event.message.text.length, 500_000);
+});
+
 test('authenticated non-JSON is kept in the quarantine, deduplicated by content hash', async () => {
   const garbage = `this is not json ${uniqueId('g')}`;
   for (let i = 0; i < 3; i++) {
