@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bw_ledger_core::group::{Arrival, GroupQueue, Limits, Ticket, Turn};
+use bw_ledger_core::group::{store_group, Arrival, GroupQueue, GroupStore, Limits, Ticket, Turn};
 use bw_ledger_core::wire::{IngestBatch, IngestReply};
 use worker::{Date, Delay};
 
@@ -64,15 +64,9 @@ fn weight(batch: &IngestBatch) -> usize {
         + batch.quarantine.iter().map(|q| q.raw.len()).sum::<usize>()
 }
 
-/// Stores a list of batches in one call, one reply per batch in order.
-#[allow(async_fn_in_trait)]
-pub trait GroupCall {
-    async fn store(&self, shard: u32, batches: &[IngestBatch]) -> worker::Result<Vec<IngestReply>>;
-}
-
 /// Writes `batch` to `shard`, in a group with the other callbacks bound for
 /// it, and returns this batch's own reply once the group is stored.
-pub async fn write<C: GroupCall>(call: &C, shard: u32, batch: IngestBatch) -> worker::Result<IngestReply> {
+pub async fn write<C: GroupStore>(call: &C, shard: u32, batch: IngestBatch) -> worker::Result<IngestReply> {
     let w = weight(&batch);
     let slot = Rc::new(Slot { batch: RefCell::new(Some(batch)), outcome: RefCell::new(None) });
     let me = match with_queue(shard, |q| q.arrive(slot.clone(), w, now_ms())) {
@@ -113,26 +107,18 @@ fn outcome(slot: &Slot) -> worker::Result<IngestReply> {
     }
 }
 
-/// Stores a group and hands each member its outcome.
-async fn send<C: GroupCall>(call: &C, shard: u32, group: Vec<(Ticket, Rc<Slot>)>) {
+/// Stores a group (members the shard refuses fail alone, see
+/// `store_group`) and hands each member its outcome.
+async fn send<C: GroupStore>(call: &C, shard: u32, group: Vec<(Ticket, Rc<Slot>)>) {
     let slots: Vec<Rc<Slot>> = group.into_iter().map(|(_, s)| s).collect();
     let batches: Vec<IngestBatch> = slots.iter().filter_map(|s| s.batch.borrow_mut().take()).collect();
-    let result = match call.store(shard, &batches).await {
-        Ok(replies) if replies.len() == slots.len() => Ok(replies),
-        Ok(replies) => Err(format!("shard {shard} answered {} replies for {} batches", replies.len(), slots.len())),
-        Err(e) => Err(e.to_string()),
+    let outcomes = if batches.len() == slots.len() {
+        store_group(call, shard, &batches).await
+    } else {
+        vec![Err("a group member had no batch".to_owned()); slots.len()]
     };
-    match result {
-        Ok(replies) => {
-            for (slot, reply) in slots.iter().zip(replies) {
-                *slot.outcome.borrow_mut() = Some(Ok(reply));
-            }
-        }
-        Err(e) => {
-            for slot in &slots {
-                *slot.outcome.borrow_mut() = Some(Err(e.clone()));
-            }
-        }
+    for (slot, outcome) in slots.iter().zip(outcomes) {
+        *slot.outcome.borrow_mut() = Some(outcome);
     }
     // The next leader and the members see this on their timers.
     with_queue(shard, |q| q.finished(now_ms()));

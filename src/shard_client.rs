@@ -117,7 +117,9 @@ impl ShardStore for ShardClient {
     }
 }
 
-impl crate::group_commit::GroupCall for ShardClient {
+impl bw_ledger_core::group::GroupStore for ShardClient {
+    type Error = worker::Error;
+
     async fn store(&self, shard: u32, batches: &[IngestBatch]) -> worker::Result<Vec<IngestReply>> {
         self.try_call(shard, route::INGEST, &batches).await
     }

@@ -24,6 +24,8 @@
 
 use std::collections::VecDeque;
 
+use crate::wire::{IngestBatch, IngestReply};
+
 /// Identifies one waiting write within its queue.
 pub type Ticket = u64;
 
@@ -178,4 +180,43 @@ impl<T> GroupQueue<T> {
         self.waiting = kept;
         group
     }
+}
+
+/// Where a group goes: one call stores a list of batches and answers one
+/// reply per batch, in order. The Worker implements it over a shard's fetch
+/// interface; tests implement it in memory, including stores that fail.
+#[allow(async_fn_in_trait)]
+pub trait GroupStore {
+    type Error: std::fmt::Display;
+    async fn store(&self, shard: u32, batches: &[IngestBatch]) -> Result<Vec<IngestReply>, Self::Error>;
+}
+
+/// Stores a group in one call and returns one outcome per batch, in order.
+///
+/// If the call fails and the group has several members, each is retried
+/// alone, so a callback the shard cannot store fails only itself, never the
+/// callbacks that happened to ride with it. (A retried member may find its
+/// events already written by the failed call: they count as duplicates,
+/// which is still "stored".)
+pub async fn store_group<S: GroupStore>(
+    store: &S,
+    shard: u32,
+    batches: &[IngestBatch],
+) -> Vec<Result<IngestReply, String>> {
+    let whole = match store.store(shard, batches).await {
+        Ok(replies) if replies.len() == batches.len() => return replies.into_iter().map(Ok).collect(),
+        Ok(replies) => format!("shard {shard} answered {} replies for {} batches", replies.len(), batches.len()),
+        Err(e) => e.to_string(),
+    };
+    if batches.len() == 1 {
+        return vec![Err(whole)];
+    }
+    let alone = batches.iter().map(|b| async move {
+        match store.store(shard, std::slice::from_ref(b)).await {
+            Ok(mut replies) if replies.len() == 1 => Ok(replies.remove(0)),
+            Ok(replies) => Err(format!("shard {shard} answered {} replies for 1 batch", replies.len())),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    futures_util::future::join_all(alone).await
 }

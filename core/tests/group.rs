@@ -3,9 +3,13 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+mod common;
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 
-use bw_ledger_core::group::{Arrival, GroupQueue, Limits, Ticket, Turn};
+use bw_ledger_core::group::{store_group, Arrival, GroupQueue, GroupStore, Limits, Ticket, Turn};
+use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply};
+use common::ready;
 
 const LIMITS: Limits = Limits { max_items: 4, max_weight: 1000 };
 const STALL: i64 = 1000;
@@ -264,4 +268,67 @@ fn every_write_is_sent_exactly_once_or_withdrawn_in_any_interleaving() {
         assert_eq!(all.len(), unique.len(), "seed {seed}: a write was sent or withdrawn twice");
         assert_eq!(all, (0..next_item).collect::<Vec<_>>(), "seed {seed}: a write was lost");
     }
+}
+
+/// A shard in memory that refuses any call carrying a message id starting
+/// with "poison", and records the size of every call.
+#[derive(Default)]
+struct PickyShard {
+    calls: RefCell<Vec<usize>>,
+}
+
+impl GroupStore for PickyShard {
+    type Error = String;
+    async fn store(&self, _shard: u32, batches: &[IngestBatch]) -> Result<Vec<IngestReply>, String> {
+        self.calls.borrow_mut().push(batches.len());
+        if batches.iter().flat_map(|b| &b.events).any(|e| e.message_id.starts_with("poison")) {
+            return Err("the shard refused the call".into());
+        }
+        Ok(batches.iter().map(|b| IngestReply { stored: b.events.len() as u32, ..Default::default() }).collect())
+    }
+}
+
+fn batch(message_id: &str) -> IngestBatch {
+    IngestBatch {
+        received_at_ms: 1,
+        events: vec![EventRecord {
+            event_key: format!("[\"{message_id}\"]"),
+            message_id: message_id.into(),
+            kind: "message-delivered".into(),
+            recipient: None,
+            time: None,
+            time_ms: None,
+            error_code: None,
+            content_hash: "h".into(),
+            raw: "{}".into(),
+        }],
+        quarantine: Vec::new(),
+    }
+}
+
+#[test]
+fn a_group_is_one_call_with_one_outcome_per_member() {
+    let shard = PickyShard::default();
+    let out = ready(store_group(&shard, 0, &[batch("a"), batch("b"), batch("c")]));
+    assert_eq!(out.iter().filter(|o| matches!(o, Ok(r) if r.stored == 1)).count(), 3);
+    assert_eq!(*shard.calls.borrow(), vec![3]);
+}
+
+#[test]
+fn a_member_the_shard_refuses_fails_alone() {
+    let shard = PickyShard::default();
+    let out = ready(store_group(&shard, 0, &[batch("a"), batch("poison-1"), batch("c")]));
+    assert!(matches!(out[0], Ok(IngestReply { stored: 1, .. })));
+    assert!(out[1].is_err(), "the refused member fails");
+    assert!(matches!(out[2], Ok(IngestReply { stored: 1, .. })));
+    // The group call, then each member alone.
+    assert_eq!(*shard.calls.borrow(), vec![3, 1, 1, 1]);
+}
+
+#[test]
+fn a_lone_refused_write_is_not_retried() {
+    let shard = PickyShard::default();
+    let out = ready(store_group(&shard, 0, &[batch("poison-2")]));
+    assert_eq!(out, vec![Err("the shard refused the call".to_string())]);
+    assert_eq!(*shard.calls.borrow(), vec![1]);
 }
