@@ -19,7 +19,10 @@
 //! lead itself. Two groups in flight at once are harmless: the shard
 //! serializes them and dedups by event identity.
 //!
-//! The glue owns the clocks, the wake-ups and the call; this type only
+//! If the shard refuses a group, [`store_group`] retries each member alone,
+//! so one callback it cannot store does not fail the others.
+//!
+//! The glue owns the clocks, the waiting and the call; [`GroupQueue`] only
 //! decides who sends what.
 
 use std::collections::VecDeque;
