@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use bw_ledger_core::group::{store_group, Arrival, GroupQueue, GroupStore, Limits, Ticket, Turn};
 use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply};
-use common::ready;
+use common::{ready, Rng};
 
 const LIMITS: Limits = Limits { max_items: 4, max_weight: 1000 };
 const STALL: i64 = 1000;
@@ -167,20 +167,6 @@ fn a_withdrawn_write_is_in_no_group_and_hands_on_the_lead() {
     q2.finished(1);
     assert_eq!(q2.withdraw(y), (Some("y"), None));
     assert!(matches!(q2.arrive("z", 1, 2), Arrival::Lead(_)), "nothing in flight after the last waiter left");
-}
-
-/// xorshift64*: deterministic, the same natively and on wasm32.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// Random interleavings of arrivals, polls, finished calls, withdrawals,

@@ -9,6 +9,7 @@ use bw_ledger_core::projection::project;
 use bw_ledger_core::status::{next, RecipientState, STATES, TABLE};
 use bw_ledger_core::wire::{EventRecord, MessageRecords, StoredEvent};
 use bw_ledger_core::{parse_callback_body, CallbackEvent};
+use common::Rng;
 use RecipientState::*;
 
 #[test]
@@ -64,20 +65,6 @@ fn statuses_map_to_bandwidths_enum() {
     assert_eq!(RecipientState::from_kind(&EventKind::MessageAccepted), None, "message-level, not per recipient");
     assert_eq!(RecipientState::from_kind(&EventKind::Unknown("x".into())), None);
     assert_eq!(RecipientState::from_kind(&EventKind::SuggestionResponse), Some(Received));
-}
-
-/// xorshift64*: a small deterministic generator, so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 fn random_events(rng: &mut Rng) -> Vec<CallbackEvent> {

@@ -44,3 +44,20 @@ pub fn ready<F: Future>(f: F) -> F::Output {
         Poll::Pending => panic!("future was expected to complete without waiting"),
     }
 }
+
+/// xorshift64*: a small deterministic generator, the same natively and on
+/// wasm32, so randomized tests reproduce from their seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
