@@ -6,8 +6,9 @@ use serde::Serialize;
 use wasm_bindgen::JsValue;
 use worker::{Headers, Method, Request, RequestInit, Response, Result};
 
-/// A POST to `url` with these headers and body: every outgoing call the
-/// Worker and its objects make is one.
+/// A POST to `url` with these headers and body: every call to the outside
+/// (Bandwidth, its token endpoint, forwarding targets) is one. Calls to our
+/// own objects go through `shard_client::call_object`.
 pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Result<Request> {
     let h = Headers::new();
     for (name, value) in headers {
