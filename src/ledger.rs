@@ -898,34 +898,19 @@ impl LedgerShard {
         Ok(!inserted.to_array::<SeqRow>()?.is_empty())
     }
 
-    /// A message's events and conflicts. List rows need no conflicts:
-    /// `with_conflicts` skips that query on the ingest path.
+    /// A message's events, in arrival order, and its identity conflicts.
     fn message(&self, message_id: &str) -> Result<MessageRecords> {
-        self.records(message_id, true)
-    }
-
-    fn records(&self, message_id: &str, with_conflicts: bool) -> Result<MessageRecords> {
-        let events: Vec<EventRow> = self
+        let events = self.events_of(&serde_json::to_string(&[message_id])?)?.remove(message_id).unwrap_or_default();
+        let conflicts: Vec<ConflictRow> = self
             .sql
             .exec(
-                "SELECT seq, event_key, message_id, type, recipient, time, time_ms, error_code, content_hash, raw, received_at_ms
-                 FROM events WHERE message_id = ? ORDER BY seq",
+                "SELECT event_key, content_hash, raw, received_at_ms FROM event_conflicts
+                 WHERE message_id = ? ORDER BY received_at_ms, content_hash",
                 vec![message_id.into()],
             )?
             .to_array()?;
-        let conflicts: Vec<ConflictRow> = if with_conflicts {
-            self.sql
-                .exec(
-                    "SELECT event_key, content_hash, raw, received_at_ms FROM event_conflicts
-                     WHERE message_id = ? ORDER BY received_at_ms, content_hash",
-                    vec![message_id.into()],
-                )?
-                .to_array()?
-        } else {
-            Vec::new()
-        };
         Ok(MessageRecords {
-            events: events.into_iter().map(stored_event).collect(),
+            events,
             conflicts: conflicts
                 .into_iter()
                 .map(|c| StoredConflict {
