@@ -99,7 +99,7 @@ async fn receive_callback(req: &mut Request, env: &Env, config: &Config) -> std:
         // a 5xx keeps Bandwidth retrying until the operator fixes it.
         return Err(ApiError::NotConfigured("CALLBACK_USER/CALLBACK_PASSWORD"));
     }
-    match check_basic(header.as_deref(), &credentials) {
+    match check_basic(header.as_deref(), credentials) {
         AuthOutcome::Accepted => {}
         AuthOutcome::Missing | AuthOutcome::Rejected => return Err(ApiError::CallbackUnauthorized),
     }
