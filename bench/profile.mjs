@@ -7,12 +7,10 @@
 // (40) is how many rows to print. It also lists the longest stretches of
 // the isolate thread busy without a break. The raw profile goes to
 // bench/out/ledger.cpuprofile (loadable in Chrome DevTools).
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { ROOT, freePort, writeConfig, startWorkerd } from './workerd.mjs';
+import { ROOT, freePort, writeConfig, startWorkerd, loadgen as runLoadgen } from './workerd.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -38,15 +36,15 @@ async function main() {
     const pending = new Map();
     ws.on('message', (m) => { const j = JSON.parse(m); pending.get(j.id)?.(j); });
     const send = (method, params = {}) => new Promise((res) => { const i = ++id; pending.set(i, res); ws.send(JSON.stringify({ id: i, method, params })); });
-    const loadgen = (args) => promisify(execFile)(join(ROOT, 'target/release/bw-ledger-loadgen'), ['--addr', `127.0.0.1:${ports.ledger}`, ...args], { encoding: 'utf8' });
+    const loadgen = (args) => runLoadgen(`127.0.0.1:${ports.ledger}`, args);
     await loadgen(['--auth', AUTH, '--duration', '2', '--connections', String(CONNECTIONS), '--prefix', 'warm']);
     await send('Profiler.enable');
     await send('Profiler.setSamplingInterval', { interval: 200 });
     await send('Profiler.start');
-    const { stdout } = await loadgen(['--auth', AUTH, '--duration', String(SECONDS), '--connections', String(CONNECTIONS), '--prefix', 'prof', ...(RATE ? ['--rate', RATE] : [])]);
+    const load = await loadgen(['--auth', AUTH, '--duration', String(SECONDS), '--connections', String(CONNECTIONS), '--prefix', 'prof', ...(RATE ? ['--rate', RATE] : [])]);
     const { result } = await send('Profiler.stop');
     ws.close();
-    console.log(`load: ${stdout.trim().split('\n').at(-1)}`);
+    console.log(`load: ${JSON.stringify(load)}`);
     const profile = result.profile;
     writeFileSync(join(OUT, 'ledger.cpuprofile'), JSON.stringify(profile));
     // Self time per function name.

@@ -3,14 +3,13 @@
 // proxy's added latency, list-page latency at 100,000 messages, a longer
 // crash-restart run and a longer fuzz run. Prints every figure and writes
 // bench/RESULTS.md.
-import { execFile, execSync } from 'node:child_process';
-import { promisify } from 'node:util';
+import { execSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { ROOT, freePort, writeConfig, startWorkerd, readWranglerToml } from './workerd.mjs';
+import { ROOT, freePort, writeConfig, startWorkerd, readWranglerToml, loadgen } from './workerd.mjs';
 import { startFakeBandwidth } from '../tests/e2e/fake-bandwidth.mjs';
 import { crashRestart } from '../tests/e2e/crash.mjs';
 import WebSocket from 'ws';
@@ -23,7 +22,6 @@ const FUZZ_CASES = Number(process.env.BENCH_FUZZ_CASES ?? 50_000);
 // BENCH_ONLY=ingest: the three ingest runs and the acknowledged/stored count
 // only, for iterating on the ingest path; RESULTS.md is not written.
 const ONLY_INGEST = process.env.BENCH_ONLY === 'ingest';
-const LOADGEN = join(ROOT, 'target/release/bw-ledger-loadgen');
 const OUT = join(ROOT, 'bench/out');
 const ACCOUNT = '9900000';
 const CLIENT_KEY = 'bench-client-key';
@@ -32,12 +30,6 @@ const API_TOKEN = 'bench-api-token';
 
 const log = (...a) => console.log(...a);
 const ms = (v) => `${v.toFixed(2)} ms`;
-
-// Asynchronous: the fake upstream lives in this process and must keep answering.
-async function loadgen(addr, args) {
-  const { stdout } = await promisify(execFile)(LOADGEN, ['--addr', addr, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 });
-  return JSON.parse(stdout.trim().split('\n').at(-1));
-}
 
 function percentiles(samples) {
   const s = [...samples].sort((a, b) => a - b);

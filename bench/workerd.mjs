@@ -1,6 +1,7 @@
 // Runs Workers under plain workerd (the binary from the npm package), with
 // a config generated from wrangler.toml: no wrangler dev proxy in the path.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { readFileSync, writeFileSync, mkdirSync, createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, relative, resolve } from 'node:path';
@@ -8,6 +9,14 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 export const WORKERD = join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
+export const LOADGEN = join(ROOT, 'target/release/bw-ledger-loadgen');
+
+/** Runs the load generator against `addr` and returns its JSON summary. Asynchronous:
+ * a fake upstream in the calling process must keep answering meanwhile. */
+export async function loadgen(addr, args) {
+  const { stdout } = await promisify(execFile)(LOADGEN, ['--addr', addr, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  return JSON.parse(stdout.trim().split('\n').at(-1));
+}
 
 export async function freePort() {
   return new Promise((res, rej) => {
