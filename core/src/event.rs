@@ -161,17 +161,36 @@ fn parse_event(raw: &str) -> Result<CallbackEvent, String> {
     };
     let recipient = obj.get("to").and_then(Value::as_str).map(str::to_owned);
     let time = obj.get("time").and_then(Value::as_str).map(str::to_owned);
-    let error_code = match obj.get("errorCode") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => n.as_i64(),
-        // Tolerate a numeric string; anything else is malformed.
-        Some(Value::String(s)) => match s.trim().parse() {
-            Ok(n) => Some(n),
-            Err(_) => return Err("`errorCode` is not a number".into()),
-        },
-        Some(_) => return Err("`errorCode` is not a number".into()),
-    };
+    let error_code = exact_int(obj.get("errorCode"), "errorCode")?;
+    // Read by the projection into the list's `segment_count` column.
+    exact_int(obj.get("message").and_then(|m| m.get("segmentCount")), "message.segmentCount")?;
     Ok(CallbackEvent { kind, message_id, recipient, time, error_code, raw_json: raw.trim().to_owned(), raw: item })
+}
+
+/// The largest integer a JavaScript number holds exactly (2^53 - 1).
+/// Storage hands integers to the runtime as JS numbers, so a modelled
+/// number outside this range would be stored rounded and fail to read back.
+pub const MAX_EXACT_INT: i64 = (1 << 53) - 1;
+
+/// A modelled numeric field: absent or null, or an integer (a numeric
+/// string is tolerated) that a JS number holds exactly. Anything else makes
+/// the element malformed, so it is quarantined alone, byte for byte.
+/// Unmodelled numbers are never read: they stay exact in the stored text.
+fn exact_int(value: Option<&Value>, field: &str) -> Result<Option<i64>, String> {
+    let n = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => match s.trim().parse::<i64>() {
+            Ok(n) => Some(n),
+            Err(_) if s.trim().parse::<f64>().is_ok() => None,
+            Err(_) => return Err(format!("`{field}` is not a number")),
+        },
+        Some(_) => return Err(format!("`{field}` is not a number")),
+    };
+    match n {
+        Some(n) if (-MAX_EXACT_INT..=MAX_EXACT_INT).contains(&n) => Ok(Some(n)),
+        _ => Err(format!("`{field}` is not an integer within ±(2^53 - 1), so it cannot be stored exactly")),
+    }
 }
 
 /// The ledger event for a send that Bandwidth answered `202 Accepted`, built

@@ -173,3 +173,55 @@ fn an_element_with_an_out_of_range_number_is_quarantined_alone() {
     assert_eq!(parsed.rejected.len(), 1);
     assert_eq!(parsed.rejected[0].raw, br#"{"type":"message-sent","x":1E800,"message":{"id":"bad"}}"#);
 }
+
+/// Values a JavaScript number cannot hold exactly, as JSON text.
+const INEXACT: [&str; 6] =
+    ["9007199254740993", "-9007199254740993", "1e300", "18446744073709551616", "4.5", "\"9007199254740993\""];
+
+/// A modelled number (one the ledger reads into a column) must be an integer
+/// a JS number holds exactly, or the element is quarantined alone with a
+/// reason naming the field; its siblings are stored either way.
+#[test]
+fn a_modelled_number_beyond_exact_range_quarantines_only_its_element() {
+    for (field, template) in [
+        ("errorCode", r#"{"type":"message-failed","to":"+1","errorCode":N,"message":{"id":"bad"}}"#),
+        ("message.segmentCount", r#"{"type":"message-sent","to":"+1","message":{"id":"bad","segmentCount":N}}"#),
+    ] {
+        for value in INEXACT {
+            let bad = template.replace('N', value);
+            let body = format!(r#"[{{"type":"message-sent","to":"+1","message":{{"id":"ok"}}}},{bad}]"#);
+            let parsed = parse_callback_body(body.as_bytes());
+            assert_eq!(parsed.events.len(), 1, "{field} = {value}");
+            assert_eq!(parsed.events[0].message_id, "ok");
+            assert_eq!(parsed.rejected.len(), 1, "{field} = {value}");
+            assert_eq!(parsed.rejected[0].raw, bad.as_bytes(), "kept byte for byte");
+            assert!(parsed.rejected[0].reason.contains(field), "{}", parsed.rejected[0].reason);
+        }
+    }
+}
+
+#[test]
+fn modelled_numbers_at_the_edge_of_the_exact_range_are_events() {
+    for value in ["9007199254740991", "-9007199254740991", "0", "\"4432\""] {
+        let body = format!(
+            r#"[{{"type":"message-failed","to":"+1","errorCode":{value},"message":{{"id":"m","segmentCount":{value}}}}}]"#
+        );
+        let parsed = parse_callback_body(body.as_bytes());
+        assert_eq!(parsed.rejected, vec![], "{value}");
+        let expected: i64 = value.trim_matches('"').parse().unwrap();
+        assert_eq!(parsed.events[0].error_code, Some(expected));
+    }
+}
+
+/// Numbers the ledger does not model are never read into a column: the
+/// event is stored, its text exact.
+#[test]
+fn an_unmodelled_number_of_any_size_is_kept_exactly_in_the_event() {
+    for value in INEXACT {
+        let body =
+            format!(r#"[{{"type":"message-received","to":"+1","n":{value},"message":{{"id":"m","x":{value}}}}}]"#);
+        let parsed = parse_callback_body(body.as_bytes());
+        assert_eq!(parsed.rejected, vec![], "{value}");
+        assert!(parsed.events[0].raw_json.contains(&format!(r#""x":{value}"#)), "{}", parsed.events[0].raw_json);
+    }
+}
