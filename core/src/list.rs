@@ -469,8 +469,8 @@ fn where_clause(f: &Filters) -> (String, Vec<SqlParam>) {
     for (col, tn) in [("source_tn", &f.source_tn), ("destination_tn", &f.destination_tn)] {
         match tn {
             Some(TnFilter::Exact(list)) => {
-                conds.push(format!("{col} IN ({})", vec!["?"; list.len()].join(", ")));
-                params.extend(list.iter().cloned().map(SqlParam::Text));
+                conds.push(format!("{col} IN {NUMBERS_PARAM}"));
+                params.push(numbers_param(list));
             }
             Some(TnFilter::Prefix(p)) => {
                 // substr() rather than LIKE: no wildcard characters to escape.
@@ -497,13 +497,20 @@ fn where_clause(f: &Filters) -> (String, Vec<SqlParam>) {
         params.extend([a, b, b, a].into_iter().cloned().map(SqlParam::Text));
     }
     if let Some(numbers) = &f.scope_numbers {
-        let marks = vec!["?"; numbers.len()].join(", ");
-        conds.push(format!("(source_tn IN ({marks}) OR destination_tn IN ({marks}))"));
-        params.extend(numbers.iter().cloned().map(SqlParam::Text));
-        params.extend(numbers.iter().cloned().map(SqlParam::Text));
+        conds.push(format!("(source_tn IN {NUMBERS_PARAM} OR destination_tn IN {NUMBERS_PARAM})"));
+        params.push(numbers_param(numbers));
+        params.push(numbers_param(numbers));
     }
     let sql = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
     (sql, params)
+}
+
+/// A user-sized list of numbers is bound as one JSON array, never as one
+/// `?` each: SQLite caps the number of bound parameters per statement.
+const NUMBERS_PARAM: &str = "(SELECT value FROM json_each(?))";
+
+fn numbers_param(numbers: &[String]) -> SqlParam {
+    SqlParam::Text(serde_json::to_string(numbers).unwrap_or_else(|_| "[]".to_owned()))
 }
 
 /// The page query each shard runs: filters, the cursor as a row-value

@@ -157,7 +157,29 @@ fn conversations_cover_both_directions() {
     let scoped =
         ListQuery::conversation(Some("number=%2B15551110000&with=%2B15552220001"), Some(vec!["+15551110000".into()]))
             .unwrap();
-    assert!(page_plan(&scoped).sql.contains("(source_tn IN (?) OR destination_tn IN (?))"));
+    assert!(page_plan(&scoped).sql.contains(
+        "(source_tn IN (SELECT value FROM json_each(?)) OR destination_tn IN (SELECT value FROM json_each(?)))"
+    ));
+}
+
+/// A key's `allowed_from` and a comma list of numbers are user-sized: each
+/// is one JSON parameter, however long, so no list can exceed SQLite's cap
+/// on bound parameters.
+#[test]
+fn user_sized_number_lists_bind_one_parameter_each() {
+    let numbers: Vec<String> = (0..500).map(|i| format!("+1555{i:07}")).collect();
+    let q = ListQuery::conversation(Some("number=%2B15551110000&with=%2B15552220001"), Some(numbers.clone())).unwrap();
+    let plan = page_plan(&q);
+    let json = SqlParam::Text(serde_json::to_string(&numbers).unwrap());
+    assert_eq!(plan.params.iter().filter(|p| **p == json).count(), 2, "{:?}", plan.params.len());
+    assert!(plan.params.len() < 10);
+
+    // Bandwidth caps a comma list at 10; it is bound the same way.
+    let listed = numbers[..10].join(",");
+    let q = parse(&format!("sourceTn={}", listed.replace('+', "%2B"))).unwrap();
+    let plan = page_plan(&q);
+    assert!(plan.sql.contains("source_tn IN (SELECT value FROM json_each(?))"), "{}", plan.sql);
+    assert!(plan.params.contains(&SqlParam::Text(serde_json::to_string(&numbers[..10]).unwrap())));
 }
 
 fn row(t: i64, id: &str, to: &str) -> ListRow {
