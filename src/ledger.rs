@@ -39,6 +39,7 @@ use worker::{
 };
 
 use crate::config::{FORWARD_GIVE_UP_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS, FORWARD_TARGETS};
+use crate::transaction::Transactions;
 use crate::upstream::{fetch_with_timeout, FetchFailure};
 
 /// Outbox rows started per alarm round; more rounds follow at once.
@@ -150,6 +151,8 @@ pub struct LedgerShard {
     env: Env,
     sql: SqlStorage,
     storage: Rc<Storage>,
+    /// Every write a request makes runs in one of these: all or nothing.
+    txn: Transactions,
     schema_ready: Cell<bool>,
     /// Whether live subscribers may be listening; starts true, cleared when
     /// the hub reports none, set again by the hub's `LIVE_ON`.
@@ -172,7 +175,14 @@ impl DurableObject for LedgerShard {
             var(FORWARD_RETRY_MAX_MS).as_deref(),
             var(FORWARD_GIVE_UP_MS).as_deref(),
         );
+        let txn = match Transactions::of(&state) {
+            Ok(txn) => txn,
+            // The runtime gives every object its storage; `State::storage`
+            // in the worker crate unwraps this same call.
+            Err(e) => panic!("LedgerShard without storage: {e}"),
+        };
         let shard = Self {
+            txn,
             sql: state.storage().sql(),
             storage: Rc::new(state.storage()),
             state,
@@ -196,7 +206,7 @@ impl DurableObject for LedgerShard {
                 // A group of callbacks (see bw_ledger_core::group): stored in
                 // one synchronous section, so one commit covers them all.
                 let batches: Vec<IngestBatch> = crate::http::body_json(&mut req).await?;
-                let (replies, queued, live) = self.ingest_group(batches)?;
+                let (replies, queued, live) = self.txn.atomically(|| self.ingest_group(batches))?;
                 if !live.is_empty() && self.live.is_on() {
                     // Off the ack path, and after the commit: outgoing
                     // requests wait behind the output gate.
@@ -219,7 +229,7 @@ impl DurableObject for LedgerShard {
             }
             route::OUTBOX_REPLAY => {
                 let r: ReplayRequest = crate::http::body_json(&mut req).await?;
-                let replayed = self.outbox_replay(&r)?;
+                let replayed = self.txn.atomically(|| self.outbox_replay(&r))?;
                 if replayed > 0 {
                     self.storage.set_alarm(0).await?;
                 }
@@ -239,12 +249,17 @@ impl DurableObject for LedgerShard {
             }
             route::IDEM_BEGIN => {
                 let begin: IdemBegin = crate::http::body_json(&mut req).await?;
-                Response::from_json(&self.idempotency_begin(begin)?)
+                Response::from_json(&self.txn.atomically(|| self.idempotency_begin(begin))?)
             }
             route::IDEM_FINISH => {
                 let finish: IdemFinish = crate::http::body_json(&mut req).await?;
-                self.idempotency_finish(finish)?;
+                self.txn.atomically(|| self.idempotency_finish(finish))?;
                 Response::from_json(&serde_json::json!({}))
+            }
+            #[cfg(feature = "test-hooks")]
+            crate::test_hooks::SHARD_ROUTE => {
+                let q: crate::test_hooks::ShardSql = crate::http::body_json(&mut req).await?;
+                Response::from_json(&crate::test_hooks::run(&self.sql, q)?)
             }
             _ => Response::error("unknown shard route", 404),
         }
@@ -298,10 +313,12 @@ impl Deliveries {
             )?
             .to_array()?;
         let lease_until = now + DELIVERY_TIMEOUT_MS as i64 + DELIVERY_LEASE_SLACK_MS;
-        for h in &heads {
-            self.sql
-                .exec("UPDATE outbox SET next_attempt_ms = ? WHERE seq = ?", vec![lease_until.into(), h.seq.into()])?;
-        }
+        // One statement, so the leases are taken all or none.
+        let seqs = serde_json::to_string(&heads.iter().map(|h| h.seq).collect::<Vec<_>>())?;
+        self.sql.exec(
+            "UPDATE outbox SET next_attempt_ms = ? WHERE seq IN (SELECT value FROM json_each(?))",
+            vec![lease_until.into(), seqs.into()],
+        )?;
         Ok(heads)
     }
 
@@ -415,13 +432,6 @@ struct NextRow {
 }
 
 #[derive(Deserialize)]
-struct StateRow {
-    message_id: String,
-    destination_tn: String,
-    state: String,
-}
-
-#[derive(Deserialize)]
 struct StatsRow {
     target_id: String,
     state: String,
@@ -460,6 +470,30 @@ struct RowRecord {
     media: String,
     state: String,
     flags: String,
+}
+
+impl RowRecord {
+    fn into_list_row(self) -> Result<ListRow> {
+        Ok(ListRow {
+            message_id: self.message_id,
+            destination_tn: self.destination_tn,
+            source_tn: self.source_tn,
+            message_status: self.message_status,
+            message_direction: self.message_direction,
+            message_type: self.message_type,
+            segment_count: self.segment_count,
+            error_code: self.error_code,
+            receive_time_ms: self.receive_time_ms,
+            carrier_name: self.carrier_name,
+            message_length: self.message_length,
+            attachment_count: self.attachment_count,
+            recipient_count: self.recipient_count,
+            text: self.text,
+            media: serde_json::from_str(&self.media)?,
+            state: self.state,
+            flags: serde_json::from_str(&self.flags)?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -562,13 +596,14 @@ impl LedgerShard {
                         .to_array()?;
                     decide(stored.first().map(|r| r.content_hash.as_str()), &ev.content_hash)
                 };
+                // Every message the group names gets its derived state
+                // checked, duplicates included: a message whose events exist
+                // is always listed (see `refresh_rows`).
+                if !touched.iter().any(|(m, _)| *m == ev.message_id) {
+                    touched.push((&ev.message_id, now));
+                }
                 match decision {
-                    DedupDecision::Insert => {
-                        reply.stored += 1;
-                        if !touched.iter().any(|(m, _)| *m == ev.message_id) {
-                            touched.push((&ev.message_id, now));
-                        }
-                    }
+                    DedupDecision::Insert => reply.stored += 1,
                     DedupDecision::Duplicate => reply.duplicates += 1,
                     DedupDecision::Conflict => {
                         console_warn!(
@@ -622,53 +657,69 @@ impl LedgerShard {
         Ok((replies, queued, live))
     }
 
-    /// Rewrites the list rows of these messages from all their events, and
-    /// queues an outbox row for each change of a recipient's normalized
-    /// status. Still inside the ingest's synchronous section, so events,
-    /// rows and outbox commit together: no event is stored with its forward
-    /// forgotten. `touched` pairs each message with the time it was touched.
-    /// Returns the outbox rows queued and the live documents.
+    /// Brings the list rows of these messages in line with all their
+    /// events, and queues an outbox row (and a live document) for each
+    /// recipient whose normalized status moved from what the rows said.
+    /// Rows that already agree are left alone, so a duplicate costs reads
+    /// only, while one whose message lost its rows (or never got them)
+    /// rebuilds them and the forwards they imply. Runs in the ingest's
+    /// transaction: events, rows and outbox commit together or not at all.
+    /// `touched` pairs each message with the time it was touched. Returns
+    /// the outbox rows queued and the live documents.
     fn refresh_rows(&self, touched: &[(&str, i64)]) -> Result<(u32, Vec<serde_json::Value>)> {
         let ids = serde_json::to_string(&touched.iter().map(|(m, _)| m).collect::<Vec<_>>())?;
         let mut events = self.events_of(&ids)?;
-        // Changes feed the outbox and live subscribers; skip the work when
-        // neither is there.
-        let want_changes = !self.targets.is_empty() || self.live.is_on();
-        let previous: Vec<StateRow> = if want_changes {
-            self.sql
-                .exec(
-                    "SELECT message_id, destination_tn, state FROM message_rows
-                     WHERE message_id IN (SELECT value FROM json_each(?))",
-                    vec![ids.clone().into()],
-                )?
-                .to_array()?
-        } else {
-            Vec::new()
-        };
+        let stored: Vec<RowRecord> = self
+            .sql
+            .exec(
+                &format!("SELECT {ROW_COLUMNS} FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))"),
+                vec![ids.into()],
+            )?
+            .to_array()?;
+        let mut previous: BTreeMap<String, Vec<ListRow>> = BTreeMap::new();
+        for r in stored {
+            let row = r.into_list_row()?;
+            previous.entry(row.message_id.clone()).or_default().push(row);
+        }
         let mut queued = 0;
         let mut docs = Vec::new();
+        let mut stale = Vec::new();
         let mut rows = Vec::new();
         for (message_id, now) in touched {
             let records =
                 MessageRecords { events: events.remove(*message_id).unwrap_or_default(), conflicts: Vec::new() };
             let first_received = records.events.iter().map(|e| e.received_at_ms).min().unwrap_or(0);
             let Some(view) = project(message_id, &records) else { continue };
-            let found = if want_changes {
-                let before: Vec<(String, RecipientState)> = previous
+            let mut fresh = rows_for(&view, first_received);
+            let mut before = previous.remove(*message_id).unwrap_or_default();
+            fresh.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
+            before.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
+            if fresh == before {
+                continue;
+            }
+            // Changes feed the outbox and live subscribers; skip the work
+            // when neither is there.
+            let found = if self.targets.is_empty() && !self.live.is_on() {
+                Vec::new()
+            } else {
+                let before: Vec<(String, RecipientState)> = before
                     .iter()
-                    .filter(|r| r.message_id == *message_id)
                     .filter_map(|r| RecipientState::parse(&r.state).map(|s| (r.destination_tn.clone(), s)))
                     .collect();
                 changes(&before, &view)
-            } else {
-                Vec::new()
             };
             queued += self.queue_forwards(&found, *now)?;
             docs.extend(found.into_iter().map(|c| c.doc));
-            rows.extend(rows_for(&view, first_received));
+            stale.push(*message_id);
+            rows.extend(fresh);
         }
-        self.sql
-            .exec("DELETE FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))", vec![ids.into()])?;
+        if stale.is_empty() {
+            return Ok((queued, docs));
+        }
+        self.sql.exec(
+            "DELETE FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))",
+            vec![serde_json::to_string(&stale)?.into()],
+        )?;
         for row in rows {
             self.sql.exec(
                 &format!("INSERT INTO message_rows ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
@@ -804,11 +855,9 @@ impl LedgerShard {
         let mut conds = vec!["target_id = ?".to_string()];
         let mut params: Vec<worker::SqlStorageValue> = vec![r.now_ms.into(), r.now_ms.into(), r.target.clone().into()];
         if let Some(ids) = &r.ids {
-            conds.push(format!("webhook_id IN ({})", vec!["?"; ids.len().max(1)].join(", ")));
-            if ids.is_empty() {
-                params.push("".into());
-            }
-            params.extend(ids.iter().map(|i| i.clone().into()));
+            // One parameter however many ids: SQLite caps bound parameters.
+            conds.push("webhook_id IN (SELECT value FROM json_each(?))".into());
+            params.push(serde_json::to_string(ids)?.into());
         }
         if let Some(from) = from {
             conds.push("created_ms >= ?".into());
@@ -848,30 +897,7 @@ impl LedgerShard {
     fn list(&self, q: &ListQuery) -> Result<ShardPage> {
         let rows: Vec<RowRecord> = self.run(page_plan(q))?.to_array()?;
         let counts: Vec<CountRow> = self.run(count_plan(q))?.to_array()?;
-        let rows = rows
-            .into_iter()
-            .map(|r| {
-                Ok(ListRow {
-                    message_id: r.message_id,
-                    destination_tn: r.destination_tn,
-                    source_tn: r.source_tn,
-                    message_status: r.message_status,
-                    message_direction: r.message_direction,
-                    message_type: r.message_type,
-                    segment_count: r.segment_count,
-                    error_code: r.error_code,
-                    receive_time_ms: r.receive_time_ms,
-                    carrier_name: r.carrier_name,
-                    message_length: r.message_length,
-                    attachment_count: r.attachment_count,
-                    recipient_count: r.recipient_count,
-                    text: r.text,
-                    media: serde_json::from_str(&r.media)?,
-                    state: r.state,
-                    flags: serde_json::from_str(&r.flags)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let rows = rows.into_iter().map(RowRecord::into_list_row).collect::<Result<Vec<_>>>()?;
         Ok(ShardPage { rows, total: counts.first().map_or(0, |c| c.n) })
     }
 

@@ -14,7 +14,10 @@ mod live;
 mod outbox;
 mod send;
 mod shard_client;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 mod token_broker;
+mod transaction;
 mod upstream;
 
 use bw_ledger_core::auth::{check_basic, check_bearer, AuthOutcome};
@@ -48,6 +51,10 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 async fn handle(req: &mut Request, env: &Env) -> std::result::Result<Response, ApiError> {
+    #[cfg(feature = "test-hooks")]
+    if req.path() == test_hooks::ROUTE {
+        return test_hooks::handle(req, env, &Config::from_env(env)).await;
+    }
     let route = resolve(req.method().as_ref(), &req.path())?;
     let config = Config::from_env(env);
     match route {
@@ -103,14 +110,7 @@ async fn receive_callback(req: &mut Request, env: &Env, config: &Config) -> std:
         AuthOutcome::Accepted => {}
         AuthOutcome::Missing | AuthOutcome::Rejected => return Err(ApiError::CallbackUnauthorized),
     }
-    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_CALLBACK_BODY) {
-        return Err(ApiError::PayloadTooLarge { limit: MAX_CALLBACK_BODY });
-    }
-    let body = req.bytes().await.map_err(|_| ApiError::BadRequest("The body could not be read.".into()))?;
-    if body.len() > MAX_CALLBACK_BODY {
-        return Err(ApiError::PayloadTooLarge { limit: MAX_CALLBACK_BODY });
-    }
+    let body = http::read_bounded(req, MAX_CALLBACK_BODY).await?;
     let parsed = parse_callback_body(&body);
     let shards = ShardClient::new(env, config.shards()?)?;
     let now = Date::now().as_millis() as i64;
@@ -121,7 +121,7 @@ async fn receive_callback(req: &mut Request, env: &Env, config: &Config) -> std:
     http::json(&reply)
 }
 
-fn authorize_api(req: &Request, config: &Config) -> std::result::Result<(), ApiError> {
+pub(crate) fn authorize_api(req: &Request, config: &Config) -> std::result::Result<(), ApiError> {
     let token = config.api_token().ok_or(ApiError::NotConfigured("API_TOKEN"))?;
     let header = req.headers().get("Authorization").ok().flatten();
     match check_bearer(header.as_deref(), token) {
