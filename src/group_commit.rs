@@ -22,12 +22,23 @@ use bw_ledger_core::group::{store_group, Arrival, GroupQueue, GroupStore, Limits
 use bw_ledger_core::wire::{IngestBatch, IngestReply};
 use worker::{Date, Delay};
 
-/// Most callbacks in one shard call, and most event bytes.
-const LIMITS: Limits = Limits { max_items: 64, max_weight: 4 * 1024 * 1024 };
-/// A waiter that sees no progress this long takes the lead itself.
-const STALL_MS: i64 = 2_000;
+// Bandwidth gives a callback 10 s. Worst case for one callback: it waits
+// out a lost call's lease (3 s), then leads a group call (2.5 s) and, if
+// that fails, its own call alone (2.5 s): 8 s, the deadline, after which
+// it answers 503 and Bandwidth retries.
+
+/// Most callbacks in one shard call, and most event bytes; a call in flight
+/// is presumed lost after `call_lease_ms`.
+const LIMITS: Limits = Limits { max_items: 64, max_weight: 4 * 1024 * 1024, call_lease_ms: CALL_LEASE_MS };
+/// A leader gives up on one shard call after this long (its writes may
+/// still land; a retry then finds them as duplicates).
+pub const CALL_TIMEOUT_MS: u64 = 2_500;
+/// Longer than `CALL_TIMEOUT_MS`: a takeover never overlaps a live call.
+const CALL_LEASE_MS: i64 = 3_000;
+/// A designated leader that has not taken its group this long is lost.
+const STALL_MS: i64 = 1_000;
 /// A waiter gives up (503, so Bandwidth retries) after this long.
-const DEADLINE_MS: i64 = 20_000;
+const DEADLINE_MS: i64 = 8_000;
 
 /// One callback's write, shared by its own request and its group's leader.
 struct Slot {

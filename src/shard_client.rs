@@ -6,12 +6,15 @@ use bw_ledger_core::ingest::ShardStore;
 use bw_ledger_core::shard::{shard_for, shard_name};
 use bw_ledger_core::wire::{route, IngestBatch, IngestReply};
 use bw_ledger_core::ApiError;
+use futures_util::future::{select, Either};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::pin::pin;
+use std::time::Duration;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{console_error, js_sys, web_sys, Env, ObjectNamespace};
+use worker::{console_error, js_sys, web_sys, Delay, Env, ObjectNamespace};
 
 use crate::config::LEDGER;
 
@@ -120,7 +123,16 @@ impl ShardStore for ShardClient {
 impl bw_ledger_core::group::GroupStore for ShardClient {
     type Error = worker::Error;
 
+    /// One group's call, given up after `CALL_TIMEOUT_MS` so that the group
+    /// queue's lease on it is never outlived (see `bw_ledger_core::group`).
     async fn store(&self, shard: u32, batches: &[IngestBatch]) -> worker::Result<Vec<IngestReply>> {
-        self.try_call(shard, route::INGEST, &batches).await
+        let call = self.try_call(shard, route::INGEST, &batches);
+        let timeout = Delay::from(Duration::from_millis(crate::group_commit::CALL_TIMEOUT_MS));
+        match select(pin!(call), pin!(timeout)).await {
+            Either::Left((result, _)) => result,
+            Either::Right(_) => {
+                Err(worker::Error::RustError(format!("no answer within {} ms", crate::group_commit::CALL_TIMEOUT_MS)))
+            }
+        }
     }
 }

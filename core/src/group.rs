@@ -15,9 +15,12 @@
 //!   before any group took it. A write's outcome is its group's outcome.
 //!
 //! A leader whose request never resumes (its context was cancelled) would
-//! stall the queue, so a waiter that sees no progress for a while takes the
-//! lead itself. Two groups in flight at once are harmless: the shard
-//! serializes them and dedups by event identity.
+//! stall the queue, so a waiter may take the lead itself:
+//! - from a designated leader that has not taken its group after the stall
+//!   time;
+//! - from a call in flight only once the call's lease has passed. The glue
+//!   gives up on a call before its lease ends, so a takeover never starts a
+//!   second group while the first call is still in flight.
 //!
 //! If the shard refuses a group, [`store_group`] retries each member alone,
 //! so one callback it cannot store does not fail the others.
@@ -40,6 +43,9 @@ pub struct Limits {
     /// Most total weight (bytes) in one call; a single heavier write still
     /// goes, alone.
     pub max_weight: usize,
+    /// How long a call may be in flight before waiters presume it lost and
+    /// one takes over. Longer than the glue's timeout for one call.
+    pub call_lease_ms: i64,
 }
 
 /// What the writer who just arrived does. Either way the write waits in the
@@ -69,7 +75,11 @@ pub enum Turn<T> {
 pub struct GroupQueue<T> {
     limits: Limits,
     waiting: VecDeque<(Ticket, T, usize)>,
+    /// A leader is designated or a call is in flight.
     in_flight: bool,
+    /// When the call in flight took its group; `None` while a designated
+    /// leader has yet to take it (or nothing is in flight).
+    sending_since: Option<i64>,
     designated: Option<Ticket>,
     last_progress_ms: i64,
     next_ticket: Ticket,
@@ -78,9 +88,10 @@ pub struct GroupQueue<T> {
 impl<T> GroupQueue<T> {
     pub fn new(limits: Limits) -> Self {
         Self {
-            limits: Limits { max_items: limits.max_items.max(1), max_weight: limits.max_weight },
+            limits: Limits { max_items: limits.max_items.max(1), ..limits },
             waiting: VecDeque::new(),
             in_flight: false,
+            sending_since: None,
             designated: None,
             last_progress_ms: 0,
             next_ticket: 0,
@@ -101,20 +112,29 @@ impl<T> GroupQueue<T> {
         Arrival::Wait(ticket)
     }
 
-    /// The waiter `me` looks again at `now_ms`. It leads if it was designated,
-    /// if nothing is in flight, or if the queue made no progress for
-    /// `stall_ms` (the designated leader never came back).
+    /// The waiter `me` looks again at `now_ms`. While a call is in flight
+    /// within its lease, everyone waits. Otherwise it leads if it was
+    /// designated, if nothing is in flight, if the designated leader made no
+    /// progress for `stall_ms` (it never came back), or if the call in
+    /// flight outlived its lease (its leader never came back).
     pub fn poll(&mut self, me: Ticket, now_ms: i64, stall_ms: i64) -> Turn<T> {
         if !self.waiting.iter().any(|(t, _, _)| *t == me) {
             return Turn::Taken;
         }
-        let designated = self.designated == Some(me);
-        let stalled = now_ms.saturating_sub(self.last_progress_ms) >= stall_ms;
-        if !(designated || stalled || !self.in_flight) {
+        let leads = match self.sending_since {
+            Some(since) => now_ms.saturating_sub(since) >= self.limits.call_lease_ms,
+            None => {
+                self.designated == Some(me)
+                    || !self.in_flight
+                    || now_ms.saturating_sub(self.last_progress_ms) >= stall_ms
+            }
+        };
+        if !leads {
             return Turn::Wait;
         }
         self.designated = None;
         self.in_flight = true;
+        self.sending_since = Some(now_ms);
         self.last_progress_ms = now_ms;
         Turn::Lead(self.take(me))
     }
@@ -123,6 +143,7 @@ impl<T> GroupQueue<T> {
     /// wake as the next leader, if any is waiting.
     pub fn finished(&mut self, now_ms: i64) -> Option<Ticket> {
         self.last_progress_ms = now_ms;
+        self.sending_since = None;
         match self.waiting.front() {
             Some((t, _, _)) => {
                 self.designated = Some(*t);

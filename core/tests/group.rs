@@ -11,7 +11,8 @@ use bw_ledger_core::group::{store_group, Arrival, GroupQueue, GroupStore, Limits
 use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply};
 use common::{ready, Rng};
 
-const LIMITS: Limits = Limits { max_items: 4, max_weight: 1000 };
+const LEASE: i64 = 3000;
+const LIMITS: Limits = Limits { max_items: 4, max_weight: 1000, call_lease_ms: LEASE };
 const STALL: i64 = 1000;
 
 /// Arrives at an idle queue, is designated, and takes its group at once.
@@ -136,13 +137,23 @@ fn a_waiter_takes_the_lead_when_the_designated_leader_never_comes_back() {
     assert_eq!(q.poll(b, 20 + STALL, STALL), Turn::Taken);
 }
 
+/// The stall time applies to a designated leader that never takes its
+/// group; a call in flight is waited for until its lease ends, so a
+/// takeover never overlaps a call that may still be running.
 #[test]
-fn a_call_that_never_finishes_is_taken_over_after_the_stall_time() {
+fn a_call_in_flight_is_taken_over_only_after_its_lease() {
     let mut q = GroupQueue::new(LIMITS);
     lead(&mut q, "a", 1, 0);
     let b = wait(q.arrive("b", 1, 5));
-    assert_eq!(q.poll(b, STALL - 1, STALL), Turn::Wait);
-    assert!(matches!(q.poll(b, STALL, STALL), Turn::Lead(_)));
+    assert_eq!(q.poll(b, STALL, STALL), Turn::Wait, "the stall time does not apply to a call in flight");
+    assert_eq!(q.poll(b, LEASE - 1, STALL), Turn::Wait);
+    let Turn::Lead(g) = q.poll(b, LEASE, STALL) else { panic!("a lost call is taken over after its lease") };
+    assert_eq!(items(&g), vec!["b"]);
+    // The takeover's own call is leased from when it took its group.
+    let c = wait(q.arrive("c", 1, LEASE));
+    assert_eq!(q.poll(c, 2 * LEASE - 1, STALL), Turn::Wait);
+    assert_eq!(q.finished(2 * LEASE - 1), Some(c));
+    assert!(matches!(q.poll(c, 2 * LEASE - 1, STALL), Turn::Lead(_)));
 }
 
 #[test]
@@ -181,11 +192,21 @@ fn every_write_is_sent_exactly_once_or_withdrawn_in_any_interleaving() {
         let mut now = 0i64;
         let mut next_item = 0u32;
         let mut waiters: Vec<Ticket> = Vec::new();
-        let mut flights = 0usize;
+        // Start times of the calls in flight, oldest first. A call ends
+        // before its lease (the glue times it out), so calls end in order.
+        let mut flights: Vec<i64> = Vec::new();
         let mut sent: Vec<u32> = Vec::new();
         let mut withdrawn: Vec<u32> = Vec::new();
-        let check_group = |g: Vec<(Ticket, u32)>, sent: &mut Vec<u32>| {
+        let check_group = |g: Vec<(Ticket, u32)>, sent: &mut Vec<u32>, flights: &mut Vec<i64>, now: i64| {
             assert!(!g.is_empty() && g.len() <= LIMITS.max_items, "seed {seed}: group size {}", g.len());
+            assert!(
+                flights.iter().all(|since| now - since >= LEASE),
+                "seed {seed}: a group started at {now} while a call from {flights:?} was within its lease"
+            );
+            // Calls past their lease were lost with their requests: they
+            // never report back (a live leader times out within the lease).
+            flights.clear();
+            flights.push(now);
             sent.extend(g.into_iter().map(|(_, i)| i));
         };
         for _ in 0..400 {
@@ -202,21 +223,17 @@ fn every_write_is_sent_exactly_once_or_withdrawn_in_any_interleaving() {
                 2 if !waiters.is_empty() => {
                     let t = waiters[rng.below(waiters.len())];
                     match q.poll(t, now, STALL) {
-                        Turn::Lead(g) => {
-                            check_group(g, &mut sent);
-                            flights += 1;
-                        }
+                        Turn::Lead(g) => check_group(g, &mut sent, &mut flights, now),
                         Turn::Taken | Turn::Wait => {}
                     }
                 }
-                3 if flights > 0 => {
-                    flights -= 1;
+                3 if !flights.is_empty() => {
+                    flights.remove(0);
                     // The woken leader may or may not ever run (a lost context).
                     if let Some(t) = q.finished(now) {
                         if rng.below(4) != 0 {
                             if let Turn::Lead(g) = q.poll(t, now, STALL) {
-                                check_group(g, &mut sent);
-                                flights += 1;
+                                check_group(g, &mut sent, &mut flights, now);
                             }
                         }
                     }
@@ -235,15 +252,14 @@ fn every_write_is_sent_exactly_once_or_withdrawn_in_any_interleaving() {
         while q.waiting() > 0 {
             rounds += 1;
             assert!(rounds < 10_000, "seed {seed}: the queue never drained");
-            while flights > 0 {
-                flights -= 1;
+            while !flights.is_empty() {
+                flights.remove(0);
                 q.finished(now);
             }
             now += STALL;
             for t in waiters.clone() {
                 if let Turn::Lead(g) = q.poll(t, now, STALL) {
-                    check_group(g, &mut sent);
-                    flights += 1;
+                    check_group(g, &mut sent, &mut flights, now);
                 }
             }
             waiters.retain(|t| q.get(*t).is_some());
