@@ -2,6 +2,7 @@
 
 use bw_ledger_core::idempotency::SavedResponse;
 use bw_ledger_core::ApiError;
+use futures_util::StreamExt;
 use serde::Serialize;
 use wasm_bindgen::JsValue;
 use worker::{Headers, Method, Request, RequestInit, Response, Result};
@@ -17,6 +18,45 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Result<Request> 
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(h).with_body(Some(JsValue::from_str(body)));
     Request::new_with_init(url, &init)
+}
+
+/// Past a body's limit, this much more is read and dropped (never held), so
+/// that the client, or a proxy in front of the Worker, still gets the 413
+/// rather than a connection cut mid-upload; anything longer is cut.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads a request body of at most `limit` bytes. A declared
+/// `Content-Length` over the limit is refused before reading; a body sent
+/// without one (chunked) is read chunk by chunk and refused as soon as it
+/// passes the limit, so no more than `limit` plus one chunk is ever held.
+pub async fn read_bounded(req: &mut Request, limit: usize) -> std::result::Result<Vec<u8>, ApiError> {
+    let too_large = ApiError::PayloadTooLarge { limit };
+    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large);
+    }
+    let unreadable = || ApiError::BadRequest("The body could not be read.".into());
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let mut stream = req.stream().map_err(|_| unreadable())?;
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| unreadable())?;
+        if body.len() + chunk.len() > limit {
+            drop(body);
+            let mut drained = chunk.len();
+            while drained < DRAIN_LIMIT {
+                match stream.next().await {
+                    Some(Ok(chunk)) => drained += chunk.len(),
+                    _ => break,
+                }
+            }
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Reads a JSON request body (an object method's argument). Parsed from

@@ -75,14 +75,7 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
             return Err(ApiError::Forbidden(format!("Key {} may not be used from origin {origin}.", key.id)));
         }
     }
-    let declared = header(req, "Content-Length").and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_SEND_BODY) {
-        return Err(ApiError::PayloadTooLarge { limit: MAX_SEND_BODY });
-    }
-    let body = req.bytes().await.map_err(|_| ApiError::BadRequest("The body could not be read.".into()))?;
-    if body.len() > MAX_SEND_BODY {
-        return Err(ApiError::PayloadTooLarge { limit: MAX_SEND_BODY });
-    }
+    let body = crate::http::read_bounded(req, MAX_SEND_BODY).await?;
     let valid = validate_send(&body, now_ms(), config.application_id().as_deref()).map_err(ApiError::Validation)?;
     if !key.may_send_from(&valid.from) {
         return Err(ApiError::Forbidden(format!("Key {} may not send from {}.", key.id, valid.from)));
