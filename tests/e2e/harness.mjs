@@ -36,15 +36,16 @@ async function freePort() {
   });
 }
 
-/** wrangler.toml without its [build] section, pointing at the built output. */
-function testConfig(dir) {
+/** wrangler.toml without its [build] section, pointing at the built output
+ * (`build/`, or `build-test/` for the fault-injection variant). */
+function testConfig(dir, build) {
   const src = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8');
   const out = [];
   let skipping = false;
   for (const line of src.split('\n')) {
     if (/^\s*\[/.test(line)) skipping = /^\s*\[build\]\s*$/.test(line);
     if (skipping) continue;
-    out.push(line.replace(/^main\s*=.*$/, `main = ${JSON.stringify(join(ROOT, 'build/index.js'))}`));
+    out.push(line.replace(/^main\s*=.*$/, `main = ${JSON.stringify(join(ROOT, build, 'index.js'))}`));
   }
   const path = join(dir, 'wrangler.toml');
   writeFileSync(path, out.join('\n'));
@@ -52,7 +53,8 @@ function testConfig(dir) {
 }
 
 /**
- * Starts a Worker. Pass `persistDir` to restart on existing storage.
+ * Starts a Worker. Pass `persistDir` to restart on existing storage, and
+ * `build: 'build-test'` for the variant with test-only hooks.
  * Returns { url, persistDir, stop(), kill() }.
  */
 export async function startWorker(options = {}) {
@@ -69,11 +71,11 @@ export async function startWorker(options = {}) {
   }
 }
 
-async function startWorkerOnce({ persistDir, vars = {} } = {}) {
+async function startWorkerOnce({ persistDir, vars = {}, build = 'build' } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'bw-ledger-e2e-'));
   persistDir ??= join(dir, 'state');
   mkdirSync(persistDir, { recursive: true });
-  const config = testConfig(dir);
+  const config = testConfig(dir, build);
   const [port, inspector] = [await freePort(), await freePort()];
   const allVars = { ...SECRETS, ...vars };
   const args = [

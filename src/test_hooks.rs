@@ -1,0 +1,52 @@
+//! Test-only hooks, compiled in only with the `test-hooks` feature (the
+//! e2e suite's second build, `build-test/`); the Worker `npm run dev` and
+//! `npm run deploy` build has none of this.
+//!
+//! `POST /__test/shard-sql` (API token) runs one SQL statement on the shard
+//! that holds `messageId`, so a test can damage derived state by hand or
+//! install a trigger that makes a later statement fail midway.
+
+use bw_ledger_core::ApiError;
+use serde::{Deserialize, Serialize};
+use worker::{Env, Request, Response, SqlStorage};
+
+use crate::config::Config;
+use crate::shard_client::ShardClient;
+
+pub const ROUTE: &str = "/__test/shard-sql";
+/// The shard method behind it.
+pub const SHARD_ROUTE: &str = "/test/sql";
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardSql {
+    pub message_id: String,
+    pub sql: String,
+    #[serde(default)]
+    pub params: Vec<serde_json::Value>,
+}
+
+pub async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+    crate::authorize_api(req, config)?;
+    let body = crate::http::read_bounded(req, 1 << 20).await?;
+    let q: ShardSql =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("not a shard-sql request: {e}")))?;
+    let shards = ShardClient::new(env, config.shards()?)?;
+    let rows: Vec<serde_json::Value> = shards.call(shards.shard_of(&q.message_id), SHARD_ROUTE, &q).await?;
+    crate::http::json(&serde_json::json!({ "rows": rows }))
+}
+
+/// The shard's side: runs the statement, answers its rows.
+pub fn run(sql: &SqlStorage, q: ShardSql) -> worker::Result<Vec<serde_json::Value>> {
+    let params = q
+        .params
+        .into_iter()
+        .map(|p| match p {
+            serde_json::Value::Number(n) => n.as_i64().map_or_else(|| n.as_f64().unwrap_or(0.0).into(), Into::into),
+            serde_json::Value::String(s) => s.into(),
+            serde_json::Value::Null => worker::SqlStorageValue::Null,
+            other => other.to_string().into(),
+        })
+        .collect::<Vec<worker::SqlStorageValue>>();
+    sql.exec(&q.sql, params)?.to_array()
+}
