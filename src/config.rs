@@ -1,6 +1,7 @@
 //! Configuration names and how they are read from the Worker's Env.
 //! Values are read here and validated by the core; nothing here is logged.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use bw_ledger_core::auth::{callback_credentials, BasicCredential};
@@ -48,8 +49,8 @@ pub struct Config {
 
 /// The settings every callback reads, read once per isolate: an isolate
 /// runs one deployed version, whose vars and secrets never change (a new
-/// value is a new deployment, hence new isolates). Six `env` reads per
-/// callback were 3-4% of the ingest CPU.
+/// value is a new deployment, hence new isolates), and reading `env` on
+/// every callback showed in the ingest profile (bench/README.md).
 struct Hot {
     callback: Vec<BasicCredential>,
     api_token: Option<String>,
@@ -58,6 +59,8 @@ struct Hot {
 
 thread_local! {
     static HOT: std::cell::OnceCell<std::rc::Rc<Hot>> = const { std::cell::OnceCell::new() };
+    static CLIENT_KEYS_PARSED: std::cell::OnceCell<Result<Rc<Vec<ClientKey>>, String>> =
+        const { std::cell::OnceCell::new() };
 }
 
 fn read(env: &Env, name: &str) -> Option<String> {
@@ -137,13 +140,19 @@ impl Config {
     }
 
     /// The configured client keys; none configured means none accepted.
-    pub fn client_keys(&self) -> Result<Vec<ClientKey>, ApiError> {
-        match self.get(CLIENT_KEYS) {
-            None => Ok(Vec::new()),
-            Some(json) => parse_client_keys(&json).map_err(|why| {
-                console_error!("config: {why}");
-                ApiError::NotConfigured(CLIENT_KEYS)
-            }),
-        }
+    /// Parsed once per isolate, like the settings in `Hot`: every request
+    /// to the Bandwidth-shaped API reads them, if only for CORS.
+    pub fn client_keys(&self) -> Result<Rc<Vec<ClientKey>>, ApiError> {
+        let parsed = CLIENT_KEYS_PARSED.with(|cell| {
+            cell.get_or_init(|| match self.get(CLIENT_KEYS) {
+                None => Ok(Rc::new(Vec::new())),
+                Some(json) => parse_client_keys(&json).map(Rc::new),
+            })
+            .clone()
+        });
+        parsed.map_err(|why| {
+            console_error!("config: {why}");
+            ApiError::NotConfigured(CLIENT_KEYS)
+        })
     }
 }

@@ -4,14 +4,12 @@
 //! is taken over) are `bw_ledger_core::group`; this module supplies the
 //! clock, the call and the wake-ups.
 //!
-//! Nothing wakes a request from another request. The Rust executor polls
-//! every task from one microtask queue, so a task woken during another
-//! request's turn (by resolving its promise, or waking its future) can be
-//! polled in that turn and start its I/O in the wrong context; workerd
-//! refuses that ("Cannot perform I/O on behalf of a different request"), and
-//! it is what broke the first attempt (bench/README.md). A waiting request
-//! looks at its queue on its own short timers instead, which always fire in
-//! a turn of its own request. Only outcomes cross between requests.
+//! Nothing wakes a request from another request: a task woken during
+//! another request's turn can start its I/O in the wrong context, which
+//! workerd refuses ("Cannot perform I/O on behalf of a different request").
+//! A waiting request looks at its queue on its own short timers instead,
+//! which always fire in a turn of its own request. Only outcomes cross
+//! between requests. (bench/README.md records the designs that were tried.)
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,7 +18,9 @@ use std::time::Duration;
 
 use bw_ledger_core::group::{store_group, Arrival, GroupQueue, GroupStore, Limits, Ticket, Turn};
 use bw_ledger_core::wire::{IngestBatch, IngestReply};
-use worker::{Date, Delay};
+use worker::Delay;
+
+use crate::clock::now_ms;
 
 // Bandwidth gives a callback 10 s. Worst case for one callback: it waits
 // out a lost call's lease (3 s), then leads a group call (2.5 s) and, if
@@ -47,9 +47,8 @@ struct Slot {
 }
 
 /// How long a waiter sleeps before it looks again: a group's call takes a
-/// few milliseconds under load, then backing off. Every look costs a timer
-/// and a poll; looking every millisecond at first measured slower (more
-/// wasted looks, smaller groups) than starting at 2 ms.
+/// few milliseconds under load, then backing off (every look costs a timer
+/// and a poll; bench/README.md has the measurements).
 fn poll_interval(looks: u32) -> i64 {
     match looks {
         0..=1 => 2,
@@ -64,10 +63,6 @@ thread_local! {
 
 fn with_queue<R>(shard: u32, f: impl FnOnce(&mut GroupQueue<Rc<Slot>>) -> R) -> R {
     QUEUES.with(|qs| f(qs.borrow_mut().entry(shard).or_insert_with(|| GroupQueue::new(LIMITS))))
-}
-
-fn now_ms() -> i64 {
-    Date::now().as_millis() as i64
 }
 
 fn weight(batch: &IngestBatch) -> usize {

@@ -9,7 +9,7 @@ use worker::{Headers, Method, Request, RequestInit, Response, Result};
 
 /// A POST to `url` with these headers and body: every call to the outside
 /// (Bandwidth, its token endpoint, forwarding targets) is one. Calls to our
-/// own objects go through `shard_client::call_object`.
+/// own objects go through `object_call::call`.
 pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Result<Request> {
     let h = Headers::new();
     for (name, value) in headers {
@@ -57,12 +57,6 @@ pub async fn read_bounded(req: &mut Request, limit: usize) -> std::result::Resul
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// Reads a JSON request body (an object method's argument). Parsed from
-/// text in wasm: `Request::json` converts the JS object field by field.
-pub async fn body_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T> {
-    Ok(serde_json::from_str(&req.text().await?)?)
 }
 
 pub fn json<T: Serialize>(body: &T) -> std::result::Result<Response, ApiError> {

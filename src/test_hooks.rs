@@ -6,6 +6,7 @@
 //! that holds `messageId`, so a test can damage derived state by hand or
 //! install a trigger that makes a later statement fail midway.
 
+use bw_ledger_core::wire::Method;
 use bw_ledger_core::ApiError;
 use serde::{Deserialize, Serialize};
 use worker::{Env, Request, Response, SqlStorage};
@@ -14,12 +15,19 @@ use crate::config::Config;
 use crate::shard_client::ShardClient;
 
 pub const ROUTE: &str = "/__test/shard-sql";
-/// The shard method behind it.
-pub const SHARD_ROUTE: &str = "/test/sql";
+
+/// The shard method behind it: one statement, its rows.
+pub struct ShardSql;
+
+impl Method for ShardSql {
+    const PATH: &'static str = "/test/sql";
+    type Request = ShardSqlRequest;
+    type Reply = Vec<serde_json::Value>;
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ShardSql {
+pub struct ShardSqlRequest {
     pub message_id: String,
     pub sql: String,
     #[serde(default)]
@@ -27,17 +35,17 @@ pub struct ShardSql {
 }
 
 pub async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
-    crate::authorize_api(req, config)?;
+    crate::routes::authorize_api(req, config)?;
     let body = crate::http::read_bounded(req, 1 << 20).await?;
-    let q: ShardSql =
+    let q: ShardSqlRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("not a shard-sql request: {e}")))?;
     let shards = ShardClient::new(env, config.shards()?)?;
-    let rows: Vec<serde_json::Value> = shards.call(shards.shard_of(&q.message_id), SHARD_ROUTE, &q).await?;
+    let rows = shards.call::<ShardSql>(shards.shard_of(&q.message_id), &q).await?;
     crate::http::json(&serde_json::json!({ "rows": rows }))
 }
 
 /// The shard's side: runs the statement, answers its rows.
-pub fn run(sql: &SqlStorage, q: ShardSql) -> worker::Result<Vec<serde_json::Value>> {
+pub fn run(sql: &SqlStorage, q: ShardSqlRequest) -> worker::Result<Vec<serde_json::Value>> {
     let params = q
         .params
         .into_iter()

@@ -7,14 +7,17 @@ use std::pin::pin;
 use std::time::Duration;
 
 use bw_ledger_core::oauth::{basic_header, CachedToken, TokenOutcome, UpstreamAuth, TOKEN_REQUEST_BODY};
-use bw_ledger_core::wire::route;
+use bw_ledger_core::wire::{token_broker, Empty};
 use bw_ledger_core::ApiError;
 use futures_util::future::{select, Either};
-use worker::{console_error, AbortController, Date, Delay, Env, Fetch, Request};
+use worker::{console_error, AbortController, Delay, Env, Fetch, Request};
+
+use crate::clock::now_ms;
 
 use crate::config::{Config, TOKENS};
 use crate::http::post;
-use crate::shard_client::call_object;
+use crate::object_call::call;
+use crate::objects::token_broker::BROKER_NAME;
 
 /// Bandwidth's answer, passed through to the caller as it came.
 pub struct UpstreamReply {
@@ -74,7 +77,7 @@ pub async fn request_token(token_url: &str, client_id: &str, client_secret: &str
             return TokenOutcome::Unreachable;
         }
     };
-    let now = Date::now().as_millis() as i64;
+    let now = now_ms();
     match fetch_with_timeout(req, timeout).await {
         Ok(reply) if (200..300).contains(&reply.status) => match CachedToken::from_response(&reply.body, now) {
             Ok(token) => TokenOutcome::Token { token },
@@ -108,7 +111,7 @@ pub async fn authorization(env: &Env, auth: &UpstreamAuth) -> Result<String, Api
         return Ok(basic_header(username, password));
     }
     // OAuth: the broker reads the client id and secret from its own Env.
-    let now = Date::now().as_millis() as i64;
+    let now = now_ms();
     if let Some(t) = TOKEN.with(|c| c.borrow().clone()).filter(|t| t.is_fresh(now)) {
         return Ok(format!("Bearer {}", t.access_token));
     }
@@ -129,9 +132,7 @@ pub async fn authorization(env: &Env, auth: &UpstreamAuth) -> Result<String, Api
 }
 
 async fn call_broker(env: &Env) -> worker::Result<TokenOutcome> {
-    let broker = env.durable_object(TOKENS)?;
-    call_object(&broker, "bandwidth-oauth", &format!("https://token-broker{}", route::TOKEN), &serde_json::json!({}))
-        .await
+    call::<token_broker::Token, _>(&env.durable_object(TOKENS)?, BROKER_NAME, &Empty {}).await
 }
 
 /// Forwards a validated send. `Ok` carries Bandwidth's answer, whatever its

@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use crate::auth::{constant_time_eq, decode_basic, AuthOutcome};
+use crate::auth::{check_bearer, constant_time_eq, decode_basic, AuthOutcome};
 use crate::identity::sha256_hex;
 
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -111,4 +111,35 @@ pub fn preflight_headers(origin: &str, keys: &[ClientKey]) -> Option<Vec<(&'stat
     h.push(("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS.to_owned()));
     h.push(("Access-Control-Max-Age", CORS_MAX_AGE.to_owned()));
     Some(h)
+}
+
+/// Who is reading the ledger (lists, conversations, the live feed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reader<'a> {
+    /// The API token: everything.
+    Operator,
+    /// A client key: only rows that involve its own `allowed_from` numbers.
+    Key(&'a ClientKey),
+}
+
+impl Reader<'_> {
+    /// The numbers a read is limited to; `None` for the operator.
+    pub fn scope(&self) -> Option<Vec<String>> {
+        match self {
+            Reader::Operator => None,
+            Reader::Key(key) => Some(key.allowed_from.clone()),
+        }
+    }
+}
+
+/// The API token when one is configured and presented, or else a client key.
+pub fn reader<'a>(
+    header: Option<&str>,
+    api_token: Option<&str>,
+    keys: &'a [ClientKey],
+) -> Result<Reader<'a>, AuthOutcome> {
+    if api_token.is_some_and(|token| check_bearer(header, token) == AuthOutcome::Accepted) {
+        return Ok(Reader::Operator);
+    }
+    authenticate_client(header, keys).map(Reader::Key)
 }

@@ -157,6 +157,56 @@ pub fn sign(key: &[u8], webhook_id: &str, timestamp_secs: i64, body: &str) -> St
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// The Standard Webhooks headers of one delivery attempt, signed now.
+pub fn webhook_headers(
+    key: &[u8],
+    webhook_id: &str,
+    timestamp_secs: i64,
+    payload: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("Content-Type", "application/json".to_owned()),
+        ("webhook-id", webhook_id.to_owned()),
+        ("webhook-timestamp", timestamp_secs.to_string()),
+        ("webhook-signature", sign(key, webhook_id, timestamp_secs, payload)),
+    ]
+}
+
+/// Where an outbox row is in its life; stored by name in its `state` column.
+/// `Pending` rows are attempted (and retried) until they are `Delivered`, or
+/// `Dead` once the schedule gives up; a replay makes a row `Pending` again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxState {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::Dead].into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The state after a failed attempt of a row first queued at
+    /// `window_start_ms`.
+    pub fn after_failure(schedule: &Schedule, window_start_ms: i64, now_ms: i64) -> Self {
+        if schedule.gives_up(window_start_ms, now_ms) {
+            Self::Dead
+        } else {
+            Self::Pending
+        }
+    }
+}
+
 /// The retry schedule (vars `FORWARD_RETRY_BASE_MS`, `FORWARD_RETRY_MAX_MS`,
 /// `FORWARD_GIVE_UP_MS`), so tests can compress it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +258,45 @@ pub struct TargetStats {
     pub oldest_pending_ms: Option<i64>,
 }
 
+impl TargetStats {
+    /// One count of a shard's `GROUP BY target, state`.
+    pub fn of_state(target: String, state: OutboxState, n: i64, oldest_ms: Option<i64>) -> Self {
+        let mut s = Self { target, ..Self::default() };
+        match state {
+            OutboxState::Pending => {
+                s.pending = n;
+                s.oldest_pending_ms = oldest_ms;
+            }
+            OutboxState::Delivered => s.delivered = n,
+            OutboxState::Dead => s.dead = n,
+        }
+        s
+    }
+}
+
+/// `GET /outbox`: the totals, with the oldest pending row's age at `now_ms`.
+pub fn stats_view(stats: &[TargetStats], now_ms: i64) -> Value {
+    let targets: Vec<Value> = stats
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "target": t.target, "pending": t.pending, "delivered": t.delivered, "dead": t.dead,
+                "oldestPendingAgeMs": t.oldest_pending_ms.map(|ms| (now_ms - ms).max(0)),
+            })
+        })
+        .collect();
+    serde_json::json!({ "targets": targets })
+}
+
+/// Merges the shards' dead letters: oldest first (ties by webhook id), at
+/// most `limit`.
+pub fn merge_dead(lists: Vec<Vec<OutboxItem>>, limit: usize) -> Vec<OutboxItem> {
+    let mut items: Vec<OutboxItem> = lists.into_iter().flatten().collect();
+    items.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.webhook_id.cmp(&b.webhook_id)));
+    items.truncate(limit);
+    items
+}
+
 /// Adds one shard's stats into the totals.
 pub fn merge_stats(total: &mut Vec<TargetStats>, shard: Vec<TargetStats>) {
     for s in shard {
@@ -235,7 +324,7 @@ pub struct OutboxItem {
     pub target: String,
     pub message_id: String,
     pub kind: String,
-    pub state: String,
+    pub state: OutboxState,
     pub attempts: i64,
     pub created_ms: i64,
     pub last_error: Option<String>,

@@ -16,6 +16,25 @@ pub enum RawEncoding {
     Base64,
 }
 
+impl RawEncoding {
+    /// The name stored in a shard's `raw_encoding` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Utf8 => "utf8",
+            Self::Base64 => "base64",
+        }
+    }
+
+    /// Reads a stored name back; anything but `base64` is verbatim text.
+    pub fn from_stored(name: &str) -> Self {
+        if name == "base64" {
+            Self::Base64
+        } else {
+            Self::Utf8
+        }
+    }
+}
+
 /// A quarantine entry on its way into a shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -53,4 +72,15 @@ pub struct QuarantineItem {
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
     pub seen_count: i64,
+}
+
+/// Merges the shards' lists: most recently seen first (ties by hash, so the
+/// order is stable), at most `limit` items.
+pub fn merge_recent(lists: Vec<Vec<QuarantineItem>>, limit: usize) -> Vec<QuarantineItem> {
+    let mut items: Vec<QuarantineItem> = lists.into_iter().flatten().collect();
+    items.sort_by(|a, b| {
+        b.last_seen_ms.cmp(&a.last_seen_ms).then_with(|| a.record.content_hash.cmp(&b.record.content_hash))
+    });
+    items.truncate(limit);
+    items
 }

@@ -1,45 +1,107 @@
-//! The Worker <-> ledger shard protocol, defined once for both sides.
+//! The protocol between the Worker and its Durable Objects, defined once
+//! for both sides.
 //!
-//! Each shard method is a route constant plus a request and reply type; the
-//! Worker and the Durable Object both use these, so no URL or field name is
-//! spelled twice. A change to a stored record's JSON is a migration: the
-//! tests pin the exact shape.
+//! Each object method is a type implementing [`Method`]: its path, its
+//! request type and its reply type. The caller names the method, never a
+//! reply type, so it cannot read an answer as the wrong shape; the object
+//! dispatches on the same types. Methods are grouped by the object that
+//! serves them. A change to a method's JSON is a protocol change, and a
+//! change to a stored record's JSON is a migration: the tests pin both.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::event::CallbackEvent;
 use crate::identity::{content_hash, EventKey};
 use crate::quarantine::{QuarantineItem, QuarantineRecord};
 
-pub mod route {
-    /// POST `Vec<`[`super::IngestBatch`]`>` -> `Vec<`[`super::IngestReply`]`>`, one
-    /// reply per batch in order: a group of callbacks stored in one call
-    /// (see [`crate::group`]).
-    pub const INGEST: &str = "/ingest";
-    /// POST [`super::MessageQuery`] -> [`super::MessageRecords`].
-    pub const MESSAGE: &str = "/message";
-    /// POST [`super::QuarantineQuery`] -> `Vec<QuarantineItem>`.
-    pub const QUARANTINE: &str = "/quarantine";
-    /// POST [`crate::idempotency::IdemBegin`] -> [`crate::idempotency::BeginDecision`].
-    pub const IDEM_BEGIN: &str = "/idempotency/begin";
-    /// POST [`crate::idempotency::IdemFinish`] -> `{}`.
-    pub const IDEM_FINISH: &str = "/idempotency/finish";
-    /// POST [`crate::list::ListQuery`] -> [`crate::list::ShardPage`].
-    pub const LIST: &str = "/list";
-    /// POST `{}` -> `Vec<`[`crate::forward::TargetStats`]`>`.
-    pub const OUTBOX_STATS: &str = "/outbox/stats";
-    /// POST [`super::DeadQuery`] -> `Vec<`[`crate::forward::OutboxItem`]`>`.
-    pub const OUTBOX_DEAD: &str = "/outbox/dead";
-    /// POST [`crate::forward::ReplayRequest`] -> [`super::ReplayReply`].
-    pub const OUTBOX_REPLAY: &str = "/outbox/replay";
-    /// POST `{}` -> `{}`: a subscriber is listening, publish again (a ledger shard).
-    pub const LIVE_ON: &str = "/live-on";
-    /// GET with `Upgrade: websocket` and `?sub=<Subscription JSON>` (the live hub).
-    pub const LIVE_SUBSCRIBE: &str = "/subscribe";
-    /// POST `Vec<serde_json::Value>` -> `{"sent": n, "subscribers": n}` (the live hub).
-    pub const LIVE_PUBLISH: &str = "/publish";
-    /// POST `{}` -> [`crate::oauth::TokenOutcome`] (the token broker object).
-    pub const TOKEN: &str = "/token";
+/// One method of one Durable Object: `POST PATH` with a JSON `Request`,
+/// answered with a JSON `Reply`.
+pub trait Method {
+    const PATH: &'static str;
+    type Request: Serialize + DeserializeOwned;
+    type Reply: Serialize + DeserializeOwned;
+}
+
+/// An empty request or reply: `{}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Empty {}
+
+macro_rules! methods {
+    ($($(#[$doc:meta])* $name:ident = $path:literal: $req:ty => $reply:ty;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name;
+        impl $crate::wire::Method for $name {
+            const PATH: &'static str = $path;
+            type Request = $req;
+            type Reply = $reply;
+        }
+    )*};
+}
+
+/// Methods of a ledger shard (`LedgerShard`).
+pub mod ledger {
+    use super::*;
+    use crate::forward::{OutboxItem, ReplayRequest, TargetStats};
+    use crate::idempotency::{self, BeginDecision};
+    use crate::list::{ListQuery, ShardPage};
+
+    methods! {
+        /// A group of callbacks stored in one call and one commit, one reply
+        /// per batch in order (see [`crate::group`]).
+        Ingest = "/ingest": Vec<IngestBatch> => Vec<IngestReply>;
+        /// A message's events and identity conflicts.
+        Message = "/message": MessageQuery => MessageRecords;
+        /// The shard's most recently seen quarantine items.
+        Quarantine = "/quarantine": QuarantineQuery => QuarantineList;
+        /// Claims or reads a send's idempotency key.
+        IdemBegin = "/idempotency/begin": idempotency::IdemBegin => BeginDecision;
+        /// Saves a send's outcome, or releases its key.
+        IdemFinish = "/idempotency/finish": idempotency::IdemFinish => Empty;
+        /// One shard's page and count of a list query.
+        List = "/list": ListQuery => ShardPage;
+        /// Outbox counts per target.
+        OutboxStats = "/outbox/stats": Empty => Vec<TargetStats>;
+        /// Dead-lettered outbox items.
+        OutboxDead = "/outbox/dead": DeadQuery => Vec<OutboxItem>;
+        /// Queues outbox items again, keeping their webhook ids.
+        OutboxReplay = "/outbox/replay": ReplayRequest => ReplayReply;
+        /// A live subscriber is listening: publish again.
+        LiveOn = "/live-on": Empty => Empty;
+    }
+}
+
+/// Methods of the live hub (`LiveHub`).
+pub mod live_hub {
+    use super::*;
+
+    methods! {
+        /// Changes to send to the subscribers that want them.
+        Publish = "/publish": Vec<serde_json::Value> => Published;
+    }
+
+    /// Not a JSON method: `GET` with `Upgrade: websocket` and
+    /// `?sub=<Subscription JSON>&subprotocol=<bool>`.
+    pub const SUBSCRIBE_PATH: &str = "/subscribe";
+
+    /// What the hub did with a publish.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+    pub struct Published {
+        pub sent: u32,
+        pub subscribers: u32,
+    }
+}
+
+/// Methods of the OAuth token broker (`TokenBroker`).
+pub mod token_broker {
+    use super::*;
+    use crate::oauth::TokenOutcome;
+
+    methods! {
+        /// A fresh access token, fetched once for any number of callers.
+        Token = "/token": Empty => TokenOutcome;
+    }
 }
 
 /// One event, ready to store.

@@ -23,6 +23,63 @@ fn signature_matches_the_standard_webhooks_vector() {
     assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
 
+/// One delivery's headers, per Standard Webhooks, signed over the payload.
+#[test]
+fn webhook_headers_carry_the_id_timestamp_and_signature() {
+    let key = b"secret";
+    let headers = webhook_headers(key, "msg_1", 1_614_265_330, "{}");
+    assert_eq!(
+        headers,
+        vec![
+            ("Content-Type", "application/json".to_string()),
+            ("webhook-id", "msg_1".to_string()),
+            ("webhook-timestamp", "1614265330".to_string()),
+            ("webhook-signature", sign(key, "msg_1", 1_614_265_330, "{}")),
+        ]
+    );
+}
+
+#[test]
+fn outbox_states_are_stored_by_name_and_a_failure_is_dead_after_the_window() {
+    for s in [OutboxState::Pending, OutboxState::Delivered, OutboxState::Dead] {
+        assert_eq!(OutboxState::parse(s.as_str()), Some(s));
+        assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(s.as_str()));
+    }
+    assert_eq!(OutboxState::parse("gone"), None);
+    let schedule = Schedule { base_ms: 100, max_ms: 400, give_up_ms: 1000 };
+    assert_eq!(OutboxState::after_failure(&schedule, 0, 999), OutboxState::Pending);
+    assert_eq!(OutboxState::after_failure(&schedule, 0, 1000), OutboxState::Dead);
+}
+
+#[test]
+fn shard_counts_merge_into_per_target_totals_and_dead_letters_merge_oldest_first() {
+    let mut total = Vec::new();
+    merge_stats(&mut total, vec![TargetStats::of_state("b".into(), OutboxState::Pending, 2, Some(50))]);
+    merge_stats(&mut total, vec![TargetStats::of_state("a".into(), OutboxState::Dead, 1, Some(10))]);
+    merge_stats(&mut total, vec![TargetStats::of_state("b".into(), OutboxState::Pending, 3, Some(40))]);
+    merge_stats(&mut total, vec![TargetStats::of_state("b".into(), OutboxState::Delivered, 7, Some(1))]);
+    assert_eq!(
+        stats_view(&total, 100),
+        serde_json::json!({"targets": [
+            {"target": "a", "pending": 0, "delivered": 0, "dead": 1, "oldestPendingAgeMs": null},
+            {"target": "b", "pending": 5, "delivered": 7, "dead": 0, "oldestPendingAgeMs": 60},
+        ]})
+    );
+    let item = |id: &str, created_ms: i64| OutboxItem {
+        webhook_id: id.into(),
+        target: "a".into(),
+        message_id: "m".into(),
+        kind: KIND_STATUS.into(),
+        state: OutboxState::Dead,
+        attempts: 1,
+        created_ms,
+        last_error: None,
+    };
+    let merged = merge_dead(vec![vec![item("y", 5), item("z", 9)], vec![item("x", 5), item("w", 1)]], 3);
+    let ids: Vec<&str> = merged.iter().map(|i| i.webhook_id.as_str()).collect();
+    assert_eq!(ids, ["w", "x", "y"]);
+}
+
 #[test]
 fn targets_are_checked() {
     assert_eq!(parse_targets(None).unwrap(), vec![]);

@@ -41,3 +41,26 @@ fn quarantine_item_and_reply_shapes_are_pinned() {
     let reply = IngestReply { stored: 1, duplicates: 2, conflicts: 3, quarantined: 4 };
     assert_eq!(serde_json::to_string(&reply).unwrap(), r#"{"stored":1,"duplicates":2,"conflicts":3,"quarantined":4}"#);
 }
+
+/// The quarantine's stored encoding names, and the cross-shard merge.
+#[test]
+fn quarantine_encodings_and_merge() {
+    use bw_ledger_core::quarantine::{merge_recent, QuarantineItem, QuarantineRecord, RawEncoding};
+    for e in [RawEncoding::Utf8, RawEncoding::Base64] {
+        assert_eq!(RawEncoding::from_stored(e.as_str()), e);
+    }
+    let item = |hash: &str, last_seen_ms: i64| QuarantineItem {
+        record: QuarantineRecord {
+            content_hash: hash.into(),
+            raw: String::new(),
+            raw_encoding: RawEncoding::Utf8,
+            reason: String::new(),
+        },
+        first_seen_ms: 0,
+        last_seen_ms,
+        seen_count: 1,
+    };
+    let merged = merge_recent(vec![vec![item("b", 5), item("c", 1)], vec![item("a", 5), item("d", 9)]], 3);
+    let hashes: Vec<&str> = merged.iter().map(|i| i.record.content_hash.as_str()).collect();
+    assert_eq!(hashes, ["d", "a", "b"]);
+}

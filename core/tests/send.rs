@@ -194,6 +194,22 @@ fn client_keys_by_bearer_or_basic_password() {
     assert!(!format!("{web:?}").contains(&web.key_sha256), "digests are not printed");
 }
 
+/// Readers: the API token reads everything; a client key reads its own
+/// numbers; anything else is refused.
+#[test]
+fn the_api_token_or_else_a_client_key_gives_the_reader_scope() {
+    use bw_ledger_core::client::{reader, Reader};
+    let keys = keys();
+    let op = reader(Some("Bearer api-token"), Some("api-token"), &keys).unwrap();
+    assert_eq!((op.clone(), op.scope()), (Reader::Operator, None));
+    let key = reader(Some("Bearer web-key"), Some("api-token"), &keys).unwrap();
+    assert_eq!(key.scope(), Some(vec!["+15551110000".to_string()]));
+    assert_eq!(reader(Some("Bearer web-key"), None, &keys).unwrap().scope(), key.scope(), "no API token configured");
+    assert_eq!(reader(Some("Bearer api-token"), None, &keys).unwrap_err(), AuthOutcome::Rejected);
+    assert_eq!(reader(Some("Bearer wrong"), Some("api-token"), &keys).unwrap_err(), AuthOutcome::Rejected);
+    assert_eq!(reader(None, Some("api-token"), &keys).unwrap_err(), AuthOutcome::Missing);
+}
+
 #[test]
 fn client_keys_config_is_checked() {
     assert!(parse_client_keys("nope").is_err());

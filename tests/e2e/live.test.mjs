@@ -84,3 +84,12 @@ test('the callback 2xx does not wait for subscribers: a stalled subscriber chang
   assert.ok(await until(() => ids.every((id) => stalled[0].messages.some((m) => m.messageId === id)), 10000));
   for (const s of stalled) s.ws.terminate();
 });
+
+test('a subscriber\'s "ping" is answered "pong" (by the runtime\'s auto-response)', async () => {
+  const ws = new WebSocket(`${w.url.replace('http', 'ws')}/live?token=${SECRETS.API_TOKEN}`);
+  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+  const pong = new Promise((resolve) => ws.on('message', (m) => { if (m.toString() === 'pong') resolve(true); }));
+  ws.send('ping');
+  assert.equal(await Promise.race([pong, new Promise((r) => setTimeout(() => r(false), 10000))]), true);
+  ws.close();
+});

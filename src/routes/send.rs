@@ -13,10 +13,11 @@ use bw_ledger_core::idempotency::{
 };
 use bw_ledger_core::identity::{canonical_json, sha256_hex};
 use bw_ledger_core::send::{validate_send, MAX_SEND_BODY};
-use bw_ledger_core::wire::route;
+use bw_ledger_core::wire::ledger;
 use bw_ledger_core::{ApiError, ParsedCallback};
-use worker::{console_error, Date, Delay, Env, Headers, Request, Response};
+use worker::{console_error, Delay, Env, Headers, Request, Response};
 
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http;
 use crate::shard_client::ShardClient;
@@ -27,10 +28,6 @@ const IN_FLIGHT_WAIT: Duration = Duration::from_millis(100);
 
 fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
-}
-
-fn now_ms() -> i64 {
-    Date::now().as_millis() as i64
 }
 
 /// Adds CORS headers when the request's origin is allowed by some key, so
@@ -127,7 +124,7 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
     if let Some(scope_key) = claim {
         let finish = IdemFinish { scope_key: scope_key.clone(), response: saved };
         let shard = shards.shard_of(&scope_key);
-        if shards.call::<_, serde_json::Value>(shard, route::IDEM_FINISH, &finish).await.is_err() {
+        if shards.call::<ledger::IdemFinish>(shard, &finish).await.is_err() {
             console_error!(
                 "send: idempotency record could not be finished; retries with this key will wait for it to expire"
             );
@@ -147,7 +144,7 @@ async fn claim_key(shards: &ShardClient, mut begin: IdemBegin, wait: Duration) -
     let shard = shards.shard_of(&begin.scope_key);
     let deadline = begin.now_ms + wait.as_millis() as i64 + 1000;
     loop {
-        match shards.call::<_, BeginDecision>(shard, route::IDEM_BEGIN, &begin).await? {
+        match shards.call::<ledger::IdemBegin>(shard, &begin).await? {
             BeginDecision::Proceed => return Ok(Claim::Ours(begin.scope_key)),
             BeginDecision::Replay { response } => return Ok(Claim::Replay(response)),
             BeginDecision::Mismatch => return Err(ApiError::IdempotencyMismatch),

@@ -9,10 +9,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use bw_ledger_core::oauth::{CachedToken, TokenOutcome, UpstreamAuth};
-use worker::{durable_object, Date, DurableObject, Env, Request, Response, Result, State};
+use bw_ledger_core::wire::token_broker::Token;
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
+use crate::clock::now_ms;
 use crate::config::Config;
+use crate::object_call::reply;
 use crate::upstream::request_token;
+
+/// The one broker's object name.
+pub const BROKER_NAME: &str = "bandwidth-oauth";
 
 #[durable_object]
 pub struct TokenBroker {
@@ -27,17 +33,14 @@ impl DurableObject for TokenBroker {
     }
 
     async fn fetch(&self, _req: Request) -> Result<Response> {
-        let fresh = |slot: &RefCell<Option<CachedToken>>| {
-            let now = Date::now().as_millis() as i64;
-            slot.borrow().clone().filter(|t| t.is_fresh(now))
-        };
+        let fresh = |slot: &RefCell<Option<CachedToken>>| slot.borrow().clone().filter(|t| t.is_fresh(now_ms()));
         // No await before this check: a caller queued behind a refresh sees its result.
         if let Some(token) = fresh(&self.token) {
-            return Response::from_json(&TokenOutcome::Token { token });
+            return reply::<Token>(&TokenOutcome::Token { token });
         }
         let config = Config::from_env(&self.env);
         let Ok(UpstreamAuth::OAuth { client_id, client_secret }) = config.upstream_auth() else {
-            return Response::from_json(&TokenOutcome::Refused { status: 401 });
+            return reply::<Token>(&TokenOutcome::Refused { status: 401 });
         };
         let (url, timeout, slot) = (config.token_url(), config.upstream_timeout(), self.token.clone());
         let outcome = self
@@ -53,6 +56,6 @@ impl DurableObject for TokenBroker {
                 Ok(outcome)
             })
             .await?;
-        Response::from_json(&outcome)
+        reply::<Token>(&outcome)
     }
 }

@@ -1,8 +1,8 @@
-//! Live status for frontends: `GET /live` (a WebSocket) and the `LiveHub`
-//! Durable Object that holds the sockets.
+//! `LiveHub`: the Durable Object that holds every live subscriber's socket.
 //!
-//! The hub uses the WebSocket Hibernation API: an idle subscriber costs no
-//! running object, its filter rides along as the socket's attachment.
+//! It uses the WebSocket Hibernation API: an idle subscriber costs no running
+//! object, its filter rides along as the socket's attachment, and the
+//! runtime answers a client's `ping` with `pong` without waking the hub.
 //! Shards publish after their commit (outgoing requests wait behind the
 //! output gate) and off the ack path (`waitUntil`); a slow or absent
 //! subscriber never touches a callback's 2xx, and a dropped notification
@@ -11,72 +11,25 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use bw_ledger_core::auth::{check_bearer, AuthOutcome};
-use bw_ledger_core::client::authenticate_client;
-use bw_ledger_core::live::{parse_live_request, Subscription, SUBPROTOCOL};
-use bw_ledger_core::route::percent_encode;
-use bw_ledger_core::wire::route;
-use bw_ledger_core::ApiError;
+use bw_ledger_core::live::{Subscription, SUBPROTOCOL};
+use bw_ledger_core::wire::live_hub::{self, Published, SUBSCRIBE_PATH};
+use bw_ledger_core::wire::{ledger, Empty, Method};
 use serde_json::Value;
+use worker::worker_sys::WebSocketRequestResponsePair;
 use worker::{
-    console_error, durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response, Result, State,
-    WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    console_error, durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::config::{Config, LIVE};
-use crate::shard_client::{call_object, ShardClient};
+use crate::object_call::{call, reply, request};
+use crate::shard_client::ShardClient;
 
-const HUB_NAME: &str = "live-hub";
+/// The one hub's object name.
+pub const HUB_NAME: &str = "live-hub";
 
-/// `GET /live`: authenticate, then hand the upgrade to the hub.
-pub async fn subscribe(req: &Request, env: &Env, config: &Config) -> std::result::Result<Response, ApiError> {
-    if !req.headers().get("Upgrade").ok().flatten().is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
-        return Err(ApiError::BadRequest("GET /live expects a WebSocket upgrade.".into()));
-    }
-    let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
-    let protocols = req.headers().get("Sec-WebSocket-Protocol").ok().flatten();
-    let live = parse_live_request(url.query(), protocols.as_deref());
-    let token = live.token.clone().ok_or(ApiError::ApiUnauthorized)?;
-    let bearer = format!("Bearer {token}");
-    let scope = match config.api_token() {
-        Some(api) if check_bearer(Some(&bearer), api) == AuthOutcome::Accepted => None,
-        _ => {
-            let keys = config.client_keys()?;
-            let key = authenticate_client(Some(&bearer), &keys).map_err(|_| ApiError::ApiUnauthorized)?;
-            Some(key.allowed_from.clone())
-        }
-    };
-    let sub = Subscription { scope, message_id: live.message_id, number: live.number };
-    let sub_json = serde_json::to_string(&sub).map_err(|_| ApiError::Internal)?;
-    let hub_url = format!(
-        "https://live-hub{}?sub={}&subprotocol={}",
-        route::LIVE_SUBSCRIBE,
-        percent_encode(&sub_json),
-        live.via_subprotocol
-    );
-    let forward = async {
-        let headers = Headers::new();
-        headers.set("Upgrade", "websocket")?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Get).with_headers(headers);
-        let req = Request::new_with_init(&hub_url, &init)?;
-        env.durable_object(LIVE)?.id_from_name(HUB_NAME)?.get_stub()?.fetch_with_request(req).await
-    };
-    forward.await.map_err(|e| {
-        console_error!("live: hub did not accept the subscriber: {e}");
-        ApiError::StorageUnavailable
-    })
-}
-
-/// What the hub answers to a publish.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Published {
-    sent: u32,
-    subscribers: u32,
-}
-
-/// Whether a shard should publish. The hub's `LIVE_ON` bumps the epoch; a
-/// "no subscribers" reply only switches publishing off if no `LIVE_ON`
+/// Whether a shard should publish. The hub's `LiveOn` bumps the epoch; a
+/// "no subscribers" reply only switches publishing off if no `LiveOn`
 /// arrived since that publish was sent.
 pub struct LiveSwitch {
     on: Cell<bool>,
@@ -98,14 +51,10 @@ impl LiveSwitch {
 
 /// Sends documents to the hub; failures are logged and dropped. When the
 /// hub reports no subscribers, the shard stops publishing until one arrives
-/// (the hub calls every shard's `LIVE_ON` before it accepts a socket).
+/// (the hub calls every shard's `LiveOn` before it accepts a socket).
 pub async fn publish(env: Env, docs: Vec<Value>, switch: Rc<LiveSwitch>) {
     let epoch = switch.epoch.get();
-    let result = async {
-        let hub = env.durable_object(LIVE)?;
-        call_object::<_, Published>(&hub, HUB_NAME, &format!("https://live-hub{}", route::LIVE_PUBLISH), &docs).await
-    }
-    .await;
+    let result = async { call::<live_hub::Publish, _>(&env.durable_object(LIVE)?, HUB_NAME, &docs).await }.await;
     match result {
         Ok(p) if p.subscribers == 0 && switch.epoch.get() == epoch => switch.on.set(false),
         Ok(_) => {}
@@ -118,7 +67,7 @@ async fn wake_shards(env: &Env) -> Result<()> {
     let config = Config::from_env(env);
     let woken = async {
         let shards = ShardClient::new(env, config.shards()?)?;
-        shards.call_all::<_, Value>(route::LIVE_ON, &serde_json::json!({})).await
+        shards.call_all::<ledger::LiveOn>(&Empty {}).await
     };
     woken.await.map(|_| ()).map_err(|e| worker::Error::RustError(format!("waking the ledger shards: {e}")))
 }
@@ -131,13 +80,17 @@ pub struct LiveHub {
 
 impl DurableObject for LiveHub {
     fn new(state: State, env: Env) -> Self {
+        match WebSocketRequestResponsePair::new("ping", "pong") {
+            Ok(pair) => state.set_websocket_auto_response(&pair),
+            Err(e) => console_error!("live: no auto-response for ping: {e:?}"),
+        }
         Self { state, env }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let url = req.url()?;
         match url.path() {
-            route::LIVE_SUBSCRIBE => {
+            SUBSCRIBE_PATH => {
                 let param = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
                 let sub: Subscription = serde_json::from_str(&param("sub").unwrap_or_default())?;
                 // Shards stop publishing while nobody listens: wake them first,
@@ -153,8 +106,8 @@ impl DurableObject for LiveHub {
                 }
                 Ok(resp)
             }
-            route::LIVE_PUBLISH => {
-                let docs: Vec<Value> = crate::http::body_json(&mut req).await?;
+            live_hub::Publish::PATH => {
+                let docs = request::<live_hub::Publish>(&mut req).await?;
                 let mut sent = 0u32;
                 let sockets = self.state.get_websockets();
                 let subscribers = sockets.len() as u32;
@@ -167,18 +120,14 @@ impl DurableObject for LiveHub {
                         }
                     }
                 }
-                Response::from_json(&Published { sent, subscribers })
+                reply::<live_hub::Publish>(&Published { sent, subscribers })
             }
-            _ => Response::error("unknown hub route", 404),
+            _ => Response::error("unknown hub method", 404),
         }
     }
 
-    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
-        if let WebSocketIncomingMessage::String(text) = message {
-            if text == "ping" {
-                ws.send_with_str("pong")?;
-            }
-        }
+    /// Subscribers only listen; `ping` is answered by the runtime.
+    async fn websocket_message(&self, _ws: WebSocket, _message: WebSocketIncomingMessage) -> Result<()> {
         Ok(())
     }
 

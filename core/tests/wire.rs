@@ -1,0 +1,239 @@
+//! Every Durable Object method's path, request and reply JSON, pinned.
+//! A change here is a protocol change between the Worker and its objects
+//! (deployed together, but an object can outlive a deployment's isolates
+//! for a moment): change the method, not just the test.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use bw_ledger_core::forward::{OutboxItem, OutboxState, ReplayRequest, TargetStats};
+use bw_ledger_core::idempotency::{BeginDecision, IdemBegin, IdemFinish, SavedResponse};
+use bw_ledger_core::list::{ListQuery, ListRow, ShardPage};
+use bw_ledger_core::oauth::{CachedToken, TokenOutcome};
+use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
+use bw_ledger_core::wire::live_hub::Published;
+use bw_ledger_core::wire::{
+    ledger, live_hub, token_broker, DeadQuery, Empty, EventRecord, IngestBatch, IngestReply, MessageQuery,
+    MessageRecords, Method, QuarantineQuery, ReplayReply, StoredConflict, StoredEvent,
+};
+use serde_json::{json, Value};
+
+/// `M` answers at `path`; its request and reply serialize to exactly the
+/// pinned JSON, and the pinned JSON reads back to the same values.
+fn pin<M: Method>(path: &str, request: M::Request, request_json: Value, reply: M::Reply, reply_json: Value) {
+    assert_eq!(M::PATH, path);
+    assert_eq!(serde_json::to_value(&request).unwrap(), request_json, "{path} request");
+    assert_eq!(serde_json::to_value(&reply).unwrap(), reply_json, "{path} reply");
+    let request_back: M::Request = serde_json::from_value(request_json.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&request_back).unwrap(), request_json, "{path} request round trip");
+    let reply_back: M::Reply = serde_json::from_value(reply_json.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&reply_back).unwrap(), reply_json, "{path} reply round trip");
+}
+
+fn event() -> EventRecord {
+    EventRecord {
+        event_key: "k1".into(),
+        message_id: "m1".into(),
+        kind: "message-delivered".into(),
+        recipient: Some("+15552220001".into()),
+        time: Some("2026-11-20T15:04:07.450Z".into()),
+        time_ms: Some(1_795_187_047_450),
+        error_code: None,
+        content_hash: "h1".into(),
+        raw: "{}".into(),
+    }
+}
+
+fn event_json() -> Value {
+    json!({"eventKey": "k1", "messageId": "m1", "type": "message-delivered", "recipient": "+15552220001",
+        "time": "2026-11-20T15:04:07.450Z", "timeMs": 1_795_187_047_450i64, "errorCode": null,
+        "contentHash": "h1", "raw": "{}"})
+}
+
+fn quarantine_record() -> QuarantineRecord {
+    QuarantineRecord {
+        content_hash: "q1".into(),
+        raw: "x".into(),
+        raw_encoding: RawEncoding::Utf8,
+        reason: "why".into(),
+    }
+}
+
+#[test]
+fn ledger_ingest() {
+    let batch = IngestBatch { received_at_ms: 5, events: vec![event()], quarantine: vec![quarantine_record()] };
+    pin::<ledger::Ingest>(
+        "/ingest",
+        vec![batch],
+        json!([{"receivedAtMs": 5, "events": [event_json()],
+            "quarantine": [{"contentHash": "q1", "raw": "x", "rawEncoding": "utf8", "reason": "why"}]}]),
+        vec![IngestReply { stored: 1, duplicates: 2, conflicts: 3, quarantined: 4 }],
+        json!([{"stored": 1, "duplicates": 2, "conflicts": 3, "quarantined": 4}]),
+    );
+}
+
+#[test]
+fn ledger_message() {
+    let mut stored = event_json();
+    stored["seq"] = json!(7);
+    stored["receivedAtMs"] = json!(9);
+    pin::<ledger::Message>(
+        "/message",
+        MessageQuery { message_id: "m1".into() },
+        json!({"messageId": "m1"}),
+        MessageRecords {
+            events: vec![StoredEvent { seq: 7, record: event(), received_at_ms: 9 }],
+            conflicts: vec![StoredConflict {
+                event_key: "k1".into(),
+                content_hash: "h2".into(),
+                raw: "{}".into(),
+                received_at_ms: 10,
+            }],
+        },
+        json!({"events": [stored],
+            "conflicts": [{"eventKey": "k1", "contentHash": "h2", "raw": "{}", "receivedAtMs": 10}]}),
+    );
+}
+
+#[test]
+fn ledger_quarantine() {
+    pin::<ledger::Quarantine>(
+        "/quarantine",
+        QuarantineQuery { limit: 100 },
+        json!({"limit": 100}),
+        vec![QuarantineItem { record: quarantine_record(), first_seen_ms: 1, last_seen_ms: 2, seen_count: 3 }],
+        json!([{"contentHash": "q1", "raw": "x", "rawEncoding": "utf8", "reason": "why",
+            "firstSeenMs": 1, "lastSeenMs": 2, "seenCount": 3}]),
+    );
+}
+
+#[test]
+fn ledger_idempotency() {
+    let saved = SavedResponse {
+        status: 202,
+        body: "{}".into(),
+        content_type: Some("application/json".into()),
+        retry_after: None,
+    };
+    let saved_json = json!({"status": 202, "body": "{}", "contentType": "application/json", "retryAfter": null});
+    pin::<ledger::IdemBegin>(
+        "/idempotency/begin",
+        IdemBegin { scope_key: "web:k".into(), body_hash: "b".into(), now_ms: 3 },
+        json!({"scopeKey": "web:k", "bodyHash": "b", "nowMs": 3}),
+        BeginDecision::Replay { response: saved.clone() },
+        json!({"decision": "replay", "response": saved_json}),
+    );
+    assert_eq!(serde_json::to_value(BeginDecision::Proceed).unwrap(), json!({"decision": "proceed"}));
+    pin::<ledger::IdemFinish>(
+        "/idempotency/finish",
+        IdemFinish { scope_key: "web:k".into(), response: Some(saved) },
+        json!({"scopeKey": "web:k", "response": saved_json}),
+        Empty {},
+        json!({}),
+    );
+}
+
+#[test]
+fn ledger_list() {
+    let q = ListQuery::parse(Some("messageStatus=FAILED&sourceTn=%2B15551110000&limit=2"), Some(vec!["+1".into()]))
+        .unwrap();
+    let row = ListRow {
+        message_id: "m1".into(),
+        destination_tn: "+2".into(),
+        source_tn: "+1".into(),
+        message_status: "FAILED".into(),
+        message_direction: "OUTBOUND".into(),
+        message_type: "sms".into(),
+        segment_count: 1,
+        error_code: 4432,
+        receive_time_ms: 5,
+        carrier_name: None,
+        message_length: 2,
+        attachment_count: 0,
+        recipient_count: 1,
+        text: Some("hi".into()),
+        media: vec![],
+        state: "failed".into(),
+        flags: vec![],
+    };
+    pin::<ledger::List>(
+        "/list",
+        q,
+        json!({"filters": {"message_id": null, "source_tn": {"Prefix": "+15551110000"}, "destination_tn": null,
+            "message_status": "FAILED", "message_direction": null, "message_type": null, "error_code": null,
+            "carrier_name": null, "from_ms": null, "to_ms": null, "from_segments": null, "to_segments": null,
+            "conversation": null, "scope_numbers": ["+1"]},
+            "sort": "ReceiveTime", "descending": true, "limit": 2, "cursor": null, "include_content": false}),
+        ShardPage { rows: vec![row], total: 1 },
+        json!({"rows": [{"messageId": "m1", "destinationTn": "+2", "sourceTn": "+1", "messageStatus": "FAILED",
+            "messageDirection": "OUTBOUND", "messageType": "sms", "segmentCount": 1, "errorCode": 4432,
+            "receiveTimeMs": 5, "carrierName": null, "messageLength": 2, "attachmentCount": 0,
+            "recipientCount": 1, "text": "hi", "media": [], "state": "failed", "flags": []}], "total": 1}),
+    );
+}
+
+#[test]
+fn ledger_outbox() {
+    pin::<ledger::OutboxStats>(
+        "/outbox/stats",
+        Empty {},
+        json!({}),
+        vec![TargetStats { target: "main".into(), pending: 1, delivered: 2, dead: 3, oldest_pending_ms: Some(4) }],
+        json!([{"target": "main", "pending": 1, "delivered": 2, "dead": 3, "oldestPendingMs": 4}]),
+    );
+    pin::<ledger::OutboxDead>(
+        "/outbox/dead",
+        DeadQuery { target: Some("main".into()), limit: 10 },
+        json!({"target": "main", "limit": 10}),
+        vec![OutboxItem {
+            webhook_id: "msg_1".into(),
+            target: "main".into(),
+            message_id: "m1".into(),
+            kind: "message.status".into(),
+            state: OutboxState::Dead,
+            attempts: 5,
+            created_ms: 6,
+            last_error: Some("target answered 500".into()),
+        }],
+        json!([{"webhookId": "msg_1", "target": "main", "messageId": "m1", "kind": "message.status",
+            "state": "dead", "attempts": 5, "createdMs": 6, "lastError": "target answered 500"}]),
+    );
+    pin::<ledger::OutboxReplay>(
+        "/outbox/replay",
+        ReplayRequest { target: "main".into(), from: None, to: None, ids: Some(vec!["msg_1".into()]), now_ms: 7 },
+        json!({"target": "main", "from": null, "to": null, "ids": ["msg_1"], "nowMs": 7}),
+        ReplayReply { replayed: 1 },
+        json!({"replayed": 1}),
+    );
+}
+
+#[test]
+fn ledger_live_on() {
+    pin::<ledger::LiveOn>("/live-on", Empty {}, json!({}), Empty {}, json!({}));
+}
+
+#[test]
+fn live_hub_publish() {
+    pin::<live_hub::Publish>(
+        "/publish",
+        vec![json!({"type": "message.status", "messageId": "m1"})],
+        json!([{"type": "message.status", "messageId": "m1"}]),
+        Published { sent: 2, subscribers: 3 },
+        json!({"sent": 2, "subscribers": 3}),
+    );
+    assert_eq!(live_hub::SUBSCRIBE_PATH, "/subscribe");
+}
+
+#[test]
+fn token_broker_token() {
+    pin::<token_broker::Token>(
+        "/token",
+        Empty {},
+        json!({}),
+        TokenOutcome::Token { token: CachedToken { access_token: "t".into(), expires_at_ms: 9 } },
+        json!({"outcome": "token", "token": {"accessToken": "t", "expiresAtMs": 9}}),
+    );
+    assert_eq!(
+        serde_json::to_value(TokenOutcome::Refused { status: 401 }).unwrap(),
+        json!({"outcome": "refused", "status": 401})
+    );
+}

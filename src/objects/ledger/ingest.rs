@@ -1,0 +1,272 @@
+//! A ledger shard's write path: a group of callbacks stored in one
+//! transaction, each event once per identity, with the list rows, outbox
+//! rows and live documents they imply. The dedup and projection rules are
+//! the core's; this file runs them against SQLite.
+
+use std::collections::BTreeMap;
+
+use bw_ledger_core::forward::{changes, Change, OutboxState};
+use bw_ledger_core::identity::{decide, DedupDecision};
+use bw_ledger_core::list::{rows_for, ListRow, ROW_COLUMNS};
+use bw_ledger_core::live::quarantine_doc;
+use bw_ledger_core::projection::project;
+use bw_ledger_core::status::RecipientState;
+use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply, MessageRecords};
+use serde::Deserialize;
+use worker::{console_warn, Result};
+
+use super::outbox::SeqRow;
+use super::reads::{self, RowRecord};
+use super::LedgerShard;
+
+#[derive(Deserialize)]
+struct HashRow {
+    content_hash: String,
+}
+
+#[derive(Deserialize)]
+struct SeenRow {
+    seen_count: i64,
+}
+
+/// What one ingest call did: a reply per batch, outbox rows queued, and
+/// documents for live subscribers.
+pub type Ingested = (Vec<IngestReply>, u32, Vec<serde_json::Value>);
+
+impl LedgerShard {
+    /// Stores a group of batches (one per callback), each event exactly once
+    /// per identity, and answers one reply per batch.
+    ///
+    /// Atomic: there is no `await` between the first read and the last
+    /// write, so no other request can interleave (input gate); the caller
+    /// runs it inside `transactionSync`, so a statement failing midway rolls
+    /// back everything before it and the caller answers 5xx; and the reply
+    /// is held until these writes are durable (output gate).
+    ///
+    /// Values are bound per row: a whole group as one JSON parameter hits
+    /// SQLite's 2 MB string limit with large events (bench/README.md).
+    pub(super) fn ingest_group(&self, batches: Vec<IngestBatch>) -> Result<Ingested> {
+        let mut replies = vec![IngestReply::default(); batches.len()];
+        let mut touched: Vec<(&str, i64)> = Vec::new();
+        for (i, batch) in batches.iter().enumerate() {
+            let now = batch.received_at_ms;
+            let reply = &mut replies[i];
+            for ev in &batch.events {
+                // Try the insert first: a new event (the common case) costs
+                // one statement; only an existing identity is read back. A
+                // copy that rode in the same group finds the first one here.
+                let decision = if self.insert_event(ev, now)? {
+                    DedupDecision::Insert
+                } else {
+                    let stored: Vec<HashRow> = self
+                        .sql
+                        .exec("SELECT content_hash FROM events WHERE event_key = ?", vec![ev.event_key.clone().into()])?
+                        .to_array()?;
+                    decide(stored.first().map(|r| r.content_hash.as_str()), &ev.content_hash)
+                };
+                // Every message the group names gets its derived state
+                // checked, duplicates included: a message whose events exist
+                // is always listed (see `refresh_rows`).
+                if !touched.iter().any(|(m, _)| *m == ev.message_id) {
+                    touched.push((&ev.message_id, now));
+                }
+                match decision {
+                    DedupDecision::Insert => reply.stored += 1,
+                    DedupDecision::Duplicate => reply.duplicates += 1,
+                    DedupDecision::Conflict => {
+                        console_warn!(
+                            "event identity conflict: message {} type {} already stored with other content; kept aside",
+                            ev.message_id,
+                            ev.kind
+                        );
+                        self.sql.exec(
+                            "INSERT INTO event_conflicts (event_key, content_hash, message_id, raw, received_at_ms)
+                             VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                            vec![
+                                ev.event_key.clone().into(),
+                                ev.content_hash.clone().into(),
+                                ev.message_id.clone().into(),
+                                ev.raw.clone().into(),
+                                now.into(),
+                            ],
+                        )?;
+                        reply.conflicts += 1;
+                    }
+                }
+            }
+        }
+        let mut live = Vec::new();
+        for (i, batch) in batches.iter().enumerate() {
+            let now = batch.received_at_ms;
+            for q in &batch.quarantine {
+                let seen: Vec<SeenRow> = self.sql.exec(
+                    "INSERT INTO quarantine (content_hash, raw, raw_encoding, reason, first_seen_ms, last_seen_ms, seen_count)
+                     VALUES (?, ?, ?, ?, ?, ?, 1)
+                     ON CONFLICT (content_hash) DO UPDATE SET
+                       seen_count = seen_count + 1, last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)
+                     RETURNING seen_count",
+                    vec![
+                        q.content_hash.clone().into(),
+                        q.raw.clone().into(),
+                        q.raw_encoding.as_str().into(),
+                        q.reason.clone().into(),
+                        now.into(),
+                        now.into(),
+                    ],
+                )?.to_array()?;
+                if seen.first().is_some_and(|s| s.seen_count == 1) {
+                    live.push(quarantine_doc(&q.content_hash, &q.reason, now));
+                }
+                replies[i].quarantined += 1;
+            }
+        }
+        let (queued, docs) = if touched.is_empty() { (0, Vec::new()) } else { self.refresh_rows(&touched)? };
+        live.extend(docs);
+        Ok((replies, queued, live))
+    }
+
+    /// Brings the list rows of these messages in line with all their
+    /// events, and queues an outbox row (and a live document) for each
+    /// recipient whose normalized status moved from what the rows said.
+    /// Rows that already agree are left alone, so a duplicate costs reads
+    /// only, while one whose message lost its rows (or never got them)
+    /// rebuilds them and the forwards they imply. Runs in the ingest's
+    /// transaction: events, rows and outbox commit together or not at all.
+    /// `touched` pairs each message with the time it was touched. Returns
+    /// the outbox rows queued and the live documents.
+    fn refresh_rows(&self, touched: &[(&str, i64)]) -> Result<(u32, Vec<serde_json::Value>)> {
+        let ids = serde_json::to_string(&touched.iter().map(|(m, _)| m).collect::<Vec<_>>())?;
+        let mut events = reads::events_of(&self.sql, &ids)?;
+        let stored: Vec<RowRecord> = self
+            .sql
+            .exec(
+                &format!("SELECT {ROW_COLUMNS} FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))"),
+                vec![ids.into()],
+            )?
+            .to_array()?;
+        let mut previous: BTreeMap<String, Vec<ListRow>> = BTreeMap::new();
+        for r in stored {
+            let row = r.into_list_row()?;
+            previous.entry(row.message_id.clone()).or_default().push(row);
+        }
+        let mut queued = 0;
+        let mut docs = Vec::new();
+        let mut stale = Vec::new();
+        let mut rows = Vec::new();
+        for (message_id, now) in touched {
+            let records =
+                MessageRecords { events: events.remove(*message_id).unwrap_or_default(), conflicts: Vec::new() };
+            let first_received = records.events.iter().map(|e| e.received_at_ms).min().unwrap_or(0);
+            let Some(view) = project(message_id, &records) else { continue };
+            let mut fresh = rows_for(&view, first_received);
+            let mut before = previous.remove(*message_id).unwrap_or_default();
+            fresh.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
+            before.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
+            if fresh == before {
+                continue;
+            }
+            // Changes feed the outbox and live subscribers; skip the work
+            // when neither is there.
+            let found = if self.targets.is_empty() && !self.live.is_on() {
+                Vec::new()
+            } else {
+                let before: Vec<(String, RecipientState)> = before
+                    .iter()
+                    .filter_map(|r| RecipientState::parse(&r.state).map(|s| (r.destination_tn.clone(), s)))
+                    .collect();
+                changes(&before, &view)
+            };
+            queued += self.queue_forwards(&found, *now)?;
+            docs.extend(found.into_iter().map(|c| c.doc));
+            stale.push(*message_id);
+            rows.extend(fresh);
+        }
+        if stale.is_empty() {
+            return Ok((queued, docs));
+        }
+        self.sql.exec(
+            "DELETE FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))",
+            vec![serde_json::to_string(&stale)?.into()],
+        )?;
+        for row in rows {
+            self.sql.exec(
+                &format!("INSERT INTO message_rows ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                vec![
+                    row.message_id.into(),
+                    row.destination_tn.into(),
+                    row.source_tn.into(),
+                    row.message_status.into(),
+                    row.message_direction.into(),
+                    row.message_type.into(),
+                    row.segment_count.into(),
+                    row.error_code.into(),
+                    row.receive_time_ms.into(),
+                    row.carrier_name.into(),
+                    row.message_length.into(),
+                    row.attachment_count.into(),
+                    row.recipient_count.into(),
+                    row.text.into(),
+                    serde_json::to_string(&row.media)?.into(),
+                    row.state.into(),
+                    serde_json::to_string(&row.flags)?.into(),
+                ],
+            )?;
+        }
+        Ok((queued, docs))
+    }
+
+    /// One outbox row per (change, interested target); returns how many.
+    fn queue_forwards(&self, found: &[Change], now: i64) -> Result<u32> {
+        let mut queued = 0;
+        for change in found {
+            let payload = change.doc.to_string();
+            for target in self.targets.iter().filter(|t| t.wants(change.kind)) {
+                let written = self
+                    .sql
+                    .exec(
+                        "INSERT INTO outbox (webhook_id, target_id, message_id, kind, payload, state, attempts,
+                            created_ms, window_start_ms, next_attempt_ms)
+                         VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq",
+                        vec![
+                            change.webhook_id.clone().into(),
+                            target.id.clone().into(),
+                            change.message_id.clone().into(),
+                            change.kind.into(),
+                            payload.clone().into(),
+                            OutboxState::Pending.as_str().into(),
+                            now.into(),
+                            now.into(),
+                            now.into(),
+                        ],
+                    )?
+                    .to_array::<SeqRow>()?;
+                // Counted from RETURNING: rows_written also counts index writes.
+                queued += written.len() as u32;
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Inserts the event unless its identity is already stored; true if inserted.
+    fn insert_event(&self, ev: &EventRecord, now: i64) -> Result<bool> {
+        let inserted = self.sql.exec(
+            "INSERT INTO events (event_key, message_id, type, recipient, time, time_ms, error_code, content_hash, raw,
+                received_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (event_key) DO NOTHING RETURNING seq",
+            vec![
+                ev.event_key.clone().into(),
+                ev.message_id.clone().into(),
+                ev.kind.clone().into(),
+                ev.recipient.clone().into(),
+                ev.time.clone().into(),
+                ev.time_ms.into(),
+                ev.error_code.into(),
+                ev.content_hash.clone().into(),
+                ev.raw.clone().into(),
+                now.into(),
+            ],
+        )?;
+        Ok(!inserted.to_array::<SeqRow>()?.is_empty())
+    }
+}

@@ -1,0 +1,201 @@
+//! `LedgerShard`: one SQLite-backed Durable Object per shard of the ledger.
+//!
+//! It stores the events, identity conflicts and quarantined input of the
+//! messages (and content hashes) that map to it, with what derives from
+//! them: list rows, outbox rows, live documents. The rules (dedup, the
+//! projection, what counts as a change) are `bw_ledger_core`'s; the shard
+//! runs them against SQLite. It must never acknowledge a write it has not
+//! made: every write runs in one transaction (all or nothing), and replies
+//! leave only through the output gate, after the writes are durable.
+//!
+//! This file is the table of contents: the object, its methods
+//! (`bw_ledger_core::wire::ledger`) and its alarm.
+//! - `schema`: tables and indexes;
+//! - `ingest`: the write path;
+//! - `reads`: messages, list pages, the quarantine;
+//! - `outbox`: delivery and the outbox operations;
+//! - `idempotency`: the send proxy's keys.
+
+mod idempotency;
+mod ingest;
+mod outbox;
+mod reads;
+mod schema;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use bw_ledger_core::forward::{parse_targets, ForwardTarget, Schedule};
+use bw_ledger_core::wire::{ledger, Empty, Method, ReplayReply};
+use worker::{
+    console_error, durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State, Storage,
+};
+
+use crate::clock::now_ms;
+use crate::config::{FORWARD_GIVE_UP_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS, FORWARD_TARGETS};
+use crate::object_call::{reply, request};
+use crate::objects::live_hub::{publish, LiveSwitch};
+use crate::objects::transaction::Transactions;
+use outbox::{Deliveries, DELIVERY_BATCH};
+
+#[durable_object]
+pub struct LedgerShard {
+    state: State,
+    env: Env,
+    sql: SqlStorage,
+    storage: Rc<Storage>,
+    /// Every write a request makes runs in one of these: all or nothing.
+    txn: Transactions,
+    schema_ready: Cell<bool>,
+    /// Whether live subscribers may be listening; starts true, cleared when
+    /// the hub reports none, set again by the hub's `LiveOn`.
+    live: Rc<LiveSwitch>,
+    /// Forwarding targets and schedule, read once per object instance.
+    targets: Rc<Vec<ForwardTarget>>,
+    schedule: Schedule,
+}
+
+impl DurableObject for LedgerShard {
+    fn new(state: State, env: Env) -> Self {
+        let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
+        let targets = parse_targets(var(FORWARD_TARGETS).as_deref()).unwrap_or_else(|why| {
+            // Ingest must never fail over forwarding config: log it loudly.
+            console_error!("config: {why}; forwarding is off until it is fixed");
+            Vec::new()
+        });
+        let schedule = Schedule::from_vars(
+            var(FORWARD_RETRY_BASE_MS).as_deref(),
+            var(FORWARD_RETRY_MAX_MS).as_deref(),
+            var(FORWARD_GIVE_UP_MS).as_deref(),
+        );
+        let txn = match Transactions::of(&state) {
+            Ok(txn) => txn,
+            // The runtime gives every object its storage; `State::storage`
+            // in the worker crate unwraps this same call.
+            Err(e) => panic!("LedgerShard without storage: {e}"),
+        };
+        let shard = Self {
+            txn,
+            sql: state.storage().sql(),
+            storage: Rc::new(state.storage()),
+            state,
+            env,
+            schema_ready: Cell::new(false),
+            live: LiveSwitch::new(),
+            targets: Rc::new(targets),
+            schedule,
+        };
+        // A crash while an alarm runs can lose it; whenever the object wakes
+        // up, re-arm it if outbox rows are still waiting.
+        shard.state.wait_until(shard.deliveries().rearm_if_lost());
+        shard
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        self.ensure_schema()?;
+        let path = req.path();
+        match path.as_str() {
+            ledger::Ingest::PATH => {
+                // A group of callbacks (see bw_ledger_core::group): one
+                // transaction, one commit.
+                let batches = request::<ledger::Ingest>(&mut req).await?;
+                let (replies, queued, live) = self.txn.atomically(|| self.ingest_group(batches))?;
+                if !live.is_empty() && self.live.is_on() {
+                    // Off the ack path, and after the commit: outgoing
+                    // requests wait behind the output gate.
+                    self.state.wait_until(publish(self.env.clone(), live, self.live.clone()));
+                }
+                if queued > 0 {
+                    // Deliver off the ack path: the alarm runs after this reply.
+                    self.storage.set_alarm(0).await?;
+                }
+                reply::<ledger::Ingest>(&replies)
+            }
+            ledger::Message::PATH => {
+                let q = request::<ledger::Message>(&mut req).await?;
+                reply::<ledger::Message>(&reads::message(&self.sql, &q.message_id)?)
+            }
+            ledger::Quarantine::PATH => {
+                let q = request::<ledger::Quarantine>(&mut req).await?;
+                reply::<ledger::Quarantine>(&reads::quarantine(&self.sql, q.limit)?)
+            }
+            ledger::List::PATH => {
+                let q = request::<ledger::List>(&mut req).await?;
+                reply::<ledger::List>(&reads::list(&self.sql, &q)?)
+            }
+            ledger::IdemBegin::PATH => {
+                let begin = request::<ledger::IdemBegin>(&mut req).await?;
+                reply::<ledger::IdemBegin>(&self.txn.atomically(|| idempotency::begin(&self.sql, begin))?)
+            }
+            ledger::IdemFinish::PATH => {
+                let finish = request::<ledger::IdemFinish>(&mut req).await?;
+                self.txn.atomically(|| idempotency::finish(&self.sql, finish))?;
+                reply::<ledger::IdemFinish>(&Empty {})
+            }
+            ledger::OutboxStats::PATH => reply::<ledger::OutboxStats>(&outbox::stats(&self.sql)?),
+            ledger::OutboxDead::PATH => {
+                let q = request::<ledger::OutboxDead>(&mut req).await?;
+                reply::<ledger::OutboxDead>(&outbox::dead(&self.sql, &q)?)
+            }
+            ledger::OutboxReplay::PATH => {
+                let r = request::<ledger::OutboxReplay>(&mut req).await?;
+                let replayed = self.txn.atomically(|| outbox::replay(&self.sql, &r))?;
+                if replayed > 0 {
+                    self.storage.set_alarm(0).await?;
+                }
+                reply::<ledger::OutboxReplay>(&ReplayReply { replayed })
+            }
+            ledger::LiveOn::PATH => {
+                self.live.turn_on();
+                reply::<ledger::LiveOn>(&Empty {})
+            }
+            #[cfg(feature = "test-hooks")]
+            crate::test_hooks::ShardSql::PATH => {
+                let q = request::<crate::test_hooks::ShardSql>(&mut req).await?;
+                reply::<crate::test_hooks::ShardSql>(&crate::test_hooks::run(&self.sql, q)?)
+            }
+            _ => Response::error("unknown shard method", 404),
+        }
+    }
+
+    /// Starts delivering due outbox rows, off every ack path. Each row is
+    /// leased (its next attempt pushed past the delivery timeout) and then
+    /// delivered on its own: it records its outcome and reschedules the alarm
+    /// when it finishes, so a target that hangs holds only its own rows. If
+    /// the object dies mid-delivery the lease expires and the row is sent
+    /// again, with the same webhook-id.
+    async fn alarm(&self) -> Result<Response> {
+        self.ensure_schema()?;
+        let deliveries = self.deliveries();
+        let heads = deliveries.lease_due(now_ms())?;
+        let full = heads.len() as u32 == DELIVERY_BATCH;
+        for head in heads {
+            self.state.wait_until(deliveries.clone().deliver_and_record(head));
+        }
+        if full {
+            self.storage.set_alarm(0).await?;
+        } else {
+            deliveries.reschedule().await?;
+        }
+        Response::ok("")
+    }
+}
+
+impl LedgerShard {
+    fn deliveries(&self) -> Deliveries {
+        Deliveries {
+            sql: self.sql.clone(),
+            storage: self.storage.clone(),
+            targets: self.targets.clone(),
+            schedule: self.schedule,
+        }
+    }
+
+    fn ensure_schema(&self) -> Result<()> {
+        if !self.schema_ready.get() {
+            schema::ensure(&self.sql)?;
+            self.schema_ready.set(true);
+        }
+        Ok(())
+    }
+}

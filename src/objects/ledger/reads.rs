@@ -1,0 +1,202 @@
+//! A ledger shard's reads: a message's records, the list page and count,
+//! and the quarantine. Each query sits beside the row type it reads into.
+
+use std::collections::BTreeMap;
+
+use bw_ledger_core::list::{count_plan, page_plan, ListQuery, ListRow, ShardPage, SqlParam, SqlPlan};
+use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
+use bw_ledger_core::wire::{EventRecord, MessageRecords, QuarantineList, StoredConflict, StoredEvent};
+use serde::Deserialize;
+use worker::{Result, SqlCursor, SqlStorage};
+
+#[derive(Deserialize)]
+struct EventRow {
+    seq: i64,
+    event_key: String,
+    message_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    recipient: Option<String>,
+    time: Option<String>,
+    time_ms: Option<i64>,
+    error_code: Option<i64>,
+    content_hash: String,
+    raw: String,
+    received_at_ms: i64,
+}
+
+impl From<EventRow> for StoredEvent {
+    fn from(r: EventRow) -> Self {
+        StoredEvent {
+            seq: r.seq,
+            record: EventRecord {
+                event_key: r.event_key,
+                message_id: r.message_id,
+                kind: r.kind,
+                recipient: r.recipient,
+                time: r.time,
+                time_ms: r.time_ms,
+                error_code: r.error_code,
+                content_hash: r.content_hash,
+                raw: r.raw,
+            },
+            received_at_ms: r.received_at_ms,
+        }
+    }
+}
+
+/// The stored events of the messages in `ids` (a JSON array of ids), by
+/// message in arrival order.
+pub fn events_of(sql: &SqlStorage, ids: &str) -> Result<BTreeMap<String, Vec<StoredEvent>>> {
+    let rows: Vec<EventRow> = sql
+        .exec(
+            "SELECT seq, event_key, message_id, type, recipient, time, time_ms, error_code, content_hash, raw, received_at_ms
+             FROM events WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            vec![ids.into()],
+        )?
+        .to_array()?;
+    let mut by_message: BTreeMap<String, Vec<StoredEvent>> = BTreeMap::new();
+    for r in rows {
+        by_message.entry(r.message_id.clone()).or_default().push(r.into());
+    }
+    Ok(by_message)
+}
+
+#[derive(Deserialize)]
+struct ConflictRow {
+    event_key: String,
+    content_hash: String,
+    raw: String,
+    received_at_ms: i64,
+}
+
+/// A message's events, in arrival order, and its identity conflicts.
+pub fn message(sql: &SqlStorage, message_id: &str) -> Result<MessageRecords> {
+    let events = events_of(sql, &serde_json::to_string(&[message_id])?)?.remove(message_id).unwrap_or_default();
+    let conflicts: Vec<ConflictRow> = sql
+        .exec(
+            "SELECT event_key, content_hash, raw, received_at_ms FROM event_conflicts
+             WHERE message_id = ? ORDER BY received_at_ms, content_hash",
+            vec![message_id.into()],
+        )?
+        .to_array()?;
+    Ok(MessageRecords {
+        events,
+        conflicts: conflicts
+            .into_iter()
+            .map(|c| StoredConflict {
+                event_key: c.event_key,
+                content_hash: c.content_hash,
+                raw: c.raw,
+                received_at_ms: c.received_at_ms,
+            })
+            .collect(),
+    })
+}
+
+#[derive(Deserialize)]
+struct QuarantineRow {
+    content_hash: String,
+    raw: String,
+    raw_encoding: String,
+    reason: String,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    seen_count: i64,
+}
+
+/// The most recently seen quarantine items.
+pub fn quarantine(sql: &SqlStorage, limit: u32) -> Result<QuarantineList> {
+    let rows: Vec<QuarantineRow> = sql
+        .exec(
+            "SELECT content_hash, raw, raw_encoding, reason, first_seen_ms, last_seen_ms, seen_count
+             FROM quarantine ORDER BY last_seen_ms DESC, content_hash LIMIT ?",
+            vec![i64::from(limit).into()],
+        )?
+        .to_array()?;
+    Ok(rows
+        .into_iter()
+        .map(|r| QuarantineItem {
+            record: QuarantineRecord {
+                content_hash: r.content_hash,
+                raw: r.raw,
+                raw_encoding: RawEncoding::from_stored(&r.raw_encoding),
+                reason: r.reason,
+            },
+            first_seen_ms: r.first_seen_ms,
+            last_seen_ms: r.last_seen_ms,
+            seen_count: r.seen_count,
+        })
+        .collect())
+}
+
+/// A `message_rows` row as SQLite returns it (`ROW_COLUMNS`).
+#[derive(Deserialize)]
+pub(super) struct RowRecord {
+    message_id: String,
+    destination_tn: String,
+    source_tn: String,
+    message_status: String,
+    message_direction: String,
+    message_type: String,
+    segment_count: i64,
+    error_code: i64,
+    receive_time_ms: i64,
+    carrier_name: Option<String>,
+    message_length: i64,
+    attachment_count: i64,
+    recipient_count: i64,
+    text: Option<String>,
+    media: String,
+    state: String,
+    flags: String,
+}
+
+impl RowRecord {
+    pub(super) fn into_list_row(self) -> Result<ListRow> {
+        Ok(ListRow {
+            message_id: self.message_id,
+            destination_tn: self.destination_tn,
+            source_tn: self.source_tn,
+            message_status: self.message_status,
+            message_direction: self.message_direction,
+            message_type: self.message_type,
+            segment_count: self.segment_count,
+            error_code: self.error_code,
+            receive_time_ms: self.receive_time_ms,
+            carrier_name: self.carrier_name,
+            message_length: self.message_length,
+            attachment_count: self.attachment_count,
+            recipient_count: self.recipient_count,
+            text: self.text,
+            media: serde_json::from_str(&self.media)?,
+            state: self.state,
+            flags: serde_json::from_str(&self.flags)?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct CountRow {
+    n: i64,
+}
+
+fn run(sql: &SqlStorage, plan: SqlPlan) -> Result<SqlCursor> {
+    let params = plan
+        .params
+        .into_iter()
+        .map(|p| match p {
+            SqlParam::Int(i) => i.into(),
+            SqlParam::Text(t) => t.into(),
+        })
+        .collect::<Vec<worker::SqlStorageValue>>();
+    sql.exec(&plan.sql, params)
+}
+
+/// One shard's page and count for a list query planned by the core.
+pub fn list(sql: &SqlStorage, q: &ListQuery) -> Result<ShardPage> {
+    let rows: Vec<RowRecord> = run(sql, page_plan(q))?.to_array()?;
+    let counts: Vec<CountRow> = run(sql, count_plan(q))?.to_array()?;
+    let rows = rows.into_iter().map(RowRecord::into_list_row).collect::<Result<Vec<_>>>()?;
+    Ok(ShardPage { rows, total: counts.first().map_or(0, |c| c.n) })
+}

@@ -1,0 +1,96 @@
+//! A ledger shard's tables and indexes, created on first use.
+
+use worker::{Result, SqlStorage};
+
+/// Schema, applied idempotently on first use. Changing a table is a
+/// migration: add statements, never edit these.
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY,
+        event_key TEXT NOT NULL UNIQUE,
+        message_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        recipient TEXT,
+        time TEXT,
+        time_ms INTEGER,
+        error_code INTEGER,
+        content_hash TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS events_by_message ON events (message_id, seq)",
+    "CREATE TABLE IF NOT EXISTS event_conflicts (
+        event_key TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (event_key, content_hash))",
+    "CREATE INDEX IF NOT EXISTS conflicts_by_message ON event_conflicts (message_id)",
+    "CREATE TABLE IF NOT EXISTS quarantine (
+        content_hash TEXT PRIMARY KEY,
+        raw TEXT NOT NULL,
+        raw_encoding TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        seen_count INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS quarantine_by_last_seen ON quarantine (last_seen_ms)",
+    "CREATE TABLE IF NOT EXISTS idempotency (
+        scope_key TEXT PRIMARY KEY,
+        body_hash TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        response TEXT)",
+    "CREATE INDEX IF NOT EXISTS idempotency_by_created ON idempotency (created_ms)",
+    // One row per (message, recipient): the List Messages projection, kept
+    // current in the same transaction as the events it derives from.
+    "CREATE TABLE IF NOT EXISTS message_rows (
+        message_id TEXT NOT NULL,
+        destination_tn TEXT NOT NULL,
+        source_tn TEXT NOT NULL,
+        message_status TEXT NOT NULL,
+        message_direction TEXT NOT NULL,
+        message_type TEXT NOT NULL,
+        segment_count INTEGER NOT NULL,
+        error_code INTEGER NOT NULL,
+        receive_time_ms INTEGER NOT NULL,
+        carrier_name TEXT,
+        message_length INTEGER NOT NULL,
+        attachment_count INTEGER NOT NULL,
+        recipient_count INTEGER NOT NULL,
+        text TEXT,
+        media TEXT NOT NULL,
+        state TEXT NOT NULL,
+        flags TEXT NOT NULL,
+        PRIMARY KEY (message_id, destination_tn))",
+    "CREATE INDEX IF NOT EXISTS rows_by_time ON message_rows (receive_time_ms, message_id, destination_tn)",
+    "CREATE INDEX IF NOT EXISTS rows_by_source ON message_rows (source_tn, receive_time_ms)",
+    "CREATE INDEX IF NOT EXISTS rows_by_destination ON message_rows (destination_tn, receive_time_ms)",
+    "CREATE INDEX IF NOT EXISTS rows_by_status ON message_rows (message_status, receive_time_ms)",
+    // The transactional outbox: one row per (target, change), written in the
+    // same synchronous section as the event that caused it.
+    "CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY,
+        webhook_id TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        window_start_ms INTEGER NOT NULL,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT,
+        delivered_ms INTEGER,
+        UNIQUE (target_id, webhook_id))",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms)",
+    "CREATE INDEX IF NOT EXISTS outbox_by_message ON outbox (target_id, message_id, state, seq)",
+];
+
+/// Applies the schema; every statement is idempotent.
+pub fn ensure(sql: &SqlStorage) -> Result<()> {
+    for stmt in SCHEMA {
+        sql.exec(stmt, None)?;
+    }
+    Ok(())
+}

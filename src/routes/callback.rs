@@ -1,0 +1,37 @@
+//! `POST /callbacks/bandwidth`: the ack path.
+//!
+//! Order matters: authenticate, bound the size, parse, and answer 2xx only
+//! after every shard touched has confirmed its write. A shard's failure is
+//! ours (503): Bandwidth retries, and dedup absorbs what did land.
+
+use bw_ledger_core::auth::{check_basic, AuthOutcome};
+use bw_ledger_core::error::MAX_CALLBACK_BODY;
+use bw_ledger_core::{parse_callback_body, ApiError};
+use worker::{console_error, Env, Request, Response};
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::http;
+use crate::shard_client::ShardClient;
+
+pub async fn receive(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+    let header = super::authorization(req);
+    let credentials = config.callback_credentials();
+    if header.is_some() && credentials.is_empty() {
+        // Credentials were presented but none are configured: our fault, and
+        // a 5xx keeps Bandwidth retrying until the operator fixes it.
+        return Err(ApiError::NotConfigured("CALLBACK_USER/CALLBACK_PASSWORD"));
+    }
+    match check_basic(header.as_deref(), credentials) {
+        AuthOutcome::Accepted => {}
+        AuthOutcome::Missing | AuthOutcome::Rejected => return Err(ApiError::CallbackUnauthorized),
+    }
+    let body = http::read_bounded(req, MAX_CALLBACK_BODY).await?;
+    let parsed = parse_callback_body(&body);
+    let shards = ShardClient::new(env, config.shards()?)?;
+    let reply = bw_ledger_core::ingest::ingest(&shards, &parsed, shards.count(), now_ms(), |shard, e| {
+        console_error!("callback ingest: shard {shard} did not confirm: {e}");
+    })
+    .await?;
+    http::json(&reply)
+}

@@ -1,0 +1,41 @@
+//! `GET /live`: authenticate a WebSocket subscriber, then hand the upgrade
+//! to the live hub (`objects::live_hub`), which holds the socket.
+
+use bw_ledger_core::live::{parse_live_request, Subscription};
+use bw_ledger_core::route::percent_encode;
+use bw_ledger_core::wire::live_hub::SUBSCRIBE_PATH;
+use bw_ledger_core::ApiError;
+use worker::{console_error, Env, Headers, Method, Request, RequestInit, Response};
+
+use crate::config::{Config, LIVE};
+use crate::objects::live_hub::HUB_NAME;
+
+pub async fn subscribe(req: &Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+    if !req.headers().get("Upgrade").ok().flatten().is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        return Err(ApiError::BadRequest("GET /live expects a WebSocket upgrade.".into()));
+    }
+    let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
+    let protocols = req.headers().get("Sec-WebSocket-Protocol").ok().flatten();
+    let live = parse_live_request(url.query(), protocols.as_deref());
+    let token = live.token.clone().ok_or(ApiError::ApiUnauthorized)?;
+    let scope = super::authorize_reader(Some(&format!("Bearer {token}")), config)?;
+    let sub = Subscription { scope, message_id: live.message_id, number: live.number };
+    let sub_json = serde_json::to_string(&sub).map_err(|_| ApiError::Internal)?;
+    let hub_url = format!(
+        "https://{HUB_NAME}{SUBSCRIBE_PATH}?sub={}&subprotocol={}",
+        percent_encode(&sub_json),
+        live.via_subprotocol
+    );
+    let forward = async {
+        let headers = Headers::new();
+        headers.set("Upgrade", "websocket")?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get).with_headers(headers);
+        let req = Request::new_with_init(&hub_url, &init)?;
+        env.durable_object(LIVE)?.id_from_name(HUB_NAME)?.get_stub()?.fetch_with_request(req).await
+    };
+    forward.await.map_err(|e| {
+        console_error!("live: hub did not accept the subscriber: {e}");
+        ApiError::StorageUnavailable
+    })
+}

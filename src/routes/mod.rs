@@ -1,0 +1,36 @@
+//! The Worker's HTTP routes, one file per concern, and who may call them.
+//! Routes authenticate, call the core and the objects, and render; every
+//! rule they apply is `bw_ledger_core`'s.
+
+pub mod callback;
+pub mod live;
+pub mod outbox;
+pub mod read;
+pub mod send;
+
+use bw_ledger_core::auth::{check_bearer, AuthOutcome};
+use bw_ledger_core::client::reader;
+use bw_ledger_core::ApiError;
+use worker::Request;
+
+use crate::config::Config;
+
+pub fn authorization(req: &Request) -> Option<String> {
+    req.headers().get("Authorization").ok().flatten()
+}
+
+/// Operator routes: the API token only.
+pub fn authorize_api(req: &Request, config: &Config) -> Result<(), ApiError> {
+    let token = config.api_token().ok_or(ApiError::NotConfigured("API_TOKEN"))?;
+    match check_bearer(authorization(req).as_deref(), token) {
+        AuthOutcome::Accepted => Ok(()),
+        AuthOutcome::Missing | AuthOutcome::Rejected => Err(ApiError::ApiUnauthorized),
+    }
+}
+
+/// Reader routes (lists, the live feed): the API token, or a client key,
+/// which limits what is read to its numbers (`Reader::scope`).
+pub fn authorize_reader(header: Option<&str>, config: &Config) -> Result<Option<Vec<String>>, ApiError> {
+    let keys = config.client_keys()?;
+    reader(header, config.api_token(), &keys).map(|r| r.scope()).map_err(|_| ApiError::ApiUnauthorized)
+}

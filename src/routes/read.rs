@@ -1,0 +1,72 @@
+//! The read API: a message (`GET /messages/{id}`), the quarantine, List
+//! Messages (`GET /api/v2/users/{accountId}/messages`, in Bandwidth's
+//! shape) and conversations. Queries are parsed and planned in the core,
+//! fanned out to the shards, and merged in the core.
+
+use bw_ledger_core::list::{list_item, merge, page_info, ListQuery, ShardPage};
+use bw_ledger_core::projection::project;
+use bw_ledger_core::quarantine::merge_recent;
+use bw_ledger_core::route::query_limit;
+use bw_ledger_core::wire::{ledger, MessageQuery, QuarantineQuery};
+use bw_ledger_core::ApiError;
+use worker::{Env, Request, Response};
+
+use crate::config::Config;
+use crate::http;
+use crate::shard_client::ShardClient;
+
+/// `GET /messages/{id}` (API token): the message as its events show it.
+pub async fn message(env: &Env, config: &Config, id: String) -> Result<Response, ApiError> {
+    let shards = ShardClient::new(env, config.shards()?)?;
+    let records =
+        shards.call::<ledger::Message>(shards.shard_of(&id), &MessageQuery { message_id: id.clone() }).await?;
+    let view = project(&id, &records).ok_or(ApiError::NotFound("Message"))?;
+    http::json(&view)
+}
+
+/// `GET /quarantine` (API token): the most recently seen items of all shards.
+pub async fn quarantine(req: &Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+    let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
+    let limit = query_limit(url.query(), 100, 1000)?;
+    let shards = ShardClient::new(env, config.shards()?)?;
+    let lists = shards.call_all::<ledger::Quarantine>(&QuarantineQuery { limit }).await?;
+    http::json(&serde_json::json!({ "items": merge_recent(lists, limit as usize) }))
+}
+
+/// List Messages (`account_id` is `Some`) or conversations (`None`).
+pub async fn list_messages(
+    req: &Request,
+    env: &Env,
+    config: &Config,
+    account_id: Option<&str>,
+) -> Result<Response, ApiError> {
+    let account = match account_id {
+        Some(id) => {
+            let configured = config.account_id()?;
+            if id != configured {
+                return Err(ApiError::NotFound("Account"));
+            }
+            configured
+        }
+        None => config.account_id().unwrap_or_default(),
+    };
+    let scope = super::authorize_reader(super::authorization(req).as_deref(), config)?;
+    let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
+    let query = url.query();
+    let q = match account_id {
+        Some(_) => ListQuery::parse(query, scope)?,
+        None => ListQuery::conversation(query, scope)?,
+    };
+    let shards = ShardClient::new(env, config.shards()?)?;
+    let pages: Vec<ShardPage> = shards.call_all::<ledger::List>(&q).await?;
+    let total: i64 = pages.iter().map(|p| p.total).sum();
+    let page = merge(&q, pages.into_iter().map(|p| p.rows).collect());
+    let base = format!("{}{}", url.origin().ascii_serialization(), url.path());
+    let messages: Vec<serde_json::Value> =
+        page.rows.iter().map(|r| list_item(r, &account, q.include_content)).collect();
+    http::json(&serde_json::json!({
+        "totalCount": total,
+        "pageInfo": page_info(&page, &base, query),
+        "messages": messages,
+    }))
+}
