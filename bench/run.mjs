@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:f
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { ROOT, freePort, writeConfig, startWorkerd, readWranglerToml, loadgen } from './workerd.mjs';
+import { ROOT, LEDGER_BUILD, freePort, writeConfig, startWorkerd, readWranglerToml, loadgen } from './workerd.mjs';
 import { startFakeBandwidth } from '../tests/e2e/fake-bandwidth.mjs';
 import { crashRestart } from '../tests/e2e/crash.mjs';
 import WebSocket from 'ws';
@@ -108,7 +108,7 @@ async function main() {
       return;
     }
 
-    const wasm = readFileSync(join(ROOT, 'build/index_bg.wasm'));
+    const wasm = readFileSync(join(LEDGER_BUILD, 'index_bg.wasm'));
     results.wasmRaw = wasm.length;
     results.wasmGzip = gzipSync(wasm, { level: 9 }).length;
     log(`wasm: ${(results.wasmRaw / 1024).toFixed(0)} KiB raw, ${(results.wasmGzip / 1024).toFixed(0)} KiB gzipped`);

@@ -8,6 +8,9 @@ import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
+/** The ledger build to run: `build/`, or `BENCH_BUILD` (another checkout's
+ * build/, for a before/after comparison in one session). */
+export const LEDGER_BUILD = resolve(process.env.BENCH_BUILD ?? join(ROOT, 'build'));
 export const WORKERD = join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
 export const LOADGEN = join(ROOT, 'target/release/bw-ledger-loadgen');
 
@@ -70,8 +73,8 @@ const config :Workerd.Config = (
 );
 const ledger :Workerd.Worker = (
   modules = [
-    (name = "index.js", esModule = embed ${rel(join(ROOT, 'build/index.js'))}),
-    (name = "index_bg.wasm", wasm = embed ${rel(join(ROOT, 'build/index_bg.wasm'))}),
+    (name = "index.js", esModule = embed ${rel(join(LEDGER_BUILD, 'index.js'))}),
+    (name = "index_bg.wasm", wasm = embed ${rel(join(LEDGER_BUILD, 'index_bg.wasm'))}),
   ],
   compatibilityDate = ${str(w.date)},
   bindings = [

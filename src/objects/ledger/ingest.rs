@@ -29,6 +29,13 @@ struct SeenRow {
     seen_count: i64,
 }
 
+/// A message a group named: when, and whether any of its events was new.
+struct Touched<'a> {
+    message_id: &'a str,
+    at: i64,
+    inserted: bool,
+}
+
 /// What one ingest call did: a reply per batch, outbox rows queued, and
 /// documents for live subscribers.
 pub type Ingested = (Vec<IngestReply>, u32, Vec<serde_json::Value>);
@@ -45,9 +52,9 @@ impl LedgerShard {
     ///
     /// Values are bound per row: a whole group as one JSON parameter hits
     /// SQLite's 2 MB string limit with large events (bench/README.md).
-    pub(super) fn ingest_group(&self, batches: Vec<IngestBatch>) -> Result<Ingested> {
+    pub(super) fn ingest_group(&self, batches: &[IngestBatch]) -> Result<Ingested> {
         let mut replies = vec![IngestReply::default(); batches.len()];
-        let mut touched: Vec<(&str, i64)> = Vec::new();
+        let mut touched: Vec<Touched> = Vec::new();
         for (i, batch) in batches.iter().enumerate() {
             let now = batch.received_at_ms;
             let reply = &mut replies[i];
@@ -67,8 +74,10 @@ impl LedgerShard {
                 // Every message the group names gets its derived state
                 // checked, duplicates included: a message whose events exist
                 // is always listed (see `refresh_rows`).
-                if !touched.iter().any(|(m, _)| *m == ev.message_id) {
-                    touched.push((&ev.message_id, now));
+                let inserted = decision == DedupDecision::Insert;
+                match touched.iter_mut().find(|t| t.message_id == ev.message_id) {
+                    Some(t) => t.inserted |= inserted,
+                    None => touched.push(Touched { message_id: &ev.message_id, at: now, inserted }),
                 }
                 match decision {
                     DedupDecision::Insert => reply.stored += 1,
@@ -128,46 +137,55 @@ impl LedgerShard {
     /// Brings the list rows of these messages in line with all their
     /// events, and queues an outbox row (and a live document) for each
     /// recipient whose normalized status moved from what the rows said.
-    /// Rows that already agree are left alone, so a duplicate costs reads
-    /// only, while one whose message lost its rows (or never got them)
-    /// rebuilds them and the forwards they imply. Runs in the ingest's
-    /// transaction: events, rows and outbox commit together or not at all.
-    /// `touched` pairs each message with the time it was touched. Returns
-    /// the outbox rows queued and the live documents.
-    fn refresh_rows(&self, touched: &[(&str, i64)]) -> Result<(u32, Vec<serde_json::Value>)> {
-        let ids = serde_json::to_string(&touched.iter().map(|(m, _)| m).collect::<Vec<_>>())?;
+    /// A message named only by duplicates has its rows compared first and
+    /// left alone if they agree, so a healthy duplicate costs reads only,
+    /// while one whose rows were lost (or never written) rebuilds them and
+    /// the forwards they imply. Runs in the ingest's transaction: events,
+    /// rows and outbox commit together or not at all. Returns the outbox
+    /// rows queued and the live documents.
+    fn refresh_rows(&self, touched: &[Touched]) -> Result<(u32, Vec<serde_json::Value>)> {
+        let ids = serde_json::to_string(&touched.iter().map(|t| t.message_id).collect::<Vec<_>>())?;
         let mut events = reads::events_of(&self.sql, &ids)?;
-        let stored: Vec<RowRecord> = self
-            .sql
-            .exec(
-                &format!("SELECT {ROW_COLUMNS} FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))"),
-                vec![ids.into()],
-            )?
-            .to_array()?;
+        // Changes feed the outbox and live subscribers: without either, a
+        // message with a new event is rewritten without reading its rows.
+        let want_changes = !self.targets.is_empty() || self.live.is_on();
+        let compared: Vec<&str> =
+            touched.iter().filter(|t| want_changes || !t.inserted).map(|t| t.message_id).collect();
         let mut previous: BTreeMap<String, Vec<ListRow>> = BTreeMap::new();
-        for r in stored {
-            let row = r.into_list_row()?;
-            previous.entry(row.message_id.clone()).or_default().push(row);
+        if !compared.is_empty() {
+            let stored: Vec<RowRecord> = self
+                .sql
+                .exec(
+                    &format!(
+                        "SELECT {ROW_COLUMNS} FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))"
+                    ),
+                    vec![serde_json::to_string(&compared)?.into()],
+                )?
+                .to_array()?;
+            for r in stored {
+                let row = r.into_list_row()?;
+                previous.entry(row.message_id.clone()).or_default().push(row);
+            }
         }
         let mut queued = 0;
         let mut docs = Vec::new();
         let mut stale = Vec::new();
         let mut rows = Vec::new();
-        for (message_id, now) in touched {
+        for t in touched {
             let records =
-                MessageRecords { events: events.remove(*message_id).unwrap_or_default(), conflicts: Vec::new() };
+                MessageRecords { events: events.remove(t.message_id).unwrap_or_default(), conflicts: Vec::new() };
             let first_received = records.events.iter().map(|e| e.received_at_ms).min().unwrap_or(0);
-            let Some(view) = project(message_id, &records) else { continue };
+            let Some(view) = project(t.message_id, &records) else { continue };
             let mut fresh = rows_for(&view, first_received);
-            let mut before = previous.remove(*message_id).unwrap_or_default();
-            fresh.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
-            before.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
-            if fresh == before {
-                continue;
+            let mut before = previous.remove(t.message_id).unwrap_or_default();
+            if !t.inserted {
+                fresh.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
+                before.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
+                if fresh == before {
+                    continue;
+                }
             }
-            // Changes feed the outbox and live subscribers; skip the work
-            // when neither is there.
-            let found = if self.targets.is_empty() && !self.live.is_on() {
+            let found = if !want_changes {
                 Vec::new()
             } else {
                 let before: Vec<(String, RecipientState)> = before
@@ -176,9 +194,9 @@ impl LedgerShard {
                     .collect();
                 changes(&before, &view)
             };
-            queued += self.queue_forwards(&found, *now)?;
+            queued += self.queue_forwards(&found, t.at)?;
             docs.extend(found.into_iter().map(|c| c.doc));
-            stale.push(*message_id);
+            stale.push(t.message_id);
             rows.extend(fresh);
         }
         if stale.is_empty() {

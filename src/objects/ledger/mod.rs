@@ -99,7 +99,7 @@ impl DurableObject for LedgerShard {
                 // A group of callbacks (see bw_ledger_core::group): one
                 // transaction, one commit.
                 let batches = request::<ledger::Ingest>(&mut req).await?;
-                let (replies, queued, live) = self.txn.atomically(|| self.ingest_group(batches))?;
+                let (replies, queued, live) = self.txn.atomically(|| self.ingest_group(&batches))?;
                 if !live.is_empty() && self.live.is_on() {
                     // Off the ack path, and after the commit: outgoing
                     // requests wait behind the output gate.
