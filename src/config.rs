@@ -31,6 +31,7 @@ pub const FORWARD_TARGETS: &str = "FORWARD_TARGETS";
 pub const FORWARD_RETRY_BASE_MS: &str = "FORWARD_RETRY_BASE_MS";
 pub const FORWARD_RETRY_MAX_MS: &str = "FORWARD_RETRY_MAX_MS";
 pub const FORWARD_GIVE_UP_MS: &str = "FORWARD_GIVE_UP_MS";
+pub const FORWARD_KEEP_DELIVERED_MS: &str = "FORWARD_KEEP_DELIVERED_MS";
 /// The Durable Object namespace binding of the ledger shards.
 pub const LEDGER: &str = "LEDGER";
 /// The Durable Object namespace binding of the OAuth token broker.

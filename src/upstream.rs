@@ -10,7 +10,7 @@ use bw_ledger_core::oauth::{basic_header, CachedToken, TokenOutcome, UpstreamAut
 use bw_ledger_core::wire::{token_broker, Empty};
 use bw_ledger_core::ApiError;
 use futures_util::future::{select, Either};
-use worker::{console_error, AbortController, Delay, Env, Fetch, Request};
+use worker::{console_error, AbortController, Delay, Env, Fetch, Request, ResponseBody};
 
 use crate::clock::now_ms;
 
@@ -35,11 +35,30 @@ pub enum FetchFailure {
 /// Sends `req` and reads the whole answer, or gives up after `timeout`
 /// (aborting the request).
 pub async fn fetch_with_timeout(req: Request, timeout: Duration) -> Result<UpstreamReply, FetchFailure> {
+    send_with_timeout(req, timeout, true).await
+}
+
+/// Sends `req` and reads only the answer's status and headers: the body is
+/// cancelled unread, whatever its size (a forwarding target's reply counts
+/// only by its status).
+pub async fn fetch_status_with_timeout(req: Request, timeout: Duration) -> Result<u16, FetchFailure> {
+    send_with_timeout(req, timeout, false).await.map(|reply| reply.status)
+}
+
+async fn send_with_timeout(req: Request, timeout: Duration, read_body: bool) -> Result<UpstreamReply, FetchFailure> {
     let controller = AbortController::default();
     let signal = controller.signal();
     let call = async {
         let mut resp = Fetch::Request(req).send_with_signal(&signal).await?;
-        let body = resp.bytes().await?;
+        let body = if read_body {
+            resp.bytes().await?
+        } else {
+            if let ResponseBody::Stream(stream) = resp.body() {
+                // Frees the connection without reading what the target sent.
+                let _ = stream.cancel();
+            }
+            Vec::new()
+        };
         let header = |name: &str| resp.headers().get(name).ok().flatten();
         Ok::<_, worker::Error>(UpstreamReply {
             status: resp.status_code(),

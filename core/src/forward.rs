@@ -32,7 +32,12 @@ pub struct ForwardTarget {
     pub id: String,
     pub url: String,
     /// Standard Webhooks secret: `whsec_` and base64.
-    pub secret: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Several secrets at once, for rotation without downtime: every
+    /// delivery is signed with each, newest first (Standard Webhooks).
+    #[serde(default)]
+    pub secrets: Option<Vec<String>>,
     /// Normalized kinds to send; all when absent.
     #[serde(default)]
     pub events: Option<Vec<String>>,
@@ -49,9 +54,19 @@ impl ForwardTarget {
         self.events.as_ref().is_none_or(|e| e.iter().any(|k| k == kind))
     }
 
-    /// The HMAC key: the base64 after `whsec_`.
-    pub fn key(&self) -> Option<Vec<u8>> {
-        STANDARD.decode(self.secret.strip_prefix("whsec_")?).ok().filter(|k| !k.is_empty())
+    /// The HMAC keys (the base64 after `whsec_`) of `secrets`, or of
+    /// `secret`; `None` if there are none or any is malformed.
+    pub fn keys(&self) -> Option<Vec<Vec<u8>>> {
+        let secrets: Vec<&String> = match (&self.secrets, &self.secret) {
+            (Some(list), _) => list.iter().collect(),
+            (None, Some(one)) => vec![one],
+            (None, None) => Vec::new(),
+        };
+        let keys: Option<Vec<Vec<u8>>> = secrets
+            .into_iter()
+            .map(|s| STANDARD.decode(s.strip_prefix("whsec_")?).ok().filter(|k| !k.is_empty()))
+            .collect();
+        keys.filter(|k| !k.is_empty())
     }
 }
 
@@ -64,8 +79,11 @@ pub fn parse_targets(json: Option<&str>) -> Result<Vec<ForwardTarget>, String> {
         if !(t.url.starts_with("https://") || t.url.starts_with("http://")) {
             return Err(format!("FORWARD_TARGETS: target {:?} needs an http(s) url", t.id));
         }
-        if t.key().is_none() {
-            return Err(format!("FORWARD_TARGETS: target {:?} needs a secret of the form whsec_<base64>", t.id));
+        if t.keys().is_none() {
+            return Err(format!(
+                "FORWARD_TARGETS: target {:?} needs a \"secret\" (or \"secrets\") of the form whsec_<base64>",
+                t.id
+            ));
         }
         if let Some(kinds) = &t.events {
             if let Some(k) = kinds.iter().find(|k| *k != KIND_RECEIVED && *k != KIND_STATUS) {
@@ -157,18 +175,21 @@ pub fn sign(key: &[u8], webhook_id: &str, timestamp_secs: i64, body: &str) -> St
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
-/// The Standard Webhooks headers of one delivery attempt, signed now.
+/// The Standard Webhooks headers of one delivery attempt, signed now with
+/// every key: `webhook-signature` holds one `v1,` signature per key, space
+/// separated, so a receiver verifying with any of them accepts it.
 pub fn webhook_headers(
-    key: &[u8],
+    keys: &[Vec<u8>],
     webhook_id: &str,
     timestamp_secs: i64,
     payload: &str,
 ) -> Vec<(&'static str, String)> {
+    let signatures: Vec<String> = keys.iter().map(|k| sign(k, webhook_id, timestamp_secs, payload)).collect();
     vec![
         ("Content-Type", "application/json".to_owned()),
         ("webhook-id", webhook_id.to_owned()),
         ("webhook-timestamp", timestamp_secs.to_string()),
-        ("webhook-signature", sign(key, webhook_id, timestamp_secs, payload)),
+        ("webhook-signature", signatures.join(" ")),
     ]
 }
 
@@ -256,6 +277,15 @@ pub struct TargetStats {
     pub delivered: i64,
     pub dead: i64,
     pub oldest_pending_ms: Option<i64>,
+    /// The last failed attempt's reason and time.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_error_ms: Option<i64>,
+    /// Failed attempts since the last success (summed over shards: each
+    /// counts its own since its own last success).
+    #[serde(default)]
+    pub consecutive_failures: i64,
 }
 
 impl TargetStats {
@@ -282,6 +312,9 @@ pub fn stats_view(stats: &[TargetStats], now_ms: i64) -> Value {
             serde_json::json!({
                 "target": t.target, "pending": t.pending, "delivered": t.delivered, "dead": t.dead,
                 "oldestPendingAgeMs": t.oldest_pending_ms.map(|ms| (now_ms - ms).max(0)),
+                "lastError": t.last_error,
+                "lastErrorAt": t.last_error_ms.map(crate::time::format_rfc3339_ms),
+                "consecutiveFailures": t.consecutive_failures,
             })
         })
         .collect();
@@ -309,6 +342,11 @@ pub fn merge_stats(total: &mut Vec<TargetStats>, shard: Vec<TargetStats>) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
+                if s.last_error_ms > t.last_error_ms {
+                    t.last_error_ms = s.last_error_ms;
+                    t.last_error = s.last_error;
+                }
+                t.consecutive_failures += s.consecutive_failures;
             }
             None => total.push(s),
         }
@@ -348,6 +386,11 @@ pub struct ReplayRequest {
 }
 
 impl ReplayRequest {
+    /// `{"target"}` alone: every dead item of the target.
+    pub fn all_dead(&self) -> bool {
+        self.ids.is_none() && self.from.is_none() && self.to.is_none()
+    }
+
     pub fn validate(&self) -> Result<(Option<i64>, Option<i64>), String> {
         let t = |v: &Option<String>, name: &str| match v {
             None => Ok(None),
@@ -355,10 +398,6 @@ impl ReplayRequest {
                 crate::time::parse_rfc3339_ms(s).map(Some).ok_or(format!("`{name}` must be an RFC 3339 date-time"))
             }
         };
-        let range = (t(&self.from, "from")?, t(&self.to, "to")?);
-        if self.ids.is_none() && range == (None, None) {
-            return Err("give `ids`, or a `from`/`to` range".into());
-        }
-        Ok(range)
+        Ok((t(&self.from, "from")?, t(&self.to, "to")?))
     }
 }

@@ -16,27 +16,51 @@ fn signature_matches_the_standard_webhooks_vector() {
     let t = ForwardTarget {
         id: "t".into(),
         url: "https://x".into(),
-        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+        secrets: None,
         events: None,
     };
-    let sig = sign(&t.key().unwrap(), "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, r#"{"test": 2432232314}"#);
+    let sig = sign(&t.keys().unwrap()[0], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, r#"{"test": 2432232314}"#);
     assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
 
 /// One delivery's headers, per Standard Webhooks, signed over the payload.
 #[test]
 fn webhook_headers_carry_the_id_timestamp_and_signature() {
-    let key = b"secret";
-    let headers = webhook_headers(key, "msg_1", 1_614_265_330, "{}");
+    let key = b"secret".to_vec();
+    let headers = webhook_headers(std::slice::from_ref(&key), "msg_1", 1_614_265_330, "{}");
     assert_eq!(
         headers,
         vec![
             ("Content-Type", "application/json".to_string()),
             ("webhook-id", "msg_1".to_string()),
             ("webhook-timestamp", "1614265330".to_string()),
-            ("webhook-signature", sign(key, "msg_1", 1_614_265_330, "{}")),
+            ("webhook-signature", sign(&key, "msg_1", 1_614_265_330, "{}")),
         ]
     );
+}
+
+/// Rotation: with `secrets`, every delivery carries one `v1,` signature
+/// per secret, space separated, in the configured order.
+#[test]
+fn several_secrets_sign_every_delivery_once_each() {
+    let json = r#"[{"id":"a","url":"https://x","secrets":["whsec_bmV3LXNlY3JldA==","whsec_b2xkLXNlY3JldA=="]}]"#;
+    let t = parse_targets(Some(json)).unwrap().remove(0);
+    let keys = t.keys().unwrap();
+    assert_eq!(keys, vec![b"new-secret".to_vec(), b"old-secret".to_vec()]);
+    let headers = webhook_headers(&keys, "msg_1", 5, "{}");
+    let signature = &headers.iter().find(|(n, _)| *n == "webhook-signature").unwrap().1;
+    assert_eq!(
+        signature,
+        &format!("{} {}", sign(b"new-secret", "msg_1", 5, "{}"), sign(b"old-secret", "msg_1", 5, "{}"))
+    );
+    for bad in [
+        r#"[{"id":"a","url":"https://x","secrets":[]}]"#,
+        r#"[{"id":"a","url":"https://x","secrets":["whsec_bmV3","nope"]}]"#,
+        r#"[{"id":"a","url":"https://x"}]"#,
+    ] {
+        assert!(parse_targets(Some(bad)).is_err(), "{bad}");
+    }
 }
 
 #[test]
@@ -61,8 +85,10 @@ fn shard_counts_merge_into_per_target_totals_and_dead_letters_merge_oldest_first
     assert_eq!(
         stats_view(&total, 100),
         serde_json::json!({"targets": [
-            {"target": "a", "pending": 0, "delivered": 0, "dead": 1, "oldestPendingAgeMs": null},
-            {"target": "b", "pending": 5, "delivered": 7, "dead": 0, "oldestPendingAgeMs": 60},
+            {"target": "a", "pending": 0, "delivered": 0, "dead": 1, "oldestPendingAgeMs": null,
+                "lastError": null, "lastErrorAt": null, "consecutiveFailures": 0},
+            {"target": "b", "pending": 5, "delivered": 7, "dead": 0, "oldestPendingAgeMs": 60,
+                "lastError": null, "lastErrorAt": null, "consecutiveFailures": 0},
         ]})
     );
     let item = |id: &str, created_ms: i64| OutboxItem {
@@ -167,15 +193,35 @@ fn stats_merge_across_shards() {
     let mut total = Vec::new();
     merge_stats(
         &mut total,
-        vec![TargetStats { target: "b".into(), pending: 1, delivered: 2, dead: 0, oldest_pending_ms: Some(50) }],
+        vec![TargetStats {
+            target: "b".into(),
+            pending: 1,
+            delivered: 2,
+            oldest_pending_ms: Some(50),
+            last_error: Some("older".into()),
+            last_error_ms: Some(5),
+            consecutive_failures: 2,
+            ..Default::default()
+        }],
     );
     merge_stats(
         &mut total,
         vec![
-            TargetStats { target: "b".into(), pending: 2, delivered: 0, dead: 1, oldest_pending_ms: Some(10) },
-            TargetStats { target: "a".into(), pending: 0, delivered: 5, dead: 0, oldest_pending_ms: None },
+            TargetStats {
+                target: "b".into(),
+                pending: 2,
+                dead: 1,
+                oldest_pending_ms: Some(10),
+                last_error: Some("newer".into()),
+                last_error_ms: Some(9),
+                consecutive_failures: 3,
+                ..Default::default()
+            },
+            TargetStats { target: "a".into(), delivered: 5, ..Default::default() },
         ],
     );
+    let b = total.iter().find(|t| t.target == "b").unwrap();
+    assert_eq!((b.last_error.as_deref(), b.last_error_ms, b.consecutive_failures), (Some("newer"), Some(9), 5));
     assert_eq!(
         total
             .iter()
@@ -186,7 +232,7 @@ fn stats_merge_across_shards() {
 }
 
 #[test]
-fn replay_needs_ids_or_a_range() {
+fn replay_takes_ids_a_range_or_the_target_alone() {
     let r = |ids: Option<Vec<String>>, from: Option<&str>| ReplayRequest {
         target: "t".into(),
         from: from.map(Into::into),
@@ -194,7 +240,8 @@ fn replay_needs_ids_or_a_range() {
         ids,
         now_ms: 0,
     };
-    assert!(r(None, None).validate().is_err());
+    assert!(r(None, None).validate().is_ok() && r(None, None).all_dead());
+    assert!(!r(Some(vec![]), None).all_dead());
     assert!(r(Some(vec!["msg_1".into()]), None).validate().is_ok());
     assert_eq!(r(None, Some("2026-01-01T00:00:00Z")).validate().unwrap().0, Some(1_767_225_600_000));
     assert!(r(None, Some("yesterday")).validate().is_err());

@@ -177,8 +177,18 @@ fn ledger_outbox() {
         "/outbox/stats",
         Empty {},
         json!({}),
-        vec![TargetStats { target: "main".into(), pending: 1, delivered: 2, dead: 3, oldest_pending_ms: Some(4) }],
-        json!([{"target": "main", "pending": 1, "delivered": 2, "dead": 3, "oldestPendingMs": 4}]),
+        vec![TargetStats {
+            target: "main".into(),
+            pending: 1,
+            delivered: 2,
+            dead: 3,
+            oldest_pending_ms: Some(4),
+            last_error: Some("target answered 503".into()),
+            last_error_ms: Some(5),
+            consecutive_failures: 6,
+        }],
+        json!([{"target": "main", "pending": 1, "delivered": 2, "dead": 3, "oldestPendingMs": 4,
+            "lastError": "target answered 503", "lastErrorMs": 5, "consecutiveFailures": 6}]),
     );
     pin::<ledger::OutboxDead>(
         "/outbox/dead",

@@ -192,8 +192,8 @@ test('dead-lettered after the (compressed) schedule, listed, and delivered again
   assert.equal(got.id, item.webhookId, 'original webhook-id');
   assert.equal(got.verified, true);
   behaviour.down = { status: 500 };
-  const bad = await fetch(`${w.url}/outbox/replay`, { method: 'POST', headers: API, body: JSON.stringify({ target: 'down' }) });
-  assert.equal(bad.status, 400);
+  const bad = await fetch(`${w.url}/outbox/replay`, { method: 'POST', headers: API, body: JSON.stringify({ ids: [item.webhookId] }) });
+  assert.equal(bad.status, 400, 'a replay names its target');
   assert.equal((await fetch(`${w.url}/outbox`)).status, 401);
 });
 

@@ -32,11 +32,13 @@ use worker::{
 };
 
 use crate::clock::now_ms;
-use crate::config::{FORWARD_GIVE_UP_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS, FORWARD_TARGETS};
+use crate::config::{
+    FORWARD_GIVE_UP_MS, FORWARD_KEEP_DELIVERED_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS, FORWARD_TARGETS,
+};
 use crate::object_call::{reply, request};
 use crate::objects::live_hub::{publish, LiveSwitch};
 use crate::objects::transaction::Transactions;
-use outbox::{Deliveries, DELIVERY_BATCH};
+use outbox::{Deliveries, InFlight, DEFAULT_KEEP_DELIVERED_MS};
 
 #[durable_object]
 pub struct LedgerShard {
@@ -53,6 +55,9 @@ pub struct LedgerShard {
     /// Forwarding targets and schedule, read once per object instance.
     targets: Rc<Vec<ForwardTarget>>,
     schedule: Schedule,
+    keep_delivered_ms: i64,
+    /// Deliveries running from this instance, per target.
+    in_flight: Rc<InFlight>,
 }
 
 impl DurableObject for LedgerShard {
@@ -68,6 +73,10 @@ impl DurableObject for LedgerShard {
             var(FORWARD_RETRY_MAX_MS).as_deref(),
             var(FORWARD_GIVE_UP_MS).as_deref(),
         );
+        let keep_delivered_ms = var(FORWARD_KEEP_DELIVERED_MS)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|ms| *ms > 0)
+            .unwrap_or(DEFAULT_KEEP_DELIVERED_MS);
         let txn = match Transactions::of(&state) {
             Ok(txn) => txn,
             // The runtime gives every object its storage; `State::storage`
@@ -84,6 +93,8 @@ impl DurableObject for LedgerShard {
             live: LiveSwitch::new(),
             targets: Rc::new(targets),
             schedule,
+            keep_delivered_ms,
+            in_flight: Rc::new(InFlight::default()),
         };
         // A crash while an alarm runs can lose it; whenever the object wakes
         // up, re-arm it if outbox rows are still waiting.
@@ -158,25 +169,22 @@ impl DurableObject for LedgerShard {
         }
     }
 
-    /// Starts delivering due outbox rows, off every ack path. Each row is
-    /// leased (its next attempt pushed past the delivery timeout) and then
-    /// delivered on its own: it records its outcome and reschedules the alarm
-    /// when it finishes, so a target that hangs holds only its own rows. If
-    /// the object dies mid-delivery the lease expires and the row is sent
-    /// again, with the same webhook-id.
+    /// Prunes finished outbox rows and starts delivering due ones, off every
+    /// ack path. Each row is leased (its next attempt pushed past the
+    /// delivery timeout) and delivered on its own, within the connection
+    /// limits (`outbox`), recording its outcome and re-arming the alarm when
+    /// it finishes, so a target that hangs holds only its own rows and
+    /// connections. Before returning, the alarm is set for the next work
+    /// (see `Deliveries::reschedule`): nothing waits on a delivery finishing.
     async fn alarm(&self) -> Result<Response> {
         self.ensure_schema()?;
         let deliveries = self.deliveries();
-        let heads = deliveries.lease_due(now_ms())?;
-        let full = heads.len() as u32 == DELIVERY_BATCH;
-        for head in heads {
+        let now = now_ms();
+        deliveries.prune(now)?;
+        for head in deliveries.lease_due(now)? {
             self.state.wait_until(deliveries.clone().deliver_and_record(head));
         }
-        if full {
-            self.storage.set_alarm(0).await?;
-        } else {
-            deliveries.reschedule().await?;
-        }
+        deliveries.reschedule(true).await?;
         Response::ok("")
     }
 }
@@ -186,8 +194,11 @@ impl LedgerShard {
         Deliveries {
             sql: self.sql.clone(),
             storage: self.storage.clone(),
+            txn: self.txn.clone(),
             targets: self.targets.clone(),
             schedule: self.schedule,
+            keep_delivered_ms: self.keep_delivered_ms,
+            in_flight: self.in_flight.clone(),
         }
     }
 

@@ -85,6 +85,14 @@ const SCHEMA: &[&str] = &[
         UNIQUE (target_id, webhook_id))",
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms)",
     "CREATE INDEX IF NOT EXISTS outbox_by_message ON outbox (target_id, message_id, state, seq)",
+    // Per target: the last failed attempt and the failures since the last
+    // success, for GET /outbox.
+    "CREATE TABLE IF NOT EXISTS target_health (
+        target_id TEXT PRIMARY KEY,
+        last_error TEXT,
+        last_error_ms INTEGER,
+        consecutive_failures INTEGER NOT NULL,
+        last_success_ms INTEGER) WITHOUT ROWID",
 ];
 
 /// Applies the schema; every statement is idempotent.

@@ -1,0 +1,188 @@
+// Forwarding operations under real workerd: retries on the default schedule
+// (across a restart), isolation from a target that hangs, secret rotation,
+// bulk replay of everything dead, pruning, bounded replies, and what
+// GET /outbox shows about a broken endpoint.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { Webhook } from 'standardwebhooks';
+import { startWorker, postCallback, getJson, uniqueId, statusEvent, API } from './harness.mjs';
+
+const secret = (name) => 'whsec_' + Buffer.from(`secret-for-${name}`).toString('base64');
+
+/** Per-target behaviour, changeable by each test. */
+const behaviour = {};
+/** Every request the receiver saw: { target, id, at, status, body, headers }. */
+const seen = [];
+let receiver;
+
+async function startReceiver() {
+  const srv = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const target = req.url.slice(1);
+      const id = req.headers['webhook-id'];
+      const b = behaviour[target] ?? {};
+      const attempt = seen.filter((s) => s.target === target && s.id === id).length + 1;
+      const entry = { target, id, at: Date.now(), attempt, headers: req.headers, raw: Buffer.concat(chunks).toString('utf8') };
+      entry.body = JSON.parse(entry.raw);
+      seen.push(entry);
+      if (b.hang) return; // never answers
+      entry.status = b.failFirst && attempt === 1 ? 503 : (b.status ?? 204);
+      if (b.bigBody) {
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+        const chunk = Buffer.alloc(1024 * 1024, 'x');
+        for (let i = 0; i < 10; i++) res.write(chunk);
+        return res.end();
+      }
+      res.writeHead(entry.status);
+      res.end(entry.status >= 300 ? 'not now' : '');
+    });
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return { srv, url: `http://127.0.0.1:${srv.address().port}` };
+}
+
+const sent = (target, messageId) => seen.filter((s) => s.target === target && s.body.messageId === messageId);
+
+async function waitFor(pred, ms) {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    const v = await pred();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return pred();
+}
+
+/** A group message to three recipients, delivered to each. */
+function groupMessage(id) {
+  const to = ['+15552220001', '+15552220002', '+15552220003'];
+  const message = { ...statusEvent(id).message, to };
+  return to.map((n) => ({ ...statusEvent(id, { type: 'message-delivered', to: n }), message }));
+}
+
+before(async () => { receiver = await startReceiver(); });
+after(() => { receiver?.srv.closeAllConnections?.(); receiver?.srv.close(); });
+
+test('default schedule: every refused first attempt is retried on time, across a restart, with no request to wake it', async () => {
+  behaviour.flaky = { failFirst: true };
+  const targets = JSON.stringify([{ id: 'flaky', url: `${receiver.url}/flaky`, secret: secret('flaky') }]);
+  let w = await startWorker({ vars: { FORWARD_TARGETS: targets } });
+  try {
+    const id = uniqueId('default-schedule');
+    assert.equal((await postCallback(w.url, groupMessage(id))).status, 200);
+    // The first recipient's forward is refused; restart the runtime before
+    // its retry is due. Nothing calls the Worker after the restart.
+    assert.ok(await waitFor(() => sent('flaky', id).length >= 1, 15000), 'first attempt');
+    await w.kill();
+    w = await startWorker({ persistDir: w.persistDir, vars: { FORWARD_TARGETS: targets } });
+    const delivered = () => new Set(sent('flaky', id).filter((s) => s.status === 204).map((s) => s.id)).size;
+    assert.ok(await waitFor(() => delivered() === 3, 60000), `all three delivered: ${JSON.stringify(sent('flaky', id).map((s) => [s.id.slice(0, 10), s.attempt, s.status]))}`);
+    // Each refusal was retried within the first backoff step (5 s, jittered
+    // down to 2.5 s) plus slack for a loaded machine and the restart.
+    for (const webhookId of new Set(sent('flaky', id).map((s) => s.id))) {
+      const [first, second] = sent('flaky', id).filter((s) => s.id === webhookId);
+      assert.equal(first.status, 503);
+      assert.equal(second.status, 204);
+      assert.ok(second.at - first.at <= 5000 + 10000, `retry of ${webhookId} after ${second.at - first.at} ms`);
+    }
+  } finally {
+    await w.stop();
+  }
+});
+
+let w;
+const TARGETS = () => JSON.stringify([
+  { id: 'healthy', url: `${receiver.url}/healthy`, secret: secret('healthy') },
+  { id: 'hang', url: `${receiver.url}/hang`, secret: secret('hang') },
+  { id: 'rotating', url: `${receiver.url}/rotating`, secrets: [secret('new'), secret('old')], events: ['message.status'] },
+  { id: 'down', url: `${receiver.url}/down`, secret: secret('down'), events: ['message.status'] },
+  { id: 'big', url: `${receiver.url}/big`, secret: secret('big'), events: ['message.status'] },
+]);
+
+test('compressed schedule: start a Worker with a hanging, a rotating, a down and a big-reply target', async () => {
+  behaviour.hang = { hang: true };
+  behaviour.down = { status: 500 };
+  behaviour.big = { bigBody: true };
+  w = await startWorker({
+    vars: {
+      FORWARD_TARGETS: TARGETS(),
+      FORWARD_RETRY_BASE_MS: '100', FORWARD_RETRY_MAX_MS: '400', FORWARD_GIVE_UP_MS: '1500',
+      FORWARD_KEEP_DELIVERED_MS: '4000',
+    },
+  });
+});
+
+test('a target that never answers does not delay another: 20 forwards reach the healthy one', async () => {
+  const ids = Array.from({ length: 20 }, () => uniqueId('isolated'));
+  const t0 = Date.now();
+  for (const id of ids) assert.equal((await postCallback(w.url, [statusEvent(id)])).status, 200);
+  const all = await waitFor(() => ids.every((id) => sent('healthy', id).some((s) => s.status === 204)), 30000);
+  assert.ok(all, `healthy got ${ids.filter((id) => sent('healthy', id).length).length} of 20 within 30 s`);
+  console.log(`# 20 forwards to the healthy target in ${Date.now() - t0} ms while the other hangs`);
+  assert.ok(seen.some((s) => s.target === 'hang'), 'the hanging target was being tried meanwhile');
+});
+
+test('rotation: each delivery carries a signature per secret, and either secret verifies it', async () => {
+  const id = uniqueId('rotation');
+  assert.equal((await postCallback(w.url, [statusEvent(id)])).status, 200);
+  const d = await waitFor(() => sent('rotating', id)[0], 15000);
+  assert.ok(d, 'delivered');
+  assert.equal(d.headers['webhook-signature'].split(' ').length, 2);
+  for (const name of ['new', 'old']) {
+    const verified = new Webhook(secret(name)).verify(d.raw, {
+      'webhook-id': d.headers['webhook-id'],
+      'webhook-timestamp': d.headers['webhook-timestamp'],
+      'webhook-signature': d.headers['webhook-signature'],
+    });
+    assert.equal(verified.messageId, id, `verified with the ${name} secret`);
+  }
+  assert.throws(() => new Webhook(secret('other')).verify(d.raw, {
+    'webhook-id': d.headers['webhook-id'], 'webhook-timestamp': d.headers['webhook-timestamp'], 'webhook-signature': d.headers['webhook-signature'],
+  }), 'a secret not configured does not verify');
+});
+
+test('GET /outbox shows a broken endpoint at a glance, and a bulk replay sends every dead item again with its webhook-id', async () => {
+  const ids = [uniqueId('dead'), uniqueId('dead'), uniqueId('dead')];
+  for (const id of ids) assert.equal((await postCallback(w.url, [statusEvent(id, { type: 'message-failed', errorCode: 4432 })])).status, 200);
+  const deadItems = async () => (await getJson(w.url, '/outbox/dead?target=down&limit=1000')).json.items;
+  assert.ok(await waitFor(async () => { const items = await deadItems(); return ids.every((id) => items.some((i) => i.messageId === id)); }, 20000), 'dead-lettered');
+  const down = (await getJson(w.url, '/outbox')).json.targets.find((t) => t.target === 'down');
+  assert.ok(down.dead >= 3);
+  assert.match(down.lastError, /answered 500/);
+  assert.ok(Date.now() - Date.parse(down.lastErrorAt) < 60000, down.lastErrorAt);
+  assert.ok(down.consecutiveFailures >= 3, `consecutive failures ${down.consecutiveFailures}`);
+  const healthy = (await getJson(w.url, '/outbox')).json.targets.find((t) => t.target === 'healthy');
+  assert.equal(healthy.consecutiveFailures, 0);
+
+  const originals = new Map((await deadItems()).map((i) => [i.webhookId, i.messageId]));
+  behaviour.down = {};
+  const r = await fetch(`${w.url}/outbox/replay`, { method: 'POST', headers: { ...API, 'Content-Type': 'application/json' }, body: JSON.stringify({ target: 'down' }) });
+  assert.equal(r.status, 200);
+  assert.deepEqual(await r.json(), { replayed: originals.size });
+  const redelivered = () => [...originals.keys()].every((wid) => seen.some((s) => s.target === 'down' && s.id === wid && s.status === 204));
+  assert.ok(await waitFor(redelivered, 20000), 'every dead item delivered again, with its original webhook-id');
+  assert.deepEqual((await deadItems()).filter((i) => originals.has(i.webhookId)), []);
+  const after = (await getJson(w.url, '/outbox')).json.targets.find((t) => t.target === 'down');
+  assert.equal(after.consecutiveFailures, 0, 'a success ends the streak');
+});
+
+test('a target answering a 10 MiB body is counted delivered on its status, once', async () => {
+  const id = uniqueId('big');
+  assert.equal((await postCallback(w.url, [statusEvent(id)])).status, 200);
+  assert.ok(await waitFor(() => sent('big', id).length >= 1, 15000));
+  const big = await waitFor(async () => (await getJson(w.url, '/outbox')).json.targets.find((t) => t.target === 'big' && t.delivered >= 1), 15000);
+  assert.ok(big, 'counted as delivered');
+  assert.equal(sent('big', id).length, 1, 'not retried');
+  assert.equal((await fetch(`${w.url}/healthz`)).status, 200);
+});
+
+test('delivered items are pruned after FORWARD_KEEP_DELIVERED_MS', async () => {
+  const delivered = async () => (await getJson(w.url, '/outbox')).json.targets.find((t) => t.target === 'healthy')?.delivered ?? 0;
+  assert.ok((await delivered()) >= 20);
+  assert.ok(await waitFor(async () => (await delivered()) === 0, 30000), 'pruned (kept 4 s)');
+});
+
+test('stop the compressed-schedule Worker', async () => { await w.stop(); });
