@@ -15,6 +15,8 @@ use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply, MessageRecords
 use serde::Deserialize;
 use worker::{console_warn, Result};
 
+use crate::objects::live_hub::publish;
+
 use super::outbox::SeqRow;
 use super::reads::{self, RowRecord};
 use super::LedgerShard;
@@ -41,8 +43,51 @@ struct Touched<'a> {
 pub type Ingested = (Vec<IngestReply>, u32, Vec<serde_json::Value>);
 
 impl LedgerShard {
-    /// Stores a group of batches (one per callback), each event exactly once
-    /// per identity, and answers one reply per batch.
+    /// Stores a group of callbacks (one batch each), each in a transaction of
+    /// its own, all in the one commit of this call; answers a reply per
+    /// batch. Then arms the alarm for any outbox rows queued and publishes
+    /// the live documents, off the ack path.
+    ///
+    /// One transaction per callback, not per group: a transaction is a
+    /// savepoint inside workerd's implicit transaction, and SQLite journals
+    /// every page a savepoint changes; past 64 KiB (a group of a few new
+    /// messages) that journal spills to a temporary file on disk, which cost
+    /// a tenth of ingest throughput (bench/README.md). One callback's pages
+    /// stay in memory. If one fails, the call fails: what the callbacks
+    /// before it stored is complete and stays (their retry finds duplicates),
+    /// and nothing of the failed one remains.
+    pub(super) async fn ingest(&self, batches: &[IngestBatch]) -> Result<Vec<IngestReply>> {
+        let mut replies = Vec::with_capacity(batches.len());
+        let (mut queued, mut live, mut failure) = (0, Vec::new(), None);
+        for batch in batches {
+            match self.txn.atomically(|| self.ingest_group(std::slice::from_ref(batch))) {
+                Ok((reply, q, l)) => {
+                    replies.extend(reply);
+                    queued += q;
+                    live.extend(l);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if !live.is_empty() && self.live.is_on() {
+            // After the commit: outgoing requests wait behind the output gate.
+            self.state.wait_until(publish(self.env.clone(), live, self.live.clone()));
+        }
+        if queued > 0 {
+            // Deliver off the ack path: the alarm runs after this reply.
+            self.storage.set_alarm(0).await?;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(replies),
+        }
+    }
+
+    /// Stores batches (`ingest` passes one callback's at a time), each event
+    /// exactly once per identity, and answers one reply per batch.
     ///
     /// Atomic: there is no `await` between the first read and the last
     /// write, so no other request can interleave (input gate); the caller

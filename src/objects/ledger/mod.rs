@@ -36,7 +36,7 @@ use crate::config::{
     FORWARD_GIVE_UP_MS, FORWARD_KEEP_DELIVERED_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS, FORWARD_TARGETS,
 };
 use crate::object_call::{reply, request};
-use crate::objects::live_hub::{publish, LiveSwitch};
+use crate::objects::live_hub::LiveSwitch;
 use crate::objects::transaction::Transactions;
 use outbox::{Deliveries, InFlight, DEFAULT_KEEP_DELIVERED_MS};
 
@@ -108,18 +108,9 @@ impl DurableObject for LedgerShard {
         match path.as_str() {
             ledger::Ingest::PATH => {
                 // A group of callbacks (see bw_ledger_core::group): one
-                // transaction, one commit.
+                // transaction each, one commit for all.
                 let batches = request::<ledger::Ingest>(&mut req).await?;
-                let (replies, queued, live) = self.txn.atomically(|| self.ingest_group(&batches))?;
-                if !live.is_empty() && self.live.is_on() {
-                    // Off the ack path, and after the commit: outgoing
-                    // requests wait behind the output gate.
-                    self.state.wait_until(publish(self.env.clone(), live, self.live.clone()));
-                }
-                if queued > 0 {
-                    // Deliver off the ack path: the alarm runs after this reply.
-                    self.storage.set_alarm(0).await?;
-                }
+                let replies = self.ingest(&batches).await?;
                 reply::<ledger::Ingest>(&replies)
             }
             ledger::Message::PATH => {
