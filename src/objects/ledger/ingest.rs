@@ -17,7 +17,7 @@ use worker::{console_warn, Result};
 
 use crate::objects::live_hub::publish;
 
-use super::outbox::SeqRow;
+use super::delivery::SeqRow;
 use super::reads::{self, RowRecord};
 use super::LedgerShard;
 

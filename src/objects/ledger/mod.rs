@@ -13,9 +13,11 @@
 //! - `schema`: tables and indexes;
 //! - `ingest`: the write path;
 //! - `reads`: messages, list pages, the quarantine;
-//! - `outbox`: delivery and the outbox operations;
+//! - `delivery`: delivering and pruning the outbox (the alarm's work);
+//! - `outbox`: the operations over the outbox;
 //! - `idempotency`: the send proxy's keys.
 
+mod delivery;
 mod idempotency;
 mod ingest;
 mod outbox;
@@ -38,7 +40,7 @@ use crate::config::{
 use crate::object_call::{reply, request};
 use crate::objects::live_hub::LiveSwitch;
 use crate::objects::transaction::Transactions;
-use outbox::{Deliveries, InFlight, DEFAULT_KEEP_DELIVERED_MS};
+use delivery::{Deliveries, InFlight, DEFAULT_KEEP_DELIVERED_MS};
 
 #[durable_object]
 pub struct LedgerShard {
@@ -163,7 +165,7 @@ impl DurableObject for LedgerShard {
     /// Prunes finished outbox rows and starts delivering due ones, off every
     /// ack path. Each row is leased (its next attempt pushed past the
     /// delivery timeout) and delivered on its own, within the connection
-    /// limits (`outbox`), recording its outcome and re-arming the alarm when
+    /// limits (`delivery`), recording its outcome and re-arming the alarm when
     /// it finishes, so a target that hangs holds only its own rows and
     /// connections. Before returning, the alarm is set for the next work
     /// (see `Deliveries::reschedule`): nothing waits on a delivery finishing.
