@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { createServer as netServer } from 'node:net';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -19,7 +20,11 @@ let w, fake, browser, page;
 before(async () => {
   assert.ok(executablePath, `no Chromium found (tried ${CANDIDATES.join(', ')}): scripts/setup.sh installs Debian's chromium, or set CHROMIUM_PATH`);
   fake = await startFakeBandwidth();
+  // A forwarding target nobody listens on: its forwards die quickly.
+  const deadPort = await new Promise((res) => { const s = netServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
   w = await startWorker({ vars: {
+    FORWARD_TARGETS: JSON.stringify([{ id: 'down', url: `http://127.0.0.1:${deadPort}/down`, secret: 'whsec_' + Buffer.from('console-target').toString('base64') }]),
+    FORWARD_RETRY_BASE_MS: '100', FORWARD_RETRY_MAX_MS: '200', FORWARD_GIVE_UP_MS: '800',
     BW_ACCOUNT_ID: '9900000', BW_APPLICATION_ID: 'console-app',
     BANDWIDTH_API_BASE: `${fake.url}/api/v2`, BANDWIDTH_TOKEN_URL: `${fake.url}/api/v1/oauth2/token`,
     BW_CLIENT_ID: 'id', BW_CLIENT_SECRET: 'secret',
@@ -97,6 +102,26 @@ test('the console signs in once, shows rows and status changes live, and sends t
   const dir = join(ROOT, 'tests/artifacts');
   mkdirSync(dir, { recursive: true });
   await page.screenshot({ path: join(dir, 'console.png'), fullPage: true });
+});
+
+test('the targets table shows a failing endpoint, and "Replay all dead" queues its dead forwards again', async () => {
+  const button = page.getByRole('button', { name: 'Replay all dead forwards of down' });
+  await button.waitFor({ timeout: 10000 });
+  // The console refreshes on live changes: nudge it until a forward has died.
+  const deadline = Date.now() + 30000;
+  while ((await button.isDisabled()) && Date.now() < deadline) {
+    await postCallback(w.url, [event(uniqueId('nudge'), 'message-sending')]);
+    await page.waitForTimeout(1000);
+  }
+  assert.equal(await button.isDisabled(), false, 'a dead forward enables the button');
+  const row = page.locator('#target-rows tr', { hasText: 'down' });
+  assert.match(await row.innerText(), /network/, 'the failing column shows the last error');
+  const dead = Number(await row.locator('td').nth(2).innerText());
+  assert.ok(dead >= 1);
+  await button.click();
+  await page.waitForFunction(() => /\d+ dead forwards of down queued again/.test(document.getElementById('announce').textContent), null, { timeout: 10000 });
+  const replayed = Number((await page.locator('#announce').textContent()).match(/(\d+) dead/)[1]);
+  assert.ok(replayed >= dead, `replayed ${replayed}, ${dead} were shown dead`);
 });
 
 test('a wrong token is refused and the console asks again', async () => {
