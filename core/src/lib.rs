@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod list;
 pub mod live;
 pub mod oauth;
+pub mod outbox;
 pub mod projection;
 pub mod quarantine;
 pub mod route;

@@ -43,9 +43,9 @@ macro_rules! methods {
 /// Methods of a ledger shard (`LedgerShard`).
 pub mod ledger {
     use super::*;
-    use crate::forward::{OutboxItem, ReplayRequest, TargetStats};
     use crate::idempotency::{self, BeginDecision};
     use crate::list::{ListQuery, ShardPage};
+    use crate::outbox::{OutboxItem, ReplayRequest, TargetStats};
 
     methods! {
         /// A group of callbacks stored in one call and one commit, one reply

@@ -5,10 +5,10 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use bw_ledger_core::forward::{OutboxItem, OutboxState, ReplayRequest, TargetStats};
 use bw_ledger_core::idempotency::{BeginDecision, IdemBegin, IdemFinish, SavedResponse};
 use bw_ledger_core::list::{ListQuery, ListRow, ShardPage};
 use bw_ledger_core::oauth::{CachedToken, TokenOutcome};
+use bw_ledger_core::outbox::{OutboxItem, OutboxState, ReplayRequest, TargetStats};
 use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
 use bw_ledger_core::wire::live_hub::Published;
 use bw_ledger_core::wire::{

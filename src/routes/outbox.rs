@@ -1,7 +1,7 @@
 //! Operations API over the forwarding outbox (API token): counts, dead
 //! letters and replay, fanned out to every shard and merged in the core.
 
-use bw_ledger_core::forward::{merge_dead, merge_stats, stats_view, ReplayRequest};
+use bw_ledger_core::outbox::{merge_dead, merge_stats, stats_view, ReplayRequest};
 use bw_ledger_core::route::query_limit;
 use bw_ledger_core::wire::{ledger, DeadQuery, Empty, ReplayReply};
 use bw_ledger_core::ApiError;

@@ -18,7 +18,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bw_ledger_core::forward::{webhook_headers, ForwardTarget, OutboxState, Schedule, DELIVERY_TIMEOUT_MS};
+use bw_ledger_core::forward::{webhook_headers, ForwardTarget, Schedule, DELIVERY_TIMEOUT_MS};
+use bw_ledger_core::outbox::OutboxState;
 use serde::Deserialize;
 use worker::{console_error, console_warn, Result, SqlStorage, SqlStorageValue, Storage};
 

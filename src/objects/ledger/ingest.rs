@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use bw_ledger_core::forward::{changes, Change, OutboxState};
+use bw_ledger_core::forward::{changes, Change};
 use bw_ledger_core::identity::{decide, DedupDecision};
 use bw_ledger_core::list::{rows_for, ListRow, ROW_COLUMNS};
 use bw_ledger_core::live::quarantine_doc;
+use bw_ledger_core::outbox::OutboxState;
 use bw_ledger_core::projection::project;
 use bw_ledger_core::status::RecipientState;
 use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply, MessageRecords};

@@ -1,7 +1,7 @@
 //! The operations over a ledger shard's outbox (API token): counts and
 //! health per target, dead letters, and replay. Delivery is `delivery.rs`.
 
-use bw_ledger_core::forward::{merge_stats, OutboxItem, OutboxState, ReplayRequest, TargetStats};
+use bw_ledger_core::outbox::{merge_stats, OutboxItem, OutboxState, ReplayRequest, TargetStats};
 use bw_ledger_core::wire::DeadQuery;
 use serde::Deserialize;
 use worker::{Result, SqlStorage, SqlStorageValue};
