@@ -39,9 +39,9 @@ struct Touched<'a> {
     inserted: bool,
 }
 
-/// What one ingest call did: a reply per batch, outbox rows queued, and
+/// What storing one callback did: its reply, outbox rows queued, and
 /// documents for live subscribers.
-pub type Ingested = (Vec<IngestReply>, u32, Vec<serde_json::Value>);
+type Stored = (IngestReply, u32, Vec<serde_json::Value>);
 
 impl LedgerShard {
     /// Stores a group of callbacks (one batch each), each in a transaction of
@@ -61,9 +61,9 @@ impl LedgerShard {
         let mut replies = Vec::with_capacity(batches.len());
         let (mut queued, mut live, mut failure) = (0, Vec::new(), None);
         for batch in batches {
-            match self.txn.atomically(|| self.ingest_group(std::slice::from_ref(batch))) {
+            match self.txn.atomically(|| self.store_batch(batch)) {
                 Ok((reply, q, l)) => {
-                    replies.extend(reply);
+                    replies.push(reply);
                     queued += q;
                     live.extend(l);
                 }
@@ -87,8 +87,7 @@ impl LedgerShard {
         }
     }
 
-    /// Stores batches (`ingest` passes one callback's at a time), each event
-    /// exactly once per identity, and answers one reply per batch.
+    /// Stores one callback's batch, each event exactly once per identity.
     ///
     /// Atomic: there is no `await` between the first read and the last
     /// write, so no other request can interleave (input gate); the caller
@@ -98,86 +97,80 @@ impl LedgerShard {
     ///
     /// Values are bound per row: a whole group as one JSON parameter hits
     /// SQLite's 2 MB string limit with large events (bench/README.md).
-    pub(super) fn ingest_group(&self, batches: &[IngestBatch]) -> Result<Ingested> {
-        let mut replies = vec![IngestReply::default(); batches.len()];
+    fn store_batch(&self, batch: &IngestBatch) -> Result<Stored> {
+        let mut reply = IngestReply::default();
         let mut touched: Vec<Touched> = Vec::new();
-        for (i, batch) in batches.iter().enumerate() {
-            let now = batch.received_at_ms;
-            let reply = &mut replies[i];
-            for ev in &batch.events {
-                // Try the insert first: a new event (the common case) costs
-                // one statement; only an existing identity is read back. A
-                // copy that rode in the same group finds the first one here.
-                let decision = if self.insert_event(ev, now)? {
-                    DedupDecision::Insert
-                } else {
-                    let stored: Vec<HashRow> = self
-                        .sql
-                        .exec("SELECT content_hash FROM events WHERE event_key = ?", vec![ev.event_key.clone().into()])?
-                        .to_array()?;
-                    decide(stored.first().map(|r| r.content_hash.as_str()), &ev.content_hash)
-                };
-                // Every message the group names gets its derived state
-                // checked, duplicates included: a message whose events exist
-                // is always listed (see `refresh_rows`).
-                let inserted = decision == DedupDecision::Insert;
-                match touched.iter_mut().find(|t| t.message_id == ev.message_id) {
-                    Some(t) => t.inserted |= inserted,
-                    None => touched.push(Touched { message_id: &ev.message_id, at: now, inserted }),
-                }
-                match decision {
-                    DedupDecision::Insert => reply.stored += 1,
-                    DedupDecision::Duplicate => reply.duplicates += 1,
-                    DedupDecision::Conflict => {
-                        console_warn!(
-                            "event identity conflict: message {} type {} already stored with other content; kept aside",
-                            ev.message_id,
-                            ev.kind
-                        );
-                        self.sql.exec(
-                            "INSERT INTO event_conflicts (event_key, content_hash, message_id, raw, received_at_ms)
-                             VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                            vec![
-                                ev.event_key.clone().into(),
-                                ev.content_hash.clone().into(),
-                                ev.message_id.clone().into(),
-                                ev.raw.clone().into(),
-                                now.into(),
-                            ],
-                        )?;
-                        reply.conflicts += 1;
-                    }
+        let now = batch.received_at_ms;
+        for ev in &batch.events {
+            // Try the insert first: a new event (the common case) costs
+            // one statement; only an existing identity is read back. A
+            // copy that rode in the same group finds the first one here.
+            let decision = if self.insert_event(ev, now)? {
+                DedupDecision::Insert
+            } else {
+                let stored: Vec<HashRow> = self
+                    .sql
+                    .exec("SELECT content_hash FROM events WHERE event_key = ?", vec![ev.event_key.clone().into()])?
+                    .to_array()?;
+                decide(stored.first().map(|r| r.content_hash.as_str()), &ev.content_hash)
+            };
+            // Every message the callback names gets its derived state
+            // checked, duplicates included: a message whose events exist
+            // is always listed (see `refresh_rows`).
+            let inserted = decision == DedupDecision::Insert;
+            match touched.iter_mut().find(|t| t.message_id == ev.message_id) {
+                Some(t) => t.inserted |= inserted,
+                None => touched.push(Touched { message_id: &ev.message_id, at: now, inserted }),
+            }
+            match decision {
+                DedupDecision::Insert => reply.stored += 1,
+                DedupDecision::Duplicate => reply.duplicates += 1,
+                DedupDecision::Conflict => {
+                    console_warn!(
+                        "event identity conflict: message {} type {} already stored with other content; kept aside",
+                        ev.message_id,
+                        ev.kind
+                    );
+                    self.sql.exec(
+                        "INSERT INTO event_conflicts (event_key, content_hash, message_id, raw, received_at_ms)
+                         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        vec![
+                            ev.event_key.clone().into(),
+                            ev.content_hash.clone().into(),
+                            ev.message_id.clone().into(),
+                            ev.raw.clone().into(),
+                            now.into(),
+                        ],
+                    )?;
+                    reply.conflicts += 1;
                 }
             }
         }
         let mut live = Vec::new();
-        for (i, batch) in batches.iter().enumerate() {
-            let now = batch.received_at_ms;
-            for q in &batch.quarantine {
-                let seen: Vec<SeenRow> = self.sql.exec(
-                    "INSERT INTO quarantine (content_hash, raw, raw_encoding, reason, first_seen_ms, last_seen_ms, seen_count)
-                     VALUES (?, ?, ?, ?, ?, ?, 1)
-                     ON CONFLICT (content_hash) DO UPDATE SET
-                       seen_count = seen_count + 1, last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)
-                     RETURNING seen_count",
-                    vec![
-                        q.content_hash.clone().into(),
-                        q.raw.clone().into(),
-                        q.raw_encoding.as_str().into(),
-                        q.reason.clone().into(),
-                        now.into(),
-                        now.into(),
-                    ],
-                )?.to_array()?;
-                if seen.first().is_some_and(|s| s.seen_count == 1) {
-                    live.push(quarantine_doc(&q.content_hash, &q.reason, now));
-                }
-                replies[i].quarantined += 1;
+        for q in &batch.quarantine {
+            let seen: Vec<SeenRow> = self.sql.exec(
+                "INSERT INTO quarantine (content_hash, raw, raw_encoding, reason, first_seen_ms, last_seen_ms, seen_count)
+                 VALUES (?, ?, ?, ?, ?, ?, 1)
+                 ON CONFLICT (content_hash) DO UPDATE SET
+                   seen_count = seen_count + 1, last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)
+                 RETURNING seen_count",
+                vec![
+                    q.content_hash.clone().into(),
+                    q.raw.clone().into(),
+                    q.raw_encoding.as_str().into(),
+                    q.reason.clone().into(),
+                    now.into(),
+                    now.into(),
+                ],
+            )?.to_array()?;
+            if seen.first().is_some_and(|s| s.seen_count == 1) {
+                live.push(quarantine_doc(&q.content_hash, &q.reason, now));
             }
+            reply.quarantined += 1;
         }
         let (queued, docs) = if touched.is_empty() { (0, Vec::new()) } else { self.refresh_rows(&touched)? };
         live.extend(docs);
-        Ok((replies, queued, live))
+        Ok((reply, queued, live))
     }
 
     /// Brings the list rows of these messages in line with all their
