@@ -47,7 +47,7 @@ pub async fn read_bounded(req: &mut Request, limit: usize) -> std::result::Resul
         return if body.len() > limit { Err(too_large) } else { Ok(body) };
     }
     let mut stream = req.stream().map_err(|_| unreadable())?;
-    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| unreadable())?;
         if body.len() + chunk.len() > limit {
