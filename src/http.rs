@@ -20,6 +20,11 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Result<Request> 
     Request::new_with_init(url, &init)
 }
 
+/// A request header's value, if present and readable.
+pub fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
 /// Past a body's limit, this much more is read and dropped (never held), so
 /// that the client, or a proxy in front of the Worker, still gets the 413
 /// rather than a connection cut mid-upload; anything longer is cut.
@@ -31,7 +36,7 @@ const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 /// passes the limit, so no more than `limit` plus one chunk is ever held.
 pub async fn read_bounded(req: &mut Request, limit: usize) -> std::result::Result<Vec<u8>, ApiError> {
     let too_large = ApiError::PayloadTooLarge { limit };
-    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    let declared = header(req, "Content-Length").and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large);
     }

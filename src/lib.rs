@@ -45,7 +45,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     // headers for allowed origins, errors included.
     if req.path().starts_with("/api/v2/") {
         let keys = config.client_keys().unwrap_or_default();
-        let origin = req.headers().get("Origin").ok().flatten();
+        let origin = http::header(&req, "Origin");
         return Ok(routes::send::with_cors(resp, origin.as_deref(), &keys));
     }
     Ok(resp)

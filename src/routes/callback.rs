@@ -15,7 +15,7 @@ use crate::http;
 use crate::shard_client::ShardClient;
 
 pub async fn receive(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
-    let header = super::authorization(req);
+    let header = http::header(req, "Authorization");
     let credentials = config.callback_credentials();
     if header.is_some() && credentials.is_empty() {
         // Credentials were presented but none are configured: our fault, and

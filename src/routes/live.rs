@@ -8,14 +8,15 @@ use bw_ledger_core::ApiError;
 use worker::{console_error, Env, Headers, Method, Request, RequestInit, Response};
 
 use crate::config::{Config, LIVE};
+use crate::http::header;
 use crate::objects::live_hub::HUB_NAME;
 
 pub async fn subscribe(req: &Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
-    if !req.headers().get("Upgrade").ok().flatten().is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+    if !header(req, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
         return Err(ApiError::BadRequest("GET /live expects a WebSocket upgrade.".into()));
     }
     let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
-    let protocols = req.headers().get("Sec-WebSocket-Protocol").ok().flatten();
+    let protocols = header(req, "Sec-WebSocket-Protocol");
     let live = parse_live_request(url.query(), protocols.as_deref());
     let token = live.token.clone().ok_or(ApiError::ApiUnauthorized)?;
     let scope = super::authorize_reader(Some(&format!("Bearer {token}")), config)?;

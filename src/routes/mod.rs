@@ -14,15 +14,12 @@ use bw_ledger_core::ApiError;
 use worker::Request;
 
 use crate::config::Config;
-
-pub fn authorization(req: &Request) -> Option<String> {
-    req.headers().get("Authorization").ok().flatten()
-}
+use crate::http::header;
 
 /// Operator routes: the API token only.
 pub fn authorize_api(req: &Request, config: &Config) -> Result<(), ApiError> {
     let token = config.api_token().ok_or(ApiError::NotConfigured("API_TOKEN"))?;
-    match check_bearer(authorization(req).as_deref(), token) {
+    match check_bearer(header(req, "Authorization").as_deref(), token) {
         AuthOutcome::Accepted => Ok(()),
         AuthOutcome::Missing | AuthOutcome::Rejected => Err(ApiError::ApiUnauthorized),
     }

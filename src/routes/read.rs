@@ -50,7 +50,7 @@ pub async fn list_messages(
         }
         None => config.account_id().unwrap_or_default(),
     };
-    let scope = super::authorize_reader(super::authorization(req).as_deref(), config)?;
+    let scope = super::authorize_reader(http::header(req, "Authorization").as_deref(), config)?;
     let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
     let query = url.query();
     let q = match account_id {

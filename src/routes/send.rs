@@ -19,16 +19,12 @@ use worker::{console_error, Delay, Env, Headers, Request, Response};
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::http;
+use crate::http::{self, header};
 use crate::shard_client::ShardClient;
 use crate::upstream::{create_message, SendFailure};
 
 /// How long a duplicate waits for the first request with its key to finish.
 const IN_FLIGHT_WAIT: Duration = Duration::from_millis(100);
-
-fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers().get(name).ok().flatten()
-}
 
 /// Adds CORS headers when the request's origin is allowed by some key, so
 /// that browsers can read errors too.
