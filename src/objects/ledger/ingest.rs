@@ -32,10 +32,9 @@ struct SeenRow {
     seen_count: i64,
 }
 
-/// A message a group named: when, and whether any of its events was new.
+/// A message a callback named, and whether any of its events was new.
 struct Touched<'a> {
     message_id: &'a str,
-    at: i64,
     inserted: bool,
 }
 
@@ -120,7 +119,7 @@ impl LedgerShard {
             let inserted = decision == DedupDecision::Insert;
             match touched.iter_mut().find(|t| t.message_id == ev.message_id) {
                 Some(t) => t.inserted |= inserted,
-                None => touched.push(Touched { message_id: &ev.message_id, at: now, inserted }),
+                None => touched.push(Touched { message_id: &ev.message_id, inserted }),
             }
             match decision {
                 DedupDecision::Insert => reply.stored += 1,
@@ -168,7 +167,7 @@ impl LedgerShard {
             }
             reply.quarantined += 1;
         }
-        let (queued, docs) = if touched.is_empty() { (0, Vec::new()) } else { self.refresh_rows(&touched)? };
+        let (queued, docs) = if touched.is_empty() { (0, Vec::new()) } else { self.refresh_rows(&touched, now)? };
         live.extend(docs);
         Ok((reply, queued, live))
     }
@@ -181,8 +180,8 @@ impl LedgerShard {
     /// while one whose rows were lost (or never written) rebuilds them and
     /// the forwards they imply. Runs in the ingest's transaction: events,
     /// rows and outbox commit together or not at all. Returns the outbox
-    /// rows queued and the live documents.
-    fn refresh_rows(&self, touched: &[Touched]) -> Result<(u32, Vec<serde_json::Value>)> {
+    /// rows queued (at `now`) and the live documents.
+    fn refresh_rows(&self, touched: &[Touched], now: i64) -> Result<(u32, Vec<serde_json::Value>)> {
         let ids = serde_json::to_string(&touched.iter().map(|t| t.message_id).collect::<Vec<_>>())?;
         let mut events = reads::events_of(&self.sql, &ids)?;
         // Changes feed the outbox and live subscribers: without either, a
@@ -233,7 +232,7 @@ impl LedgerShard {
                     .collect();
                 changes(&before, &view)
             };
-            queued += self.queue_forwards(&found, t.at)?;
+            queued += self.queue_forwards(&found, now)?;
             docs.extend(found.into_iter().map(|c| c.doc));
             stale.push(t.message_id);
             rows.extend(fresh);
