@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::auth::{check_bearer, constant_time_eq, decode_basic, AuthOutcome};
 use crate::identity::sha256_hex;
+use crate::limits::KeyLimits;
 
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 pub struct ClientKey {
@@ -19,6 +20,9 @@ pub struct ClientKey {
     pub allowed_from: Vec<String>,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Rate, quota, destinations and reads (`crate::limits`).
+    #[serde(flatten)]
+    pub limits: KeyLimits,
 }
 
 impl std::fmt::Debug for ClientKey {
@@ -27,6 +31,7 @@ impl std::fmt::Debug for ClientKey {
             .field("id", &self.id)
             .field("allowed_from", &self.allowed_from)
             .field("allowed_origins", &self.allowed_origins)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -38,6 +43,11 @@ impl ClientKey {
 
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.allowed_origins.iter().any(|o| o == origin)
+    }
+
+    /// The recipients of a send this key may not send to.
+    pub fn refused_destinations<'a>(&self, to: &'a [String]) -> Vec<&'a str> {
+        self.limits.refused_destinations(&self.allowed_from, to)
     }
 }
 
@@ -53,6 +63,7 @@ pub fn parse_client_keys(json: &str) -> Result<Vec<ClientKey>, String> {
         if k.allowed_origins.iter().any(|o| o == "*") {
             return Err(format!("CLIENT_KEYS: key {:?} may not allow every origin (\"*\")", k.id));
         }
+        k.limits.validate(&k.id)?;
     }
     Ok(keys)
 }

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use crate::limits::Refusal;
 use crate::send::FieldError;
 
 /// Largest callback body accepted (1 MiB). Bandwidth callbacks are a few KiB.
@@ -30,6 +31,12 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     /// Authenticated, but this caller may not do this (from number, origin).
     Forbidden(String),
+    /// Over a client key's limit (`crate::limits`): 429 with `Retry-After`.
+    Limited {
+        reason: Refusal,
+        retry_after_s: i64,
+        description: String,
+    },
     /// An `Idempotency-Key` reused with a different body.
     IdempotencyMismatch,
     /// An `Idempotency-Key` whose first request is still being sent.
@@ -68,6 +75,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::Validation(_) => 400,
             Self::Forbidden(_) => 403,
             Self::IdempotencyInFlight => 409,
+            Self::Limited { .. } => 429,
             Self::IdempotencyMismatch => 422,
             Self::UpstreamUnreachable | Self::UpstreamCredentials => 502,
             Self::UpstreamTimeout => 504,
@@ -86,6 +94,7 @@ impl ApiError {
             Self::ApiUnauthorized => vec![("WWW-Authenticate", "Bearer".to_string())],
             Self::MethodNotAllowed { allow } => vec![("Allow", (*allow).to_string())],
             Self::StorageUnavailable | Self::IdempotencyInFlight => vec![("Retry-After", "1".to_string())],
+            Self::Limited { retry_after_s, .. } => vec![("Retry-After", retry_after_s.to_string())],
             _ => Vec::new(),
         }
     }
@@ -115,6 +124,14 @@ impl ApiError {
                 ("request-validation", "Your request could not be accepted; see fieldErrors.".to_string())
             }
             Self::Forbidden(why) => ("forbidden", why.clone()),
+            Self::Limited { reason, description, .. } => (
+                match reason {
+                    Refusal::Quota => "daily-quota-exceeded",
+                    Refusal::Reads => "read-rate-limited",
+                    _ => "rate-limited",
+                },
+                description.clone(),
+            ),
             Self::IdempotencyMismatch => (
                 "idempotency-key-reused",
                 "This Idempotency-Key was already used with a different request body.".to_string(),

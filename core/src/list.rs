@@ -232,6 +232,25 @@ pub struct Filters {
     pub scope_numbers: Option<Vec<String>>,
 }
 
+/// Which count of the matching rows a list answers (`limitTotalCount`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CountMode {
+    /// No `limitTotalCount`: an exact `totalCount`, as Bandwidth answers.
+    #[default]
+    Exact,
+    /// `limitTotalCount=true`: counting stops at [`COUNT_CAP`], as
+    /// Bandwidth documents, so the count's cost is bounded.
+    Capped,
+    /// `limitTotalCount=false`: no count query at all; `totalCount` is left
+    /// out. (Bandwidth counts exactly here; this ledger saves the shards
+    /// the scan, see the README.)
+    Skip,
+}
+
+/// The most `limitTotalCount=true` counts, as Bandwidth's documentation says.
+pub const COUNT_CAP: i64 = 10_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListQuery {
     pub filters: Filters,
@@ -240,6 +259,7 @@ pub struct ListQuery {
     pub limit: u32,
     pub cursor: Option<Cursor>,
     pub include_content: bool,
+    pub count: CountMode,
 }
 
 const STATUSES: [&str; 8] = ["RECEIVED", "QUEUED", "SENDING", "SENT", "FAILED", "DELIVERED", "ACCEPTED", "UNDELIVERED"];
@@ -322,6 +342,7 @@ impl ListQuery {
             limit: DEFAULT_LIMIT,
             cursor: None,
             include_content,
+            count: CountMode::Exact,
         }
     }
 
@@ -363,7 +384,9 @@ impl ListQuery {
                 "limit" => q.limit = parse_limit(&v)?,
                 "include" if v == "content" => q.include_content = true,
                 "include" => return Err(bad("`include` supports only `content`.")),
-                "limitTotalCount" => {} // our counts are exact and cheap
+                "limitTotalCount" if v == "true" => q.count = CountMode::Capped,
+                "limitTotalCount" if v == "false" => q.count = CountMode::Skip,
+                "limitTotalCount" => return Err(bad("`limitTotalCount` must be true or false.")),
                 k if UNSUPPORTED.contains(&k) => {
                     return Err(bad(format!("`{k}` is a Bandwidth filter this ledger does not support.")))
                 }
@@ -473,10 +496,14 @@ fn where_clause(f: &Filters) -> (String, Vec<SqlParam>) {
                 params.push(numbers_param(list));
             }
             Some(TnFilter::Prefix(p)) => {
-                // substr() rather than LIKE: no wildcard characters to escape.
-                conds.push(format!("substr({col}, 1, ?) = ?"));
-                params.push(SqlParam::Int(p.chars().count() as i64));
+                // A range on the column, so its index serves it (LIKE would
+                // need escaping and, case-insensitive by default, no index).
+                conds.push(format!("{col} >= ?"));
                 params.push(SqlParam::Text(p.clone()));
+                if let Some(upper) = prefix_upper_bound(p) {
+                    conds.push(format!("{col} < ?"));
+                    params.push(SqlParam::Text(upper));
+                }
             }
             None => {}
         }
@@ -503,6 +530,21 @@ fn where_clause(f: &Filters) -> (String, Vec<SqlParam>) {
     }
     let sql = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
     (sql, params)
+}
+
+/// The least string greater than every string that starts with `prefix`:
+/// its last character incremented (UTF-8 orders bytes as code points).
+/// `None` when no such string exists (only `char::MAX`).
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 /// A user-sized list of numbers is bound as one JSON array, never as one
@@ -537,10 +579,32 @@ pub fn page_plan(q: &ListQuery) -> SqlPlan {
     }
 }
 
-/// The count of all rows matching the filters (no cursor).
-pub fn count_plan(q: &ListQuery) -> SqlPlan {
-    let (sql, params) = where_clause(&q.filters);
-    SqlPlan { sql: format!("SELECT COUNT(*) AS n FROM message_rows{sql}"), params }
+/// The count of the rows matching the filters (no cursor), or `None` when
+/// the query asks for none. A capped count stops at [`COUNT_CAP`] rows.
+pub fn count_plan(q: &ListQuery) -> Option<SqlPlan> {
+    let (sql, mut params) = where_clause(&q.filters);
+    match q.count {
+        CountMode::Skip => None,
+        CountMode::Exact => Some(SqlPlan { sql: format!("SELECT COUNT(*) AS n FROM message_rows{sql}"), params }),
+        CountMode::Capped => {
+            params.push(SqlParam::Int(COUNT_CAP));
+            Some(SqlPlan {
+                sql: format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM message_rows{sql} LIMIT ?)"),
+                params,
+            })
+        }
+    }
+}
+
+/// The `totalCount` of a list from its shards' counts: `None` when not
+/// counted, at most [`COUNT_CAP`] when capped.
+pub fn total_count(q: &ListQuery, shard_totals: impl IntoIterator<Item = Option<i64>>) -> Option<i64> {
+    let total: Option<i64> = shard_totals.into_iter().sum();
+    match q.count {
+        CountMode::Skip => None,
+        CountMode::Exact => total,
+        CountMode::Capped => total.map(|t| t.min(COUNT_CAP)),
+    }
 }
 
 /// One merged page.
@@ -641,5 +705,6 @@ pub fn page_info(page: &Page, base: &str, query: Option<&str>) -> Value {
 #[serde(rename_all = "camelCase")]
 pub struct ShardPage {
     pub rows: Vec<ListRow>,
-    pub total: i64,
+    /// The shard's count, `None` when the query asked for none.
+    pub total: Option<i64>,
 }

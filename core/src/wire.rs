@@ -104,6 +104,19 @@ pub mod token_broker {
     }
 }
 
+/// Methods of a client key's guard (`KeyGuard`, one object per key id).
+pub mod key_guard {
+    use super::*;
+    use crate::limits::{GuardRequest, KeyState, Verdict};
+
+    methods! {
+        /// Admits or refuses a send or read, or counts a refusal.
+        Admit = "/admit": GuardRequest => Verdict;
+        /// The key's counters.
+        Usage = "/usage": Empty => KeyState;
+    }
+}
+
 /// One event, ready to store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -111,7 +111,7 @@ fn page_plans_are_keyset_queries_with_bound_parameters() {
     assert_eq!(
         plan.sql,
         format!(
-            "SELECT {ROW_COLUMNS} FROM message_rows WHERE message_status = ? AND substr(source_tn, 1, ?) = ? \
+            "SELECT {ROW_COLUMNS} FROM message_rows WHERE message_status = ? AND source_tn >= ? AND source_tn < ? \
 ORDER BY receive_time_ms DESC, message_id DESC, destination_tn DESC LIMIT ?"
         )
     );
@@ -119,15 +119,15 @@ ORDER BY receive_time_ms DESC, message_id DESC, destination_tn DESC LIMIT ?"
         plan.params,
         vec![
             SqlParam::Text("FAILED".into()),
-            SqlParam::Int(12),
             SqlParam::Text("+15551110000".into()),
+            SqlParam::Text("+15551110001".into()),
             SqlParam::Int(11)
         ]
     );
-    let count = count_plan(&q);
+    let count = count_plan(&q).unwrap();
     assert_eq!(
         count.sql,
-        "SELECT COUNT(*) AS n FROM message_rows WHERE message_status = ? AND substr(source_tn, 1, ?) = ?"
+        "SELECT COUNT(*) AS n FROM message_rows WHERE message_status = ? AND source_tn >= ? AND source_tn < ?"
     );
 
     let cursor = Cursor {
@@ -311,4 +311,34 @@ fn list_items_match_bandwidths_field_names() {
     assert!(with.get("text").is_some() && with.get("media").is_some());
     assert_eq!(with["status"], "failed");
     assert_eq!(with["flags"], serde_json::json!(["contradiction"]));
+}
+
+#[test]
+fn limit_total_count_chooses_the_count() {
+    let exact = parse("messageStatus=FAILED").unwrap();
+    assert_eq!(exact.count, CountMode::Exact);
+    assert_eq!(total_count(&exact, [Some(7_000), Some(6_000)]), Some(13_000));
+    // true: Bandwidth's cap of 10,000, counted with a bounded scan per shard.
+    let capped = parse("messageStatus=FAILED&limitTotalCount=true").unwrap();
+    let plan = count_plan(&capped).unwrap();
+    assert_eq!(plan.sql, "SELECT COUNT(*) AS n FROM (SELECT 1 FROM message_rows WHERE message_status = ? LIMIT ?)");
+    assert_eq!(plan.params.last(), Some(&SqlParam::Int(10_000)));
+    assert_eq!(total_count(&capped, [Some(7_000), Some(6_000)]), Some(10_000));
+    // false: no count query, no totalCount.
+    let skip = parse("messageStatus=FAILED&limitTotalCount=false").unwrap();
+    assert_eq!(count_plan(&skip), None);
+    assert_eq!(total_count(&skip, [None, None]), None);
+    assert_eq!(parse("limitTotalCount=yes").unwrap_err().status(), 400);
+}
+
+#[test]
+fn a_prefix_is_a_range_up_to_its_successor() {
+    let plan = |q: &str| page_plan(&parse(q).unwrap()).params;
+    assert_eq!(
+        plan("destinationTn=%2B1555"),
+        vec![SqlParam::Text("+1555".into()), SqlParam::Text("+1556".into()), SqlParam::Int(101)]
+    );
+    // '9' + 1 is ':', which sorts after every digit.
+    assert_eq!(plan("destinationTn=%2B1559")[1], SqlParam::Text("+155:".into()));
+    assert_eq!(plan("destinationTn=ab%C3%BFz%F4%8F%BF%BF")[1], SqlParam::Text("ab\u{ff}{".into()));
 }

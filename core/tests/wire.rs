@@ -6,13 +6,14 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use bw_ledger_core::idempotency::{BeginDecision, IdemBegin, IdemFinish, SavedResponse};
+use bw_ledger_core::limits::{Ask, GuardRequest, KeyState, Refusal, Verdict};
 use bw_ledger_core::list::{ListQuery, ListRow, ShardPage};
 use bw_ledger_core::oauth::{CachedToken, TokenOutcome};
 use bw_ledger_core::outbox::{OutboxItem, OutboxState, ReplayRequest, TargetStats};
 use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
 use bw_ledger_core::wire::live_hub::Published;
 use bw_ledger_core::wire::{
-    ledger, live_hub, token_broker, DeadQuery, Empty, EventRecord, IngestBatch, IngestReply, MessageQuery,
+    key_guard, ledger, live_hub, token_broker, DeadQuery, Empty, EventRecord, IngestBatch, IngestReply, MessageQuery,
     MessageRecords, Method, QuarantineQuery, ReplayReply, StoredConflict, StoredEvent,
 };
 use serde_json::{json, Value};
@@ -162,8 +163,9 @@ fn ledger_list() {
             "message_status": "FAILED", "message_direction": null, "message_type": null, "error_code": null,
             "carrier_name": null, "from_ms": null, "to_ms": null, "from_segments": null, "to_segments": null,
             "conversation": null, "scope_numbers": ["+1"]},
-            "sort": "ReceiveTime", "descending": true, "limit": 2, "cursor": null, "include_content": false}),
-        ShardPage { rows: vec![row], total: 1 },
+            "sort": "ReceiveTime", "descending": true, "limit": 2, "cursor": null, "include_content": false,
+            "count": "exact"}),
+        ShardPage { rows: vec![row], total: Some(1) },
         json!({"rows": [{"messageId": "m1", "destinationTn": "+2", "sourceTn": "+1", "messageStatus": "FAILED",
             "messageDirection": "OUTBOUND", "messageType": "sms", "segmentCount": 1, "errorCode": 4432,
             "receiveTimeMs": 5, "carrierName": null, "messageLength": 2, "attachmentCount": 0,
@@ -245,5 +247,44 @@ fn token_broker_token() {
     assert_eq!(
         serde_json::to_value(TokenOutcome::Refused { status: 401 }).unwrap(),
         json!({"outcome": "refused", "status": 401})
+    );
+}
+
+#[test]
+fn key_guard_admit() {
+    pin::<key_guard::Admit>(
+        "/admit",
+        GuardRequest { ask: Ask::Send { recipients: 2, rate_per_minute: Some(6), daily_quota: None }, now_ms: 5 },
+        json!({"ask": {"kind": "send", "recipients": 2, "ratePerMinute": 6, "dailyQuota": null}, "nowMs": 5}),
+        Verdict::Refuse { reason: Refusal::Quota, retry_after_s: 7 },
+        json!({"decision": "refuse", "reason": "quota", "retryAfterS": 7}),
+    );
+    for (ask, ask_json) in [
+        (Ask::Refund { recipients: 1 }, json!({"kind": "refund", "recipients": 1})),
+        (Ask::Read { reads_per_minute: 120 }, json!({"kind": "read", "readsPerMinute": 120})),
+        (Ask::Refused { reason: Refusal::Destination }, json!({"kind": "refused", "reason": "destination"})),
+    ] {
+        assert_eq!(serde_json::to_value(&ask).unwrap(), ask_json);
+    }
+    assert_eq!(serde_json::to_value(Verdict::Admit).unwrap(), json!({"decision": "admit"}));
+}
+
+/// The guard stores its state as this JSON: a change is a migration.
+#[test]
+fn key_guard_usage() {
+    let mut state = KeyState { day: 20_000, sends_today: 3, messages_today: 4, ..KeyState::default() };
+    state.refusals_today.insert(Refusal::Rate, 2);
+    state.last_refusal_ms = Some(9);
+    state.last_refusal = Some(Refusal::Rate);
+    state.send_tat_ms = 10;
+    pin::<key_guard::Usage>(
+        "/usage",
+        Empty {},
+        json!({}),
+        state,
+        json!({
+            "day": 20000, "sendsToday": 3, "messagesToday": 4, "refusalsToday": {"rate": 2},
+            "lastRefusalMs": 9, "lastRefusal": "rate", "sendTatMs": 10, "readTatMs": 0
+        }),
     );
 }

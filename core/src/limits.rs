@@ -1,0 +1,451 @@
+//! Abuse limits of client keys: where a key may send, how fast, how much a
+//! day, and how fast it may read.
+//!
+//! A client key sits in browser code, so anyone can lift it. Its limits are
+//! configured per key in `CLIENT_KEYS`; the counters live in one
+//! `KeyGuard` Durable Object per key (the Worker's glue), which applies
+//! [`KeyState::admit`] one request at a time, so counts are exact across
+//! isolates. Everything here is pure: times come in as arguments.
+//!
+//! - `rate_per_minute`: a token bucket (GCRA) of that many sends, refilled
+//!   evenly over a minute: a burst of N, then one every 60/N seconds.
+//! - `daily_quota`: **messages** per UTC day, one per recipient (a group
+//!   send to 3 numbers counts 3), since each recipient is a message billed
+//!   by Bandwidth and pumping is paid per message. A send that would pass
+//!   the quota is refused whole, never partly sent.
+//! - `allowed_destinations`: E.164 prefixes every `to` must start with.
+//!   Without it, the calling codes of the key's own `allowed_from` numbers
+//!   (`+15551110000` sends to `+1...`); `["*"]` allows every destination.
+//! - `reads_per_minute` (default [`DEFAULT_READS_PER_MINUTE`]): list,
+//!   conversation and live-feed requests, as a token bucket like sends.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::send::is_e164;
+
+pub const DEFAULT_READS_PER_MINUTE: u32 = 120;
+const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// A key's optional limits, as configured in `CLIENT_KEYS`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_quota: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_destinations: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads_per_minute: Option<u32>,
+}
+
+impl KeyLimits {
+    /// Checks the configured values; `key_id` names the key in the error.
+    pub fn validate(&self, key_id: &str) -> Result<(), String> {
+        for (name, value) in [
+            ("rate_per_minute", self.rate_per_minute),
+            ("daily_quota", self.daily_quota),
+            ("reads_per_minute", self.reads_per_minute),
+        ] {
+            if value == Some(0) {
+                return Err(format!("CLIENT_KEYS: key {key_id:?} has {name} 0; leave it out for no limit"));
+            }
+        }
+        for prefix in self.allowed_destinations.iter().flatten() {
+            let digits = prefix.strip_prefix('+').unwrap_or("");
+            let valid =
+                prefix == "*" || ((1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()));
+            if !valid {
+                return Err(format!(
+                    "CLIENT_KEYS: key {key_id:?} has allowed_destinations entry {prefix:?}; \
+                     use E.164 prefixes like \"+1\" or \"+4420\", or \"*\""
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn reads_per_minute(&self) -> u32 {
+        self.reads_per_minute.unwrap_or(DEFAULT_READS_PER_MINUTE)
+    }
+
+    /// The destination prefixes in force: the configured ones, or else the
+    /// calling codes of `allowed_from`'s E.164 numbers. `None` means any.
+    pub fn destination_prefixes(&self, allowed_from: &[String]) -> Option<Vec<String>> {
+        match &self.allowed_destinations {
+            Some(list) if list.iter().any(|p| p == "*") => None,
+            Some(list) => Some(list.clone()),
+            None => {
+                let mut codes: Vec<String> =
+                    allowed_from.iter().filter_map(|n| calling_code(n)).map(|c| format!("+{c}")).collect();
+                codes.sort();
+                codes.dedup();
+                Some(codes)
+            }
+        }
+    }
+
+    /// The recipients of `to` this key may not send to, in order.
+    pub fn refused_destinations<'a>(&self, allowed_from: &[String], to: &'a [String]) -> Vec<&'a str> {
+        match self.destination_prefixes(allowed_from) {
+            None => Vec::new(),
+            Some(prefixes) => {
+                to.iter().map(String::as_str).filter(|n| !prefixes.iter().any(|p| n.starts_with(p.as_str()))).collect()
+            }
+        }
+    }
+}
+
+/// Two-digit country calling codes (ITU-T E.164 zones 2 to 9); `1` and `7`
+/// are the only one-digit codes and every other code has three digits.
+/// Calling codes form a prefix code, so this decides the length.
+const TWO_DIGIT_CODES: [&str; 44] = [
+    "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47", "48", "49", "51",
+    "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65", "66", "81", "82", "84", "86", "90",
+    "91", "92", "93", "94", "95", "98",
+];
+
+/// The country calling code of an E.164 number, without the `+`; `None`
+/// for anything else (an alphanumeric sender ID).
+pub fn calling_code(number: &str) -> Option<&str> {
+    if !is_e164(number) {
+        return None;
+    }
+    let digits = &number[1..];
+    let len = if digits.starts_with('1') || digits.starts_with('7') {
+        1
+    } else if TWO_DIGIT_CODES.contains(&&digits[..2]) {
+        2
+    } else {
+        3
+    };
+    digits.get(..len)
+}
+
+/// Why a key's request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Refusal {
+    /// Over `rate_per_minute` (429).
+    Rate,
+    /// Over `daily_quota` (429).
+    Quota,
+    /// A `to` outside the allowed destinations (403).
+    Destination,
+    /// A `from` the key may not send from (403).
+    From,
+    /// A browser origin the key does not allow (403).
+    Origin,
+    /// Over `reads_per_minute` (429).
+    Reads,
+}
+
+/// What a `KeyGuard` is asked to admit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "kind")]
+pub enum Ask {
+    /// A send to `recipients` numbers, under the key's send limits.
+    Send { recipients: u32, rate_per_minute: Option<u32>, daily_quota: Option<u32> },
+    /// Gives back an admitted send that Bandwidth did not take (it answered
+    /// 4xx, or was never reached): it does not count against the quota.
+    Refund { recipients: u32 },
+    /// A read (list, conversation, live subscribe).
+    Read { reads_per_minute: u32 },
+    /// A refusal the Worker decided itself (destination, from, origin),
+    /// counted for `GET /keys`.
+    Refused { reason: Refusal },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardRequest {
+    pub ask: Ask,
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "decision")]
+pub enum Verdict {
+    Admit,
+    /// Refused; retry in `retry_after_s` seconds (the `Retry-After` value).
+    Refuse {
+        reason: Refusal,
+        retry_after_s: i64,
+    },
+}
+
+/// One key's counters, as its `KeyGuard` stores them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyState {
+    /// The UTC day (days since the epoch) the daily counts are for.
+    pub day: i64,
+    pub sends_today: u64,
+    pub messages_today: u64,
+    pub refusals_today: BTreeMap<Refusal, u64>,
+    pub last_refusal_ms: Option<i64>,
+    pub last_refusal: Option<Refusal>,
+    /// GCRA: the theoretical arrival time of the next send / read.
+    pub send_tat_ms: i64,
+    pub read_tat_ms: i64,
+}
+
+/// GCRA over a minute: `per_minute` requests may arrive at once, then one
+/// every `60/per_minute` seconds. Returns the new arrival time, or the
+/// milliseconds until the request would be allowed.
+fn bucket(tat_ms: i64, now_ms: i64, per_minute: u32) -> Result<i64, i64> {
+    let interval = MINUTE_MS as f64 / f64::from(per_minute.max(1));
+    let next = tat_ms.max(now_ms) as f64 + interval;
+    let over = next - (now_ms + MINUTE_MS) as f64;
+    if over > 0.0 {
+        Err(over.ceil() as i64)
+    } else {
+        Ok(next.round() as i64)
+    }
+}
+
+fn seconds(ms: i64) -> i64 {
+    ((ms + 999) / 1000).max(1)
+}
+
+impl KeyState {
+    fn roll_day(&mut self, now_ms: i64) {
+        let day = now_ms.div_euclid(DAY_MS);
+        if day != self.day {
+            self.day = day;
+            self.sends_today = 0;
+            self.messages_today = 0;
+            self.refusals_today.clear();
+        }
+    }
+
+    fn refuse(&mut self, reason: Refusal, now_ms: i64, retry_after_s: i64) -> Verdict {
+        *self.refusals_today.entry(reason).or_default() += 1;
+        self.last_refusal_ms = Some(now_ms);
+        self.last_refusal = Some(reason);
+        Verdict::Refuse { reason, retry_after_s }
+    }
+
+    /// Decides a request and updates the counters. The caller stores the
+    /// state after every call (refusals are counted too).
+    pub fn admit(&mut self, ask: &Ask, now_ms: i64) -> Verdict {
+        self.roll_day(now_ms);
+        match *ask {
+            Ask::Send { recipients, rate_per_minute, daily_quota } => {
+                let recipients = u64::from(recipients);
+                if let Some(quota) = daily_quota {
+                    if self.messages_today + recipients > u64::from(quota) {
+                        let until_midnight = (self.day + 1) * DAY_MS - now_ms;
+                        return self.refuse(Refusal::Quota, now_ms, seconds(until_midnight));
+                    }
+                }
+                let mut tat = self.send_tat_ms;
+                if let Some(rate) = rate_per_minute {
+                    match bucket(tat, now_ms, rate) {
+                        Ok(next) => tat = next,
+                        Err(wait_ms) => return self.refuse(Refusal::Rate, now_ms, seconds(wait_ms)),
+                    }
+                }
+                self.send_tat_ms = tat;
+                self.sends_today += 1;
+                self.messages_today += recipients;
+                Verdict::Admit
+            }
+            Ask::Refund { recipients } => {
+                self.messages_today = self.messages_today.saturating_sub(u64::from(recipients));
+                self.sends_today = self.sends_today.saturating_sub(1);
+                Verdict::Admit
+            }
+            Ask::Read { reads_per_minute } => match bucket(self.read_tat_ms, now_ms, reads_per_minute) {
+                Ok(next) => {
+                    self.read_tat_ms = next;
+                    Verdict::Admit
+                }
+                Err(wait_ms) => self.refuse(Refusal::Reads, now_ms, seconds(wait_ms)),
+            },
+            Ask::Refused { reason } => self.refuse(reason, now_ms, 0),
+        }
+    }
+}
+
+/// The 429 for a refused send or read of key `key_id`.
+pub fn limited(key_id: &str, limits: &KeyLimits, reason: Refusal, retry_after_s: i64) -> ApiError {
+    let description = match reason {
+        Refusal::Quota => format!(
+            "Key {key_id} has used its daily_quota of {} messages for this UTC day; nothing was sent.",
+            limits.daily_quota.unwrap_or(0)
+        ),
+        Refusal::Reads => format!(
+            "Key {key_id} is over its reads_per_minute of {}; retry after {retry_after_s} s.",
+            limits.reads_per_minute()
+        ),
+        _ => format!(
+            "Key {key_id} is over its rate_per_minute of {}; nothing was sent. Retry after {retry_after_s} s.",
+            limits.rate_per_minute.unwrap_or(0)
+        ),
+    };
+    ApiError::Limited { reason, retry_after_s, description }
+}
+
+/// The 403 for a send to numbers outside the key's destinations, naming them.
+pub fn refused_destinations(key_id: &str, limits: &KeyLimits, allowed_from: &[String], refused: &[&str]) -> ApiError {
+    let allowed = limits.destination_prefixes(allowed_from).unwrap_or_default();
+    let allowed = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
+    ApiError::Forbidden(format!(
+        "Key {key_id} may not send to {} (allowed destinations: {allowed}); nothing was sent.",
+        refused.join(", ")
+    ))
+}
+
+/// One key's use as `GET /keys` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyUsage {
+    pub id: String,
+    pub limits: KeyLimits,
+    /// The destination prefixes in force (`null`: any).
+    pub allowed_destinations: Option<Vec<String>>,
+    pub sends_today: u64,
+    /// Recipients sent to today: what `daily_quota` counts.
+    pub messages_today: u64,
+    pub refusals_today: BTreeMap<Refusal, u64>,
+    /// RFC 3339, or `null` when the key was never refused.
+    pub last_refusal_at: Option<String>,
+    pub last_refusal: Option<Refusal>,
+}
+
+impl KeyUsage {
+    /// The view of `state` as of `now_ms` (yesterday's counts read as zero).
+    pub fn of(id: &str, limits: &KeyLimits, allowed_from: &[String], mut state: KeyState, now_ms: i64) -> Self {
+        state.roll_day(now_ms);
+        KeyUsage {
+            id: id.to_owned(),
+            limits: limits.clone(),
+            allowed_destinations: limits.destination_prefixes(allowed_from),
+            sends_today: state.sends_today,
+            messages_today: state.messages_today,
+            refusals_today: state.refusals_today,
+            last_refusal_at: state.last_refusal_ms.map(crate::time::format_rfc3339_ms),
+            last_refusal: state.last_refusal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_795_000_000_000;
+
+    #[test]
+    fn calling_codes() {
+        assert_eq!(calling_code("+15551110000"), Some("1"));
+        assert_eq!(calling_code("+79161234567"), Some("7"));
+        assert_eq!(calling_code("+447700900123"), Some("44"));
+        assert_eq!(calling_code("+4915112345678"), Some("49"));
+        assert_eq!(calling_code("+989121234567"), Some("98"));
+        assert_eq!(calling_code("+353861234567"), Some("353"));
+        assert_eq!(calling_code("+2348012345678"), Some("234"));
+        assert_eq!(calling_code("+8801712345678"), Some("880"));
+        assert_eq!(calling_code("ACME"), None);
+        assert_eq!(calling_code("+0123"), None);
+    }
+
+    #[test]
+    fn default_destinations_follow_the_from_numbers() {
+        let limits = KeyLimits::default();
+        let from = vec!["+15551110000".to_owned(), "+447700900000".to_owned(), "ACME".to_owned()];
+        assert_eq!(limits.destination_prefixes(&from), Some(vec!["+1".to_owned(), "+44".to_owned()]));
+        let to = vec!["+15552220001".to_owned(), "+33612345678".to_owned(), "+447700900123".to_owned()];
+        assert_eq!(limits.refused_destinations(&from, &to), vec!["+33612345678"]);
+        // A key with only a sender ID has no default destination.
+        assert_eq!(limits.refused_destinations(&["ACME".to_owned()], &to).len(), 3);
+        let any = KeyLimits { allowed_destinations: Some(vec!["*".into()]), ..KeyLimits::default() };
+        assert!(any.refused_destinations(&from, &to).is_empty());
+        let uk = KeyLimits { allowed_destinations: Some(vec!["+4477".into()]), ..KeyLimits::default() };
+        assert_eq!(uk.refused_destinations(&from, &to), vec!["+15552220001", "+33612345678"]);
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        let bad = |l: KeyLimits| l.validate("k").unwrap_err();
+        assert!(bad(KeyLimits { daily_quota: Some(0), ..Default::default() }).contains("daily_quota"));
+        assert!(
+            bad(KeyLimits { allowed_destinations: Some(vec!["44".into()]), ..Default::default() }).contains("\"44\"")
+        );
+        assert!(bad(KeyLimits { allowed_destinations: Some(vec!["+".into()]), ..Default::default() }).contains("\"+\""));
+        let ok = KeyLimits { allowed_destinations: Some(vec!["+1".into(), "*".into()]), ..Default::default() };
+        assert!(ok.validate("k").is_ok());
+    }
+
+    fn send(n: u32, rate: Option<u32>, quota: Option<u32>) -> Ask {
+        Ask::Send { recipients: n, rate_per_minute: rate, daily_quota: quota }
+    }
+
+    #[test]
+    fn the_quota_counts_recipients_and_resets_at_utc_midnight() {
+        let mut s = KeyState::default();
+        assert_eq!(s.admit(&send(3, None, Some(4)), T0), Verdict::Admit);
+        // 3 + 2 > 4: refused whole, until the next UTC midnight.
+        let midnight = (T0.div_euclid(DAY_MS) + 1) * DAY_MS;
+        assert_eq!(
+            s.admit(&send(2, None, Some(4)), T0),
+            Verdict::Refuse { reason: Refusal::Quota, retry_after_s: seconds(midnight - T0) }
+        );
+        assert_eq!(s.admit(&send(1, None, Some(4)), T0), Verdict::Admit);
+        assert_eq!((s.sends_today, s.messages_today), (2, 4));
+        // A refund (Bandwidth refused the send) gives the messages back.
+        s.admit(&Ask::Refund { recipients: 1 }, T0);
+        assert_eq!(s.admit(&send(1, None, Some(4)), T0), Verdict::Admit);
+        assert_eq!(s.refusals_today.get(&Refusal::Quota), Some(&1));
+        assert_eq!(s.admit(&send(4, None, Some(4)), midnight), Verdict::Admit);
+        assert!(s.refusals_today.is_empty());
+        assert_eq!(s.last_refusal, Some(Refusal::Quota));
+    }
+
+    #[test]
+    fn the_rate_allows_a_burst_then_one_per_interval() {
+        let mut s = KeyState::default();
+        for _ in 0..3 {
+            assert_eq!(s.admit(&send(1, Some(3), None), T0), Verdict::Admit);
+        }
+        // The fourth within the minute waits for one token: 20 s.
+        assert_eq!(s.admit(&send(1, Some(3), None), T0), Verdict::Refuse { reason: Refusal::Rate, retry_after_s: 20 });
+        assert!(matches!(s.admit(&send(1, Some(3), None), T0 + 19_000), Verdict::Refuse { .. }));
+        assert_eq!(s.admit(&send(1, Some(3), None), T0 + 20_000), Verdict::Admit);
+        // A refused send counts no message.
+        assert_eq!(s.messages_today, 4);
+    }
+
+    #[test]
+    fn reads_have_their_own_bucket() {
+        let mut s = KeyState::default();
+        for _ in 0..2 {
+            assert_eq!(s.admit(&Ask::Read { reads_per_minute: 2 }, T0), Verdict::Admit);
+        }
+        assert_eq!(
+            s.admit(&Ask::Read { reads_per_minute: 2 }, T0),
+            Verdict::Refuse { reason: Refusal::Reads, retry_after_s: 30 }
+        );
+        assert_eq!(s.admit(&send(1, Some(1), None), T0), Verdict::Admit);
+    }
+
+    #[test]
+    fn usage_reads_yesterday_as_zero() {
+        let mut s = KeyState::default();
+        s.admit(&send(2, None, None), T0);
+        s.admit(&Ask::Refused { reason: Refusal::Destination }, T0);
+        let limits = KeyLimits::default();
+        let today = KeyUsage::of("k", &limits, &["+15551110000".into()], s.clone(), T0);
+        assert_eq!((today.sends_today, today.messages_today), (1, 2));
+        assert_eq!(today.allowed_destinations, Some(vec!["+1".to_owned()]));
+        assert_eq!(today.refusals_today.get(&Refusal::Destination), Some(&1));
+        let tomorrow = KeyUsage::of("k", &limits, &[], s, T0 + DAY_MS);
+        assert_eq!((tomorrow.sends_today, tomorrow.refusals_today.len()), (0, 0));
+        assert_eq!(tomorrow.last_refusal, Some(Refusal::Destination));
+    }
+}
