@@ -38,6 +38,8 @@ pub const LEDGER: &str = "LEDGER";
 pub const TOKENS: &str = "TOKENS";
 /// The Durable Object namespace binding of the live subscription hub.
 pub const LIVE: &str = "LIVE";
+/// The Durable Object namespace binding of the client keys' guards.
+pub const KEY_GUARD: &str = "KEY_GUARD";
 
 pub const DEFAULT_API_BASE: &str = "https://messaging.bandwidth.com/api/v2";
 pub const DEFAULT_TOKEN_URL: &str = "https://api.bandwidth.com/api/v1/oauth2/token";

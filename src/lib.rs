@@ -30,6 +30,7 @@ use worker::{event, Context, Env, Request, Response, Result};
 use config::Config;
 use routes::authorize_api;
 
+pub use objects::key_guard::KeyGuard;
 pub use objects::ledger::LedgerShard;
 pub use objects::live_hub::LiveHub;
 pub use objects::token_broker::TokenBroker;
@@ -55,6 +56,10 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> std::result::R
     #[cfg(feature = "test-hooks")]
     if req.path() == test_hooks::ROUTE {
         return test_hooks::handle(req, env, config).await;
+    }
+    #[cfg(feature = "test-hooks")]
+    if req.path() == test_hooks::PROBE_ROUTE {
+        return test_hooks::handle_probe(req, env, config).await;
     }
     match resolve(req.method().as_ref(), &req.path())? {
         Route::Health => http::json(&serde_json::json!({ "status": "ok" })),
@@ -84,6 +89,10 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> std::result::R
         Route::OutboxReplay => {
             authorize_api(req, config)?;
             routes::outbox::replay(req, env, config).await
+        }
+        Route::Keys => {
+            authorize_api(req, config)?;
+            routes::keys::usage(env, config).await
         }
     }
 }

@@ -5,7 +5,13 @@
 //! `POST /__test/shard-sql` (API token) runs one SQL statement on the shard
 //! that holds `messageId`, so a test can damage derived state by hand or
 //! install a trigger that makes a later statement fail midway.
+//!
+//! `POST /__test/list-probe` (API token) takes `{"query": "<List Messages
+//! query string>"}` and answers, summed over the shards, how many count
+//! queries they have run, and SQLite's query plans for the list's page and
+//! count queries on one shard, so a test can see which index serves them.
 
+use bw_ledger_core::list::{count_plan, page_plan, ListQuery, SqlParam, SqlPlan};
 use bw_ledger_core::wire::Method;
 use bw_ledger_core::ApiError;
 use serde::{Deserialize, Serialize};
@@ -15,6 +21,7 @@ use crate::config::Config;
 use crate::shard_client::ShardClient;
 
 pub const ROUTE: &str = "/__test/shard-sql";
+pub const PROBE_ROUTE: &str = "/__test/list-probe";
 
 /// The shard method behind it: one statement, its rows.
 pub struct ShardSql;
@@ -42,6 +49,63 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Res
     let shards = ShardClient::new(env, config.shards()?)?;
     let rows = shards.call::<ShardSql>(shards.shard_of(&q.message_id), &q).await?;
     crate::http::json(&serde_json::json!({ "rows": rows }))
+}
+
+/// The shard method behind the probe.
+pub struct ShardProbe;
+
+impl Method for ShardProbe {
+    const PATH: &'static str = "/test/probe";
+    type Request = ListQuery;
+    type Reply = Probe;
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    pub count_queries: u64,
+    pub page_plan: Vec<String>,
+    pub count_plan: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ProbeRequest {
+    query: String,
+}
+
+pub async fn handle_probe(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+    crate::routes::authorize_api(req, config)?;
+    let body = crate::http::read_bounded(req, 1 << 16).await?;
+    let p: ProbeRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("not a probe request: {e}")))?;
+    let q = ListQuery::parse(Some(&p.query), None)?;
+    let shards = ShardClient::new(env, config.shards()?)?;
+    let probes = shards.call_all::<ShardProbe>(&q).await?;
+    let count_queries: u64 = probes.iter().map(|p| p.count_queries).sum();
+    let first = probes.into_iter().next().unwrap_or_default();
+    crate::http::json(&Probe { count_queries, ..first })
+}
+
+/// The shard's side of the probe.
+pub fn probe(sql: &SqlStorage, q: &ListQuery, count_queries: u64) -> worker::Result<Probe> {
+    #[derive(Deserialize)]
+    struct PlanRow {
+        detail: String,
+    }
+    let explain = |plan: Option<SqlPlan>| -> worker::Result<Vec<String>> {
+        let Some(plan) = plan else { return Ok(Vec::new()) };
+        let params = plan
+            .params
+            .into_iter()
+            .map(|p| match p {
+                SqlParam::Int(i) => i.into(),
+                SqlParam::Text(t) => t.into(),
+            })
+            .collect::<Vec<worker::SqlStorageValue>>();
+        let rows: Vec<PlanRow> = sql.exec(&format!("EXPLAIN QUERY PLAN {}", plan.sql), params)?.to_array()?;
+        Ok(rows.into_iter().map(|r| r.detail).collect())
+    };
+    Ok(Probe { count_queries, page_plan: explain(Some(page_plan(q)))?, count_plan: explain(count_plan(q))? })
 }
 
 /// The shard's side: runs the statement, answers its rows.

@@ -33,6 +33,8 @@ pub enum Route {
     OutboxDead,
     /// `POST /outbox/replay`: deliver again, with the original webhook ids.
     OutboxReplay,
+    /// `GET /keys`: each client key's use today and its refusals.
+    Keys,
 }
 
 /// Resolves a request. `path` is the URL path, still percent-encoded.
@@ -55,6 +57,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         "/outbox" => only("GET", Route::OutboxStats),
         "/outbox/dead" => only("GET", Route::OutboxDead),
         "/outbox/replay" => only("POST", Route::OutboxReplay),
+        "/keys" => only("GET", Route::Keys),
         p if p.starts_with("/api/v2/") && method == "OPTIONS" => Ok(Route::Preflight),
         p if p.starts_with("/api/v2/users/") => {
             let rest = &p["/api/v2/users/".len()..];

@@ -1,6 +1,7 @@
 //! The Durable Objects: ledger shards, the live hub, the OAuth token broker,
-//! and the one way their writes run all or nothing.
+//! the client keys' guards, and the one way their writes run all or nothing.
 
+pub mod key_guard;
 pub mod ledger;
 pub mod live_hub;
 pub mod token_broker;

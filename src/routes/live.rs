@@ -19,7 +19,7 @@ pub async fn subscribe(req: &Request, env: &Env, config: &Config) -> Result<Resp
     let protocols = header(req, "Sec-WebSocket-Protocol");
     let live = parse_live_request(url.query(), protocols.as_deref());
     let token = live.token.clone().ok_or(ApiError::ApiUnauthorized)?;
-    let scope = super::authorize_reader(Some(&format!("Bearer {token}")), config)?;
+    let scope = super::authorize_reader(Some(&format!("Bearer {token}")), env, config).await?;
     let sub = Subscription { scope, message_id: live.message_id, number: live.number };
     let sub_json = serde_json::to_string(&sub).map_err(|_| ApiError::Internal)?;
     let hub_url = format!(

@@ -3,18 +3,21 @@
 //! rule they apply is `bw_ledger_core`'s.
 
 pub mod callback;
+pub mod keys;
 pub mod live;
 pub mod outbox;
 pub mod read;
 pub mod send;
 
 use bw_ledger_core::auth::{check_bearer, AuthOutcome};
-use bw_ledger_core::client::reader;
+use bw_ledger_core::client::{reader, Reader};
+use bw_ledger_core::limits::{self, Ask, Verdict};
 use bw_ledger_core::ApiError;
-use worker::Request;
+use worker::{Env, Request};
 
 use crate::config::Config;
 use crate::http::header;
+use crate::objects::key_guard;
 
 /// Operator routes: the API token only.
 pub fn authorize_api(req: &Request, config: &Config) -> Result<(), ApiError> {
@@ -25,9 +28,21 @@ pub fn authorize_api(req: &Request, config: &Config) -> Result<(), ApiError> {
     }
 }
 
-/// Reader routes (lists, the live feed): the API token, or a client key,
-/// which limits what is read to its numbers (`Reader::scope`).
-pub fn authorize_reader(header: Option<&str>, config: &Config) -> Result<Option<Vec<String>>, ApiError> {
+/// Reader routes (lists, conversations, the live feed): the API token, or
+/// a client key, which limits what is read to its numbers
+/// (`Reader::scope`) and counts against its `reads_per_minute`.
+pub async fn authorize_reader(
+    header: Option<&str>,
+    env: &Env,
+    config: &Config,
+) -> Result<Option<Vec<String>>, ApiError> {
     let keys = config.client_keys()?;
-    reader(header, config.api_token(), &keys).map(|r| r.scope()).map_err(|_| ApiError::ApiUnauthorized)
+    let reader = reader(header, config.api_token(), &keys).map_err(|_| ApiError::ApiUnauthorized)?;
+    if let Reader::Key(key) = &reader {
+        let ask = Ask::Read { reads_per_minute: key.limits.reads_per_minute() };
+        if let Verdict::Refuse { reason, retry_after_s } = key_guard::admit(env, &key.id, ask).await? {
+            return Err(limits::limited(&key.id, &key.limits, reason, retry_after_s));
+        }
+    }
+    Ok(reader.scope())
 }

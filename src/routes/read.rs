@@ -3,7 +3,7 @@
 //! shape) and conversations. Queries are parsed and planned in the core,
 //! fanned out to the shards, and merged in the core.
 
-use bw_ledger_core::list::{list_item, merge, page_info, ListQuery, ShardPage};
+use bw_ledger_core::list::{list_item, merge, page_info, total_count, ListQuery, ShardPage};
 use bw_ledger_core::projection::project;
 use bw_ledger_core::quarantine::merge_recent;
 use bw_ledger_core::route::query_limit;
@@ -50,7 +50,7 @@ pub async fn list_messages(
         }
         None => config.account_id().unwrap_or_default(),
     };
-    let scope = super::authorize_reader(http::header(req, "Authorization").as_deref(), config)?;
+    let scope = super::authorize_reader(http::header(req, "Authorization").as_deref(), env, config).await?;
     let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
     let query = url.query();
     let q = match account_id {
@@ -59,14 +59,17 @@ pub async fn list_messages(
     };
     let shards = ShardClient::new(env, config.shards()?)?;
     let pages: Vec<ShardPage> = shards.call_all::<ledger::List>(&q).await?;
-    let total: i64 = pages.iter().map(|p| p.total).sum();
+    let total = total_count(&q, pages.iter().map(|p| p.total));
     let page = merge(&q, pages.into_iter().map(|p| p.rows).collect());
     let base = format!("{}{}", url.origin().ascii_serialization(), url.path());
     let messages: Vec<serde_json::Value> =
         page.rows.iter().map(|r| list_item(r, &account, q.include_content)).collect();
-    http::json(&serde_json::json!({
-        "totalCount": total,
+    let mut body = serde_json::json!({
         "pageInfo": page_info(&page, &base, query),
         "messages": messages,
-    }))
+    });
+    if let Some(total) = total {
+        body["totalCount"] = total.into();
+    }
+    http::json(&body)
 }

@@ -1,8 +1,10 @@
 //! The send proxy: `POST /api/v2/users/{accountId}/messages`.
 //!
 //! Order of checks: account, caller, origin, size, body rules, `from`
-//! scope, idempotency; only then one upstream call, never retried. On
-//! `202 Accepted` the message is recorded in the ledger before answering.
+//! scope, destinations, idempotency (a replay answers here), then the key's
+//! rate and quota (`objects::key_guard`); only then one upstream call, never
+//! retried. On `202 Accepted` the message is recorded in the ledger before
+//! answering. A refused send never reaches Bandwidth or the ledger.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use bw_ledger_core::idempotency::{
     parse_key, saves_outcome, scope_key, BeginDecision, IdemBegin, IdemFinish, SavedResponse,
 };
 use bw_ledger_core::identity::{canonical_json, sha256_hex};
+use bw_ledger_core::limits::{self, Ask, Refusal, Verdict};
 use bw_ledger_core::send::{validate_send, MAX_SEND_BODY};
 use bw_ledger_core::wire::ledger;
 use bw_ledger_core::{ApiError, ParsedCallback};
@@ -20,6 +23,7 @@ use worker::{console_error, Delay, Env, Headers, Request, Response};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http::{self, header};
+use crate::objects::key_guard;
 use crate::shard_client::ShardClient;
 use crate::upstream::{create_message, SendFailure};
 
@@ -65,13 +69,20 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
     let own_origin = req.url().ok().map(|u| u.origin().ascii_serialization());
     if let Some(origin) = header(req, "Origin").filter(|o| Some(o) != own_origin.as_ref()) {
         if !key.allows_origin(&origin) {
+            count_refusal(env, key, Refusal::Origin).await;
             return Err(ApiError::Forbidden(format!("Key {} may not be used from origin {origin}.", key.id)));
         }
     }
     let body = crate::http::read_bounded(req, MAX_SEND_BODY).await?;
     let valid = validate_send(&body, now_ms(), config.application_id().as_deref()).map_err(ApiError::Validation)?;
     if !key.may_send_from(&valid.from) {
+        count_refusal(env, key, Refusal::From).await;
         return Err(ApiError::Forbidden(format!("Key {} may not send from {}.", key.id, valid.from)));
+    }
+    let refused = key.refused_destinations(&valid.to);
+    if !refused.is_empty() {
+        count_refusal(env, key, Refusal::Destination).await;
+        return Err(limits::refused_destinations(&key.id, &key.limits, &key.allowed_from, &refused));
     }
     let idempotency_key = header(req, "Idempotency-Key").map(|k| parse_key(&k)).transpose()?;
     let forward = valid.body.to_string();
@@ -92,7 +103,37 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
         None => None,
     };
 
+    // A replayed answer (above) costs nothing; a new send counts against
+    // the key's rate and quota before Bandwidth is called.
+    let recipients = valid.to.len() as u32;
+    let ask =
+        Ask::Send { recipients, rate_per_minute: key.limits.rate_per_minute, daily_quota: key.limits.daily_quota };
+    let admitted = match key_guard::admit(env, &key.id, ask).await {
+        Ok(Verdict::Admit) => Ok(()),
+        Ok(Verdict::Refuse { reason, retry_after_s }) => {
+            Err(limits::limited(&key.id, &key.limits, reason, retry_after_s))
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = admitted {
+        if let Some(scope_key) = claim {
+            finish_claim(&shards, scope_key, None).await;
+        }
+        return Err(e);
+    }
+
     let outcome = create_message(env, config, account_id, &forward).await;
+    let taken = match &outcome {
+        Ok(reply) => !(400..500).contains(&reply.status),
+        Err(SendFailure::NotSent(_)) => false,
+        Err(SendFailure::MaybeSent(_)) => true,
+    };
+    if !taken {
+        // Bandwidth did not take the message: it does not count today.
+        if let Err(e) = key_guard::admit(env, &key.id, Ask::Refund { recipients }).await {
+            console_error!("send: a refused send of key {} still counts against its quota: {e}", key.id);
+        }
+    }
     let (response, saved) = match outcome {
         Ok(reply) => {
             if (200..300).contains(&reply.status) {
@@ -118,15 +159,28 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
         }
     };
     if let Some(scope_key) = claim {
-        let finish = IdemFinish { scope_key: scope_key.clone(), response: saved };
-        let shard = shards.shard_of(&scope_key);
-        if shards.call::<ledger::IdemFinish>(shard, &finish).await.is_err() {
-            console_error!(
-                "send: idempotency record could not be finished; retries with this key will wait for it to expire"
-            );
-        }
+        finish_claim(&shards, scope_key, saved).await;
     }
     response
+}
+
+/// Counts a refusal decided here (origin, from, destination) for `GET
+/// /keys`; the refusal stands whether or not it could be counted.
+async fn count_refusal(env: &Env, key: &ClientKey, reason: Refusal) {
+    if let Err(e) = key_guard::admit(env, &key.id, Ask::Refused { reason }).await {
+        console_error!("send: a refusal of key {} was not counted: {e}", key.id);
+    }
+}
+
+/// Saves the outcome under the idempotency key, or releases the key (`None`).
+async fn finish_claim(shards: &ShardClient, scope_key: String, response: Option<SavedResponse>) {
+    let shard = shards.shard_of(&scope_key);
+    let finish = IdemFinish { scope_key, response };
+    if shards.call::<ledger::IdemFinish>(shard, &finish).await.is_err() {
+        console_error!(
+            "send: idempotency record could not be finished; retries with this key will wait for it to expire"
+        );
+    }
 }
 
 enum Claim {

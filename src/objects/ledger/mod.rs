@@ -28,6 +28,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use bw_ledger_core::forward::{parse_targets, ForwardTarget, Schedule};
+use bw_ledger_core::list::{count_plan, ShardPage};
 use bw_ledger_core::wire::{ledger, Empty, Method, ReplayReply};
 use worker::{
     console_error, durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State, Storage,
@@ -60,6 +61,9 @@ pub struct LedgerShard {
     keep_delivered_ms: i64,
     /// Deliveries running from this instance, per target.
     in_flight: Rc<InFlight>,
+    /// Count queries run by this instance, for the e2e suite.
+    #[cfg(feature = "test-hooks")]
+    count_queries: Cell<u64>,
 }
 
 impl DurableObject for LedgerShard {
@@ -97,6 +101,8 @@ impl DurableObject for LedgerShard {
             schedule,
             keep_delivered_ms,
             in_flight: Rc::new(InFlight::default()),
+            #[cfg(feature = "test-hooks")]
+            count_queries: Cell::new(0),
         };
         // A crash while an alarm runs can lose it; whenever the object wakes
         // up, re-arm it if outbox rows are still waiting.
@@ -125,7 +131,16 @@ impl DurableObject for LedgerShard {
             }
             ledger::List::PATH => {
                 let q = request::<ledger::List>(&mut req).await?;
-                reply::<ledger::List>(&reads::list(&self.sql, &q)?)
+                let rows = reads::list_page(&self.sql, &q)?;
+                let total = match count_plan(&q) {
+                    Some(plan) => {
+                        #[cfg(feature = "test-hooks")]
+                        self.count_queries.set(self.count_queries.get() + 1);
+                        Some(reads::list_count(&self.sql, plan)?)
+                    }
+                    None => None,
+                };
+                reply::<ledger::List>(&ShardPage { rows, total })
             }
             ledger::IdemBegin::PATH => {
                 let begin = request::<ledger::IdemBegin>(&mut req).await?;
@@ -157,6 +172,15 @@ impl DurableObject for LedgerShard {
             crate::test_hooks::ShardSql::PATH => {
                 let q = request::<crate::test_hooks::ShardSql>(&mut req).await?;
                 reply::<crate::test_hooks::ShardSql>(&crate::test_hooks::run(&self.sql, q)?)
+            }
+            #[cfg(feature = "test-hooks")]
+            crate::test_hooks::ShardProbe::PATH => {
+                let q = request::<crate::test_hooks::ShardProbe>(&mut req).await?;
+                reply::<crate::test_hooks::ShardProbe>(&crate::test_hooks::probe(
+                    &self.sql,
+                    &q,
+                    self.count_queries.get(),
+                )?)
             }
             _ => Response::error("unknown shard method", 404),
         }

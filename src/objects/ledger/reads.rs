@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use bw_ledger_core::list::{count_plan, page_plan, ListQuery, ListRow, ShardPage, SqlParam, SqlPlan};
+use bw_ledger_core::list::{page_plan, ListQuery, ListRow, SqlParam, SqlPlan};
 use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
 use bw_ledger_core::wire::{EventRecord, MessageRecords, QuarantineList, StoredConflict, StoredEvent};
 use serde::Deserialize;
@@ -193,10 +193,14 @@ fn run(sql: &SqlStorage, plan: SqlPlan) -> Result<SqlCursor> {
     sql.exec(&plan.sql, params)
 }
 
-/// One shard's page and count for a list query planned by the core.
-pub fn list(sql: &SqlStorage, q: &ListQuery) -> Result<ShardPage> {
+/// One shard's page for a list query planned by the core.
+pub fn list_page(sql: &SqlStorage, q: &ListQuery) -> Result<Vec<ListRow>> {
     let rows: Vec<RowRecord> = run(sql, page_plan(q))?.to_array()?;
-    let counts: Vec<CountRow> = run(sql, count_plan(q))?.to_array()?;
-    let rows = rows.into_iter().map(RowRecord::into_list_row).collect::<Result<Vec<_>>>()?;
-    Ok(ShardPage { rows, total: counts.first().map_or(0, |c| c.n) })
+    rows.into_iter().map(RowRecord::into_list_row).collect()
+}
+
+/// One shard's count of the rows a list query matches (`count_plan`).
+pub fn list_count(sql: &SqlStorage, plan: SqlPlan) -> Result<i64> {
+    let counts: Vec<CountRow> = run(sql, plan)?.to_array()?;
+    Ok(counts.first().map_or(0, |c| c.n))
 }
