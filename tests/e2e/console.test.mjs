@@ -95,6 +95,16 @@ test('the console signs in once, shows rows and status changes live, and sends t
   assert.equal(sent.text, 'Sent from the console');
   await page.locator('td', { hasText: 'Sent from the console' }).first().waitFor({ timeout: 10000 });
 
+  // A send to another country is refused by the key's default rule, and the
+  // keys table shows the send and the refusal.
+  await page.getByLabel('To (comma-separated)').fill('+447700900077');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.locator('#send-result', { hasText: '+447700900077' }).waitFor({ timeout: 10000 });
+  assert.equal(fake.messageRequests.length, sendsBefore + 1, 'the refused send never reached Bandwidth');
+  const keyRow = page.locator('#key-rows tr', { hasText: 'console' });
+  await keyRow.locator('td', { hasText: 'destination 1' }).waitFor({ timeout: 10000 });
+  assert.equal(await keyRow.locator('td').nth(1).innerText(), '1', 'one send today');
+
   // Quarantine count reflects a bad callback, live.
   await postCallback(w.url, `garbage ${uniqueId('g')}`);
   await page.waitForFunction(() => Number(document.getElementById('quarantine-count').textContent) >= 1, null, { timeout: 10000 });
