@@ -17,6 +17,7 @@ pub mod group;
 pub mod idempotency;
 pub mod identity;
 pub mod ingest;
+pub mod lifecycle;
 pub mod limits;
 pub mod list;
 pub mod live;

@@ -44,6 +44,7 @@ macro_rules! methods {
 pub mod ledger {
     use super::*;
     use crate::idempotency::{self, BeginDecision};
+    use crate::lifecycle;
     use crate::list::{ListQuery, ShardPage};
     use crate::outbox::{OutboxItem, ReplayRequest, TargetStats};
 
@@ -69,6 +70,12 @@ pub mod ledger {
         OutboxReplay = "/outbox/replay": ReplayRequest => ReplayReply;
         /// A live subscriber is listening: publish again.
         LiveOn = "/live-on": Empty => Empty;
+        /// One batch of retention (`crate::lifecycle`).
+        Sweep = "/sweep": lifecycle::SweepRequest => lifecycle::SweepReply;
+        /// One batch of an erasure by number.
+        Erase = "/erase": lifecycle::EraseRequest => lifecycle::EraseReply;
+        /// One page of an export.
+        Export = "/export": lifecycle::ExportQuery => lifecycle::ExportPage;
     }
 }
 
@@ -166,6 +173,13 @@ pub struct IngestReply {
     pub duplicates: u32,
     pub conflicts: u32,
     pub quarantined: u32,
+    /// Events of erased messages (tombstoned), answered but not stored.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub erased: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl IngestReply {
@@ -175,6 +189,7 @@ impl IngestReply {
             duplicates: self.duplicates + o.duplicates,
             conflicts: self.conflicts + o.conflicts,
             quarantined: self.quarantined + o.quarantined,
+            erased: self.erased + o.erased,
         }
     }
 }

@@ -87,10 +87,10 @@ fn a_retried_callback_is_stored_once() {
     let store = MemoryShards::default();
     let parsed = parse_callback_body(GROUP_MMS_INVALID.as_bytes());
     let first = ready(ingest(&store, &parsed, 4, 1, |_, _| {})).unwrap();
-    assert_eq!(first, IngestReply { stored: 5, duplicates: 0, conflicts: 0, quarantined: 0 });
+    assert_eq!(first, IngestReply { stored: 5, duplicates: 0, conflicts: 0, quarantined: 0, erased: 0 });
     for _ in 0..3 {
         let again = ready(ingest(&store, &parsed, 4, 2, |_, _| {})).unwrap();
-        assert_eq!(again, IngestReply { stored: 0, duplicates: 5, conflicts: 0, quarantined: 0 });
+        assert_eq!(again, IngestReply { stored: 0, duplicates: 5, conflicts: 0, quarantined: 0, erased: 0 });
     }
     assert_eq!(store.events.borrow().len(), 5);
 }

@@ -38,7 +38,7 @@ fn quarantine_item_and_reply_shapes_are_pinned() {
         serde_json::to_string(&item).unwrap(),
         r#"{"contentHash":"2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","raw":"x","rawEncoding":"utf8","reason":"why","firstSeenMs":1,"lastSeenMs":2,"seenCount":3}"#
     );
-    let reply = IngestReply { stored: 1, duplicates: 2, conflicts: 3, quarantined: 4 };
+    let reply = IngestReply { stored: 1, duplicates: 2, conflicts: 3, quarantined: 4, erased: 0 };
     assert_eq!(serde_json::to_string(&reply).unwrap(), r#"{"stored":1,"duplicates":2,"conflicts":3,"quarantined":4}"#);
 }
 

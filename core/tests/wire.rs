@@ -6,6 +6,9 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use bw_ledger_core::idempotency::{BeginDecision, IdemBegin, IdemFinish, SavedResponse};
+use bw_ledger_core::lifecycle::{
+    EraseReply, EraseRequest, ExportPage, ExportQuery, ExportedMessage, SweepReply, SweepRequest,
+};
 use bw_ledger_core::limits::{Ask, GuardRequest, KeyState, Refusal, Verdict};
 use bw_ledger_core::list::{ListQuery, ListRow, ShardPage};
 use bw_ledger_core::oauth::{CachedToken, TokenOutcome};
@@ -67,7 +70,7 @@ fn ledger_ingest() {
         vec![batch],
         json!([{"receivedAtMs": 5, "events": [event_json()],
             "quarantine": [{"contentHash": "q1", "raw": "x", "rawEncoding": "utf8", "reason": "why"}]}]),
-        vec![IngestReply { stored: 1, duplicates: 2, conflicts: 3, quarantined: 4 }],
+        vec![IngestReply { stored: 1, duplicates: 2, conflicts: 3, quarantined: 4, erased: 0 }],
         json!([{"stored": 1, "duplicates": 2, "conflicts": 3, "quarantined": 4}]),
     );
 }
@@ -287,4 +290,47 @@ fn key_guard_usage() {
             "lastRefusalMs": 9, "lastRefusal": "rate", "sendTatMs": 10, "readTatMs": 0
         }),
     );
+}
+
+#[test]
+fn ledger_lifecycle() {
+    pin::<ledger::Sweep>(
+        "/sweep",
+        SweepRequest { cutoff_ms: Some(5), now_ms: 9, limit: 100, continue_by_alarm: true },
+        json!({"cutoffMs": 5, "nowMs": 9, "limit": 100, "continueByAlarm": true}),
+        SweepReply { purged: 3, more: false },
+        json!({"purged": 3, "more": false}),
+    );
+    pin::<ledger::Erase>(
+        "/erase",
+        EraseRequest { number: "+15551230000".into(), now_ms: 9, limit: 100 },
+        json!({"number": "+15551230000", "nowMs": 9, "limit": 100}),
+        EraseReply { erased: 2, quarantined: 1, more: true },
+        json!({"erased": 2, "quarantined": 1, "more": true}),
+    );
+    pin::<ledger::Export>(
+        "/export",
+        ExportQuery { from_ms: Some(1), to_ms: None, after: Some((4, "m0".into())), limit: 100 },
+        json!({"fromMs": 1, "toMs": null, "after": [4, "m0"], "limit": 100}),
+        ExportPage {
+            messages: vec![ExportedMessage {
+                message_id: "m1".into(),
+                time_ms: 5,
+                records: MessageRecords { events: vec![], conflicts: vec![] },
+            }],
+            next: Some((5, "m1".into())),
+        },
+        json!({"messages": [{"messageId": "m1", "timeMs": 5, "records": {"events": [], "conflicts": []}}],
+            "next": [5, "m1"]}),
+    );
+    // A callback's reply shows `erased` only when it is not zero.
+    let reply = IngestReply { stored: 1, erased: 0, ..IngestReply::default() };
+    assert_eq!(
+        serde_json::to_value(reply).unwrap(),
+        json!({"stored": 1, "duplicates": 0, "conflicts": 0, "quarantined": 0})
+    );
+    let erased: IngestReply = serde_json::from_value(json!({"stored": 0, "duplicates": 0, "conflicts": 0,
+        "quarantined": 0, "erased": 2}))
+    .unwrap();
+    assert_eq!(erased.erased, 2);
 }
