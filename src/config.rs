@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bw_ledger_core::auth::{callback_credentials, BasicCredential};
 use bw_ledger_core::client::{parse_client_keys, ClientKey};
+use bw_ledger_core::lifecycle::parse_retention_days;
 use bw_ledger_core::oauth::UpstreamAuth;
 use bw_ledger_core::shard::parse_shard_count;
 use bw_ledger_core::ApiError;
@@ -32,6 +33,7 @@ pub const FORWARD_RETRY_BASE_MS: &str = "FORWARD_RETRY_BASE_MS";
 pub const FORWARD_RETRY_MAX_MS: &str = "FORWARD_RETRY_MAX_MS";
 pub const FORWARD_GIVE_UP_MS: &str = "FORWARD_GIVE_UP_MS";
 pub const FORWARD_KEEP_DELIVERED_MS: &str = "FORWARD_KEEP_DELIVERED_MS";
+pub const RETENTION_DAYS: &str = "RETENTION_DAYS";
 /// The Durable Object namespace binding of the ledger shards.
 pub const LEDGER: &str = "LEDGER";
 /// The Durable Object namespace binding of the OAuth token broker.
@@ -140,6 +142,14 @@ impl Config {
             self.get(BW_PASSWORD),
         )
         .ok_or(ApiError::NotConfigured("BW_CLIENT_ID/BW_CLIENT_SECRET (or BW_USERNAME/BW_PASSWORD)"))
+    }
+
+    /// `RETENTION_DAYS`: `None` keeps everything forever.
+    pub fn retention_days(&self) -> Result<Option<u32>, ApiError> {
+        parse_retention_days(self.get(RETENTION_DAYS).as_deref()).map_err(|why| {
+            console_error!("config: {why}");
+            ApiError::NotConfigured(RETENTION_DAYS)
+        })
     }
 
     /// The configured client keys; none configured means none accepted.

@@ -25,7 +25,7 @@ mod upstream;
 
 use bw_ledger_core::route::{resolve, Route};
 use bw_ledger_core::ApiError;
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 use config::Config;
 use routes::authorize_api;
@@ -50,6 +50,12 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         return Ok(routes::send::with_cors(resp, origin.as_deref(), &keys));
     }
     Ok(resp)
+}
+
+/// The daily cron (`[triggers] crons` in wrangler.toml): retention.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    routes::lifecycle::scheduled(&env, &Config::from_env(&env)).await;
 }
 
 async fn handle(req: &mut Request, env: &Env, config: &Config) -> std::result::Result<Response, ApiError> {
@@ -93,6 +99,18 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> std::result::R
         Route::Keys => {
             authorize_api(req, config)?;
             routes::keys::usage(env, config).await
+        }
+        Route::RetentionRun => {
+            authorize_api(req, config)?;
+            routes::lifecycle::run(env, config).await
+        }
+        Route::Erasure => {
+            authorize_api(req, config)?;
+            routes::lifecycle::erasure(req, env, config).await
+        }
+        Route::Export => {
+            authorize_api(req, config)?;
+            routes::lifecycle::export(req, env, config).await
         }
     }
 }

@@ -3,7 +3,7 @@
 //! `npm run deploy` build has none of this.
 //!
 //! `POST /__test/shard-sql` (API token) runs one SQL statement on the shard
-//! that holds `messageId`, so a test can damage derived state by hand or
+//! that holds `messageId` (or on shard number `shard`), so a test can damage derived state by hand or
 //! install a trigger that makes a later statement fail midway.
 //!
 //! `POST /__test/list-probe` (API token) takes `{"query": "<List Messages
@@ -35,7 +35,11 @@ impl Method for ShardSql {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ShardSqlRequest {
+    /// The shard that holds this message; or name the shard by number.
+    #[serde(default)]
     pub message_id: String,
+    #[serde(default)]
+    pub shard: Option<u32>,
     pub sql: String,
     #[serde(default)]
     pub params: Vec<serde_json::Value>,
@@ -47,7 +51,8 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Res
     let q: ShardSqlRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("not a shard-sql request: {e}")))?;
     let shards = ShardClient::new(env, config.shards()?)?;
-    let rows = shards.call::<ShardSql>(shards.shard_of(&q.message_id), &q).await?;
+    let shard = q.shard.unwrap_or_else(|| shards.shard_of(&q.message_id));
+    let rows = shards.call::<ShardSql>(shard, &q).await?;
     crate::http::json(&serde_json::json!({ "rows": rows }))
 }
 

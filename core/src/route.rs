@@ -35,6 +35,12 @@ pub enum Route {
     OutboxReplay,
     /// `GET /keys`: each client key's use today and its refusals.
     Keys,
+    /// `POST /retention/run`: apply `RETENTION_DAYS` now.
+    RetentionRun,
+    /// `POST /erasure`: delete everything about one number.
+    Erasure,
+    /// `GET /export`: messages in a time window, as NDJSON or CSV.
+    Export,
 }
 
 /// Resolves a request. `path` is the URL path, still percent-encoded.
@@ -58,6 +64,9 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         "/outbox/dead" => only("GET", Route::OutboxDead),
         "/outbox/replay" => only("POST", Route::OutboxReplay),
         "/keys" => only("GET", Route::Keys),
+        "/retention/run" => only("POST", Route::RetentionRun),
+        "/erasure" => only("POST", Route::Erasure),
+        "/export" => only("GET", Route::Export),
         p if p.starts_with("/api/v2/") && method == "OPTIONS" => Ok(Route::Preflight),
         p if p.starts_with("/api/v2/users/") => {
             let rest = &p["/api/v2/users/".len()..];

@@ -4,6 +4,7 @@
 
 pub mod callback;
 pub mod keys;
+pub mod lifecycle;
 pub mod live;
 pub mod outbox;
 pub mod read;

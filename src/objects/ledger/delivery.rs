@@ -191,8 +191,8 @@ impl Deliveries {
         }
     }
 
-    /// When this object next has outbox work: the earliest deliverable row,
-    /// or the earliest finished row's pruning time.
+    /// When this object next has work: the earliest deliverable row, the
+    /// earliest finished row's pruning time, or now while a sweep is pending.
     fn next_action(&self) -> Result<Option<i64>> {
         let head: Vec<NextRow> = self
             .sql
@@ -202,6 +202,11 @@ impl Deliveries {
             )?
             .to_array()?;
         let mut next = head.first().and_then(|n| n.next);
+        // A retention sweep left to the alarm is work due now.
+        let sweeping: Vec<NextRow> = self.sql.exec("SELECT 0 AS next FROM sweep", None)?.to_array()?;
+        if !sweeping.is_empty() {
+            next = Some(next.map_or(now_ms(), |n: i64| n.min(now_ms())));
+        }
         for (s, keep) in [(OutboxState::Delivered, self.keep_delivered_ms), (OutboxState::Dead, KEEP_DEAD_MS)] {
             let finished: Vec<NextRow> = self
                 .sql

@@ -100,7 +100,12 @@ impl LedgerShard {
         let mut reply = IngestReply::default();
         let mut touched: Vec<Touched> = Vec::new();
         let now = batch.received_at_ms;
+        let erased = self.erased_among(&batch.events, now)?;
         for ev in &batch.events {
+            if erased.contains(&ev.message_id) {
+                reply.erased += 1;
+                continue;
+            }
             // Try the insert first: a new event (the common case) costs
             // one statement; only an existing identity is read back. A
             // copy that rode in the same group finds the first one here.

@@ -15,11 +15,13 @@
 //! - `reads`: messages, list pages, the quarantine;
 //! - `delivery`: delivering and pruning the outbox (the alarm's work);
 //! - `outbox`: the operations over the outbox;
-//! - `idempotency`: the send proxy's keys.
+//! - `idempotency`: the send proxy's keys;
+//! - `lifecycle`: retention, erasure (and its tombstones), export.
 
 mod delivery;
 mod idempotency;
 mod ingest;
+mod lifecycle;
 mod outbox;
 mod reads;
 mod schema;
@@ -28,6 +30,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use bw_ledger_core::forward::{parse_targets, ForwardTarget, Schedule};
+use bw_ledger_core::lifecycle::{SweepRequest, BATCH};
 use bw_ledger_core::list::{count_plan, ShardPage};
 use bw_ledger_core::wire::{ledger, Empty, Method, ReplayReply};
 use worker::{
@@ -61,6 +64,8 @@ pub struct LedgerShard {
     keep_delivered_ms: i64,
     /// Deliveries running from this instance, per target.
     in_flight: Rc<InFlight>,
+    /// Whether the `erased` table holds tombstones; unknown until read.
+    tombstones: Cell<Option<bool>>,
     /// Count queries run by this instance, for the e2e suite.
     #[cfg(feature = "test-hooks")]
     count_queries: Cell<u64>,
@@ -101,6 +106,7 @@ impl DurableObject for LedgerShard {
             schedule,
             keep_delivered_ms,
             in_flight: Rc::new(InFlight::default()),
+            tombstones: Cell::new(None),
             #[cfg(feature = "test-hooks")]
             count_queries: Cell::new(0),
         };
@@ -164,6 +170,22 @@ impl DurableObject for LedgerShard {
                 }
                 reply::<ledger::OutboxReplay>(&ReplayReply { replayed })
             }
+            ledger::Sweep::PATH => {
+                let q = request::<ledger::Sweep>(&mut req).await?;
+                let swept = self.txn.atomically(|| self.sweep(&q))?;
+                if swept.more && q.continue_by_alarm {
+                    self.deliveries().reschedule(false).await?;
+                }
+                reply::<ledger::Sweep>(&swept)
+            }
+            ledger::Erase::PATH => {
+                let q = request::<ledger::Erase>(&mut req).await?;
+                reply::<ledger::Erase>(&self.txn.atomically(|| self.erase(&q))?)
+            }
+            ledger::Export::PATH => {
+                let q = request::<ledger::Export>(&mut req).await?;
+                reply::<ledger::Export>(&lifecycle::export_page(&self.sql, &q)?)
+            }
             ledger::LiveOn::PATH => {
                 self.live.turn_on();
                 reply::<ledger::LiveOn>(&Empty {})
@@ -200,6 +222,12 @@ impl DurableObject for LedgerShard {
         deliveries.prune(now)?;
         for head in deliveries.lease_due(now)? {
             self.state.wait_until(deliveries.clone().deliver_and_record(head));
+        }
+        // A retention sweep left to the alarm: one batch per wake, so
+        // callbacks run between batches (`reschedule` comes back for more).
+        if let Some(cutoff_ms) = self.pending_sweep()? {
+            let batch = SweepRequest { cutoff_ms, now_ms: now, limit: BATCH, continue_by_alarm: true };
+            self.txn.atomically(|| self.sweep(&batch))?;
         }
         deliveries.reschedule(true).await?;
         Response::ok("")

@@ -93,6 +93,15 @@ const SCHEMA: &[&str] = &[
         last_error_ms INTEGER,
         consecutive_failures INTEGER NOT NULL,
         last_success_ms INTEGER) WITHOUT ROWID",
+    // Erased messages: their ids for 25 hours, so Bandwidth's retries are
+    // answered without storing them again (see `lifecycle`).
+    "CREATE TABLE IF NOT EXISTS erased (
+        message_id TEXT PRIMARY KEY,
+        erased_ms INTEGER NOT NULL) WITHOUT ROWID",
+    // A retention sweep the alarm continues, batch by batch.
+    "CREATE TABLE IF NOT EXISTS sweep (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        cutoff_ms INTEGER)",
 ];
 
 /// Applies the schema; every statement is idempotent.
