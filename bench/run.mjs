@@ -135,8 +135,28 @@ async function main() {
     results.listDeep = await timeRequests(30, () => get(`limit=100&pageToken=${token}`));
     results.listFiltered = await timeRequests(30, () => get('limit=100&messageStatus=DELIVERED&destinationTn=%2B15552220001'));
     log(`list page of 100 with ${stored} messages: first p50 ${ms(results.listFirst.p50)} p99 ${ms(results.listFirst.p99)}; 11th page p50 ${ms(results.listDeep.p50)} p99 ${ms(results.listDeep.p99)}; filtered p50 ${ms(results.listFiltered.p50)} p99 ${ms(results.listFiltered.p99)}`);
-    // Live subscribers: memory per idle subscriber, and callback-to-subscriber delay.
     const rss = () => Number(execSync(`ps -o rss= -p ${wd.child.pid}`).toString().trim()) * 1024;
+    // Export: every stored message as NDJSON, streamed shard by shard in
+    // pages; workerd's RSS is sampled while it streams.
+    {
+      const rssBefore = rss();
+      let rssPeak = rssBefore;
+      const sampler = setInterval(() => { try { rssPeak = Math.max(rssPeak, rss()); } catch { /* gone */ } }, 200);
+      const t0 = performance.now();
+      const r = await fetch(`http://${at(ports.ledger)}/export`, { headers: { Authorization: `Bearer ${API_TOKEN}` } });
+      let lines = 0;
+      let bytes = 0;
+      for await (const chunk of r.body) {
+        bytes += chunk.length;
+        for (const b of chunk) if (b === 10) lines += 1;
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      clearInterval(sampler);
+      results.export = { status: r.status, messages: lines, seconds, perSecond: lines / seconds, mib: bytes / 1048576, rssBeforeMiB: rssBefore / 1048576, rssPeakMiB: rssPeak / 1048576 };
+      log(`export (NDJSON) of ${lines} messages (${results.export.mib.toFixed(0)} MiB): ${results.export.perSecond.toFixed(0)} messages/s; workerd RSS ${results.export.rssBeforeMiB.toFixed(0)} MiB before, peak ${results.export.rssPeakMiB.toFixed(0)} MiB while streaming`);
+      if (r.status !== 200 || lines < stored) process.exitCode = 1;
+    }
+    // Live subscribers: memory per idle subscriber, and callback-to-subscriber delay.
     const open = () => new Promise((res, rej) => {
       const ws = new WebSocket(`ws://${at(ports.ledger)}/live?token=${API_TOKEN}`);
       ws.on('open', () => res(ws));
@@ -230,6 +250,7 @@ ${row('ledger (durable ingest)', r.ledger)}
 - wasm: ${r.wasmRaw} bytes raw, ${r.wasmGzip} bytes gzipped.
 - Send proxy, 4 connections: direct to the local fake p50 ${r.sendDirect.p50_ms.toFixed(2)} / p99 ${r.sendDirect.p99_ms.toFixed(2)} ms; through the Worker p50 ${r.sendProxy.p50_ms.toFixed(2)} / p99 ${r.sendProxy.p99_ms.toFixed(2)} ms (added p50 ${(r.sendProxy.p50_ms - r.sendDirect.p50_ms).toFixed(2)} ms).
 - List Messages, page of 100 with ${r.listStored} stored messages: first page p50 ${r.listFirst.p50.toFixed(1)} / p99 ${r.listFirst.p99.toFixed(1)} ms; 11th page p50 ${r.listDeep.p50.toFixed(1)} / p99 ${r.listDeep.p99.toFixed(1)} ms; filtered p50 ${r.listFiltered.p50.toFixed(1)} / p99 ${r.listFiltered.p99.toFixed(1)} ms.
+- Export (NDJSON, \`GET /export\`) of ${r.export.messages} messages (${r.export.mib.toFixed(0)} MiB): ${r.export.perSecond.toFixed(0)} messages/s; workerd RSS ${r.export.rssBeforeMiB.toFixed(0)} MiB before, peak ${r.export.rssPeakMiB.toFixed(0)} MiB while streaming.
 - Live: ${r.liveKiBPerSubscriber.toFixed(1)} KiB of workerd memory per idle subscriber (500 open); callback to subscriber delay with 500 connected p50 ${r.liveDelay.p50.toFixed(1)} / p99 ${r.liveDelay.p99.toFixed(1)} ms.
 - Crash-restart under workerd: ${r.crash.kills} SIGKILLs, acknowledged ${r.crash.acknowledged}, found ${r.crash.found}, lost ${r.crash.lost}, duplicated ${r.crash.duplicated}.
 - Fuzzing (release): ${r.fuzz.map((l) => l.replace(/^fuzz /, '')).join('; ')}.

@@ -81,7 +81,7 @@ async function startWorkerOnce({ persistDir, vars = {}, build = 'build' } = {}) 
   const args = [
     'dev', '--config', config, '--local', '--ip', '127.0.0.1', '--port', String(port),
     '--inspector-port', String(inspector), '--persist-to', persistDir,
-    '--show-interactive-dev-session=false', '--log-level', 'warn',
+    '--show-interactive-dev-session=false', '--log-level', 'warn', '--test-scheduled',
     ...Object.entries(allVars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
   ];
   const log = createWriteStream(join(dir, 'wrangler.log'));
