@@ -7,7 +7,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use bw_ledger_core::oauth::{basic_header, CachedToken, TokenOutcome, UpstreamAuth, TOKEN_REQUEST_BODY};
-use bw_ledger_core::wire::{token_broker, Empty};
+use bw_ledger_core::wire::token_broker::{self, TokenRequest};
 use bw_ledger_core::ApiError;
 use futures_util::future::{select, Either};
 use worker::{console_error, AbortController, Delay, Env, Fetch, Request, ResponseBody};
@@ -134,7 +134,7 @@ pub async fn authorization(env: &Env, auth: &UpstreamAuth) -> Result<String, Api
     if let Some(t) = TOKEN.with(|c| c.borrow().clone()).filter(|t| t.is_fresh(now)) {
         return Ok(format!("Bearer {}", t.access_token));
     }
-    let outcome = call_broker(env).await.map_err(|e| {
+    let outcome = call_broker(env, None).await.map_err(|e| {
         console_error!("token broker: {e}");
         ApiError::StorageUnavailable
     })?;
@@ -150,8 +150,8 @@ pub async fn authorization(env: &Env, auth: &UpstreamAuth) -> Result<String, Api
     }
 }
 
-async fn call_broker(env: &Env) -> worker::Result<TokenOutcome> {
-    call::<token_broker::Token, _>(&env.durable_object(TOKENS)?, BROKER_NAME, &Empty {}).await
+async fn call_broker(env: &Env, rejected: Option<String>) -> worker::Result<TokenOutcome> {
+    call::<token_broker::Token, _>(&env.durable_object(TOKENS)?, BROKER_NAME, &TokenRequest { rejected }).await
 }
 
 /// Forwards a validated send. `Ok` carries Bandwidth's answer, whatever its
@@ -177,8 +177,14 @@ pub async fn create_message(
     match fetch_with_timeout(req, config.upstream_timeout()).await {
         Ok(reply) => {
             if reply.status == 401 {
-                // A revoked or rotated token: drop this isolate's copy.
+                // A revoked or rotated token: drop this isolate's copy, and
+                // the broker's, so the next send gets a new one.
                 TOKEN.with(|c| *c.borrow_mut() = None);
+                if let Some(rejected) = authorization.strip_prefix("Bearer ") {
+                    if let Err(e) = call_broker(env, Some(rejected.to_owned())).await {
+                        console_error!("token broker: the refused token could not be dropped: {e}");
+                    }
+                }
             }
             Ok(reply)
         }

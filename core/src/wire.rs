@@ -107,7 +107,16 @@ pub mod token_broker {
 
     methods! {
         /// A fresh access token, fetched once for any number of callers.
-        Token = "/token": Empty => TokenOutcome;
+        Token = "/token": TokenRequest => TokenOutcome;
+    }
+
+    /// `rejected`: a token Bandwidth answered 401 to; the broker drops it
+    /// (if it still holds it) before answering, so no caller gets it again.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    pub struct TokenRequest {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub rejected: Option<String>,
     }
 }
 

@@ -242,10 +242,14 @@ fn live_hub_publish() {
 fn token_broker_token() {
     pin::<token_broker::Token>(
         "/token",
-        Empty {},
+        token_broker::TokenRequest { rejected: None },
         json!({}),
         TokenOutcome::Token { token: CachedToken { access_token: "t".into(), expires_at_ms: 9 } },
         json!({"outcome": "token", "token": {"accessToken": "t", "expiresAtMs": 9}}),
+    );
+    assert_eq!(
+        serde_json::to_value(token_broker::TokenRequest { rejected: Some("old".into()) }).unwrap(),
+        json!({"rejected": "old"})
     );
     assert_eq!(
         serde_json::to_value(TokenOutcome::Refused { status: 401 }).unwrap(),

@@ -3,7 +3,8 @@
 //! Concurrent callers that find no fresh token queue behind a single token
 //! request (`blockConcurrencyWhile`), so N sends cost one request to the
 //! token endpoint. The token lives in memory only: losing it costs one
-//! more token request, never correctness.
+//! more token request, never correctness. A token Bandwidth answers 401 to
+//! is dropped here too, not only in the isolate that saw the 401.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -14,7 +15,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::object_call::reply;
+use crate::object_call::{reply, request};
 use crate::upstream::request_token;
 
 /// The one broker's object name.
@@ -32,8 +33,16 @@ impl DurableObject for TokenBroker {
         Self { state, env, token: Rc::new(RefCell::new(None)) }
     }
 
-    async fn fetch(&self, _req: Request) -> Result<Response> {
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let ask = request::<Token>(&mut req).await?;
         let fresh = |slot: &RefCell<Option<CachedToken>>| slot.borrow().clone().filter(|t| t.is_fresh(now_ms()));
+        // Bandwidth refused this token (revoked, rotated): never hand it out again.
+        if let Some(rejected) = &ask.rejected {
+            let held = self.token.borrow().as_ref().is_some_and(|t| &t.access_token == rejected);
+            if held {
+                *self.token.borrow_mut() = None;
+            }
+        }
         // No await before this check: a caller queued behind a refresh sees its result.
         if let Some(token) = fresh(&self.token) {
             return reply::<Token>(&TokenOutcome::Token { token });
