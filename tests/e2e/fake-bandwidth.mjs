@@ -9,6 +9,8 @@ export async function startFakeBandwidth() {
     messageRequests: [],
     tokenExpiresIn: 3600,
     tokenStatus: 200,
+    /** How long the token endpoint takes to answer (a slow one widens races). */
+    tokenDelayMs: 0,
     /** Scripted answers for the next message requests; default is 202. */
     script: [],
     /** Message id to use for the next 202s (else a generated one). */
@@ -26,6 +28,7 @@ export async function startFakeBandwidth() {
       const record = { method: req.method, path: req.url, headers: req.headers, body };
       if (req.method === 'POST' && req.url === '/api/v1/oauth2/token') {
         fake.tokenRequests.push(record);
+        if (fake.tokenDelayMs) await new Promise((r) => setTimeout(r, fake.tokenDelayMs));
         if (fake.tokenStatus !== 200) {
           res.writeHead(fake.tokenStatus, { 'Content-Type': 'application/json' });
           return res.end(JSON.stringify({ error: 'invalid_client' }));
@@ -37,6 +40,9 @@ export async function startFakeBandwidth() {
       const m = req.url.match(/^\/api\/v2\/users\/([^/]+)\/messages$/);
       if (req.method === 'POST' && m) {
         fake.messageRequests.push(record);
+        // Whether the fake had answered yet, for tests about who gave up first.
+        record.answered = false;
+        res.on('finish', () => { record.answered = true; });
         const step = fake.script.shift() ?? {};
         if (step.delayMs) await new Promise((r) => setTimeout(r, step.delayMs));
         if (step.destroy) return req.socket.destroy();

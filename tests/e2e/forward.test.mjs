@@ -26,7 +26,12 @@ async function startReceiver() {
       const body = Buffer.concat(chunks).toString('utf8');
       attempts[target] = (attempts[target] ?? 0) + 1;
       const b = behaviour[target] ?? {};
-      if (b.hang) return; // never answers: the delivery times out
+      if (b.hang) { // never answers: the delivery times out
+        let messageId;
+        try { messageId = JSON.parse(body).messageId; } catch { /* not JSON */ }
+        received.push({ target, failed: true, held: true, id: req.headers['webhook-id'], messageId });
+        return;
+      }
       if (b.status || (b.failFirst && attempts[target] <= b.failFirst)) {
         received.push({ target, failed: true, id: req.headers['webhook-id'] });
         res.writeHead(b.status ?? 503);
@@ -107,8 +112,10 @@ test('an inbound message is forwarded once, signed per Standard Webhooks, with i
   assert.equal(d.body.webhookId, d.id);
   assert.match(d.id, /^msg_[0-9a-f]{32}$/);
   assert.equal(d.body.event.type, 'message-received', 'the raw Bandwidth event rides along');
-  // The statusonly target filters inbound messages out.
-  await new Promise((r) => setTimeout(r, 300));
+  // Settle, then look for what must never come: a second delivery, or any
+  // to the statusonly target (which filters inbound messages out).
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(docs('main', id).length, 1, 'forwarded once');
   assert.equal(docs('statusonly', id).length, 0);
 });
 
@@ -132,7 +139,7 @@ test('group invalid number: downstream hears exactly one outcome per recipient',
   await postCallback(w.url, [ev('message-delivered', '+15553330003', '2026-11-20T16:00:02.000Z')]);
   await postCallback(w.url, [ev('message-delivered', '+15553330001', '2026-11-20T16:00:02.000Z')]);
   await waitFor(() => docs('main', id).some((d) => d.body.recipient === '+15553330001' && d.body.status === 'delivered'));
-  await new Promise((r) => setTimeout(r, 500));
+  await new Promise((r) => setTimeout(r, 1500)); // settle: a late second outcome would show
   const outcomes = (n) => docs('main', id).filter((d) => d.body.recipient === n && ['delivered', 'failed', 'read'].includes(d.body.status));
   assert.deepEqual(outcomes('+15553330003').map((d) => d.body.status), ['failed']);
   assert.equal(outcomes('+15553330003')[0].body.errorCode, 4720);
@@ -148,7 +155,7 @@ test('Bandwidth retrying a callback 5 times produces one forward', async () => {
   const body = JSON.stringify([statusEvent(id, { type: 'message-sent' })]);
   await Promise.all(Array.from({ length: 5 }, () => postCallback(w.url, body)));
   await waitFor(() => docs('main', id).length > 0);
-  await new Promise((r) => setTimeout(r, 500));
+  await new Promise((r) => setTimeout(r, 1500)); // settle: a late duplicate would show
   assert.equal(docs('main', id).length, 1);
   assert.equal(docs('main', id)[0].body.status, 'sent');
   assert.equal(docs('main', id)[0].body.previousStatus, null);
@@ -160,9 +167,11 @@ test('targets that are down or hang do not hold up a healthy one', async () => {
   await postCallback(w.url, ids.map((id) => statusEvent(id, { type: 'message-sent' })));
   const all = await waitFor(() => ids.every((id) => docs('main', id).length === 1), 5000);
   assert.ok(all, 'healthy target got every forward');
+  // The scenario happened: 'hang' held deliveries open meanwhile. How fast
+  // the healthy target was served is the bench's business, not a test's.
+  assert.ok(received.some((r) => r.target === 'hang' && r.held), 'the hanging target held deliveries open');
   const last = Math.max(...ids.map((id) => docs('main', id)[0].at));
   console.log(`20 forwards to the healthy target within ${last - t0} ms while 'down' answers 500, 'refused' refuses and 'hang' never answers`);
-  assert.ok(last - t0 < 3000, `promptly: ${last - t0} ms`);
 });
 
 test('dead-lettered after the (compressed) schedule, listed, and delivered again by replay with the same id', async () => {
@@ -197,7 +206,7 @@ test('dead-lettered after the (compressed) schedule, listed, and delivered again
   assert.equal((await fetch(`${w.url}/outbox`)).status, 401);
 });
 
-test('a runtime restart between storing and delivering: the forward arrives after the restart', async () => {
+test('a runtime restart between storing and delivering: the forward arrives, with no request to wake a shard', async () => {
   // Its own runtime, with a give-up window longer than a kill and restart
   // take on a loaded machine (the shared one dead-letters after 2.5 s).
   const restartVars = { ...vars(), FORWARD_GIVE_UP_MS: '120000' };
@@ -211,11 +220,9 @@ test('a runtime restart between storing and delivering: the forward arrives afte
     await rt.kill();
     behaviour.flaky = {};
     rt = await startWorker({ persistDir: rt.persistDir, vars: restartVars });
-    // An operator's look at the outbox wakes every shard; a shard whose alarm
-    // the kill lost re-arms it on waking.
-    assert.equal((await fetch(`${rt.url}/outbox`, { headers: API })).status, 200);
-    // A delivery cut by the kill holds its row until its lease (10 s timeout
-    // plus 5 s) runs out; then it is sent again with the same webhook-id.
+    // Nothing is sent to the Worker after the restart (the harness's own
+    // start-up check is GET /healthz, which touches no object): the shard's
+    // stored alarm must bring the retry on its own.
     const got = await waitFor(() => docs('flaky', id).find((d) => d.body.status === 'delivered'), 30000);
     assert.ok(got, 'delivered after the restart');
     assert.equal(got.verified, true);
@@ -224,3 +231,32 @@ test('a runtime restart between storing and delivering: the forward arrives afte
   }
 });
 
+test('killed mid-delivery (the target holds the request open): the lease runs out and the same webhook-id is delivered', async () => {
+  const restartVars = { ...vars(), FORWARD_GIVE_UP_MS: '120000' };
+  let rt = await startWorker({ vars: restartVars });
+  try {
+    const id = uniqueId('fwd-held');
+    behaviour.main = { hang: true };
+    const heldBefore = attempts.main ?? 0;
+    await postCallback(rt.url, [statusEvent(id, { type: 'message-sent' })]);
+    // The delivery is open at the receiver, unanswered, when the runtime dies.
+    assert.ok(await waitFor(() => (attempts.main ?? 0) > heldBefore, 10000), 'the delivery reached the target');
+    await rt.kill();
+    behaviour.main = {};
+    rt = await startWorker({ persistDir: rt.persistDir, vars: restartVars });
+    // No request wakes the shard; the lease (10 s delivery timeout + 5 s)
+    // runs out and the alarm delivers again.
+    const held = received.find((r) => r.target === 'main' && r.held && r.messageId === id);
+    assert.ok(held, 'the held request was for this message');
+    const got = await waitFor(() => docs('main', id).find((d) => d.body.status === 'sent'), 45000);
+    assert.ok(got, 'delivered again after the lease ran out');
+    assert.equal(got.verified, true);
+    assert.equal(got.id, held.id, 'the same webhook-id as the delivery the kill cut');
+    // Settle: no second delivery of the same change.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(docs('main', id).filter((d) => d.body.status === 'sent').length, 1);
+  } finally {
+    behaviour.main = {};
+    await rt.stop();
+  }
+});

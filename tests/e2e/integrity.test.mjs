@@ -99,7 +99,11 @@ test('a statement failing after the events were written leaves nothing; the retr
     WHEN NEW.message_id = '${id}' BEGIN SELECT RAISE(ABORT, 'injected fault'); END`);
   const events = groupEvents(id);
   const refused = await postCallback(w.url, events);
-  assert.equal(refused.status, 503, await refused.text());
+  const refusedText = await refused.text();
+  assert.equal(refused.status, 503, refusedText);
+  // Bandwidth sees a retryable 503 with Retry-After, as a JSON error.
+  assert.equal(JSON.parse(refusedText).type, 'storage-unavailable');
+  assert.equal(refused.headers.get('retry-after'), '1');
 
   // Nothing of that write remains: no event, no list row, no outbox row.
   assert.deepEqual(await shardSql(id, 'SELECT COUNT(*) AS n FROM events WHERE message_id = ?', [id]), [{ n: 0 }]);
