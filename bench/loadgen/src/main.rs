@@ -7,7 +7,8 @@
 //! With `--rate`, sends follow a fixed schedule and latency is measured from
 //! the scheduled time (no coordinated omission).
 //!
-//! Output: one JSON line on stdout.
+//! Output: one JSON line on stdout; with `--acked-file`, the ids of the
+//! acknowledged callbacks, so the bench can check them one by one.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -23,6 +24,8 @@ struct Args {
     total: Option<u64>,
     body: Option<String>,
     prefix: String,
+    /// Writes the id of every acknowledged (2xx) callback here, one per line.
+    acked_file: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -36,6 +39,7 @@ fn parse_args() -> Args {
         total: None,
         body: None,
         prefix: format!("bench-{}", std::process::id()),
+        acked_file: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +54,7 @@ fn parse_args() -> Args {
             "--total" => a.total = Some(val().parse().expect("--total")),
             "--body" => a.body = Some(val()),
             "--prefix" => a.prefix = val(),
+            "--acked-file" => a.acked_file = Some(val()),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -69,6 +74,7 @@ struct Tally {
     non2xx: u64,
     errors: u64,
     latencies_us: Vec<u32>,
+    acked: Vec<String>,
 }
 
 /// Reads one HTTP/1.1 response; returns its status. Supports Content-Length
@@ -162,6 +168,9 @@ fn run_connection(a: &Args, idx: usize, start: Instant, per_conn_total: Option<u
                 tally.latencies_us.push(scheduled.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 if (200..300).contains(&status) {
                     tally.ok += 1;
+                    if a.acked_file.is_some() {
+                        tally.acked.push(id);
+                    }
                 } else {
                     tally.non2xx += 1;
                 }
@@ -208,6 +217,10 @@ fn main() {
     let ok: u64 = tallies.iter().map(|t| t.ok).sum();
     let non2xx: u64 = tallies.iter().map(|t| t.non2xx).sum();
     let errors: u64 = tallies.iter().map(|t| t.errors).sum();
+    if let Some(path) = &a.acked_file {
+        let ids: Vec<&str> = tallies.iter().flat_map(|t| t.acked.iter().map(String::as_str)).collect();
+        std::fs::write(path, ids.join("\n")).expect("--acked-file: could not write");
+    }
     println!(
         r#"{{"ok":{ok},"non2xx":{non2xx},"errors":{errors},"seconds":{elapsed:.3},"rps":{:.1},"p50_ms":{:.3},"p99_ms":{:.3},"p999_ms":{:.3},"max_ms":{:.3}}}"#,
         (ok + non2xx) as f64 / elapsed,
