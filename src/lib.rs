@@ -67,6 +67,10 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> std::result::R
     if req.path() == test_hooks::PROBE_ROUTE {
         return test_hooks::handle_probe(req, env, config).await;
     }
+    #[cfg(feature = "test-hooks")]
+    if req.path() == test_hooks::DROP_ALARM_ROUTE {
+        return test_hooks::handle_drop_alarm(req, env, config).await;
+    }
     match resolve(req.method().as_ref(), &req.path())? {
         Route::Health => http::json(&serde_json::json!({ "status": "ok" })),
         Route::Console => http::console(config.account_id().unwrap_or_default().as_str()),

@@ -6,6 +6,8 @@
 //! that holds `messageId` (or on shard number `shard`), so a test can damage derived state by hand or
 //! install a trigger that makes a later statement fail midway.
 //!
+//! `POST /__test/drop-alarm` (API token) deletes a shard's alarm.
+//!
 //! `POST /__test/list-probe` (API token) takes `{"query": "<List Messages
 //! query string>"}` and answers, summed over the shards, how many count
 //! queries they have run, and SQLite's query plans for the list's page and
@@ -22,6 +24,7 @@ use crate::shard_client::ShardClient;
 
 pub const ROUTE: &str = "/__test/shard-sql";
 pub const PROBE_ROUTE: &str = "/__test/list-probe";
+pub const DROP_ALARM_ROUTE: &str = "/__test/drop-alarm";
 
 /// The shard method behind it: one statement, its rows.
 pub struct ShardSql;
@@ -54,6 +57,27 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Res
     let shard = q.shard.unwrap_or_else(|| shards.shard_of(&q.message_id));
     let rows = shards.call::<ShardSql>(shard, &q).await?;
     crate::http::json(&serde_json::json!({ "rows": rows }))
+}
+
+/// The shard method behind `POST /__test/drop-alarm` (`{"messageId"}`):
+/// deletes the alarm of the shard that holds the message, as a crash at the
+/// wrong moment could, so a test can see the shard re-arm it on waking.
+pub struct DropAlarm;
+
+impl Method for DropAlarm {
+    const PATH: &'static str = "/test/drop-alarm";
+    type Request = bw_ledger_core::wire::MessageQuery;
+    type Reply = bw_ledger_core::wire::Empty;
+}
+
+pub async fn handle_drop_alarm(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+    crate::routes::authorize_api(req, config)?;
+    let body = crate::http::read_bounded(req, 1 << 16).await?;
+    let q: bw_ledger_core::wire::MessageQuery =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("not a drop-alarm request: {e}")))?;
+    let shards = ShardClient::new(env, config.shards()?)?;
+    shards.call::<DropAlarm>(shards.shard_of(&q.message_id), &q).await?;
+    crate::http::json(&serde_json::json!({}))
 }
 
 /// The shard method behind the probe.

@@ -260,3 +260,30 @@ test('killed mid-delivery (the target holds the request open): the lease runs ou
     await rt.stop();
   }
 });
+
+test('a shard whose alarm was lost re-arms it when anything wakes it after a restart', async () => {
+  // Slow retries, so no delivery is in flight when the alarm is dropped.
+  const slow = { ...vars(), FORWARD_RETRY_BASE_MS: '3000', FORWARD_RETRY_MAX_MS: '3000', FORWARD_GIVE_UP_MS: '120000' };
+  let rt = await startWorker({ build: 'build-test', vars: slow });
+  try {
+    const id = uniqueId('fwd-rearm');
+    behaviour.flaky = { status: 503 };
+    const failuresBefore = received.filter((r) => r.target === 'flaky' && r.failed).length;
+    await postCallback(rt.url, [statusEvent(id, { type: 'message-delivered' })]);
+    assert.ok(await waitFor(() => received.filter((r) => r.target === 'flaky' && r.failed).length > failuresBefore, 10000));
+    // Let the failed attempt be recorded (it sets the next alarm), then lose
+    // that alarm as a crash at the wrong moment could, and crash.
+    await new Promise((r) => setTimeout(r, 500));
+    const drop = await fetch(`${rt.url}/__test/drop-alarm`, { method: 'POST', headers: { ...API, 'Content-Type': 'application/json' }, body: JSON.stringify({ messageId: id }) });
+    assert.equal(drop.status, 200, await drop.text());
+    await rt.kill();
+    behaviour.flaky = {};
+    rt = await startWorker({ build: 'build-test', persistDir: rt.persistDir, vars: slow });
+    // Any request that reaches the shard wakes it; reading the message does.
+    assert.equal((await getJson(rt.url, `/messages/${id}`)).status, 200);
+    const got = await waitFor(() => docs('flaky', id).find((d) => d.body.status === 'delivered'), 30000);
+    assert.ok(got, 'the woken shard re-armed its alarm and delivered');
+  } finally {
+    await rt.stop();
+  }
+});

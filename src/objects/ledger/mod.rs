@@ -196,6 +196,11 @@ impl DurableObject for LedgerShard {
                 reply::<crate::test_hooks::ShardSql>(&crate::test_hooks::run(&self.sql, q)?)
             }
             #[cfg(feature = "test-hooks")]
+            crate::test_hooks::DropAlarm::PATH => {
+                self.storage.delete_alarm().await?;
+                reply::<crate::test_hooks::DropAlarm>(&Empty {})
+            }
+            #[cfg(feature = "test-hooks")]
             crate::test_hooks::ShardProbe::PATH => {
                 let q = request::<crate::test_hooks::ShardProbe>(&mut req).await?;
                 reply::<crate::test_hooks::ShardProbe>(&crate::test_hooks::probe(
