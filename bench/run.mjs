@@ -223,7 +223,7 @@ async function main() {
     kills: CRASH_KILLS, senders: 16, auth: AUTH, apiToken: API_TOKEN,
   });
   const c = results.crash;
-  log(`crash-restart: ${c.kills} SIGKILLs, ${c.attempted} callbacks sent, ${c.acknowledged} acknowledged before their kill, all resent after it (${c.resent}; non-2xx or errors on resend ${c.resendErrors}); missing ${c.lost}${c.lost ? ': ' + c.missing.slice(0, 20).join(', ') : ''}, duplicated ${c.duplicated}; unacknowledged before the kill and present after the resend ${c.unackedPresent} of ${c.unacknowledged}`);
+  log(`crash-restart: ${c.kills} SIGKILLs, ${c.attempted} callbacks sent, ${c.acknowledged} acknowledged before their kill, all resent after it (${c.resent}; non-2xx or errors on resend ${c.resendErrors}); acknowledged before a kill but absent after the restart ${c.lostAcked.length}; missing after the resends ${c.lost}${c.lost ? ': ' + c.missing.slice(0, 20).join(', ') : ''}, duplicated ${c.duplicated}; unacknowledged before the kill and present after the resend ${c.unackedPresent} of ${c.unacknowledged}`);
   await fake.close();
 
   // Fuzzing, longer form.
@@ -256,7 +256,7 @@ async function main() {
     ratio30: results.ratio >= 0.3,
     p99Half50: results.ledgerHalf.p99_ms < 50,
     ackedEqualsStored: results.missing.length === 0,
-    crashClean: c.lost === 0 && c.duplicated === 0,
+    crashClean: c.lost === 0 && c.duplicated === 0 && c.lostAcked.length === 0,
   };
   log(`targets: ingest >= 30% of ceiling: ${targets.ratio30 ? 'met' : 'NOT met'}; p99 < 50 ms at half rate: ${targets.p99Half50 ? 'met' : 'NOT met'}; acknowledged == stored: ${targets.ackedEqualsStored ? 'yes' : 'NO'}; crash lost/duplicated 0: ${targets.crashClean ? 'yes' : 'NO'}`);
   if (!targets.ackedEqualsStored || !targets.crashClean) process.exitCode = 1;
@@ -291,7 +291,7 @@ Ledger shards: ${r.shards}. Warm-up run (ledger): non-2xx ${r.warm.non2xx}, erro
 - List Messages, page of 100 with ${r.listStored} stored messages: first page p50 ${r.listFirst.p50.toFixed(1)} / p99 ${r.listFirst.p99.toFixed(1)} ms; 11th page p50 ${r.listDeep.p50.toFixed(1)} / p99 ${r.listDeep.p99.toFixed(1)} ms; filtered p50 ${r.listFiltered.p50.toFixed(1)} / p99 ${r.listFiltered.p99.toFixed(1)} ms.
 - Export (NDJSON, \`GET /export\`) of ${r.export.messages} messages (${r.export.mib.toFixed(0)} MiB): ${r.export.perSecond.toFixed(0)} messages/s; workerd RSS ${r.export.rssBeforeMiB.toFixed(0)} MiB before, peak ${r.export.rssPeakMiB.toFixed(0)} MiB while streaming.
 - Live: ${r.liveKiBPerSubscriber.toFixed(1)} KiB of workerd memory per idle subscriber (500 open); callback to subscriber delay with 500 connected p50 ${r.liveDelay.p50.toFixed(1)} / p99 ${r.liveDelay.p99.toFixed(1)} ms.
-- Crash-restart under workerd: ${r.crash.kills} SIGKILLs; ${r.crash.attempted} callbacks sent, ${r.crash.acknowledged} acknowledged before their kill, every one sent before a kill sent again after the restart (${r.crash.resent} resends, ${r.crash.resendErrors} non-2xx or errors on the way); **missing ${r.crash.lost}, duplicated ${r.crash.duplicated}**${r.crash.lost ? ` (${r.crash.missing.slice(0, 50).join(', ')})` : ''}; unacknowledged before the kill and present after the resend: ${r.crash.unackedPresent} of ${r.crash.unacknowledged}.
+- Crash-restart under workerd: ${r.crash.kills} SIGKILLs; ${r.crash.attempted} callbacks sent, ${r.crash.acknowledged} acknowledged before their kill, every one sent before a kill sent again after the restart (${r.crash.resent} resends, ${r.crash.resendErrors} non-2xx or errors on the way); **acknowledged before a kill but absent after the restart ${r.crash.lostAcked.length}${r.crash.lostAcked.length ? ` (${r.crash.lostAcked.slice(0, 50).join(', ')})` : ''}; missing after the resends ${r.crash.lost}, duplicated ${r.crash.duplicated}**${r.crash.lost ? ` (${r.crash.missing.slice(0, 50).join(', ')})` : ''}; unacknowledged before the kill and present after the resend: ${r.crash.unackedPresent} of ${r.crash.unacknowledged}.
 - Fuzzing (release): ${fuzzLine}.
 
 Command: \`npm run bench\` (environment: BENCH_SECONDS=${r.seconds}, BENCH_CONNECTIONS=${r.connections}).

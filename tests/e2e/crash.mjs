@@ -25,7 +25,8 @@ function callback(id) {
  * restarts it on the same storage. Then, as Bandwidth would, every callback
  * sent before the kill is sent again, acknowledged or not, until it is
  * acknowledged: a write that committed while its 200 was lost in the kill
- * must be recognised as a duplicate. At the end every callback ever sent
+ * must be recognised as a duplicate. Before the resends, every callback
+ * acknowledged before the kill must already be there (`lostAcked`). At the end every callback ever sent
  * must be stored exactly once (its two events), so the ones unacknowledged
  * before their kill are present after their resend.
  */
@@ -37,7 +38,15 @@ export async function crashRestart({ start, kills = 3, senders = 8, auth, apiTok
   let n = 0;
   let resent = 0;
   let resendErrors = 0;
+  const lostAcked = [];
   const post = (url, id) => fetch(`${url}/callbacks/bandwidth`, { method: 'POST', headers: { Authorization: auth, 'Content-Type': 'application/json' }, body: callback(id) });
+  const check = async (id) => {
+    const r = await fetch(`${rt.url}/messages/${encodeURIComponent(id)}`, { headers: { Authorization: `Bearer ${apiToken}` } });
+    if (r.status === 404) { await r.arrayBuffer(); return 0; }
+    if (r.status !== 200) throw new Error(`read ${id}: ${r.status}`);
+    const m = await r.json();
+    return m.timeline.length;
+  };
   for (let round = 0; round < kills; round++) {
     let stop = false;
     const url = rt.url;
@@ -62,6 +71,10 @@ export async function crashRestart({ start, kills = 3, senders = 8, auth, apiTok
     await rt.kill();
     await Promise.all(running);
     rt = await start({ persistDir });
+    // What was acknowledged before the kill is there before any resend.
+    for (const id of sentThisRound) {
+      if (ackedBeforeKill.has(id) && (await check(id)) === 0) lostAcked.push(id);
+    }
     // Bandwidth's retries: everything sent before the kill, until acknowledged.
     const queue = [...sentThisRound];
     const resender = async () => {
@@ -82,13 +95,6 @@ export async function crashRestart({ start, kills = 3, senders = 8, auth, apiTok
     };
     await Promise.all(Array.from({ length: senders }, resender));
   }
-  const check = async (id) => {
-    const r = await fetch(`${rt.url}/messages/${encodeURIComponent(id)}`, { headers: { Authorization: `Bearer ${apiToken}` } });
-    if (r.status === 404) { await r.arrayBuffer(); return 0; }
-    if (r.status !== 200) throw new Error(`read ${id}: ${r.status}`);
-    const m = await r.json();
-    return m.timeline.length;
-  };
   const missing = [];
   const duplicated = [];
   let unackedPresent = 0;
@@ -112,5 +118,7 @@ export async function crashRestart({ start, kills = 3, senders = 8, auth, apiTok
     duplicated: duplicated.length,
     missing,
     duplicatedIds: duplicated,
+    /** Acknowledged before a kill, and absent after the restart (before any resend). */
+    lostAcked,
   };
 }

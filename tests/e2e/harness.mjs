@@ -71,7 +71,12 @@ export async function startWorker(options = {}) {
   }
 }
 
+/** `E2E_BUILD` / `E2E_BUILD_TEST` run the suite against other builds (the
+ * deliberately broken ones of a mutation check), like the bench's BENCH_BUILD. */
+const BUILDS = { build: process.env.E2E_BUILD ?? 'build', 'build-test': process.env.E2E_BUILD_TEST ?? 'build-test' };
+
 async function startWorkerOnce({ persistDir, vars = {}, build = 'build' } = {}) {
+  build = BUILDS[build] ?? build;
   const dir = mkdtempSync(join(tmpdir(), 'bw-ledger-e2e-'));
   persistDir ??= join(dir, 'state');
   mkdirSync(persistDir, { recursive: true });

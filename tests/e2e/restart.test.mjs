@@ -20,6 +20,7 @@ test('SIGKILL at random moments, restart, resend as Bandwidth would: every callb
   console.log(`kills=${result.kills} sent=${result.attempted} acknowledged before their kill=${result.acknowledged} resent=${result.resent} (non-2xx or errors on resend: ${result.resendErrors}); unacknowledged ${result.unacknowledged}, present after resend ${result.unackedPresent}`);
   assert.ok(result.acknowledged >= 30, `enough traffic to mean something: ${result.acknowledged}`);
   assert.ok(result.unacknowledged >= 1, 'some callbacks were cut by a kill');
+  assert.deepEqual(result.lostAcked, [], 'every acknowledged callback survived its kill, before any resend');
   assert.deepEqual(result.missing, [], 'no callback is missing after its resend');
   assert.deepEqual(result.duplicatedIds, [], 'none is stored twice');
   assert.equal(result.found, result.attempted);
