@@ -25,6 +25,14 @@ const SHARDS = process.env.BENCH_SHARDS;
 // BENCH_ONLY=ingest: the three ingest runs and the acknowledged/stored count
 // only, for iterating on the ingest path; RESULTS.md is not written.
 const ONLY_INGEST = process.env.BENCH_ONLY === 'ingest';
+// BENCH_ONLY=cost: only the realistic mix's rows written and the cost
+// per million callbacks (ledger and JS peer); RESULTS.md is not written.
+const ONLY_COST = process.env.BENCH_ONLY === 'cost';
+// Outbound messages in the realistic mix (3 callbacks each, plus one inbound
+// message for every three outbound).
+const MIX_MESSAGES = Number(process.env.BENCH_MIX_MESSAGES ?? 1500);
+// Cloudflare's list prices, USD per million (Workers Paid, after the included use).
+const PRICE = { workerRequests: 0.30, objectRequests: 0.15, cpuMs: 0.02, rowsWritten: 1.00, rowsRead: 0.001 };
 const OUT = join(ROOT, 'bench/out');
 const ACCOUNT = '9900000';
 const CLIENT_KEY = 'bench-client-key';
@@ -50,12 +58,70 @@ async function timeRequests(n, fn) {
   return percentiles(samples);
 }
 
+/** A callback of the realistic mix: one event of message `id`. */
+function mixCallback(type, id, n) {
+  const inbound = type === 'message-received';
+  const message = {
+    id, owner: inbound ? '+15551110000' : '+15551110000', applicationId: '93de2206-9669-4e07-948d-329f4b722ee2',
+    time: '2026-11-20T15:04:04.980Z', segmentCount: 1, direction: inbound ? 'in' : 'out',
+    to: ['+15552220001'], from: inbound ? '+15554440001' : '+15551110000', text: inbound ? `reply ${n}` : '', tag: 'bench', priority: 'default',
+  };
+  const seconds = { 'message-sending': '05', 'message-sent': '06', 'message-delivered': '07', 'message-received': '05' }[type];
+  const ev = { type, time: `2026-11-20T15:04:${seconds}.450Z`, description: 'ok', to: '+15552220001', message };
+  if (type === 'message-delivered') ev.carrierName = 'Example Wireless';
+  return JSON.stringify([ev]);
+}
+
+/**
+ * The realistic mix of #14 against `base`: for every outbound message its
+ * sending, sent and delivered callbacks, in order, each its own request; one
+ * inbound message-received for every three outbound; fresh ids. Returns how
+ * many callbacks were sent and how many were not answered 2xx.
+ */
+async function realisticMix(base, { outbound, concurrency = 16, auth, prefix }) {
+  const jobs = [];
+  for (let i = 0; i < outbound; i++) {
+    jobs.push(['message-sending', 'message-sent', 'message-delivered'].map((t) => mixCallback(t, `${prefix}-out-${i}`, i)));
+    if (i % 3 === 2) jobs.push([mixCallback('message-received', `${prefix}-in-${i}`, i)]);
+  }
+  let next = 0;
+  let callbacks = 0;
+  let failed = 0;
+  const lane = async () => {
+    while (next < jobs.length) {
+      for (const body of jobs[next++]) {
+        const r = await fetch(`${base}/callbacks/bandwidth`, { method: 'POST', headers: { Authorization: auth, 'Content-Type': 'application/json' }, body });
+        await r.arrayBuffer();
+        callbacks += 1;
+        if (!r.ok) failed += 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  return { callbacks, failed };
+}
+
+/** Cost per million callbacks at list prices, itemised. */
+function costPerMillion({ objectRequestsPerCallback, cpuMsPerCallback, rowsWrittenPerCallback, rowsReadPerCallback }) {
+  const items = {
+    workerRequests: PRICE.workerRequests,
+    objectRequests: objectRequestsPerCallback * PRICE.objectRequests,
+    cpu: cpuMsPerCallback * PRICE.cpuMs,
+    rowsWritten: rowsWrittenPerCallback * PRICE.rowsWritten,
+    rowsRead: rowsReadPerCallback * PRICE.rowsRead,
+  };
+  return { ...items, total: Object.values(items).reduce((a, b) => a + b, 0) };
+}
+
+const usd = (v) => `$${v.toFixed(3)}`;
+const costLine = (c) => `Worker requests ${usd(c.workerRequests)} + object requests ${usd(c.objectRequests)} + CPU ${usd(c.cpu)} + rows written ${usd(c.rowsWritten)} + rows read ${usd(c.rowsRead)} = ${usd(c.total)}`;
+
 async function main() {
   mkdirSync(OUT, { recursive: true });
   const results = { date: new Date().toISOString(), nproc: cpus().length, memGiB: (totalmem() / 2 ** 30).toFixed(1), seconds: SECONDS, connections: CONNECTIONS };
   const fake = await startFakeBandwidth();
   const storage = join(OUT, `storage-${Date.now()}`);
-  const ports = { ledger: await freePort(), emptyJs: await freePort(), emptyRust: await freePort() };
+  const ports = { ledger: await freePort(), emptyJs: await freePort(), emptyRust: await freePort(), peer: await freePort(), metered: await freePort() };
   const vars = {
     CALLBACK_USER: 'bench', CALLBACK_PASSWORD: 'bench-pass', API_TOKEN,
     BW_ACCOUNT_ID: ACCOUNT, BW_APPLICATION_ID: 'bench-app',
@@ -73,17 +139,67 @@ async function main() {
     results.shards = SHARDS ?? readWranglerToml().vars.LEDGER_SHARDS;
     const ackedFiles = [];
     const ackedFile = (name) => { const f = join(OUT, `acked-${name}.txt`); ackedFiles.push(f); return ['--acked-file', f]; };
+    // What is billed: the realistic mix against the metered ledger (the same
+    // build behind bench/meter-shim.mjs, on its own storage) and the JS peer.
+    // CPU seconds of the workerd process (user + system), from /proc.
+    const cpu = () => {
+      const f = readFileSync(`/proc/${wd.child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100;
+    };
+    const measureCost = async () => {
+      const meter = async (port) => (await fetch(`http://${at(port)}/__meter`)).json();
+      const c0 = cpu();
+      const ledgerMix = await realisticMix(`http://${at(ports.metered)}`, { outbound: MIX_MESSAGES, auth: AUTH, prefix: `mix-${Date.now()}` });
+      const ledgerCpu = ((cpu() - c0) * 1000) / ledgerMix.callbacks;
+      const m = await meter(ports.metered);
+      const c1 = cpu();
+      const peerMix = await realisticMix(`http://${at(ports.peer)}`, { outbound: MIX_MESSAGES, auth: AUTH, prefix: `mix-${Date.now()}` });
+      const peerCpu = ((cpu() - c1) * 1000) / peerMix.callbacks;
+      const p = await meter(ports.peer);
+      results.cost = {
+        callbacks: ledgerMix.callbacks,
+        failed: ledgerMix.failed + peerMix.failed,
+        ledger: {
+          rowsWrittenPerCallback: m.rowsWritten / ledgerMix.callbacks,
+          rowsReadPerCallback: m.rowsRead / ledgerMix.callbacks,
+          statementsPerCallback: m.statements / ledgerMix.callbacks,
+          objectRequestsPerCallback: (m.objectRequests + m.alarms) / ledgerMix.callbacks,
+          mixCpuMsPerCallback: ledgerCpu,
+        },
+        peer: {
+          rowsWrittenPerCallback: p.rowsWritten / peerMix.callbacks,
+          rowsReadPerCallback: p.rowsRead / peerMix.callbacks,
+          objectRequestsPerCallback: 1,
+          mixCpuMsPerCallback: peerCpu,
+        },
+      };
+      const L = results.cost.ledger;
+      log(`realistic mix: ${ledgerMix.callbacks} callbacks (${MIX_MESSAGES} outbound messages x 3, ${Math.floor(MIX_MESSAGES / 3)} inbound), non-2xx ${ledgerMix.failed} (ledger) / ${peerMix.failed} (peer)`);
+      log(`rows written per callback: ${L.rowsWrittenPerCallback.toFixed(2)}`);
+      log(`ledger: rows read per callback ${L.rowsReadPerCallback.toFixed(2)}, statements per callback ${L.statementsPerCallback.toFixed(2)}, object requests per callback ${L.objectRequestsPerCallback.toFixed(3)}; JS peer: rows written per callback ${results.cost.peer.rowsWrittenPerCallback.toFixed(2)}`);
+    };
+    const printCost = (ledgerCpuMs, peerCpuMs, cpuSource) => {
+      const L = results.cost.ledger;
+      const P = results.cost.peer;
+      L.cost = costPerMillion({ ...L, cpuMsPerCallback: ledgerCpuMs });
+      P.cost = costPerMillion({ ...P, cpuMsPerCallback: peerCpuMs });
+      results.cost.cpuSource = cpuSource;
+      log(`cost per million callbacks, ledger: ${costLine(L.cost)}`);
+      log(`cost per million callbacks, JS peer: ${costLine(P.cost)}   (CPU from ${cpuSource})`);
+    };
+    if (ONLY_COST) {
+      await measureCost();
+      printCost(results.cost.ledger.mixCpuMsPerCallback, results.cost.peer.mixCpuMsPerCallback, 'the mix runs themselves, metered ledger');
+      if (results.cost.failed > 0) process.exitCode = 1;
+      return;
+    }
+
     // Warm up all three.
     for (const [p, path] of [[ports.emptyJs, '/'], [ports.emptyRust, '/']]) await loadgen(at(p), ['--path', path, '--duration', '2', '--connections', String(CONNECTIONS)]);
     const warm = await loadgen(at(ports.ledger), ['--auth', AUTH, '--duration', '2', '--connections', String(CONNECTIONS), '--prefix', 'warm', ...ackedFile('warm')]);
     results.warm = warm;
     acked += warm.ok;
 
-    // CPU seconds of the workerd process (user + system), from /proc.
-    const cpu = () => {
-      const f = readFileSync(`/proc/${wd.child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      return (Number(f[11]) + Number(f[12])) / 100;
-    };
     const full = async (port, extra) => {
       const c0 = cpu();
       const r = await loadgen(at(port), ['--duration', String(SECONDS), '--connections', String(CONNECTIONS), ...extra]);
@@ -92,18 +208,22 @@ async function main() {
     };
     results.emptyJs = await full(ports.emptyJs, ['--path', '/']);
     results.emptyRust = await full(ports.emptyRust, ['--path', '/']);
+    await loadgen(at(ports.peer), ['--path', '/', '--duration', '2', '--connections', String(CONNECTIONS), '--prefix', 'peer-warm']);
+    results.peer = await full(ports.peer, ['--path', '/', '--prefix', 'peer']);
     results.ledger = await full(ports.ledger, ['--auth', AUTH, '--prefix', 'full', ...ackedFile('full')]);
     acked += results.ledger.ok;
     const half = results.ledger.rps / 2;
     results.ledgerHalf = await full(ports.ledger, ['--auth', AUTH, '--prefix', 'half', '--rate', String(half), ...ackedFile('half')]);
     acked += results.ledgerHalf.ok;
     results.emptyJsHalf = await full(ports.emptyJs, ['--path', '/', '--rate', String(half)]);
-    for (const [k, r] of Object.entries({ 'empty JS (ceiling)': results.emptyJs, 'empty Rust': results.emptyRust, ledger: results.ledger })) {
+    for (const [k, r] of Object.entries({ 'empty JS (ceiling)': results.emptyJs, 'empty Rust': results.emptyRust, 'JS peer (1 insert)': results.peer, ledger: results.ledger })) {
       log(`${k.padEnd(20)} ${r.rps.toFixed(0).padStart(7)} callbacks/s  p50 ${ms(r.p50_ms)}  p99 ${ms(r.p99_ms)}  workerd CPU ${r.cpuMsPerRequest.toFixed(3)} ms/request  (non-2xx ${r.non2xx}, errors ${r.errors})`);
     }
     results.ratio = results.ledger.rps / results.emptyJs.rps;
+    results.ratioPeer = results.ledger.rps / results.peer.rps;
     results.ratioRust = results.emptyRust.rps / results.emptyJs.rps;
     log(`ratio ledger / ceiling: ${(results.ratio * 100).toFixed(1)}%   (empty Rust / ceiling: ${(results.ratioRust * 100).toFixed(1)}%)`);
+    log(`ledger / JS peer (one insert per callback): ${results.ratioPeer.toFixed(2)}`);
     log(`at half the ledger's full rate (${half.toFixed(0)}/s): ledger p50 ${ms(results.ledgerHalf.p50_ms)} p99 ${ms(results.ledgerHalf.p99_ms)} (p99.9 ${ms(results.ledgerHalf.p999_ms)}, max ${ms(results.ledgerHalf.max_ms)}); ceiling p50 ${ms(results.emptyJsHalf.p50_ms)} p99 ${ms(results.emptyJsHalf.p99_ms)}`);
 
     // Acknowledged versus stored, id by id: the ids loadgen saw acknowledged
@@ -130,6 +250,8 @@ async function main() {
       if (results.missing.length > 0) process.exitCode = 1;
       return;
     }
+    await measureCost();
+    printCost(results.ledger.cpuMsPerRequest, results.peer.cpuMsPerRequest, 'the full-load runs');
 
     const wasm = readFileSync(join(LEDGER_BUILD, 'index_bg.wasm'));
     results.wasmRaw = wasm.length;
@@ -204,12 +326,12 @@ async function main() {
     log(`live: ${results.liveKiBPerSubscriber.toFixed(1)} KiB per idle subscriber (500 open, workerd RSS); callback to subscriber (with 500 connected) p50 ${ms(results.liveDelay.p50)} p99 ${ms(results.liveDelay.p99)}`);
   } finally {
     await wd.stop();
-    if (ONLY_INGEST) {
+    if (ONLY_INGEST || ONLY_COST) {
       await fake.close();
       rmSync(storage, { recursive: true, force: true });
     }
   }
-  if (ONLY_INGEST) return;
+  if (ONLY_INGEST || ONLY_COST) return;
 
   // Crash-restart, longer form, under plain workerd.
   const crashStorage = join(OUT, `crash-${Date.now()}`);
@@ -279,6 +401,7 @@ All three Workers ran in one plain workerd process (no wrangler dev proxy), load
 |---|---|---|---|---|---|---|
 ${row('empty JS Worker (ceiling)', r.emptyJs)}
 ${row('empty Rust Worker', r.emptyRust)}
+${row('hand-written JS peer (one INSERT per callback, 16 shards)', r.peer)}
 ${row('ledger (durable ingest)', r.ledger)}
 ${row('ledger at half rate (open loop)', r.ledgerHalf)}
 ${row('empty JS Worker at half rate', r.emptyJsHalf)}
@@ -286,6 +409,22 @@ ${row('empty JS Worker at half rate', r.emptyJsHalf)}
 Ledger shards: ${r.shards}. Warm-up run (ledger): non-2xx ${r.warm.non2xx}, errors ${r.warm.errors}.
 
 - Ledger / ceiling: **${(r.ratio * 100).toFixed(1)}%** (target: at least 30%). Empty Rust / ceiling: ${(r.ratioRust * 100).toFixed(1)}%.
+- Ledger / hand-written JS peer: **${r.ratioPeer.toFixed(2)}** (same run).
+
+## What is billed: the realistic mix
+
+${r.cost.callbacks} callbacks: for each of ${MIX_MESSAGES} outbound messages its \`message-sending\`, \`message-sent\` and
+\`message-delivered\`, each its own callback, and one inbound \`message-received\` for every three outbound; fresh ids.
+Rows are SQLite's own per-statement counts (\`rowsWritten\`, \`rowsRead\` of every cursor of every ledger shard,
+added up by \`bench/meter-shim.mjs\` around the same build); non-2xx: ${r.cost.failed}.
+
+- **rows written per callback: ${r.cost.ledger.rowsWrittenPerCallback.toFixed(2)}** (JS peer: ${r.cost.peer.rowsWrittenPerCallback.toFixed(2)}); rows read ${r.cost.ledger.rowsReadPerCallback.toFixed(2)}; SQL statements ${r.cost.ledger.statementsPerCallback.toFixed(2)}; object requests ${r.cost.ledger.objectRequestsPerCallback.toFixed(3)} (shared by group commit).
+- Cost per million callbacks at list prices, ledger: ${costLine(r.cost.ledger.cost)}.
+- Cost per million callbacks, JS peer: ${costLine(r.cost.peer.cost)}.
+- CPU per callback from ${r.cost.cpuSource}; prices: Worker requests $0.30, object requests $0.15, CPU $0.02 per million ms, rows written $1.00, rows read $0.001, per million.
+
+## Other figures
+
 - At half the ledger's full rate (${(r.ledger.rps / 2).toFixed(0)}/s, open loop): ledger p50 ${r.ledgerHalf.p50_ms.toFixed(2)} ms, p99 **${r.ledgerHalf.p99_ms.toFixed(2)} ms** (target: under 50 ms; p99.9 ${r.ledgerHalf.p999_ms.toFixed(2)} ms, max ${r.ledgerHalf.max_ms.toFixed(2)} ms); ceiling p50 ${r.emptyJsHalf.p50_ms.toFixed(2)} ms, p99 ${r.emptyJsHalf.p99_ms.toFixed(2)} ms.
 - Acknowledged ${r.acknowledged} callbacks (ids listed by the load generator), stored ${r.stored} (ids read back through \`GET /export\`): **${r.missing.length} acknowledged but missing**${r.missing.length ? ` (${r.missing.slice(0, 50).join(', ')})` : ''}; ${r.unacknowledgedStored} stored without a 2xx.
 - wasm: ${r.wasmRaw} bytes raw, ${r.wasmGzip} bytes gzipped.

@@ -45,6 +45,9 @@ const str = (s) => JSON.stringify(String(s));
 /**
  * Writes a workerd config: the ledger (with `vars`), an empty JS Worker and
  * an empty Rust Worker, each on its own port, Durable Objects on local disk.
+ * With `ports.peer`, also the hand-written JS peer (bench/peer-js.mjs); with
+ * `ports.metered`, also the same ledger build behind bench/meter-shim.mjs,
+ * on storage of its own, for counting rows written.
  */
 export function writeConfig(dir, { ports, vars, storage, emptyRustBuild }) {
   const w = readWranglerToml();
@@ -56,6 +59,43 @@ export function writeConfig(dir, { ports, vars, storage, emptyRustBuild }) {
     ...Object.entries(allVars).map(([k, v]) => `(name = ${str(k)}, text = ${str(v)})`),
   ];
   const namespaces = w.durableObjects.map((d) => `(className = ${str(d.className)}, uniqueKey = ${str(`bw-ledger-${d.className}`)}, enableSql = true)`);
+  const meteredNamespaces = w.durableObjects.map((d) => `(className = ${str(d.className)}, uniqueKey = ${str(`bw-ledger-metered-${d.className}`)}, enableSql = true)`);
+  const extraServices = [];
+  const extraSockets = [];
+  const extraWorkers = [];
+  if (ports.peer) {
+    extraServices.push('(name = "peer-js", worker = .peerJs)', `(name = "storage-peer", disk = (path = ${str(storage + '-peer')}, writable = true))`);
+    extraSockets.push(`(name = "peer-js", address = "127.0.0.1:${ports.peer}", http = (), service = "peer-js")`);
+    extraWorkers.push(`const peerJs :Workerd.Worker = (
+  modules = [(name = "index.js", esModule = embed ${rel(join(ROOT, 'bench/peer-js.mjs'))})],
+  compatibilityDate = ${str(w.date)},
+  bindings = [(name = "PEER", durableObjectNamespace = "PeerShard")],
+  durableObjectNamespaces = [(className = "PeerShard", uniqueKey = "bw-ledger-peer", enableSql = true)],
+  durableObjectStorage = (localDisk = "storage-peer"),
+);`);
+    mkdirSync(storage + '-peer', { recursive: true });
+  }
+  if (ports.metered) {
+    extraServices.push('(name = "ledger-metered", worker = .ledgerMetered)', `(name = "storage-metered", disk = (path = ${str(storage + '-metered')}, writable = true))`);
+    extraSockets.push(`(name = "ledger-metered", address = "127.0.0.1:${ports.metered}", http = (), service = "ledger-metered")`);
+    extraWorkers.push(`const ledgerMetered :Workerd.Worker = (
+  modules = [
+    (name = "shim.js", esModule = embed ${rel(join(ROOT, 'bench/meter-shim.mjs'))}),
+    (name = "index.js", esModule = embed ${rel(join(LEDGER_BUILD, 'index.js'))}),
+    (name = "index_bg.wasm", wasm = embed ${rel(join(LEDGER_BUILD, 'index_bg.wasm'))}),
+  ],
+  compatibilityDate = ${str(w.date)},
+  bindings = [
+    ${bindings.join(',\n    ')}
+  ],
+  durableObjectNamespaces = [
+    ${meteredNamespaces.join(',\n    ')}
+  ],
+  durableObjectStorage = (localDisk = "storage-metered"),
+  globalOutbound = "internet",
+);`);
+    mkdirSync(storage + '-metered', { recursive: true });
+  }
   const config = `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
@@ -64,13 +104,16 @@ const config :Workerd.Config = (
     (name = "empty-rust", worker = .emptyRust),
     (name = "storage", disk = (path = ${str(storage)}, writable = true)),
     (name = "internet", network = (allow = ["public", "private", "local"])),
+    ${extraServices.join(',\n    ')}
   ],
   sockets = [
     (name = "ledger", address = "127.0.0.1:${ports.ledger}", http = (), service = "ledger"),
     (name = "empty-js", address = "127.0.0.1:${ports.emptyJs}", http = (), service = "empty-js"),
     (name = "empty-rust", address = "127.0.0.1:${ports.emptyRust}", http = (), service = "empty-rust"),
+    ${extraSockets.join(',\n    ')}
   ],
 );
+${extraWorkers.join('\n')}
 const ledger :Workerd.Worker = (
   modules = [
     (name = "index.js", esModule = embed ${rel(join(LEDGER_BUILD, 'index.js'))}),
