@@ -48,12 +48,6 @@ struct FlagRow {
 }
 
 #[derive(Deserialize)]
-struct HashRow {
-    #[allow(dead_code)]
-    content_hash: String,
-}
-
-#[derive(Deserialize)]
 struct QuarantineRaw {
     content_hash: String,
     raw: String,
@@ -163,7 +157,7 @@ impl LedgerShard {
         self.sql.exec("DELETE FROM idempotency WHERE instr(response, ?) > 0", vec![needle.into()])?;
         // Quarantined bodies that contain it: text ones in SQL, the rest
         // (kept as base64 because they were not UTF-8) decoded here.
-        let text: Vec<HashRow> = self
+        let text: Vec<serde::de::IgnoredAny> = self
             .sql
             .exec(
                 "DELETE FROM quarantine WHERE raw_encoding = 'utf8' AND instr(raw, ?) > 0 RETURNING content_hash",
