@@ -148,14 +148,19 @@ async function main() {
     };
     const measureCost = async () => {
       const meter = async (port) => (await fetch(`http://${at(port)}/__meter`)).json();
+      // Deltas over the mix alone (the peer also served the throughput runs).
+      const m0 = await meter(ports.metered);
+      const p0 = await meter(ports.peer);
       const c0 = cpu();
       const ledgerMix = await realisticMix(`http://${at(ports.metered)}`, { outbound: MIX_MESSAGES, auth: AUTH, prefix: `mix-${Date.now()}` });
       const ledgerCpu = ((cpu() - c0) * 1000) / ledgerMix.callbacks;
-      const m = await meter(ports.metered);
+      const m1 = await meter(ports.metered);
+      const m = Object.fromEntries(Object.keys(m1).map((k) => [k, m1[k] - m0[k]]));
       const c1 = cpu();
       const peerMix = await realisticMix(`http://${at(ports.peer)}`, { outbound: MIX_MESSAGES, auth: AUTH, prefix: `mix-${Date.now()}` });
       const peerCpu = ((cpu() - c1) * 1000) / peerMix.callbacks;
-      const p = await meter(ports.peer);
+      const p1 = await meter(ports.peer);
+      const p = { rowsWritten: p1.rowsWritten - p0.rowsWritten, rowsRead: p1.rowsRead - p0.rowsRead };
       results.cost = {
         callbacks: ledgerMix.callbacks,
         failed: ledgerMix.failed + peerMix.failed,
