@@ -7,7 +7,7 @@ use bw_ledger_core::lifecycle::{
     ExportQuery, SweepRequest, BATCH, EXPORT_PAGE,
 };
 use bw_ledger_core::projection::project;
-use bw_ledger_core::wire::ledger;
+use bw_ledger_core::wire::{ledger, Method};
 use bw_ledger_core::ApiError;
 use futures_util::future::join_all;
 use worker::{console_error, console_log, Env, Headers, Request, Response};
@@ -32,23 +32,8 @@ fn sweep_request(config: &Config, continue_by_alarm: bool) -> Result<SweepReques
 pub async fn run(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let request = sweep_request(config, false)?;
     let shards = ShardClient::new(env, config.shards()?)?;
-    let sweeps = (0..shards.count()).map(|shard| {
-        let (shards, request) = (&shards, &request);
-        async move {
-            let mut purged = 0u64;
-            loop {
-                let reply = shards.call::<ledger::Sweep>(shard, request).await?;
-                purged += u64::from(reply.purged);
-                if !reply.more {
-                    return Ok::<u64, ApiError>(purged);
-                }
-            }
-        }
-    });
-    let mut purged = 0;
-    for result in join_all(sweeps).await {
-        purged += result?;
-    }
+    let replies = in_batches::<ledger::Sweep>(&shards, &request, |r| r.more).await?;
+    let purged: u64 = replies.iter().map(|r| u64::from(r.purged)).sum();
     let days = config.retention_days()?;
     http::json(&serde_json::json!({ "purged": purged, "retentionDays": days }))
 }
@@ -76,27 +61,39 @@ pub async fn erasure(req: &mut Request, env: &Env, config: &Config) -> Result<Re
     let number = parse_erasure(&body)?;
     let request = EraseRequest { number, now_ms: now_ms(), limit: BATCH };
     let shards = ShardClient::new(env, config.shards()?)?;
-    let erasures = (0..shards.count()).map(|shard| {
-        let (shards, request) = (&shards, &request);
+    let replies = in_batches::<ledger::Erase>(&shards, &request, |r| r.more).await?;
+    let erased: u64 = replies.iter().map(|r| u64::from(r.erased)).sum();
+    let quarantined: u64 = replies.iter().map(|r| u64::from(r.quarantined)).sum();
+    http::json(&serde_json::json!({ "erased": erased, "quarantineItems": quarantined }))
+}
+
+/// Calls method `M` on every shard concurrently, each shard again and again
+/// (one bounded batch per call, so callbacks run between them) until its
+/// reply says no more remain; answers every reply.
+async fn in_batches<M: Method>(
+    shards: &ShardClient,
+    request: &M::Request,
+    more: impl Fn(&M::Reply) -> bool,
+) -> Result<Vec<M::Reply>, ApiError> {
+    let per_shard = (0..shards.count()).map(|shard| {
+        let more = &more;
         async move {
-            let (mut erased, mut quarantined) = (0u64, 0u64);
+            let mut replies = Vec::new();
             loop {
-                let reply = shards.call::<ledger::Erase>(shard, request).await?;
-                erased += u64::from(reply.erased);
-                quarantined += u64::from(reply.quarantined);
-                if !reply.more {
-                    return Ok::<(u64, u64), ApiError>((erased, quarantined));
+                let reply = shards.call::<M>(shard, request).await?;
+                let again = more(&reply);
+                replies.push(reply);
+                if !again {
+                    return Ok::<_, ApiError>(replies);
                 }
             }
         }
     });
-    let (mut erased, mut quarantined) = (0, 0);
-    for result in join_all(erasures).await {
-        let (e, q) = result?;
-        erased += e;
-        quarantined += q;
+    let mut all = Vec::new();
+    for replies in join_all(per_shard).await {
+        all.extend(replies?);
     }
-    http::json(&serde_json::json!({ "erased": erased, "quarantineItems": quarantined }))
+    Ok(all)
 }
 
 /// Where an export stands: the shard it reads and where in it.
