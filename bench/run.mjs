@@ -399,7 +399,7 @@ function writeResults(r) {
   const md = `# Bench results
 
 Latest run of \`npm run bench\` (${r.date}), on this machine: ${r.nproc} cores, ${r.memGiB} GiB.
-All three Workers ran in one plain workerd process (no wrangler dev proxy), loaded by
+Every Worker below (and the metered ledger of the cost section) ran in one plain workerd process (no wrangler dev proxy), loaded by
 \`bw-ledger-loadgen\` with ${r.connections} keep-alive connections for ${r.seconds} s each.
 
 | target | callbacks/s | p50 ms | p99 ms | workerd CPU ms per callback | non-2xx | errors |
