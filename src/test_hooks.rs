@@ -13,7 +13,7 @@
 //! queries they have run, and SQLite's query plans for the list's page and
 //! count queries on one shard, so a test can see which index serves them.
 
-use bw_ledger_core::list::{count_plan, page_plan, ListQuery, SqlParam, SqlPlan};
+use bw_ledger_core::list::{count_plan, page_plan, ListQuery, SqlPlan};
 use bw_ledger_core::wire::Method;
 use bw_ledger_core::ApiError;
 use serde::{Deserialize, Serialize};
@@ -123,15 +123,8 @@ pub fn probe(sql: &SqlStorage, q: &ListQuery, count_queries: u64) -> worker::Res
     }
     let explain = |plan: Option<SqlPlan>| -> worker::Result<Vec<String>> {
         let Some(plan) = plan else { return Ok(Vec::new()) };
-        let params = plan
-            .params
-            .into_iter()
-            .map(|p| match p {
-                SqlParam::Int(i) => i.into(),
-                SqlParam::Text(t) => t.into(),
-            })
-            .collect::<Vec<worker::SqlStorageValue>>();
-        let rows: Vec<PlanRow> = sql.exec(&format!("EXPLAIN QUERY PLAN {}", plan.sql), params)?.to_array()?;
+        let explained = SqlPlan { sql: format!("EXPLAIN QUERY PLAN {}", plan.sql), params: plan.params };
+        let rows: Vec<PlanRow> = crate::objects::ledger::run_planned(sql, explained)?.to_array()?;
         Ok(rows.into_iter().map(|r| r.detail).collect())
     };
     Ok(Probe { count_queries, page_plan: explain(Some(page_plan(q)))?, count_plan: explain(count_plan(q))? })

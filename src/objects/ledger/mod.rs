@@ -45,6 +45,8 @@ use crate::object_call::{reply, request};
 use crate::objects::live_hub::LiveSwitch;
 use crate::objects::transaction::Transactions;
 use delivery::{Deliveries, InFlight, DEFAULT_KEEP_DELIVERED_MS};
+#[cfg(feature = "test-hooks")]
+pub(crate) use reads::run as run_planned;
 
 #[durable_object]
 pub struct LedgerShard {

@@ -181,7 +181,8 @@ struct CountRow {
     n: i64,
 }
 
-fn run(sql: &SqlStorage, plan: SqlPlan) -> Result<SqlCursor> {
+/// Runs a statement the core planned, binding its parameters.
+pub(crate) fn run(sql: &SqlStorage, plan: SqlPlan) -> Result<SqlCursor> {
     let params = plan
         .params
         .into_iter()
