@@ -58,8 +58,24 @@ export function writeConfig(dir, { ports, vars, storage, emptyRustBuild }) {
     ...w.durableObjects.map((d) => `(name = ${str(d.name)}, durableObjectNamespace = ${str(d.className)})`),
     ...Object.entries(allVars).map(([k, v]) => `(name = ${str(k)}, text = ${str(v)})`),
   ];
-  const namespaces = w.durableObjects.map((d) => `(className = ${str(d.className)}, uniqueKey = ${str(`bw-ledger-${d.className}`)}, enableSql = true)`);
-  const meteredNamespaces = w.durableObjects.map((d) => `(className = ${str(d.className)}, uniqueKey = ${str(`bw-ledger-metered-${d.className}`)}, enableSql = true)`);
+  /** The ledger as a workerd Worker: its build (after `firstModules`), its
+   * bindings, and Durable Objects keyed by `keyPrefix` on disk `disk`. */
+  const ledgerWorker = (name, { firstModules = [], keyPrefix, disk }) => `const ${name} :Workerd.Worker = (
+  modules = [
+    ${[...firstModules,
+      `(name = "index.js", esModule = embed ${rel(join(LEDGER_BUILD, 'index.js'))})`,
+      `(name = "index_bg.wasm", wasm = embed ${rel(join(LEDGER_BUILD, 'index_bg.wasm'))})`].join(',\n    ')},
+  ],
+  compatibilityDate = ${str(w.date)},
+  bindings = [
+    ${bindings.join(',\n    ')}
+  ],
+  durableObjectNamespaces = [
+    ${w.durableObjects.map((d) => `(className = ${str(d.className)}, uniqueKey = ${str(`${keyPrefix}-${d.className}`)}, enableSql = true)`).join(',\n    ')}
+  ],
+  durableObjectStorage = (localDisk = ${str(disk)}),
+  globalOutbound = "internet",
+);`;
   const extraServices = [];
   const extraSockets = [];
   const extraWorkers = [];
@@ -78,22 +94,11 @@ export function writeConfig(dir, { ports, vars, storage, emptyRustBuild }) {
   if (ports.metered) {
     extraServices.push('(name = "ledger-metered", worker = .ledgerMetered)', `(name = "storage-metered", disk = (path = ${str(storage + '-metered')}, writable = true))`);
     extraSockets.push(`(name = "ledger-metered", address = "127.0.0.1:${ports.metered}", http = (), service = "ledger-metered")`);
-    extraWorkers.push(`const ledgerMetered :Workerd.Worker = (
-  modules = [
-    (name = "shim.js", esModule = embed ${rel(join(ROOT, 'bench/meter-shim.mjs'))}),
-    (name = "index.js", esModule = embed ${rel(join(LEDGER_BUILD, 'index.js'))}),
-    (name = "index_bg.wasm", wasm = embed ${rel(join(LEDGER_BUILD, 'index_bg.wasm'))}),
-  ],
-  compatibilityDate = ${str(w.date)},
-  bindings = [
-    ${bindings.join(',\n    ')}
-  ],
-  durableObjectNamespaces = [
-    ${meteredNamespaces.join(',\n    ')}
-  ],
-  durableObjectStorage = (localDisk = "storage-metered"),
-  globalOutbound = "internet",
-);`);
+    extraWorkers.push(ledgerWorker('ledgerMetered', {
+      firstModules: [`(name = "shim.js", esModule = embed ${rel(join(ROOT, 'bench/meter-shim.mjs'))})`],
+      keyPrefix: 'bw-ledger-metered',
+      disk: 'storage-metered',
+    }));
     mkdirSync(storage + '-metered', { recursive: true });
   }
   const config = `using Workerd = import "/workerd/workerd.capnp";
@@ -114,21 +119,7 @@ const config :Workerd.Config = (
   ],
 );
 ${extraWorkers.join('\n')}
-const ledger :Workerd.Worker = (
-  modules = [
-    (name = "index.js", esModule = embed ${rel(join(LEDGER_BUILD, 'index.js'))}),
-    (name = "index_bg.wasm", wasm = embed ${rel(join(LEDGER_BUILD, 'index_bg.wasm'))}),
-  ],
-  compatibilityDate = ${str(w.date)},
-  bindings = [
-    ${bindings.join(',\n    ')}
-  ],
-  durableObjectNamespaces = [
-    ${namespaces.join(',\n    ')}
-  ],
-  durableObjectStorage = (localDisk = "storage"),
-  globalOutbound = "internet",
-);
+${ledgerWorker('ledger', { keyPrefix: 'bw-ledger', disk: 'storage' })}
 const emptyJs :Workerd.Worker = (
   modules = [(name = "index.js", esModule = embed ${rel(join(ROOT, 'bench/empty-js.mjs'))})],
   compatibilityDate = ${str(w.date)},
