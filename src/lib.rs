@@ -60,16 +60,8 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
 
 async fn handle(req: &mut Request, env: &Env, config: &Config) -> std::result::Result<Response, ApiError> {
     #[cfg(feature = "test-hooks")]
-    if req.path() == test_hooks::ROUTE {
-        return test_hooks::handle(req, env, config).await;
-    }
-    #[cfg(feature = "test-hooks")]
-    if req.path() == test_hooks::PROBE_ROUTE {
-        return test_hooks::handle_probe(req, env, config).await;
-    }
-    #[cfg(feature = "test-hooks")]
-    if req.path() == test_hooks::DROP_ALARM_ROUTE {
-        return test_hooks::handle_drop_alarm(req, env, config).await;
+    if let Some(answer) = test_hooks::route(req, env, config).await {
+        return answer;
     }
     match resolve(req.method().as_ref(), &req.path())? {
         Route::Health => http::json(&serde_json::json!({ "status": "ok" })),

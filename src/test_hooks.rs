@@ -22,9 +22,15 @@ use worker::{Env, Request, Response, SqlStorage};
 use crate::config::Config;
 use crate::shard_client::ShardClient;
 
-pub const ROUTE: &str = "/__test/shard-sql";
-pub const PROBE_ROUTE: &str = "/__test/list-probe";
-pub const DROP_ALARM_ROUTE: &str = "/__test/drop-alarm";
+/// The test routes, or `None` for any other path (the Worker's own routes).
+pub async fn route(req: &mut Request, env: &Env, config: &Config) -> Option<Result<Response, ApiError>> {
+    Some(match req.path().as_str() {
+        "/__test/shard-sql" => handle(req, env, config).await,
+        "/__test/list-probe" => handle_probe(req, env, config).await,
+        "/__test/drop-alarm" => handle_drop_alarm(req, env, config).await,
+        _ => return None,
+    })
+}
 
 /// The shard method behind it: one statement, its rows.
 pub struct ShardSql;
@@ -48,7 +54,7 @@ pub struct ShardSqlRequest {
     pub params: Vec<serde_json::Value>,
 }
 
-pub async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
     crate::routes::authorize_api(req, config)?;
     let body = crate::http::read_bounded(req, 1 << 20).await?;
     let q: ShardSqlRequest =
@@ -70,7 +76,7 @@ impl Method for DropAlarm {
     type Reply = bw_ledger_core::wire::Empty;
 }
 
-pub async fn handle_drop_alarm(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+async fn handle_drop_alarm(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
     crate::routes::authorize_api(req, config)?;
     let body = crate::http::read_bounded(req, 1 << 16).await?;
     let q: bw_ledger_core::wire::MessageQuery =
@@ -102,7 +108,7 @@ struct ProbeRequest {
     query: String,
 }
 
-pub async fn handle_probe(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+async fn handle_probe(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
     crate::routes::authorize_api(req, config)?;
     let body = crate::http::read_bounded(req, 1 << 16).await?;
     let p: ProbeRequest =
