@@ -178,9 +178,13 @@ impl LedgerShard {
 
     fn prune_tombstones(&self, now_ms: i64) -> Result<()> {
         self.sql.exec("DELETE FROM erased WHERE erased_ms < ?", vec![(now_ms - TOMBSTONE_MS).into()])?;
-        let any: Vec<FlagRow> = self.sql.exec("SELECT EXISTS (SELECT 1 FROM erased) AS e", None)?.to_array()?;
-        self.tombstones.set(Some(any.first().is_some_and(|r| r.e != 0)));
+        self.tombstones.set(Some(self.any_tombstones()?));
         Ok(())
+    }
+
+    fn any_tombstones(&self) -> Result<bool> {
+        let any: Vec<FlagRow> = self.sql.exec("SELECT EXISTS (SELECT 1 FROM erased) AS e", None)?.to_array()?;
+        Ok(any.first().is_some_and(|r| r.e != 0))
     }
 
     /// The messages among `events` erased in the last [`TOMBSTONE_MS`]:
@@ -190,8 +194,7 @@ impl LedgerShard {
         let known = match self.tombstones.get() {
             Some(known) => known,
             None => {
-                let any: Vec<FlagRow> = self.sql.exec("SELECT EXISTS (SELECT 1 FROM erased) AS e", None)?.to_array()?;
-                let known = any.first().is_some_and(|r| r.e != 0);
+                let known = self.any_tombstones()?;
                 self.tombstones.set(Some(known));
                 known
             }
