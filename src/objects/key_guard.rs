@@ -13,8 +13,9 @@
 
 use std::cell::RefCell;
 
+use bw_ledger_core::client::ClientKey;
 use bw_ledger_core::identity::sha256_hex;
-use bw_ledger_core::limits::{Ask, GuardRequest, KeyState, Verdict};
+use bw_ledger_core::limits::{limited, Ask, GuardRequest, KeyState, Verdict};
 use bw_ledger_core::wire::{key_guard, Empty, Method};
 use bw_ledger_core::ApiError;
 use serde::Deserialize;
@@ -104,6 +105,15 @@ pub async fn admit(env: &worker::Env, key_id: &str, ask: Ask) -> std::result::Re
         console_error!("key guard {}: {e}", key_guard::Admit::PATH);
         ApiError::StorageUnavailable
     })
+}
+
+/// Asks the guard of `key` to admit a send or a read: `Ok` when admitted,
+/// else the 429 (or the 503 of a guard that cannot answer).
+pub async fn enforce(env: &worker::Env, key: &ClientKey, ask: Ask) -> std::result::Result<(), ApiError> {
+    match admit(env, &key.id, ask).await? {
+        Verdict::Admit => Ok(()),
+        Verdict::Refuse { reason, retry_after_s } => Err(limited(&key.id, &key.limits, reason, retry_after_s)),
+    }
 }
 
 /// The counters of key `key_id`.

@@ -12,7 +12,7 @@ pub mod send;
 
 use bw_ledger_core::auth::{check_bearer, AuthOutcome};
 use bw_ledger_core::client::{reader, Reader};
-use bw_ledger_core::limits::{self, Ask, Verdict};
+use bw_ledger_core::limits::Ask;
 use bw_ledger_core::ApiError;
 use worker::{Env, Request};
 
@@ -41,9 +41,7 @@ pub async fn authorize_reader(
     let reader = reader(header, config.api_token(), &keys).map_err(|_| ApiError::ApiUnauthorized)?;
     if let Reader::Key(key) = &reader {
         let ask = Ask::Read { reads_per_minute: key.limits.reads_per_minute() };
-        if let Verdict::Refuse { reason, retry_after_s } = key_guard::admit(env, &key.id, ask).await? {
-            return Err(limits::limited(&key.id, &key.limits, reason, retry_after_s));
-        }
+        key_guard::enforce(env, key, ask).await?;
     }
     Ok(reader.scope())
 }

@@ -14,7 +14,7 @@ use bw_ledger_core::idempotency::{
     parse_key, saves_outcome, scope_key, BeginDecision, IdemBegin, IdemFinish, SavedResponse,
 };
 use bw_ledger_core::identity::{canonical_json, sha256_hex};
-use bw_ledger_core::limits::{self, Ask, Refusal, Verdict};
+use bw_ledger_core::limits::{self, Ask, Refusal};
 use bw_ledger_core::send::{validate_send, MAX_SEND_BODY};
 use bw_ledger_core::wire::ledger;
 use bw_ledger_core::{ApiError, ParsedCallback};
@@ -108,14 +108,7 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
     let recipients = valid.to.len() as u32;
     let ask =
         Ask::Send { recipients, rate_per_minute: key.limits.rate_per_minute, daily_quota: key.limits.daily_quota };
-    let admitted = match key_guard::admit(env, &key.id, ask).await {
-        Ok(Verdict::Admit) => Ok(()),
-        Ok(Verdict::Refuse { reason, retry_after_s }) => {
-            Err(limits::limited(&key.id, &key.limits, reason, retry_after_s))
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = admitted {
+    if let Err(e) = key_guard::enforce(env, key, ask).await {
         if let Some(scope_key) = claim {
             finish_claim(&shards, scope_key, None).await;
         }
