@@ -34,6 +34,11 @@ pub const FORWARD_RETRY_MAX_MS: &str = "FORWARD_RETRY_MAX_MS";
 pub const FORWARD_GIVE_UP_MS: &str = "FORWARD_GIVE_UP_MS";
 pub const FORWARD_KEEP_DELIVERED_MS: &str = "FORWARD_KEEP_DELIVERED_MS";
 pub const RETENTION_DAYS: &str = "RETENTION_DAYS";
+pub const MEDIA_RETRY_BASE_MS: &str = "MEDIA_RETRY_BASE_MS";
+pub const MEDIA_RETRY_MAX_MS: &str = "MEDIA_RETRY_MAX_MS";
+pub const MEDIA_GIVE_UP_MS: &str = "MEDIA_GIVE_UP_MS";
+/// The R2 bucket binding of the media archive.
+pub const MEDIA: &str = "MEDIA";
 /// The Durable Object namespace binding of the ledger shards.
 pub const LEDGER: &str = "LEDGER";
 /// The Durable Object namespace binding of the OAuth token broker.

@@ -114,7 +114,7 @@ pub fn console(account_id: &str) -> std::result::Result<Response, ApiError> {
     let _ = headers.set("Cache-Control", "no-store");
     let _ = headers.set(
         "Content-Security-Policy",
-        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:",
+        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' blob:; connect-src 'self' ws: wss:",
     );
     Ok(Response::ok(html).map_err(|_| ApiError::Internal)?.with_headers(headers))
 }

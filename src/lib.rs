@@ -104,6 +104,7 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> std::result::R
             authorize_api(req, config)?;
             routes::lifecycle::erasure(req, env, config).await
         }
+        Route::Media { message_id, path } => routes::media::serve(req, env, config, message_id, path).await,
         Route::Export => {
             authorize_api(req, config)?;
             routes::lifecycle::export(req, env, config).await

@@ -8,6 +8,9 @@
 //!
 //! `POST /__test/drop-alarm` (API token) deletes a shard's alarm.
 //!
+//! `POST /__test/r2-keys` (API token) takes `{"prefix"}` and lists the keys
+//! of the media bucket under it, so a test sees what R2 really holds.
+//!
 //! `POST /__test/list-probe` (API token) takes `{"query": "<List Messages
 //! query string>"}` and answers, summed over the shards, how many count
 //! queries they have run, and SQLite's query plans for the list's page and
@@ -28,6 +31,7 @@ pub async fn route(req: &mut Request, env: &Env, config: &Config) -> Option<Resu
         "/__test/shard-sql" => handle(req, env, config).await,
         "/__test/list-probe" => handle_probe(req, env, config).await,
         "/__test/drop-alarm" => handle_drop_alarm(req, env, config).await,
+        "/__test/r2-keys" => handle_r2_keys(req, env, config).await,
         _ => return None,
     })
 }
@@ -149,4 +153,19 @@ pub fn run(sql: &SqlStorage, q: ShardSqlRequest) -> worker::Result<Vec<serde_jso
         })
         .collect::<Vec<worker::SqlStorageValue>>();
     sql.exec(&q.sql, params)?.to_array()
+}
+
+#[derive(Deserialize)]
+struct R2KeysRequest {
+    prefix: String,
+}
+
+async fn handle_r2_keys(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+    crate::routes::authorize_api(req, config)?;
+    let body = crate::http::read_bounded(req, 1 << 16).await?;
+    let q: R2KeysRequest = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let bucket = env.bucket(crate::config::MEDIA).map_err(|_| ApiError::NotConfigured(crate::config::MEDIA))?;
+    let listed = bucket.list().prefix(q.prefix).execute().await.map_err(|_| ApiError::StorageUnavailable)?;
+    let keys: Vec<String> = listed.objects().iter().map(|o| o.key()).collect();
+    crate::http::json(&serde_json::json!({ "keys": keys }))
 }

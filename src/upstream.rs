@@ -1,6 +1,7 @@
-//! Calls to Bandwidth: the token endpoint and Create Message, each bounded
-//! by a timeout. A POST is never retried here: Bandwidth has no idempotency
-//! of its own, so a retry could send a message twice.
+//! Calls to Bandwidth: the token endpoint, Create Message and media
+//! downloads, each bounded by a timeout. A POST is never retried here:
+//! Bandwidth has no idempotency of its own, so a retry could send a message
+//! twice.
 
 use std::cell::RefCell;
 use std::pin::pin;
@@ -10,7 +11,11 @@ use bw_ledger_core::oauth::{basic_header, CachedToken, TokenOutcome, UpstreamAut
 use bw_ledger_core::wire::token_broker::{self, TokenRequest};
 use bw_ledger_core::ApiError;
 use futures_util::future::{select, Either};
-use worker::{console_error, AbortController, Delay, Env, Fetch, Request, ResponseBody};
+use futures_util::StreamExt;
+use worker::{
+    console_error, AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    ResponseBody,
+};
 
 use crate::clock::now_ms;
 
@@ -76,6 +81,84 @@ async fn send_with_timeout(req: Request, timeout: Duration, read_body: bool) -> 
         Some(Err(e)) => Err(FetchFailure::Network(e.to_string())),
         None => {
             controller.abort();
+            Err(FetchFailure::Timeout)
+        }
+    }
+}
+
+/// A GET's answer, its body read only up to a limit.
+pub struct Fetched {
+    pub status: u16,
+    pub location: Option<String>,
+    pub content_type: Option<String>,
+    /// The body, or `None` when it is (or declares itself) over the limit:
+    /// reading stops there, never holding more than the limit and a chunk.
+    pub body: Option<Vec<u8>>,
+}
+
+/// GETs `url` (with `Authorization` when given), without following
+/// redirects, and reads a 2xx body of at most `limit` bytes; gives up after
+/// `timeout` for the whole exchange.
+pub async fn get_limited(
+    url: &str,
+    authorization: Option<&str>,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Fetched, FetchFailure> {
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    // `abort` takes the controller: whichever side needs it first.
+    let controller = std::cell::Cell::new(Some(controller));
+    let abort = || {
+        if let Some(c) = controller.take() {
+            c.abort();
+        }
+    };
+    let call = async {
+        let headers = Headers::new();
+        headers.set("Accept", "*/*")?;
+        if let Some(a) = authorization {
+            headers.set("Authorization", a)?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get).with_headers(headers).with_redirect(RequestRedirect::Manual);
+        let req = Request::new_with_init(url, &init)?;
+        let mut resp = Fetch::Request(req).send_with_signal(&signal).await?;
+        let header = |name: &str| resp.headers().get(name).ok().flatten();
+        let (status, location, content_type) = (resp.status_code(), header("Location"), header("Content-Type"));
+        let declared = header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+        let mut body = None;
+        if (200..300).contains(&status) && declared.is_none_or(|n| n <= limit) {
+            let mut read = Vec::new();
+            let mut over = false;
+            if let ResponseBody::Stream(_) = resp.body() {
+                let mut stream = resp.stream()?;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    if (read.len() + chunk.len()) as u64 > limit {
+                        over = true;
+                        break;
+                    }
+                    read.extend_from_slice(&chunk);
+                }
+            }
+            body = (!over).then_some(read);
+        }
+        if body.is_none() {
+            // Frees the connection, whatever of the body is left unread.
+            abort();
+        }
+        Ok::<_, worker::Error>(Fetched { status, location, content_type, body })
+    };
+    let finished = match select(pin!(call), pin!(Delay::from(timeout))).await {
+        Either::Left((result, _)) => Some(result),
+        Either::Right(_) => None,
+    };
+    match finished {
+        Some(Ok(reply)) => Ok(reply),
+        Some(Err(e)) => Err(FetchFailure::Network(e.to_string())),
+        None => {
+            abort();
             Err(FetchFailure::Timeout)
         }
     }
@@ -150,6 +233,18 @@ pub async fn authorization(env: &Env, auth: &UpstreamAuth) -> Result<String, Api
     }
 }
 
+/// Bandwidth answered 401 to this `Authorization`: a revoked or rotated
+/// token. Drops this isolate's copy, and the broker's, so the next call
+/// gets a new one.
+pub async fn drop_rejected(env: &Env, authorization: &str) {
+    TOKEN.with(|c| *c.borrow_mut() = None);
+    if let Some(rejected) = authorization.strip_prefix("Bearer ") {
+        if let Err(e) = call_broker(env, Some(rejected.to_owned())).await {
+            console_error!("token broker: the refused token could not be dropped: {e}");
+        }
+    }
+}
+
 async fn call_broker(env: &Env, rejected: Option<String>) -> worker::Result<TokenOutcome> {
     call::<token_broker::Token, _>(&env.durable_object(TOKENS)?, BROKER_NAME, &TokenRequest { rejected }).await
 }
@@ -177,14 +272,7 @@ pub async fn create_message(
     match fetch_with_timeout(req, config.upstream_timeout()).await {
         Ok(reply) => {
             if reply.status == 401 {
-                // A revoked or rotated token: drop this isolate's copy, and
-                // the broker's, so the next send gets a new one.
-                TOKEN.with(|c| *c.borrow_mut() = None);
-                if let Some(rejected) = authorization.strip_prefix("Bearer ") {
-                    if let Err(e) = call_broker(env, Some(rejected.to_owned())).await {
-                        console_error!("token broker: the refused token could not be dropped: {e}");
-                    }
-                }
+                drop_rejected(env, &authorization).await;
             }
             Ok(reply)
         }

@@ -86,7 +86,9 @@ pub fn parse_targets(json: Option<&str>) -> Result<Vec<ForwardTarget>, String> {
             ));
         }
         if let Some(kinds) = &t.events {
-            if let Some(k) = kinds.iter().find(|k| *k != KIND_RECEIVED && *k != KIND_STATUS) {
+            if let Some(k) =
+                kinds.iter().find(|k| ![KIND_RECEIVED, KIND_STATUS, crate::media::KIND_MEDIA].contains(&k.as_str()))
+            {
                 return Err(format!("FORWARD_TARGETS: target {:?} names an unknown event kind {k:?}", t.id));
             }
         }

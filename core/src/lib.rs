@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod list;
 pub mod live;
+pub mod media;
 pub mod oauth;
 pub mod outbox;
 pub mod projection;

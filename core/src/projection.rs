@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::event::EventKind;
+use crate::media::{ArchivedMedia, MediaRecord};
 use crate::status::next;
 pub use crate::status::RecipientState;
 use crate::time::format_rfc3339_ms;
@@ -86,6 +87,9 @@ pub struct MessageView {
     pub recipients: Vec<RecipientStatus>,
     pub timeline: Vec<TimelineEntry>,
     pub conflicts: Vec<ConflictEntry>,
+    /// The archive of `media` (`crate::media`): one entry per file, in the
+    /// order of `media`, each served by this Worker under `/media/`.
+    pub archived_media: Vec<ArchivedMedia>,
 }
 
 struct Parsed<'a> {
@@ -175,6 +179,7 @@ pub fn project(message_id: &str, records: &MessageRecords) -> Option<MessageView
         })
         .collect();
 
+    let archived_media = archived_media(&records.media, &media);
     Some(MessageView {
         message_id: message_id.to_owned(),
         direction,
@@ -191,7 +196,15 @@ pub fn project(message_id: &str, records: &MessageRecords) -> Option<MessageView
         recipients,
         timeline,
         conflicts: records.conflicts.iter().map(conflict_entry).collect(),
+        archived_media,
     })
+}
+
+/// The archive entries, in the order their source URLs have in `media`.
+fn archived_media(records: &[MediaRecord], media: &[String]) -> Vec<ArchivedMedia> {
+    let mut out: Vec<&MediaRecord> = records.iter().collect();
+    out.sort_by_key(|r| (media.iter().position(|u| *u == r.source_url).unwrap_or(usize::MAX), r.path.as_str()));
+    out.into_iter().map(MediaRecord::view).collect()
 }
 
 fn conflict_entry(c: &StoredConflict) -> ConflictEntry {

@@ -41,6 +41,11 @@ pub enum Route {
     Erasure,
     /// `GET /export`: messages in a time window, as NDJSON or CSV.
     Export,
+    /// `GET /media/{messageId}/{path}`: an archived media file.
+    Media {
+        message_id: String,
+        path: String,
+    },
 }
 
 /// Resolves a request. `path` is the URL path, still percent-encoded.
@@ -83,6 +88,10 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
                 _ => Err(ApiError::NotFound("Route")),
             }
         }
+        p if p.starts_with("/media/") => match crate::media::parse_worker_path(&p["/media/".len()..]) {
+            Some((message_id, path)) => only("GET", Route::Media { message_id, path }),
+            None => Err(ApiError::NotFound("Media")),
+        },
         p => match p.strip_prefix("/messages/") {
             Some(id) if !id.is_empty() && !id.contains('/') => {
                 let id = percent_decode(id).ok_or(ApiError::BadRequest("The message id is not valid UTF-8.".into()))?;

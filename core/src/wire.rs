@@ -76,6 +76,8 @@ pub mod ledger {
         Erase = "/erase": lifecycle::EraseRequest => lifecycle::EraseReply;
         /// One page of an export.
         Export = "/export": lifecycle::ExportQuery => lifecycle::ExportPage;
+        /// One archived media file's row and its message's numbers.
+        Media = "/media": crate::media::MediaQuery => crate::media::MediaLookup;
     }
 }
 
@@ -235,6 +237,9 @@ pub struct StoredConflict {
 pub struct MessageRecords {
     pub events: Vec<StoredEvent>,
     pub conflicts: Vec<StoredConflict>,
+    /// The message's media archive jobs (`crate::media`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<crate::media::MediaRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

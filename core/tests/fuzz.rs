@@ -62,6 +62,7 @@ fn check_callback(body: &[u8]) {
                 .map(|(i, e)| StoredEvent { seq: i as i64, record: EventRecord::from_event(e), received_at_ms: 0 })
                 .collect(),
             conflicts: Vec::new(),
+            media: Vec::new(),
         };
         let view = project(&first.message_id, &records).expect("events exist");
         assert_eq!(view.timeline.len(), same.len());

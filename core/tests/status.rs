@@ -99,6 +99,7 @@ fn records(evs: &[CallbackEvent]) -> MessageRecords {
             .map(|(i, e)| StoredEvent { seq: i as i64, record: EventRecord::from_event(e), received_at_ms: 0 })
             .collect(),
         conflicts: Vec::new(),
+        media: Vec::new(),
     }
 }
 

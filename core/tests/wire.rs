@@ -92,6 +92,7 @@ fn ledger_message() {
                 raw: "{}".into(),
                 received_at_ms: 10,
             }],
+            media: Vec::new(),
         },
         json!({"events": [stored],
             "conflicts": [{"eventKey": "k1", "contentHash": "h2", "raw": "{}", "receivedAtMs": 10}]}),
@@ -320,7 +321,7 @@ fn ledger_lifecycle() {
             messages: vec![ExportedMessage {
                 message_id: "m1".into(),
                 time_ms: 5,
-                records: MessageRecords { events: vec![], conflicts: vec![] },
+                records: MessageRecords { events: vec![], conflicts: vec![], media: Vec::new() },
             }],
             next: Some((5, "m1".into())),
         },

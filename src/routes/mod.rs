@@ -6,6 +6,7 @@ pub mod callback;
 pub mod keys;
 pub mod lifecycle;
 pub mod live;
+pub mod media;
 pub mod outbox;
 pub mod read;
 pub mod send;

@@ -33,6 +33,7 @@ pub fn stored(events: &[CallbackEvent]) -> MessageRecords {
             })
             .collect(),
         conflicts: Vec::new(),
+        media: Vec::new(),
     }
 }
 

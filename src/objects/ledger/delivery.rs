@@ -48,7 +48,8 @@ const PRUNE_BATCH: u32 = 500;
 /// finishes re-arms it sooner.
 const BUSY_RECHECK_MS: i64 = 250;
 
-/// Deliveries in flight from this object instance, per target. In memory:
+/// Deliveries in flight from this object instance, per target (and media
+/// fetches, in a lane of their own, `media.rs`). In memory:
 /// after an eviction nothing is in flight, and leases cover what was.
 #[derive(Default)]
 pub struct InFlight(RefCell<HashMap<String, u32>>);
@@ -57,14 +58,18 @@ impl InFlight {
     fn total(&self) -> u32 {
         self.0.borrow().values().sum()
     }
-    fn of(&self, target: &str) -> u32 {
-        self.0.borrow().get(target).copied().unwrap_or(0)
+    /// Connections left for new work.
+    pub fn free(&self) -> u32 {
+        MAX_IN_FLIGHT.saturating_sub(self.total())
     }
-    fn start(&self, target: &str) {
-        *self.0.borrow_mut().entry(target.to_owned()).or_default() += 1;
+    pub fn of(&self, lane: &str) -> u32 {
+        self.0.borrow().get(lane).copied().unwrap_or(0)
     }
-    fn finish(&self, target: &str) {
-        if let Some(n) = self.0.borrow_mut().get_mut(target) {
+    pub fn start(&self, lane: &str) {
+        *self.0.borrow_mut().entry(lane.to_owned()).or_default() += 1;
+    }
+    pub fn finish(&self, lane: &str) {
+        if let Some(n) = self.0.borrow_mut().get_mut(lane) {
             *n = n.saturating_sub(1);
         }
     }
@@ -191,8 +196,9 @@ impl Deliveries {
         }
     }
 
-    /// When this object next has work: the earliest deliverable row, the
-    /// earliest finished row's pruning time, or now while a sweep is pending.
+    /// When this object next has work: the earliest deliverable row or media
+    /// attempt, the earliest finished row's pruning time, or now while a
+    /// sweep or R2 deletions are pending.
     fn next_action(&self) -> Result<Option<i64>> {
         let head: Vec<NextRow> = self
             .sql
@@ -202,8 +208,20 @@ impl Deliveries {
             )?
             .to_array()?;
         let mut next = head.first().and_then(|n| n.next);
-        // A retention sweep left to the alarm is work due now.
-        let sweeping: Vec<NextRow> = self.sql.exec("SELECT 0 AS next FROM sweep", None)?.to_array()?;
+        // The next media attempt (or the end of a running one's lease).
+        let media: Vec<NextRow> = self
+            .sql
+            .exec("SELECT MIN(next_attempt_ms) AS next FROM media WHERE status = 'pending'", None)?
+            .to_array()?;
+        if let Some(at) = media.first().and_then(|n| n.next) {
+            next = Some(next.map_or(at, |n: i64| n.min(at)));
+        }
+        // A retention sweep left to the alarm, and files to delete from R2,
+        // are work due now.
+        let sweeping: Vec<NextRow> = self
+            .sql
+            .exec("SELECT 0 AS next FROM sweep UNION ALL SELECT 0 FROM (SELECT 1 FROM media_trash LIMIT 1)", None)?
+            .to_array()?;
         if !sweeping.is_empty() {
             next = Some(next.map_or(now_ms(), |n: i64| n.min(now_ms())));
         }

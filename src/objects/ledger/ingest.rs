@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use bw_ledger_core::forward::{changes, Change};
+use bw_ledger_core::forward::changes;
 use bw_ledger_core::identity::{decide, DedupDecision};
 use bw_ledger_core::list::{rows_for, ListRow, ROW_COLUMNS};
 use bw_ledger_core::live::quarantine_doc;
-use bw_ledger_core::outbox::OutboxState;
 use bw_ledger_core::projection::project;
 use bw_ledger_core::status::RecipientState;
 use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply, MessageRecords};
@@ -18,7 +17,6 @@ use worker::{console_warn, Result};
 
 use crate::objects::live_hub::publish;
 
-use super::delivery::SeqRow;
 use super::reads::{self, RowRecord};
 use super::LedgerShard;
 
@@ -38,8 +36,8 @@ struct Touched<'a> {
     inserted: bool,
 }
 
-/// What storing one callback did: its reply, outbox rows queued, and
-/// documents for live subscribers.
+/// What storing one callback did: its reply, outbox rows and media jobs
+/// queued, and documents for live subscribers.
 type Stored = (IngestReply, u32, Vec<serde_json::Value>);
 
 impl LedgerShard {
@@ -101,6 +99,7 @@ impl LedgerShard {
         let mut touched: Vec<Touched> = Vec::new();
         let now = batch.received_at_ms;
         let erased = self.erased_among(&batch.events, now)?;
+        let mut media_jobs = 0;
         for ev in &batch.events {
             if erased.contains(&ev.message_id) {
                 reply.erased += 1;
@@ -110,6 +109,7 @@ impl LedgerShard {
             // one statement; only an existing identity is read back. A
             // copy that rode in the same group finds the first one here.
             let decision = if self.insert_event(ev, now)? {
+                media_jobs += self.queue_media(ev, now)?;
                 DedupDecision::Insert
             } else {
                 let stored: Vec<HashRow> = self
@@ -174,7 +174,8 @@ impl LedgerShard {
         }
         let (queued, docs) = if touched.is_empty() { (0, Vec::new()) } else { self.refresh_rows(&touched, now)? };
         live.extend(docs);
-        Ok((reply, queued, live))
+        // Media jobs are alarm work like outbox rows: counted together.
+        Ok((reply, queued + media_jobs, live))
     }
 
     /// Brings the list rows of these messages in line with all their
@@ -215,8 +216,11 @@ impl LedgerShard {
         let mut stale = Vec::new();
         let mut rows = Vec::new();
         for t in touched {
-            let records =
-                MessageRecords { events: events.remove(t.message_id).unwrap_or_default(), conflicts: Vec::new() };
+            let records = MessageRecords {
+                events: events.remove(t.message_id).unwrap_or_default(),
+                conflicts: Vec::new(),
+                media: Vec::new(),
+            };
             let first_received = records.events.iter().map(|e| e.received_at_ms).min().unwrap_or(0);
             let Some(view) = project(t.message_id, &records) else { continue };
             let mut fresh = rows_for(&view, first_received);
@@ -237,7 +241,7 @@ impl LedgerShard {
                     .collect();
                 changes(&before, &view)
             };
-            queued += self.queue_forwards(&found, now)?;
+            queued += super::outbox::queue(&self.sql, &self.targets, &found, now)?;
             docs.extend(found.into_iter().map(|c| c.doc));
             stale.push(t.message_id);
             rows.extend(fresh);
@@ -274,38 +278,6 @@ impl LedgerShard {
             )?;
         }
         Ok((queued, docs))
-    }
-
-    /// One outbox row per (change, interested target); returns how many.
-    fn queue_forwards(&self, found: &[Change], now: i64) -> Result<u32> {
-        let mut queued = 0;
-        for change in found {
-            let payload = change.doc.to_string();
-            for target in self.targets.iter().filter(|t| t.wants(change.kind)) {
-                let written = self
-                    .sql
-                    .exec(
-                        "INSERT INTO outbox (webhook_id, target_id, message_id, kind, payload, state, attempts,
-                            created_ms, window_start_ms, next_attempt_ms)
-                         VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq",
-                        vec![
-                            change.webhook_id.clone().into(),
-                            target.id.clone().into(),
-                            change.message_id.clone().into(),
-                            change.kind.into(),
-                            payload.clone().into(),
-                            OutboxState::Pending.as_str().into(),
-                            now.into(),
-                            now.into(),
-                            now.into(),
-                        ],
-                    )?
-                    .to_array::<SeqRow>()?;
-                // Counted from RETURNING: rows_written also counts index writes.
-                queued += written.len() as u32;
-            }
-        }
-        Ok(queued)
     }
 
     /// Inserts the event unless its identity is already stored; true if inserted.

@@ -5,7 +5,8 @@
 //!
 //! A message is found through its list rows (`message_rows`, indexed by
 //! time, sender and recipient) and deleted from every table that holds it:
-//! events, identity conflicts, list rows and outbox rows.
+//! events, identity conflicts, list rows, outbox rows and media (its R2
+//! objects through the trash).
 
 use std::collections::BTreeMap;
 
@@ -57,9 +58,11 @@ fn ids_json(ids: &[String]) -> Result<String> {
     Ok(serde_json::to_string(ids)?)
 }
 
-/// Deletes these messages from every table that holds them.
+/// Deletes these messages from every table that holds them; their archived
+/// media goes to the trash (`media::empty_trash` deletes it from R2).
 fn delete_messages(sql: &SqlStorage, ids: &[String]) -> Result<()> {
     let ids = ids_json(ids)?;
+    super::media::trash_messages(sql, &ids)?;
     for table in ["events", "event_conflicts", "message_rows"] {
         sql.exec(
             &format!("DELETE FROM {table} WHERE message_id IN (SELECT value FROM json_each(?))"),
@@ -266,6 +269,7 @@ pub fn export_page(sql: &SqlStorage, q: &ExportQuery) -> Result<ExportPage> {
             records: MessageRecords {
                 events: events.remove(&r.message_id).unwrap_or_default(),
                 conflicts: conflicts.remove(&r.message_id).unwrap_or_default(),
+                media: Vec::new(),
             },
             message_id: r.message_id,
             time_ms: r.t,

@@ -16,12 +16,14 @@
 //! - `delivery`: delivering and pruning the outbox (the alarm's work);
 //! - `outbox`: the operations over the outbox;
 //! - `idempotency`: the send proxy's keys;
-//! - `lifecycle`: retention, erasure (and its tombstones), export.
+//! - `lifecycle`: retention, erasure (and its tombstones), export;
+//! - `media`: the media archive (jobs, fetching into R2, the trash).
 
 mod delivery;
 mod idempotency;
 mod ingest;
 mod lifecycle;
+mod media;
 mod outbox;
 mod reads;
 mod schema;
@@ -39,7 +41,8 @@ use worker::{
 
 use crate::clock::now_ms;
 use crate::config::{
-    FORWARD_GIVE_UP_MS, FORWARD_KEEP_DELIVERED_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS, FORWARD_TARGETS,
+    Config, FORWARD_GIVE_UP_MS, FORWARD_KEEP_DELIVERED_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS,
+    FORWARD_TARGETS, MEDIA_GIVE_UP_MS, MEDIA_RETRY_BASE_MS, MEDIA_RETRY_MAX_MS,
 };
 use crate::object_call::{reply, request};
 use crate::objects::live_hub::LiveSwitch;
@@ -64,6 +67,10 @@ pub struct LedgerShard {
     targets: Rc<Vec<ForwardTarget>>,
     schedule: Schedule,
     keep_delivered_ms: i64,
+    /// Media archive jobs' retry schedule, and the origin Bandwidth's
+    /// credentials may go to (`BANDWIDTH_API_BASE`).
+    media_schedule: Schedule,
+    api_base: Rc<str>,
     /// Deliveries running from this instance, per target.
     in_flight: Rc<InFlight>,
     /// Whether the `erased` table holds tombstones; unknown until read.
@@ -90,6 +97,12 @@ impl DurableObject for LedgerShard {
             .and_then(|v| v.trim().parse::<i64>().ok())
             .filter(|ms| *ms > 0)
             .unwrap_or(DEFAULT_KEEP_DELIVERED_MS);
+        let media_schedule = bw_ledger_core::media::schedule(
+            var(MEDIA_RETRY_BASE_MS).as_deref(),
+            var(MEDIA_RETRY_MAX_MS).as_deref(),
+            var(MEDIA_GIVE_UP_MS).as_deref(),
+        );
+        let api_base: Rc<str> = Config::from_env(&env).api_base().into();
         let txn = match Transactions::of(&state) {
             Ok(txn) => txn,
             // The runtime gives every object its storage; `State::storage`
@@ -107,14 +120,26 @@ impl DurableObject for LedgerShard {
             targets: Rc::new(targets),
             schedule,
             keep_delivered_ms,
+            media_schedule,
+            api_base,
             in_flight: Rc::new(InFlight::default()),
             tombstones: Cell::new(None),
             #[cfg(feature = "test-hooks")]
             count_queries: Cell::new(0),
         };
         // A crash while an alarm runs can lose it; whenever the object wakes
-        // up, re-arm it if outbox rows are still waiting.
-        shard.state.wait_until(shard.deliveries().rearm_if_lost());
+        // up, re-arm it if outbox rows are still waiting. Media attempts of
+        // an earlier instance died with it: they are due again now, not when
+        // their leases would have ended. (This runs before any event reaches
+        // the new instance; before the schema exists it finds nothing.)
+        let (deliveries, released) = (shard.deliveries(), shard.archiver().release_dead_leases(now_ms()));
+        if released.is_ok_and(|n| n > 0) {
+            shard.state.wait_until(async move {
+                let _ = deliveries.reschedule(false).await;
+            });
+        } else {
+            shard.state.wait_until(deliveries.rearm_if_lost());
+        }
         shard
     }
 
@@ -182,7 +207,18 @@ impl DurableObject for LedgerShard {
             }
             ledger::Erase::PATH => {
                 let q = request::<ledger::Erase>(&mut req).await?;
-                reply::<ledger::Erase>(&self.txn.atomically(|| self.erase(&q))?)
+                let erased = self.txn.atomically(|| self.erase(&q))?;
+                // The erased files leave R2 before the answer; if R2 fails,
+                // the alarm keeps trying (`media::empty_trash`).
+                if let Err(e) = media::empty_trash(&self.env, &self.sql).await {
+                    console_error!("erasure: archived media not yet deleted from R2 (the alarm retries): {e}");
+                    self.deliveries().reschedule(false).await?;
+                }
+                reply::<ledger::Erase>(&erased)
+            }
+            ledger::Media::PATH => {
+                let q = request::<ledger::Media>(&mut req).await?;
+                reply::<ledger::Media>(&reads::media(&self.sql, &q)?)
             }
             ledger::Export::PATH => {
                 let q = request::<ledger::Export>(&mut req).await?;
@@ -229,6 +265,13 @@ impl DurableObject for LedgerShard {
         deliveries.prune(now)?;
         for head in deliveries.lease_due(now)? {
             self.state.wait_until(deliveries.clone().deliver_and_record(head));
+        }
+        let archiver = self.archiver();
+        for job in archiver.lease_due(now)? {
+            self.state.wait_until(archiver.clone().archive_and_record(job, deliveries.clone()));
+        }
+        if let Err(e) = media::empty_trash(&self.env, &self.sql).await {
+            console_error!("media: deleted files not yet removed from R2 (next alarm retries): {e}");
         }
         // A retention sweep left to the alarm: one batch per wake, so
         // callbacks run between batches (`reschedule` comes back for more).

@@ -1,6 +1,7 @@
 //! The operations over a ledger shard's outbox (API token): counts and
 //! health per target, dead letters, and replay. Delivery is `delivery.rs`.
 
+use bw_ledger_core::forward::{Change, ForwardTarget};
 use bw_ledger_core::outbox::{merge_stats, OutboxItem, OutboxState, ReplayRequest, TargetStats};
 use bw_ledger_core::wire::DeadQuery;
 use serde::Deserialize;
@@ -136,4 +137,35 @@ pub fn replay(sql: &SqlStorage, r: &ReplayRequest) -> Result<u32> {
         )?
         .to_array::<SeqRow>()?;
     Ok(written.len() as u32)
+}
+
+/// One outbox row per (change, interested target); returns how many.
+pub(super) fn queue(sql: &SqlStorage, targets: &[ForwardTarget], found: &[Change], now: i64) -> Result<u32> {
+    let mut queued = 0;
+    for change in found {
+        let payload = change.doc.to_string();
+        for target in targets.iter().filter(|t| t.wants(change.kind)) {
+            let written = sql
+                .exec(
+                    "INSERT INTO outbox (webhook_id, target_id, message_id, kind, payload, state, attempts,
+                        created_ms, window_start_ms, next_attempt_ms)
+                     VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq",
+                    vec![
+                        change.webhook_id.clone().into(),
+                        target.id.clone().into(),
+                        change.message_id.clone().into(),
+                        change.kind.into(),
+                        payload.clone().into(),
+                        OutboxState::Pending.as_str().into(),
+                        now.into(),
+                        now.into(),
+                        now.into(),
+                    ],
+                )?
+                .to_array::<SeqRow>()?;
+            // Counted from RETURNING: rows_written also counts index writes.
+            queued += written.len() as u32;
+        }
+    }
+    Ok(queued)
 }

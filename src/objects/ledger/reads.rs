@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use bw_ledger_core::list::{page_plan, ListQuery, ListRow, SqlParam, SqlPlan};
+use bw_ledger_core::media::{MediaLookup, MediaQuery};
 use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
 use bw_ledger_core::wire::{EventRecord, MessageRecords, QuarantineList, StoredConflict, StoredEvent};
 use serde::Deserialize;
@@ -91,6 +92,7 @@ pub fn message(sql: &SqlStorage, message_id: &str) -> Result<MessageRecords> {
                 received_at_ms: c.received_at_ms,
             })
             .collect(),
+        media: super::media::of_message(sql, message_id)?,
     })
 }
 
@@ -204,4 +206,29 @@ pub fn list_page(sql: &SqlStorage, q: &ListQuery) -> Result<Vec<ListRow>> {
 pub fn list_count(sql: &SqlStorage, plan: SqlPlan) -> Result<i64> {
     let counts: Vec<CountRow> = run(sql, plan)?.to_array()?;
     Ok(counts.first().map_or(0, |c| c.n))
+}
+
+#[derive(Deserialize)]
+struct NumbersRow {
+    source_tn: String,
+    destination_tn: String,
+}
+
+/// One media file's row, and its message's numbers (sender and every
+/// recipient), for `GET /media/...`.
+pub fn media(sql: &SqlStorage, q: &MediaQuery) -> Result<MediaLookup> {
+    let item = super::media::of_message(sql, &q.message_id)?.into_iter().find(|m| m.path == q.path);
+    if item.is_none() {
+        return Ok(MediaLookup::default());
+    }
+    let rows: Vec<NumbersRow> = sql
+        .exec(
+            "SELECT source_tn, destination_tn FROM message_rows WHERE message_id = ?",
+            vec![q.message_id.clone().into()],
+        )?
+        .to_array()?;
+    let mut numbers: Vec<String> = rows.into_iter().flat_map(|r| [r.source_tn, r.destination_tn]).collect();
+    numbers.sort();
+    numbers.dedup();
+    Ok(MediaLookup { item, numbers })
 }

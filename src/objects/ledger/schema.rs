@@ -98,6 +98,26 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS erased (
         message_id TEXT PRIMARY KEY,
         erased_ms INTEGER NOT NULL) WITHOUT ROWID",
+    // The media archive (`media.rs`): one job per media file of a message,
+    // named by `path` under its message; `next_attempt_ms` is the next try
+    // while pending (or, while `leased`, the end of a running attempt's lease).
+    "CREATE TABLE IF NOT EXISTS media (
+        message_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        source_url TEXT NOT NULL,
+        status TEXT NOT NULL,
+        content_type TEXT,
+        size INTEGER,
+        sha256 TEXT,
+        attempts INTEGER NOT NULL,
+        window_start_ms INTEGER NOT NULL,
+        next_attempt_ms INTEGER NOT NULL,
+        leased INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        PRIMARY KEY (message_id, path)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS media_due ON media (status, next_attempt_ms)",
+    // R2 keys of deleted messages' files, until R2 has deleted them.
+    "CREATE TABLE IF NOT EXISTS media_trash (r2_key TEXT PRIMARY KEY) WITHOUT ROWID",
     // A retention sweep the alarm continues, batch by batch.
     "CREATE TABLE IF NOT EXISTS sweep (
         id INTEGER PRIMARY KEY CHECK (id = 1),

@@ -1,0 +1,412 @@
+//! A ledger shard's media archive (`bw_ledger_core::media`).
+//!
+//! Ingest queues one job per media URL of a new inbound message or accepted
+//! send, in the commit that stores the event (`queue_media`). The alarm
+//! leases due jobs and runs them off every ack path (`Archiver`): each is
+//! fetched (Bandwidth's credentials only on Bandwidth's origin), stored in
+//! the R2 bucket `MEDIA` with its type, size and SHA-256, and recorded. When
+//! the last file of a message is settled, the `message.media` forward is
+//! queued in the same transaction. Leases work as the outbox's do: a job
+//! whose attempt died with its object is tried again when its lease ends,
+//! and a file already in R2 is recorded from R2 without fetching it again.
+//!
+//! Deleting a message (retention, erasure) moves its R2 keys to
+//! `media_trash` in the same transaction; `empty_trash` deletes the objects
+//! and then the keys, so an R2 failure leaves the key to try again.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bw_ledger_core::forward::{ForwardTarget, Schedule};
+use bw_ledger_core::identity::sha256_hex;
+use bw_ledger_core::media::{
+    content_type, media_change, name_of, next_state, object_key, redirect_target, same_origin, urls_to_archive,
+    Attempt, MediaRecord, MediaStatus, FETCH_TIMEOUT_MS, MAX_MEDIA_BYTES, MAX_REDIRECTS,
+};
+use bw_ledger_core::wire::EventRecord;
+use serde::Deserialize;
+use worker::{console_error, console_warn, Env, HttpMetadata, Result, SqlStorage};
+
+use crate::clock::{jitter, now_ms};
+use crate::config::{Config, MEDIA};
+use crate::objects::transaction::Transactions;
+use crate::upstream::{authorization, drop_rejected, get_limited, FetchFailure};
+
+use super::delivery::{Deliveries, InFlight};
+use super::LedgerShard;
+
+/// The in-flight lane of media fetches (not a target id: targets cannot
+/// hold a NUL).
+const LANE: &str = "\u{0}media";
+/// Media fetches in flight from one object at once, out of its six
+/// connections, so forwarding always has connections left.
+const MAX_IN_FLIGHT: u32 = 2;
+/// A started attempt holds its job this long past the fetch timeout.
+const LEASE_SLACK_MS: i64 = 10_000;
+/// R2 keys deleted per round.
+const TRASH_BATCH: i64 = 100;
+
+fn status(s: MediaStatus) -> worker::SqlStorageValue {
+    s.as_str().into()
+}
+
+#[derive(Deserialize)]
+pub struct MediaJob {
+    message_id: String,
+    path: String,
+    source_url: String,
+    attempts: i64,
+    window_start_ms: i64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct MediaRow {
+    message_id: String,
+    path: String,
+    source_url: String,
+    status: String,
+    content_type: Option<String>,
+    size: Option<i64>,
+    sha256: Option<String>,
+    last_error: Option<String>,
+}
+
+impl From<MediaRow> for MediaRecord {
+    fn from(r: MediaRow) -> Self {
+        MediaRecord {
+            message_id: r.message_id,
+            path: r.path,
+            source_url: r.source_url,
+            status: r.status,
+            content_type: r.content_type,
+            size: r.size,
+            sha256: r.sha256,
+            last_error: r.last_error,
+        }
+    }
+}
+
+/// A message's media rows.
+pub(super) fn of_message(sql: &SqlStorage, message_id: &str) -> Result<Vec<MediaRecord>> {
+    let rows: Vec<MediaRow> = sql
+        .exec(
+            "SELECT message_id, path, source_url, status, content_type, size, sha256, last_error
+             FROM media WHERE message_id = ?",
+            vec![message_id.into()],
+        )?
+        .to_array()?;
+    Ok(rows.into_iter().map(MediaRecord::from).collect())
+}
+
+#[derive(Deserialize)]
+struct CountRow {
+    n: i64,
+}
+
+#[derive(Deserialize)]
+struct KeyRow {
+    r2_key: String,
+}
+
+impl LedgerShard {
+    /// Queues an archive job per media URL of a newly stored event; returns
+    /// how many were new. A URL that cannot be archived (not http(s)) is
+    /// recorded as failed at once, so the message shows why.
+    pub(super) fn queue_media(&self, ev: &EventRecord, now: i64) -> Result<u32> {
+        let urls = urls_to_archive(&ev.kind, &ev.raw);
+        let mut queued = 0;
+        for url in urls {
+            let (path, state, error) = match name_of(&url, &self.api_base) {
+                Ok(name) => (name.path, MediaStatus::Pending, None),
+                Err(why) => (format!("invalid/{}", &sha256_hex(url.as_bytes())[..16]), MediaStatus::Failed, Some(why)),
+            };
+            let written = self.sql.exec(
+                "INSERT INTO media (message_id, path, source_url, status, attempts, window_start_ms, next_attempt_ms,
+                   last_error)
+                 VALUES (?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
+                vec![
+                    ev.message_id.clone().into(),
+                    path.into(),
+                    url.into(),
+                    status(state),
+                    now.into(),
+                    now.into(),
+                    error.into(),
+                ],
+            )?;
+            if written.rows_written() > 0 && state == MediaStatus::Pending {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
+    pub(super) fn archiver(&self) -> Archiver {
+        Archiver {
+            sql: self.sql.clone(),
+            txn: self.txn.clone(),
+            env: self.env.clone(),
+            in_flight: self.in_flight.clone(),
+            schedule: self.media_schedule,
+            targets: self.targets.clone(),
+            api_base: self.api_base.clone(),
+        }
+    }
+}
+
+/// What an archive attempt needs, owned, so it can outlive the alarm.
+#[derive(Clone)]
+pub struct Archiver {
+    sql: SqlStorage,
+    txn: Transactions,
+    env: Env,
+    in_flight: Rc<InFlight>,
+    schedule: Schedule,
+    targets: Rc<Vec<ForwardTarget>>,
+    api_base: Rc<str>,
+}
+
+impl Archiver {
+    /// Due jobs, as many as the lane allows, each leased for one attempt.
+    pub fn lease_due(&self, now: i64) -> Result<Vec<MediaJob>> {
+        let free = MAX_IN_FLIGHT.saturating_sub(self.in_flight.of(LANE)).min(self.in_flight.free());
+        if free == 0 {
+            return Ok(Vec::new());
+        }
+        let due: Vec<MediaJob> = self
+            .sql
+            .exec(
+                "SELECT message_id, path, source_url, attempts, window_start_ms FROM media
+                 WHERE status = ? AND next_attempt_ms <= ? ORDER BY next_attempt_ms LIMIT ?",
+                vec![status(MediaStatus::Pending), now.into(), i64::from(free).into()],
+            )?
+            .to_array()?;
+        let lease_until = now + FETCH_TIMEOUT_MS as i64 + LEASE_SLACK_MS;
+        for job in &due {
+            self.sql.exec(
+                "UPDATE media SET next_attempt_ms = ?, leased = 1 WHERE message_id = ? AND path = ?",
+                vec![lease_until.into(), job.message_id.clone().into(), job.path.clone().into()],
+            )?;
+            self.in_flight.start(LANE);
+        }
+        Ok(due)
+    }
+
+    /// Ends the leases of attempts that ran in an earlier instance of this
+    /// object: there is only ever one instance, so they died with it.
+    /// Returns how many jobs are due again. Pending jobs are few (settled
+    /// ones are not pending), and the due index finds them.
+    pub fn release_dead_leases(&self, now: i64) -> Result<u32> {
+        let released = self.sql.exec(
+            "UPDATE media SET leased = 0, next_attempt_ms = ?
+             WHERE status = 'pending' AND next_attempt_ms > ? AND leased = 1",
+            vec![now.into(), now.into()],
+        )?;
+        Ok(released.rows_written() as u32)
+    }
+
+    /// Runs one attempt and records it, then re-arms the alarm.
+    pub async fn archive_and_record(self, job: MediaJob, deliveries: Deliveries) {
+        let attempt = self.attempt(&job).await;
+        self.in_flight.finish(LANE);
+        match self.txn.atomically(|| self.record(&job, &attempt)) {
+            Ok(_) => {}
+            Err(e) => console_error!("media: outcome for {} could not be recorded (it will be retried): {e}", job.path),
+        }
+        if let Err(e) = deliveries.reschedule(false).await {
+            console_error!("media: alarm could not be rescheduled: {e}");
+        }
+    }
+
+    async fn attempt(&self, job: &MediaJob) -> Attempt {
+        let bucket = match self.env.bucket(MEDIA) {
+            Ok(b) => b,
+            Err(_) => return Attempt::Retry(format!("no R2 bucket is bound as {MEDIA}")),
+        };
+        let key = object_key(&job.message_id, &job.path);
+        // Stored by an attempt that died before recording it: never fetched again.
+        match bucket.head(key.clone()).await {
+            Ok(Some(obj)) => {
+                if let Some(sha256) = obj.custom_metadata().ok().and_then(|m| m.get("sha256").cloned()) {
+                    let content_type = obj.http_metadata().content_type.unwrap_or_default();
+                    return Attempt::Archived { content_type, size: obj.size(), sha256 };
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Attempt::Retry(format!("R2: {e}")),
+        }
+        let (body, served_type) = match self.download(&job.source_url).await {
+            Ok(got) => got,
+            Err(attempt) => return attempt,
+        };
+        let sha256 = sha256_hex(&body);
+        let size = body.len() as u64;
+        let content_type = content_type(served_type.as_deref(), &job.path);
+        let metadata = HttpMetadata {
+            content_type: Some(content_type.clone()),
+            content_language: None,
+            content_disposition: None,
+            content_encoding: None,
+            cache_control: None,
+            cache_expiry: None,
+        };
+        let custom =
+            HashMap::from([("sha256".to_owned(), sha256.clone()), ("source".to_owned(), job.source_url.clone())]);
+        match bucket.put(key, body).http_metadata(metadata).custom_metadata(custom).execute().await {
+            Ok(_) => Attempt::Archived { content_type, size, sha256 },
+            Err(e) => Attempt::Retry(format!("R2: {e}")),
+        }
+    }
+
+    /// Fetches a file, following redirects by hand: Bandwidth's credentials
+    /// go only to Bandwidth's origin, never to where it redirects.
+    async fn download(&self, source: &str) -> std::result::Result<(Vec<u8>, Option<String>), Attempt> {
+        let config = Config::from_env(&self.env);
+        let mut url = source.to_owned();
+        for _ in 0..=MAX_REDIRECTS {
+            let credentials = if same_origin(&url, &self.api_base) {
+                let auth = config.upstream_auth().map_err(|_| {
+                    Attempt::Retry("no Bandwidth credentials are configured for Bandwidth's media".into())
+                })?;
+                Some(authorization(&self.env, &auth).await.map_err(|e| Attempt::Retry(format!("credentials: {e}")))?)
+            } else {
+                None
+            };
+            let timeout = Duration::from_millis(FETCH_TIMEOUT_MS);
+            let got = match get_limited(&url, credentials.as_deref(), MAX_MEDIA_BYTES, timeout).await {
+                Ok(got) => got,
+                Err(FetchFailure::Timeout) => {
+                    return Err(Attempt::Retry(format!("no answer within {FETCH_TIMEOUT_MS} ms")))
+                }
+                Err(FetchFailure::Network(e)) => return Err(Attempt::Retry(format!("network: {e}"))),
+            };
+            match got.status {
+                200..=299 => {
+                    return match got.body {
+                        Some(body) => Ok((body, got.content_type)),
+                        None => Err(Attempt::Fail(format!("larger than {MAX_MEDIA_BYTES} bytes"))),
+                    }
+                }
+                300..=399 => match got.location.as_deref().and_then(|l| redirect_target(&url, l)) {
+                    Some(next) => url = next,
+                    None => return Err(Attempt::Retry(format!("answered {} without a usable Location", got.status))),
+                },
+                status => {
+                    if status == 401 {
+                        if let Some(a) = &credentials {
+                            drop_rejected(&self.env, a).await;
+                        }
+                    }
+                    return Err(Attempt::Retry(format!("answered {status}")));
+                }
+            }
+        }
+        Err(Attempt::Retry(format!("more than {MAX_REDIRECTS} redirects")))
+    }
+
+    /// Records an attempt on its job. When it settles the message's last
+    /// pending file, queues the `message.media` forward; returns the outbox
+    /// rows queued. A job deleted meanwhile (erasure, retention) sends its
+    /// stored file to the trash.
+    fn record(&self, job: &MediaJob, attempt: &Attempt) -> Result<u32> {
+        let now = now_ms();
+        let attempts = job.attempts + 1;
+        let (next, at) = next_state(&self.schedule, attempt, attempts as u32, job.window_start_ms, now, jitter());
+        let (content_type, size, sha256, error) = match attempt {
+            Attempt::Archived { content_type, size, sha256 } => {
+                (Some(content_type.clone()), Some(*size as i64), Some(sha256.clone()), None)
+            }
+            Attempt::Retry(why) | Attempt::Fail(why) => (None, None, None, Some(why.clone())),
+        };
+        if next == MediaStatus::Failed {
+            console_warn!(
+                "media: {} of message {} failed after {attempts} attempts: {:?}",
+                job.path,
+                job.message_id,
+                error
+            );
+        }
+        let updated = self.sql.exec(
+            "UPDATE media SET status = ?, attempts = ?, next_attempt_ms = ?, content_type = ?, size = ?, sha256 = ?,
+               last_error = ?, leased = 0 WHERE message_id = ? AND path = ? AND status = ?",
+            vec![
+                status(next),
+                attempts.into(),
+                at.into(),
+                content_type.into(),
+                size.into(),
+                sha256.into(),
+                error.into(),
+                job.message_id.clone().into(),
+                job.path.clone().into(),
+                status(MediaStatus::Pending),
+            ],
+        )?;
+        if updated.rows_written() == 0 {
+            if matches!(attempt, Attempt::Archived { .. }) {
+                self.sql.exec(
+                    "INSERT INTO media_trash (r2_key) VALUES (?) ON CONFLICT DO NOTHING",
+                    vec![object_key(&job.message_id, &job.path).into()],
+                )?;
+            }
+            return Ok(0);
+        }
+        if next == MediaStatus::Pending {
+            return Ok(0);
+        }
+        let pending: Vec<CountRow> = self
+            .sql
+            .exec(
+                "SELECT COUNT(*) AS n FROM media WHERE message_id = ? AND status = ?",
+                vec![job.message_id.clone().into(), status(MediaStatus::Pending)],
+            )?
+            .to_array()?;
+        if pending.first().is_some_and(|p| p.n > 0) {
+            return Ok(0);
+        }
+        let mut media: Vec<MediaRecord> = of_message(&self.sql, &job.message_id)?;
+        media.sort_by(|a, b| a.path.cmp(&b.path));
+        let views: Vec<_> = media.iter().map(MediaRecord::view).collect();
+        super::outbox::queue(&self.sql, &self.targets, &[media_change(&job.message_id, &views)], now)
+    }
+}
+
+/// Moves the R2 keys of these messages' files to the trash and deletes
+/// their media rows (part of deleting the messages).
+pub(super) fn trash_messages(sql: &SqlStorage, ids_json: &str) -> Result<()> {
+    // `object_key`: the message id, a slash, the name.
+    sql.exec(
+        "INSERT INTO media_trash (r2_key)
+           SELECT message_id || '/' || path FROM media WHERE message_id IN (SELECT value FROM json_each(?))
+         ON CONFLICT DO NOTHING",
+        vec![ids_json.into()],
+    )?;
+    sql.exec("DELETE FROM media WHERE message_id IN (SELECT value FROM json_each(?))", vec![ids_json.into()])?;
+    Ok(())
+}
+
+/// Deletes trashed files from R2, a batch at a time, then their keys;
+/// returns how many. Keys stay when R2 fails, for the next round.
+pub(super) async fn empty_trash(env: &Env, sql: &SqlStorage) -> Result<u32> {
+    let mut deleted = 0;
+    loop {
+        let keys: Vec<KeyRow> =
+            sql.exec("SELECT r2_key FROM media_trash LIMIT ?", vec![TRASH_BATCH.into()])?.to_array()?;
+        if keys.is_empty() {
+            return Ok(deleted);
+        }
+        let keys: Vec<String> = keys.into_iter().map(|k| k.r2_key).collect();
+        if let Ok(bucket) = env.bucket(MEDIA) {
+            bucket.delete_multiple(keys.clone()).await?;
+        }
+        sql.exec(
+            "DELETE FROM media_trash WHERE r2_key IN (SELECT value FROM json_each(?))",
+            vec![serde_json::to_string(&keys)?.into()],
+        )?;
+        deleted += keys.len() as u32;
+        if (keys.len() as i64) < TRASH_BATCH {
+            return Ok(deleted);
+        }
+    }
+}
