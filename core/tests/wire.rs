@@ -339,3 +339,35 @@ fn ledger_lifecycle() {
     .unwrap();
     assert_eq!(erased.erased, 2);
 }
+
+#[test]
+fn ledger_media() {
+    use bw_ledger_core::media::{MediaLookup, MediaQuery, MediaRecord};
+    let record = MediaRecord {
+        message_id: "m1".into(),
+        path: "bw/a/0/p.png".into(),
+        source_url: "https://h/media/a/0/p.png".into(),
+        status: "archived".into(),
+        content_type: Some("image/png".into()),
+        size: Some(3),
+        sha256: Some("ab".into()),
+        last_error: None,
+    };
+    let record_json = json!({"messageId": "m1", "path": "bw/a/0/p.png", "sourceUrl": "https://h/media/a/0/p.png",
+        "status": "archived", "contentType": "image/png", "size": 3, "sha256": "ab", "lastError": null});
+    pin::<ledger::Media>(
+        "/media",
+        MediaQuery { message_id: "m1".into(), path: "bw/a/0/p.png".into() },
+        json!({"messageId": "m1", "path": "bw/a/0/p.png"}),
+        MediaLookup { item: Some(record.clone()), numbers: vec!["+1555".into()] },
+        json!({"item": record_json.clone(), "numbers": ["+1555"]}),
+    );
+    // A message's records carry its media rows only when it has some.
+    pin::<ledger::Message>(
+        "/message",
+        MessageQuery { message_id: "m1".into() },
+        json!({"messageId": "m1"}),
+        MessageRecords { events: vec![], conflicts: vec![], media: vec![record] },
+        json!({"events": [], "conflicts": [], "media": [record_json]}),
+    );
+}

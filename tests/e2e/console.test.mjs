@@ -1,17 +1,46 @@
 // The operator console in a real browser (headless Chromium driven by
 // playwright-core): live rows and statuses without a reload, the timeline,
-// and a send through the proxy to a fake Bandwidth. Saves a screenshot.
+// a send through the proxy to a fake Bandwidth, and an archived MMS picture
+// shown inline. Saves a screenshot.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer as netServer } from 'node:net';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { startWorker, postCallback, uniqueId, SECRETS, ROOT } from './harness.mjs';
 import { startFakeBandwidth } from './fake-bandwidth.mjs';
 
 const KEY = 'console-client-key';
+
+/** A real PNG (RGB, a gradient), for the archived-media view. */
+function png(width, height) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => { let c = 0xffffffff; for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8); return (c ^ 0xffffffff) >>> 0; };
+  const chunk = (type, data) => {
+    const td = Buffer.concat([Buffer.from(type), data]);
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0); td.copy(out, 4); out.writeUInt32BE(crc(td), 8 + data.length);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4); ihdr[8] = 8; ihdr[9] = 2;
+  const rows = [];
+  for (let y = 0; y < height; y++) {
+    const row = Buffer.alloc(1 + width * 3);
+    for (let x = 0; x < width; x++) row.set([40 + (x * 200) / width, 90 + (y * 140) / height, 200], 1 + x * 3);
+    rows.push(row);
+  }
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
+}
+const PNG = png(96, 64);
 const CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome',
   '/Applications/Google Chrome.app/Contents/MacOS/Google Chrome'].filter(Boolean);
 const executablePath = CANDIDATES.find((p) => existsSync(p));
@@ -104,6 +133,31 @@ test('the console signs in once, shows rows and status changes live, and sends t
   const keyRow = page.locator('#key-rows tr', { hasText: 'console' });
   await keyRow.locator('td', { hasText: 'destination 1' }).waitFor({ timeout: 10000 });
   assert.equal(await keyRow.locator('td').nth(1).innerText(), '1', 'one send today');
+
+  // An inbound MMS: its archived picture shows inline in the timeline.
+  const mms = uniqueId('console-mms');
+  const picture = `/api/v2/users/9900000/media/${mms}/0/photo.png`;
+  fake.media.put(picture, PNG, 'image/png');
+  await postCallback(w.url, [{
+    type: 'message-received', time: new Date().toISOString(), description: 'Incoming message received', to: '+15551110000',
+    message: { id: mms, owner: '+15551110000', applicationId: 'app', time: new Date().toISOString(), segmentCount: 1,
+      direction: 'in', to: ['+15551110000'], from: '+15554440001', text: 'a picture', media: [`${fake.url}${picture}`] },
+  }]);
+  const mmsRow = page.locator(`tr[data-message-id="${mms}"]`);
+  await mmsRow.waitFor({ timeout: 10000 });
+  // The archive runs after the ack: open the timeline once it is done.
+  await page.waitForFunction(async ([id, t]) => {
+    const r = await fetch(`/messages/${id}`, { headers: { Authorization: `Bearer ${t}` } });
+    return (await r.json()).archivedMedia?.[0]?.status === 'archived';
+  }, [mms, SECRETS.API_TOKEN], { timeout: 10000 });
+  await mmsRow.getByRole('button', { name: mms }).click();
+  const img = page.getByRole('img', { name: 'Archived image photo.png' });
+  await img.waitFor({ timeout: 10000 });
+  await page.waitForFunction(() => {
+    const i = document.querySelector('#timeline-media img');
+    return i && i.complete && i.naturalWidth > 0;
+  }, null, { timeout: 10000 });
+  assert.deepEqual(await img.evaluate((i) => [i.naturalWidth, i.naturalHeight, i.src.startsWith('blob:')]), [96, 64, true]);
 
   // Quarantine count reflects a bad callback, live.
   await postCallback(w.url, `garbage ${uniqueId('g')}`);

@@ -44,6 +44,7 @@ function vars(extra = {}) {
     ]),
     FORWARD_RETRY_BASE_MS: '100',
     MEDIA_RETRY_BASE_MS: '200', MEDIA_RETRY_MAX_MS: '800', MEDIA_GIVE_UP_MS: '4000',
+    RETENTION_DAYS: '30',
     ...extra,
   };
 }
@@ -85,10 +86,10 @@ after(async () => {
 
 const bwPath = (name) => `/api/v2/users/${ACCOUNT}/media/${name}`;
 
-function inbound(id, media, { text = 'look' } = {}) {
+function inbound(id, media, { text = 'look', time = new Date().toISOString() } = {}) {
   return [{
-    type: 'message-received', time: new Date().toISOString(), description: 'Incoming message received', to: OUR,
-    message: { id, owner: OUR, applicationId: 'app', time: new Date().toISOString(), segmentCount: 1,
+    type: 'message-received', time, description: 'Incoming message received', to: OUR,
+    message: { id, owner: OUR, applicationId: 'app', time, segmentCount: 1,
       direction: 'in', to: [OUR], from: THEM, text, media },
   }];
 }
@@ -281,6 +282,32 @@ test('erasing a number deletes its archived files from R2', async () => {
   assert.equal((await erased.json()).erased, 1);
   assert.deepEqual(await r2Keys(w.url, `${id}/`), []);
   assert.equal((await get(w.url, m.url)).status, 404);
+});
+
+test('export shows the archive; retention deletes a message\'s files from R2 with it', async () => {
+  const old = uniqueId('mms-old');
+  const young = uniqueId('mms-young');
+  const oldTime = new Date(Date.now() - 40 * 86_400_000).toISOString();
+  host.media.put(`/old/${old}.png`, PNG, 'image/png');
+  host.media.put(`/young/${young}.png`, PNG, 'image/png');
+  await postCallback(w.url, inbound(old, [`${host.url}/old/${old}.png`], { time: oldTime }));
+  await postCallback(w.url, inbound(young, [`${host.url}/young/${young}.png`]));
+  await settled(w.url, old);
+  const [y] = await settled(w.url, young);
+
+  const from = new Date(Date.parse(oldTime) - 1000).toISOString();
+  const exported = await get(w.url, `/export?from=${from}&to=${new Date(Date.parse(oldTime) + 1000).toISOString()}`);
+  const lines = (await exported.text()).trim().split('\n').map((l) => JSON.parse(l));
+  const line = lines.find((l) => l.messageId === old);
+  assert.equal(line.archivedMedia[0].status, 'archived');
+  assert.equal(line.archivedMedia[0].sha256, sha(PNG));
+
+  assert.equal((await r2Keys(w.url, `${old}/`)).length, 1);
+  const run = await fetch(`${w.url}/retention/run`, { method: 'POST', headers: API });
+  assert.ok((await run.json()).purged >= 1);
+  assert.deepEqual(await r2Keys(w.url, `${old}/`), []);
+  assert.equal((await r2Keys(w.url, `${young}/`)).length, 1);
+  assert.equal((await get(w.url, y.url)).status, 200);
 });
 
 test('a restart between the callback and the fetch still archives', async () => {

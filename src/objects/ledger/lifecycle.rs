@@ -246,6 +246,7 @@ pub fn export_page(sql: &SqlStorage, q: &ExportQuery) -> Result<ExportPage> {
     let ids: Vec<String> = page.iter().map(|r| r.message_id.clone()).collect();
     let ids_json = ids_json(&ids)?;
     let mut events = reads::events_of(sql, &ids_json)?;
+    let mut media = super::media::of_messages(sql, &ids_json)?;
     let conflict_rows: Vec<ConflictRow> = sql
         .exec(
             "SELECT message_id, event_key, content_hash, raw, received_at_ms FROM event_conflicts
@@ -269,7 +270,7 @@ pub fn export_page(sql: &SqlStorage, q: &ExportQuery) -> Result<ExportPage> {
             records: MessageRecords {
                 events: events.remove(&r.message_id).unwrap_or_default(),
                 conflicts: conflicts.remove(&r.message_id).unwrap_or_default(),
-                media: Vec::new(),
+                media: media.remove(&r.message_id).unwrap_or_default(),
             },
             message_id: r.message_id,
             time_ms: r.t,

@@ -14,7 +14,7 @@
 //! `media_trash` in the same transaction; `empty_trash` deletes the objects
 //! and then the keys, so an R2 failure leaves the key to try again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -89,14 +89,23 @@ impl From<MediaRow> for MediaRecord {
 
 /// A message's media rows.
 pub(super) fn of_message(sql: &SqlStorage, message_id: &str) -> Result<Vec<MediaRecord>> {
+    Ok(of_messages(sql, &serde_json::to_string(&[message_id])?)?.remove(message_id).unwrap_or_default())
+}
+
+/// The media rows of the messages in `ids_json` (a JSON array), by message.
+pub(super) fn of_messages(sql: &SqlStorage, ids_json: &str) -> Result<BTreeMap<String, Vec<MediaRecord>>> {
     let rows: Vec<MediaRow> = sql
         .exec(
             "SELECT message_id, path, source_url, status, content_type, size, sha256, last_error
-             FROM media WHERE message_id = ?",
-            vec![message_id.into()],
+             FROM media WHERE message_id IN (SELECT value FROM json_each(?))",
+            vec![ids_json.into()],
         )?
         .to_array()?;
-    Ok(rows.into_iter().map(MediaRecord::from).collect())
+    let mut by_message: BTreeMap<String, Vec<MediaRecord>> = BTreeMap::new();
+    for r in rows {
+        by_message.entry(r.message_id.clone()).or_default().push(r.into());
+    }
+    Ok(by_message)
 }
 
 #[derive(Deserialize)]

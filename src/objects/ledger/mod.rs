@@ -200,6 +200,7 @@ impl DurableObject for LedgerShard {
             ledger::Sweep::PATH => {
                 let q = request::<ledger::Sweep>(&mut req).await?;
                 let swept = self.txn.atomically(|| self.sweep(&q))?;
+                self.empty_trash().await?;
                 if swept.more && q.continue_by_alarm {
                     self.deliveries().reschedule(false).await?;
                 }
@@ -208,12 +209,7 @@ impl DurableObject for LedgerShard {
             ledger::Erase::PATH => {
                 let q = request::<ledger::Erase>(&mut req).await?;
                 let erased = self.txn.atomically(|| self.erase(&q))?;
-                // The erased files leave R2 before the answer; if R2 fails,
-                // the alarm keeps trying (`media::empty_trash`).
-                if let Err(e) = media::empty_trash(&self.env, &self.sql).await {
-                    console_error!("erasure: archived media not yet deleted from R2 (the alarm retries): {e}");
-                    self.deliveries().reschedule(false).await?;
-                }
+                self.empty_trash().await?;
                 reply::<ledger::Erase>(&erased)
             }
             ledger::Media::PATH => {
@@ -295,6 +291,16 @@ impl LedgerShard {
             keep_delivered_ms: self.keep_delivered_ms,
             in_flight: self.in_flight.clone(),
         }
+    }
+
+    /// Deletes the files of deleted messages from R2 now; if R2 fails, the
+    /// alarm keeps trying (`media::empty_trash`).
+    async fn empty_trash(&self) -> Result<()> {
+        if let Err(e) = media::empty_trash(&self.env, &self.sql).await {
+            console_error!("media: files of deleted messages not yet deleted from R2 (the alarm retries): {e}");
+            self.deliveries().reschedule(false).await?;
+        }
+        Ok(())
     }
 
     fn ensure_schema(&self) -> Result<()> {
