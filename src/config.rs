@@ -10,7 +10,7 @@ use bw_ledger_core::lifecycle::parse_retention_days;
 use bw_ledger_core::oauth::UpstreamAuth;
 use bw_ledger_core::shard::parse_shard_count;
 use bw_ledger_core::ApiError;
-use worker::{console_error, Env};
+use worker::Env;
 
 pub const CALLBACK_USER: &str = "CALLBACK_USER";
 pub const CALLBACK_PASSWORD: &str = "CALLBACK_PASSWORD";
@@ -106,7 +106,7 @@ impl Config {
     pub fn shards(&self) -> Result<u32, ApiError> {
         let raw = self.hot.shards.as_deref().unwrap_or("");
         parse_shard_count(raw).map_err(|why| {
-            console_error!("config: {why}");
+            crate::log::log_error!("config: {why}");
             ApiError::NotConfigured(LEDGER_SHARDS)
         })
     }
@@ -152,7 +152,7 @@ impl Config {
     /// `RETENTION_DAYS`: `None` keeps everything forever.
     pub fn retention_days(&self) -> Result<Option<u32>, ApiError> {
         parse_retention_days(self.get(RETENTION_DAYS).as_deref()).map_err(|why| {
-            console_error!("config: {why}");
+            crate::log::log_error!("config: {why}");
             ApiError::NotConfigured(RETENTION_DAYS)
         })
     }
@@ -169,7 +169,7 @@ impl Config {
             .clone()
         });
         parsed.map_err(|why| {
-            console_error!("config: {why}");
+            crate::log::log_error!("config: {why}");
             ApiError::NotConfigured(CLIENT_KEYS)
         })
     }

@@ -15,6 +15,7 @@ mod clock;
 mod config;
 mod group_commit;
 mod http;
+mod log;
 mod object_call;
 mod objects;
 mod routes;
@@ -37,18 +38,25 @@ pub use objects::token_broker::TokenBroker;
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let started = clock::now_ms();
     let config = Config::from_env(&env);
-    let resp = match handle(&mut req, &env, &config).await {
+    let route = resolve(req.method().as_ref(), &req.path());
+    let mut trace = log::Trace::default();
+    let resp = match handle(&mut req, route.clone(), &env, &config, &mut trace).await {
         Ok(resp) => resp,
         Err(e) => http::error_response(&e)?,
     };
     // The Bandwidth-shaped API serves browsers: every answer carries CORS
     // headers for allowed origins, errors included.
-    if req.path().starts_with("/api/v2/") {
+    let resp = if req.path().starts_with("/api/v2/") {
         let keys = config.client_keys().unwrap_or_default();
         let origin = http::header(&req, "Origin");
-        return Ok(routes::send::with_cors(resp, origin.as_deref(), &keys));
-    }
+        routes::send::with_cors(resp, origin.as_deref(), &keys)
+    } else {
+        resp
+    };
+    let label = route.as_ref().map_or("unknown", Route::label);
+    log::request(label, resp.status_code(), clock::now_ms() - started, &trace);
     Ok(resp)
 }
 
@@ -58,15 +66,26 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     routes::lifecycle::scheduled(&env, &Config::from_env(&env)).await;
 }
 
-async fn handle(req: &mut Request, env: &Env, config: &Config) -> std::result::Result<Response, ApiError> {
+async fn handle(
+    req: &mut Request,
+    route: std::result::Result<Route, ApiError>,
+    env: &Env,
+    config: &Config,
+    trace: &mut log::Trace,
+) -> std::result::Result<Response, ApiError> {
     #[cfg(feature = "test-hooks")]
     if let Some(answer) = test_hooks::route(req, env, config).await {
         return answer;
     }
-    match resolve(req.method().as_ref(), &req.path())? {
+    let route = route?;
+    if let Route::Message(id) | Route::Media { message_id: id, .. } = &route {
+        trace.message_id = Some(id.clone());
+        trace.shard = config.shards().ok().map(|n| bw_ledger_core::shard::shard_for(id, n));
+    }
+    match route {
         Route::Health => http::json(&serde_json::json!({ "status": "ok" })),
         Route::Console => http::console(config.account_id().unwrap_or_default().as_str()),
-        Route::Callback => routes::callback::receive(req, env, config).await,
+        Route::Callback => routes::callback::receive(req, env, config, trace).await,
         Route::Send { account_id } => routes::send::send(req, env, config, &account_id).await,
         Route::Preflight => routes::send::preflight(req, config),
         Route::List { account_id } => routes::read::list_messages(req, env, config, Some(&account_id)).await,
@@ -103,6 +122,15 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> std::result::R
         Route::Erasure => {
             authorize_api(req, config)?;
             routes::lifecycle::erasure(req, env, config).await
+        }
+        Route::OpenApi => routes::ops::openapi(),
+        Route::Metrics => {
+            authorize_api(req, config)?;
+            routes::ops::metrics(env, config).await
+        }
+        Route::Outcomes => {
+            authorize_api(req, config)?;
+            routes::ops::outcomes(env, config).await
         }
         Route::Media { message_id, path } => routes::media::serve(req, env, config, message_id, path).await,
         Route::Export => {

@@ -10,7 +10,7 @@ use bw_ledger_core::shard::{shard_for, shard_name};
 use bw_ledger_core::wire::{ledger, IngestBatch, IngestReply, Method};
 use bw_ledger_core::ApiError;
 use futures_util::future::{select, Either};
-use worker::{console_error, Delay, Env, ObjectNamespace};
+use worker::{Delay, Env, ObjectNamespace};
 
 use crate::config::LEDGER;
 use crate::object_call::call;
@@ -23,7 +23,7 @@ pub struct ShardClient {
 impl ShardClient {
     pub fn new(env: &Env, count: u32) -> Result<Self, ApiError> {
         let namespace = env.durable_object(LEDGER).map_err(|e| {
-            console_error!("config: Durable Object binding {LEDGER}: {e}");
+            crate::log::log_error!("config: Durable Object binding {LEDGER}: {e}");
             ApiError::NotConfigured(LEDGER)
         })?;
         Ok(Self { namespace, count })
@@ -40,7 +40,7 @@ impl ShardClient {
     /// Calls method `M` of one shard; any failure is logged and becomes a 503.
     pub async fn call<M: Method>(&self, shard: u32, request: &M::Request) -> Result<M::Reply, ApiError> {
         call::<M, _>(&self.namespace, &shard_name(shard), request).await.map_err(|e| {
-            console_error!("shard {shard} {}: {e}", M::PATH);
+            crate::log::log_error!("shard {shard} {}: {e}", M::PATH);
             ApiError::StorageUnavailable
         })
     }

@@ -13,8 +13,7 @@ use bw_ledger_core::ApiError;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use worker::{
-    console_error, AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
-    ResponseBody,
+    AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, ResponseBody,
 };
 
 use crate::clock::now_ms;
@@ -175,7 +174,7 @@ pub async fn request_token(token_url: &str, client_id: &str, client_secret: &str
     let req = match post(token_url, &headers, TOKEN_REQUEST_BODY) {
         Ok(r) => r,
         Err(e) => {
-            console_error!("token request could not be built for {token_url}: {e}");
+            crate::log::log_error!("token request could not be built for {token_url}: {e}");
             return TokenOutcome::Unreachable;
         }
     };
@@ -184,17 +183,17 @@ pub async fn request_token(token_url: &str, client_id: &str, client_secret: &str
         Ok(reply) if (200..300).contains(&reply.status) => match CachedToken::from_response(&reply.body, now) {
             Ok(token) => TokenOutcome::Token { token },
             Err(e) => {
-                console_error!("token endpoint: {e}");
+                crate::log::log_error!("token endpoint: {e}");
                 TokenOutcome::Refused { status: reply.status }
             }
         },
         Ok(reply) => {
-            console_error!("token endpoint answered {}", reply.status);
+            crate::log::log_error!("token endpoint answered {}", reply.status);
             TokenOutcome::Refused { status: reply.status }
         }
         Err(FetchFailure::Timeout) => TokenOutcome::Timeout,
         Err(FetchFailure::Network(e)) => {
-            console_error!("token endpoint unreachable: {e}");
+            crate::log::log_error!("token endpoint unreachable: {e}");
             TokenOutcome::Unreachable
         }
     }
@@ -218,7 +217,7 @@ pub async fn authorization(env: &Env, auth: &UpstreamAuth) -> Result<String, Api
         return Ok(format!("Bearer {}", t.access_token));
     }
     let outcome = call_broker(env, None).await.map_err(|e| {
-        console_error!("token broker: {e}");
+        crate::log::log_error!("token broker: {e}");
         ApiError::StorageUnavailable
     })?;
     match outcome {
@@ -240,7 +239,7 @@ pub async fn drop_rejected(env: &Env, authorization: &str) {
     TOKEN.with(|c| *c.borrow_mut() = None);
     if let Some(rejected) = authorization.strip_prefix("Bearer ") {
         if let Err(e) = call_broker(env, Some(rejected.to_owned())).await {
-            console_error!("token broker: the refused token could not be dropped: {e}");
+            crate::log::log_error!("token broker: the refused token could not be dropped: {e}");
         }
     }
 }
@@ -266,7 +265,7 @@ pub async fn create_message(
         ("Accept", "application/json"),
     ];
     let req = post(&url, &headers, body).map_err(|e| {
-        console_error!("send: request to {url} could not be built: {e}");
+        crate::log::log_error!("send: request to {url} could not be built: {e}");
         SendFailure::NotSent(ApiError::NotConfigured("BANDWIDTH_API_BASE"))
     })?;
     match fetch_with_timeout(req, config.upstream_timeout()).await {
@@ -278,7 +277,7 @@ pub async fn create_message(
         }
         Err(FetchFailure::Timeout) => Err(SendFailure::MaybeSent(ApiError::UpstreamTimeout)),
         Err(FetchFailure::Network(e)) => {
-            console_error!("send: Bandwidth unreachable: {e}");
+            crate::log::log_error!("send: Bandwidth unreachable: {e}");
             Err(SendFailure::MaybeSent(ApiError::UpstreamUnreachable))
         }
     }

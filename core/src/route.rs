@@ -46,6 +46,42 @@ pub enum Route {
         message_id: String,
         path: String,
     },
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
+    /// `GET /openapi.json`: the API's OpenAPI 3.1 document.
+    OpenApi,
+    /// `GET /stats/outcomes`: recipient outcomes by hour, last 24 hours.
+    Outcomes,
+}
+
+impl Route {
+    /// The route's name in logs and metrics: method and path template, never
+    /// the path itself (which can hold ids, numbers or a `?token=`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Health => "GET /healthz",
+            Self::Callback => "POST /callbacks/bandwidth",
+            Self::Message(_) => "GET /messages/{id}",
+            Self::Quarantine => "GET /quarantine",
+            Self::Send { .. } => "POST /api/v2/users/{accountId}/messages",
+            Self::List { .. } => "GET /api/v2/users/{accountId}/messages",
+            Self::Conversation => "GET /conversations",
+            Self::Preflight => "OPTIONS /api/v2/...",
+            Self::Live => "GET /live",
+            Self::Console => "GET /",
+            Self::OutboxStats => "GET /outbox",
+            Self::OutboxDead => "GET /outbox/dead",
+            Self::OutboxReplay => "POST /outbox/replay",
+            Self::Keys => "GET /keys",
+            Self::RetentionRun => "POST /retention/run",
+            Self::Erasure => "POST /erasure",
+            Self::Export => "GET /export",
+            Self::Media { .. } => "GET /media/{messageId}/{name}",
+            Self::Metrics => "GET /metrics",
+            Self::OpenApi => "GET /openapi.json",
+            Self::Outcomes => "GET /stats/outcomes",
+        }
+    }
 }
 
 /// Resolves a request. `path` is the URL path, still percent-encoded.
@@ -72,6 +108,9 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         "/retention/run" => only("POST", Route::RetentionRun),
         "/erasure" => only("POST", Route::Erasure),
         "/export" => only("GET", Route::Export),
+        "/metrics" => only("GET", Route::Metrics),
+        "/openapi.json" => only("GET", Route::OpenApi),
+        "/stats/outcomes" => only("GET", Route::Outcomes),
         p if p.starts_with("/api/v2/") && method == "OPTIONS" => Ok(Route::Preflight),
         p if p.starts_with("/api/v2/users/") => {
             let rest = &p["/api/v2/users/".len()..];

@@ -76,6 +76,10 @@ pub mod ledger {
         Erase = "/erase": lifecycle::EraseRequest => lifecycle::EraseReply;
         /// One page of an export.
         Export = "/export": lifecycle::ExportQuery => lifecycle::ExportPage;
+        /// Recipient outcomes by hour and error codes (`crate::stats`).
+        Outcomes = "/outcomes": crate::stats::OutcomeQuery => crate::stats::ShardOutcomes;
+        /// The shard's figures for `GET /metrics`.
+        Metrics = "/metrics": Empty => crate::metrics::ShardMetrics;
         /// One archived media file's row and its message's numbers.
         Media = "/media": crate::media::MediaQuery => crate::media::MediaLookup;
     }

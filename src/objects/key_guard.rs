@@ -19,7 +19,7 @@ use bw_ledger_core::limits::{limited, Ask, GuardRequest, KeyState, Verdict};
 use bw_ledger_core::wire::{key_guard, Empty, Method};
 use bw_ledger_core::ApiError;
 use serde::Deserialize;
-use worker::{console_error, durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
 use crate::clock::now_ms;
 use crate::config::KEY_GUARD;
@@ -97,12 +97,12 @@ fn object_name(key_id: &str) -> String {
 /// (503, retryable): limits fail closed.
 pub async fn admit(env: &worker::Env, key_id: &str, ask: Ask) -> std::result::Result<Verdict, ApiError> {
     let namespace = env.durable_object(KEY_GUARD).map_err(|e| {
-        console_error!("config: Durable Object binding {KEY_GUARD}: {e}");
+        crate::log::log_error!("config: Durable Object binding {KEY_GUARD}: {e}");
         ApiError::NotConfigured(KEY_GUARD)
     })?;
     let request = GuardRequest { ask, now_ms: now_ms() };
     call::<key_guard::Admit, _>(&namespace, &object_name(key_id), &request).await.map_err(|e| {
-        console_error!("key guard {}: {e}", key_guard::Admit::PATH);
+        crate::log::log_error!("key guard {}: {e}", key_guard::Admit::PATH);
         ApiError::StorageUnavailable
     })
 }
@@ -120,7 +120,7 @@ pub async fn enforce(env: &worker::Env, key: &ClientKey, ask: Ask) -> std::resul
 pub async fn usage(env: &worker::Env, key_id: &str) -> std::result::Result<KeyState, ApiError> {
     let namespace = env.durable_object(KEY_GUARD).map_err(|_| ApiError::NotConfigured(KEY_GUARD))?;
     call::<key_guard::Usage, _>(&namespace, &object_name(key_id), &Empty {}).await.map_err(|e| {
-        console_error!("key guard {}: {e}", key_guard::Usage::PATH);
+        crate::log::log_error!("key guard {}: {e}", key_guard::Usage::PATH);
         ApiError::StorageUnavailable
     })
 }

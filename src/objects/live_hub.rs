@@ -17,8 +17,8 @@ use bw_ledger_core::wire::{ledger, Empty, Method};
 use serde_json::Value;
 use worker::worker_sys::WebSocketRequestResponsePair;
 use worker::{
-    console_error, durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair,
+    durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
+    WebSocketPair,
 };
 
 use crate::config::{Config, LIVE};
@@ -58,7 +58,7 @@ pub async fn publish(env: Env, docs: Vec<Value>, switch: Rc<LiveSwitch>) {
     match result {
         Ok(p) if p.subscribers == 0 && switch.epoch.get() == epoch => switch.on.set(false),
         Ok(_) => {}
-        Err(e) => console_error!("live: publish failed (subscribers resync from the list API): {e}"),
+        Err(e) => crate::log::log_error!("live: publish failed (subscribers resync from the list API): {e}"),
     }
 }
 
@@ -82,7 +82,7 @@ impl DurableObject for LiveHub {
     fn new(state: State, env: Env) -> Self {
         match WebSocketRequestResponsePair::new("ping", "pong") {
             Ok(pair) => state.set_websocket_auto_response(&pair),
-            Err(e) => console_error!("live: no auto-response for ping: {e:?}"),
+            Err(e) => crate::log::log_error!("live: no auto-response for ping: {e:?}"),
         }
         Self { state, env }
     }

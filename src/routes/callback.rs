@@ -7,14 +7,15 @@
 use bw_ledger_core::auth::{check_basic, AuthOutcome};
 use bw_ledger_core::error::MAX_CALLBACK_BODY;
 use bw_ledger_core::{parse_callback_body, ApiError};
-use worker::{console_error, Env, Request, Response};
+use worker::{Env, Request, Response};
 
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http;
+use crate::log::Trace;
 use crate::shard_client::ShardClient;
 
-pub async fn receive(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+pub async fn receive(req: &mut Request, env: &Env, config: &Config, trace: &mut Trace) -> Result<Response, ApiError> {
     let header = http::header(req, "Authorization");
     let credentials = config.callback_credentials();
     if header.is_some() && credentials.is_empty() {
@@ -29,8 +30,16 @@ pub async fn receive(req: &mut Request, env: &Env, config: &Config) -> Result<Re
     let body = http::read_bounded(req, MAX_CALLBACK_BODY).await?;
     let parsed = parse_callback_body(&body);
     let shards = ShardClient::new(env, config.shards()?)?;
+    // The log line names the message when the callback is about one (as
+    // Bandwidth's almost always are).
+    if let Some(first) = parsed.events.first() {
+        if parsed.events.iter().all(|e| e.message_id == first.message_id) {
+            trace.shard = Some(shards.shard_of(&first.message_id));
+            trace.message_id = Some(first.message_id.clone());
+        }
+    }
     let reply = bw_ledger_core::ingest::ingest(&shards, &parsed, shards.count(), now_ms(), |shard, e| {
-        console_error!("callback ingest: shard {shard} did not confirm: {e}");
+        crate::log::log_error!("callback ingest: shard {shard} did not confirm: {e}");
     })
     .await?;
     http::json(&reply)

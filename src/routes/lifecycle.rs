@@ -10,7 +10,7 @@ use bw_ledger_core::projection::project;
 use bw_ledger_core::wire::{ledger, Method};
 use bw_ledger_core::ApiError;
 use futures_util::future::join_all;
-use worker::{console_error, console_log, Env, Headers, Request, Response};
+use worker::{Env, Headers, Request, Response};
 
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -48,8 +48,10 @@ pub async fn scheduled(env: &Env, config: &Config) {
         Ok::<u64, ApiError>(replies.iter().map(|r| u64::from(r.purged)).sum())
     };
     match started.await {
-        Ok(purged) => console_log!("retention: daily sweep started; {purged} messages deleted in its first batches"),
-        Err(e) => console_error!("retention: daily sweep could not start: {e}"),
+        Ok(purged) => {
+            crate::log::log_info!("retention: daily sweep started; {purged} messages deleted in its first batches")
+        }
+        Err(e) => crate::log::log_error!("retention: daily sweep could not start: {e}"),
     }
 }
 

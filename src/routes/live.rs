@@ -5,7 +5,7 @@ use bw_ledger_core::live::{parse_live_request, Subscription};
 use bw_ledger_core::route::percent_encode;
 use bw_ledger_core::wire::live_hub::SUBSCRIBE_PATH;
 use bw_ledger_core::ApiError;
-use worker::{console_error, Env, Headers, Method, Request, RequestInit, Response};
+use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
 use crate::config::{Config, LIVE};
 use crate::http::header;
@@ -36,7 +36,7 @@ pub async fn subscribe(req: &Request, env: &Env, config: &Config) -> Result<Resp
         env.durable_object(LIVE)?.id_from_name(HUB_NAME)?.get_stub()?.fetch_with_request(req).await
     };
     forward.await.map_err(|e| {
-        console_error!("live: hub did not accept the subscriber: {e}");
+        crate::log::log_error!("live: hub did not accept the subscriber: {e}");
         ApiError::StorageUnavailable
     })
 }

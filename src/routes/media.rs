@@ -9,7 +9,7 @@
 use bw_ledger_core::media::{may_read, MediaQuery, MediaStatus};
 use bw_ledger_core::wire::ledger;
 use bw_ledger_core::ApiError;
-use worker::{console_error, Env, Headers, Request, Response};
+use worker::{Env, Headers, Request, Response};
 
 use crate::config::{Config, MEDIA};
 use crate::http;
@@ -40,7 +40,7 @@ pub async fn serve(
         .execute()
         .await
         .map_err(|e| {
-            console_error!("media: R2 read failed: {e}");
+            crate::log::log_error!("media: R2 read failed: {e}");
             ApiError::StorageUnavailable
         })?
         .ok_or(ApiError::NotFound("Archived media"))?;

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod live;
 pub mod media;
+pub mod ops;
 pub mod outbox;
 pub mod read;
 pub mod send;

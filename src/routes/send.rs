@@ -18,7 +18,7 @@ use bw_ledger_core::limits::{self, Ask, Refusal};
 use bw_ledger_core::send::{validate_send, MAX_SEND_BODY};
 use bw_ledger_core::wire::ledger;
 use bw_ledger_core::{ApiError, ParsedCallback};
-use worker::{console_error, Delay, Env, Headers, Request, Response};
+use worker::{Delay, Env, Headers, Request, Response};
 
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -124,7 +124,7 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
     if !taken {
         // Bandwidth did not take the message: it does not count today.
         if let Err(e) = key_guard::admit(env, &key.id, Ask::Refund { recipients }).await {
-            console_error!("send: a refused send of key {} still counts against its quota: {e}", key.id);
+            crate::log::log_error!("send: a refused send of key {} still counts against its quota: {e}", key.id);
         }
     }
     let (response, saved) = match outcome {
@@ -161,7 +161,7 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
 /// /keys`; the refusal stands whether or not it could be counted.
 async fn count_refusal(env: &Env, key: &ClientKey, reason: Refusal) {
     if let Err(e) = key_guard::admit(env, &key.id, Ask::Refused { reason }).await {
-        console_error!("send: a refusal of key {} was not counted: {e}", key.id);
+        crate::log::log_error!("send: a refusal of key {} was not counted: {e}", key.id);
     }
 }
 
@@ -170,7 +170,7 @@ async fn finish_claim(shards: &ShardClient, scope_key: String, response: Option<
     let shard = shards.shard_of(&scope_key);
     let finish = IdemFinish { scope_key, response };
     if shards.call::<ledger::IdemFinish>(shard, &finish).await.is_err() {
-        console_error!(
+        crate::log::log_error!(
             "send: idempotency record could not be finished; retries with this key will wait for it to expire"
         );
     }
@@ -207,16 +207,16 @@ async fn record_accepted(shards: &ShardClient, accepted_body: &[u8]) {
     let event = match accepted_event(accepted_body) {
         Ok(ev) => ev,
         Err(why) => {
-            console_error!("send: 202 answer could not be recorded in the ledger: {why}");
+            crate::log::log_error!("send: 202 answer could not be recorded in the ledger: {why}");
             return;
         }
     };
     let parsed = ParsedCallback { events: vec![event], rejected: Vec::new() };
     let result = bw_ledger_core::ingest::ingest(shards, &parsed, shards.count(), now_ms(), |shard, e| {
-        console_error!("send: ledger shard {shard} did not record the accepted message: {e}");
+        crate::log::log_error!("send: ledger shard {shard} did not record the accepted message: {e}");
     })
     .await;
     if result.is_err() {
-        console_error!("send: the accepted message is missing from the ledger until its callbacks arrive");
+        crate::log::log_error!("send: the accepted message is missing from the ledger until its callbacks arrive");
     }
 }

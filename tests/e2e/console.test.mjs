@@ -197,3 +197,126 @@ test('a wrong token is refused and the console asks again', async () => {
   await p.waitForFunction(() => sessionStorage.getItem('bw-ledger-token') === null);
   await p.close();
 });
+
+test('search, filters, pages, the outcomes chart for a known data set, and replaying one dead forward', async () => {
+  const deadPort = await new Promise((res) => { const s = netServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+  const ops = await startWorker({ vars: {
+    FORWARD_TARGETS: JSON.stringify([{ id: 'down', url: `http://127.0.0.1:${deadPort}/down`, secret: 'whsec_' + Buffer.from('console-ops-target').toString('base64'), events: ['message.received'] }]),
+    FORWARD_RETRY_BASE_MS: '100', FORWARD_RETRY_MAX_MS: '200', FORWARD_GIVE_UP_MS: '600',
+    BW_ACCOUNT_ID: '9900000', LEDGER_SHARDS: '4',
+  } });
+  const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  try {
+    // The known data set: 26 delivered (5 of them three hours ago), 3
+    // failed (4720 twice, 4405 once), 2 still sending, 1 inbound.
+    const now = Date.now();
+    const hourOf = (t) => new Date(Math.floor(t / 3_600_000) * 3_600_000).toISOString();
+    const expected = {}; // hour -> { delivered, failed, pending }
+    const count = (t, k) => { const h = hourOf(t); expected[h] ??= { delivered: 0, failed: 0, pending: 0 }; expected[h][k] += 1; };
+    const out = (id, type, to, t, extra = {}) => ({
+      type, time: new Date(t).toISOString(), description: type, to, ...extra,
+      message: { id, owner: '+15551110000', applicationId: 'app', time: new Date(t).toISOString(), segmentCount: 1,
+        direction: 'out', to: [to], from: '+15551110000', text: '' },
+    });
+    const callbacks = [];
+    for (let i = 0; i < 26; i++) {
+      const t = i < 5 ? now - 3 * 3_600_000 - i * 1000 : now - i * 1000;
+      callbacks.push([out(uniqueId('d'), 'message-delivered', `+1555300${String(i).padStart(4, '0')}`, t)]);
+      count(t, 'delivered');
+    }
+    const failed = [[4720, '+15554000001'], [4720, '+15554000002'], [4405, '+15554000003']];
+    for (const [code, to] of failed) {
+      callbacks.push([out(uniqueId('f'), 'message-failed', to, now - 500, { errorCode: code })]);
+      count(now - 500, 'failed');
+    }
+    for (const to of ['+15555000001', '+15555000002']) {
+      callbacks.push([out(uniqueId('s'), 'message-sending', to, now - 400)]);
+      count(now - 400, 'pending');
+    }
+    const inboundId = uniqueId('in');
+    callbacks.push([{ type: 'message-received', time: new Date(now - 300).toISOString(), description: 'in', to: '+15551110000',
+      message: { id: inboundId, owner: '+15551110000', applicationId: 'app', time: new Date(now - 300).toISOString(), segmentCount: 1,
+        direction: 'in', to: ['+15551110000'], from: '+15556660001', text: 'hello from a customer' } }]);
+    for (const c of callbacks) assert.equal((await postCallback(ops.url, c)).status, 200);
+
+    await p.goto(`${ops.url}/`);
+    await p.getByLabel('API token (kept in this tab only)').fill(SECRETS.API_TOKEN);
+    await p.getByRole('button', { name: 'Open the ledger' }).click();
+
+    // The chart's totals, hours and error codes are the data set's.
+    await p.locator('#total-delivered', { hasText: '26' }).waitFor({ timeout: 10000 });
+    assert.equal(await p.locator('#total-failed').innerText(), '3');
+    assert.equal(await p.locator('#total-pending').innerText(), '2');
+    const errorRows = await p.locator('#error-rows tr').allInnerTexts();
+    assert.deepEqual(errorRows.map((r) => r.split('\t').map((c) => c.trim())), [['4720', '2'], ['4405', '1']]);
+    const hours = await p.evaluate(() => [...document.querySelectorAll('#hour-rows tr')].map((tr) => [...tr.cells].map((c) => c.textContent)));
+    assert.equal(hours.length, 24);
+    const api = await (await fetch(`${ops.url}/stats/outcomes`, { headers: { Authorization: `Bearer ${SECRETS.API_TOKEN}` } })).json();
+    for (const [hour, want] of Object.entries(expected)) {
+      const i = api.hours.findIndex((h) => h.hour === hour);
+      assert.ok(i >= 0, `hour ${hour} is in the window`);
+      assert.deepEqual(hours[i].slice(1).map(Number), [want.delivered, want.failed, want.pending], `hour ${hour}`);
+    }
+    // The bars carry the same counts (their tooltips).
+    const titles = await p.evaluate(() => [...document.querySelectorAll('#chart rect title')].map((t) => t.textContent));
+    const barTotal = (kind) => titles.filter((t) => t.endsWith(` ${kind}`)).reduce((n, t) => n + Number(t.match(/: (\d+) /)[1]), 0);
+    assert.deepEqual([barTotal('delivered'), barTotal('failed'), barTotal('pending')], [26, 3, 2]);
+
+    // Pages: 32 rows, 25 a page.
+    await p.locator('#rows tr').nth(24).waitFor();
+    assert.equal(await p.locator('#rows tr').count(), 25);
+    await p.getByRole('button', { name: 'Older' }).click();
+    await p.locator('#page-number', { hasText: 'page 2' }).waitFor();
+    assert.equal(await p.locator('#rows tr').count(), 7);
+    assert.equal(await p.getByRole('button', { name: 'Older' }).isDisabled(), true);
+    await p.getByRole('button', { name: 'Newer' }).click();
+    await p.locator('#page-number', { hasText: 'page 1' }).waitFor();
+    assert.equal(await p.locator('#rows tr').count(), 25);
+
+    // Search by number finds it as sender or recipient; by message id, the message.
+    await p.getByLabel('Search').fill('+15556660001');
+    await p.getByRole('button', { name: 'Apply' }).click();
+    await p.locator('#list-state', { hasText: 'matching +15556660001' }).waitFor();
+    assert.deepEqual(await p.locator('#rows tr').evaluateAll((trs) => trs.map((t) => t.dataset.messageId)), [inboundId]);
+    await p.getByLabel('Search').fill('+15554000003');
+    await p.getByRole('button', { name: 'Apply' }).click();
+    await p.locator('#list-state', { hasText: 'matching +15554000003' }).waitFor();
+    assert.deepEqual(await p.locator('#rows tr').evaluateAll((trs) => trs.map((t) => t.dataset.recipient)), ['+15554000003']);
+    await p.getByLabel('Search').fill(inboundId);
+    await p.getByRole('button', { name: 'Apply' }).click();
+    await p.locator('#list-state', { hasText: `matching ${inboundId}` }).waitFor();
+    assert.equal(await p.locator('#rows tr').count(), 1);
+
+    // Filters: status and direction.
+    await p.getByLabel('Search').fill('');
+    await p.getByLabel('Status').selectOption('FAILED');
+    await p.getByRole('button', { name: 'Apply' }).click();
+    await p.locator('#list-state', { hasText: '3 rows' }).waitFor();
+    assert.deepEqual((await p.locator('#rows .status').allInnerTexts()).sort(), ['failed', 'failed', 'failed']);
+    await p.getByLabel('Status').selectOption('');
+    await p.getByLabel('Direction').selectOption('INBOUND');
+    await p.getByRole('button', { name: 'Apply' }).click();
+    await p.locator('#list-state', { hasText: '1 rows' }).waitFor();
+    assert.deepEqual(await p.locator('#rows tr').evaluateAll((trs) => trs.map((t) => t.dataset.messageId)), [inboundId]);
+
+    // The inbound message's forward dies (nobody listens); replay just that one.
+    const deadline = Date.now() + 20000;
+    let dead;
+    while (Date.now() < deadline) {
+      dead = await (await fetch(`${ops.url}/outbox/dead`, { headers: { Authorization: `Bearer ${SECRETS.API_TOKEN}` } })).json();
+      if (dead.items.length) break;
+      await p.waitForTimeout(200);
+    }
+    assert.equal(dead.items.length, 1);
+    const webhookId = dead.items[0].webhookId;
+    await p.getByRole('button', { name: 'Apply' }).click(); // refreshes the page's views
+    const replay = p.getByRole('button', { name: `Replay ${webhookId} to down` });
+    await replay.waitFor({ timeout: 10000 });
+    await replay.click();
+    await p.waitForFunction((id) => document.getElementById('announce').textContent === `1 forward ${id} queued again`, webhookId, { timeout: 10000 });
+    await p.screenshot({ path: join(ROOT, 'tests/artifacts/console-ops.png'), fullPage: true });
+  } finally {
+    await p.close();
+    await ops.stop();
+  }
+});

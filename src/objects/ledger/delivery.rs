@@ -21,7 +21,7 @@ use std::time::Duration;
 use bw_ledger_core::forward::{webhook_headers, ForwardTarget, Schedule, DELIVERY_TIMEOUT_MS};
 use bw_ledger_core::outbox::OutboxState;
 use serde::Deserialize;
-use worker::{console_error, console_warn, Result, SqlStorage, SqlStorageValue, Storage};
+use worker::{Result, SqlStorage, SqlStorageValue, Storage};
 
 use crate::clock::{jitter, now_ms};
 use crate::objects::transaction::Transactions;
@@ -253,10 +253,13 @@ impl Deliveries {
         let outcome = self.deliver(&h).await;
         self.in_flight.finish(&h.target_id);
         if let Err(e) = self.txn.atomically(|| self.record(&h, outcome)) {
-            console_error!("outbox: outcome of {} could not be recorded (it will be retried): {e}", h.webhook_id);
+            crate::log::log_error!(
+                "outbox: outcome of {} could not be recorded (it will be retried): {e}",
+                h.webhook_id
+            );
         }
         if let Err(e) = self.reschedule(false).await {
-            console_error!("outbox: alarm could not be rescheduled: {e}");
+            crate::log::log_error!("outbox: alarm could not be rescheduled: {e}");
         }
     }
 
@@ -288,7 +291,11 @@ impl Deliveries {
                     _ => now,
                 };
                 if next_state == OutboxState::Dead {
-                    console_warn!("outbox: {} to {} dead after {attempts} attempts: {why}", h.webhook_id, h.target_id);
+                    crate::log::log_warn!(
+                        "outbox: {} to {} dead after {attempts} attempts: {why}",
+                        h.webhook_id,
+                        h.target_id
+                    );
                 }
                 self.sql.exec(
                     "UPDATE outbox SET state = ?, attempts = ?, next_attempt_ms = ?, last_error = ? WHERE seq = ?",

@@ -13,7 +13,7 @@ use bw_ledger_core::projection::project;
 use bw_ledger_core::status::RecipientState;
 use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply, MessageRecords};
 use serde::Deserialize;
-use worker::{console_warn, Result};
+use worker::Result;
 
 use crate::objects::live_hub::publish;
 
@@ -60,6 +60,7 @@ impl LedgerShard {
         for batch in batches {
             match self.txn.atomically(|| self.store_batch(batch)) {
                 Ok((reply, q, l)) => {
+                    self.duplicates.set(self.duplicates.get() + i64::from(reply.duplicates));
                     replies.push(reply);
                     queued += q;
                     live.extend(l);
@@ -130,7 +131,7 @@ impl LedgerShard {
                 DedupDecision::Insert => reply.stored += 1,
                 DedupDecision::Duplicate => reply.duplicates += 1,
                 DedupDecision::Conflict => {
-                    console_warn!(
+                    crate::log::log_warn!(
                         "event identity conflict: message {} type {} already stored with other content; kept aside",
                         ev.message_id,
                         ev.kind

@@ -62,6 +62,7 @@ fn ids_json(ids: &[String]) -> Result<String> {
 /// media goes to the trash (`media::empty_trash` deletes it from R2).
 fn delete_messages(sql: &SqlStorage, ids: &[String]) -> Result<()> {
     let ids = ids_json(ids)?;
+    super::metrics::before_delete(sql)?;
     super::media::trash_messages(sql, &ids)?;
     for table in ["events", "event_conflicts", "message_rows"] {
         sql.exec(
@@ -86,6 +87,7 @@ fn delete_messages(sql: &SqlStorage, ids: &[String]) -> Result<()> {
             vec![target.id.into(), ids.clone().into()],
         )?;
     }
+    super::metrics::after_delete(sql)?;
     Ok(())
 }
 

@@ -26,7 +26,7 @@ use bw_ledger_core::media::{
 };
 use bw_ledger_core::wire::EventRecord;
 use serde::Deserialize;
-use worker::{console_error, console_warn, Env, HttpMetadata, Result, SqlStorage};
+use worker::{Env, HttpMetadata, Result, SqlStorage};
 
 use crate::clock::{jitter, now_ms};
 use crate::config::{Config, MEDIA};
@@ -221,10 +221,13 @@ impl Archiver {
         self.in_flight.finish(LANE);
         match self.txn.atomically(|| self.record(&job, &attempt)) {
             Ok(_) => {}
-            Err(e) => console_error!("media: outcome for {} could not be recorded (it will be retried): {e}", job.path),
+            Err(e) => crate::log::log_error!(
+                "media: outcome for {} could not be recorded (it will be retried): {e}",
+                job.path
+            ),
         }
         if let Err(e) = deliveries.reschedule(false).await {
-            console_error!("media: alarm could not be rescheduled: {e}");
+            crate::log::log_error!("media: alarm could not be rescheduled: {e}");
         }
     }
 
@@ -329,7 +332,7 @@ impl Archiver {
             Attempt::Retry(why) | Attempt::Fail(why) => (None, None, None, Some(why.clone())),
         };
         if next == MediaStatus::Failed {
-            console_warn!(
+            crate::log::log_warn!(
                 "media: {} of message {} failed after {attempts} attempts: {:?}",
                 job.path,
                 job.message_id,

@@ -17,13 +17,15 @@
 //! - `outbox`: the operations over the outbox;
 //! - `idempotency`: the send proxy's keys;
 //! - `lifecycle`: retention, erasure (and its tombstones), export;
-//! - `media`: the media archive (jobs, fetching into R2, the trash).
+//! - `media`: the media archive (jobs, fetching into R2, the trash);
+//! - `metrics`: the figures of `GET /metrics`.
 
 mod delivery;
 mod idempotency;
 mod ingest;
 mod lifecycle;
 mod media;
+mod metrics;
 mod outbox;
 mod reads;
 mod schema;
@@ -35,9 +37,7 @@ use bw_ledger_core::forward::{parse_targets, ForwardTarget, Schedule};
 use bw_ledger_core::lifecycle::{SweepRequest, BATCH};
 use bw_ledger_core::list::{count_plan, ShardPage};
 use bw_ledger_core::wire::{ledger, Empty, Method, ReplayReply};
-use worker::{
-    console_error, durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State, Storage,
-};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State, Storage};
 
 use crate::clock::now_ms;
 use crate::config::{
@@ -73,6 +73,8 @@ pub struct LedgerShard {
     api_base: Rc<str>,
     /// Deliveries running from this instance, per target.
     in_flight: Rc<InFlight>,
+    /// Duplicates answered since this instance started (`GET /metrics`).
+    duplicates: Cell<i64>,
     /// Whether the `erased` table holds tombstones; unknown until read.
     tombstones: Cell<Option<bool>>,
     /// Count queries run by this instance, for the e2e suite.
@@ -85,7 +87,7 @@ impl DurableObject for LedgerShard {
         let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
         let targets = parse_targets(var(FORWARD_TARGETS).as_deref()).unwrap_or_else(|why| {
             // Ingest must never fail over forwarding config: log it loudly.
-            console_error!("config: {why}; forwarding is off until it is fixed");
+            crate::log::log_error!("config: {why}; forwarding is off until it is fixed");
             Vec::new()
         });
         let schedule = Schedule::from_vars(
@@ -124,6 +126,7 @@ impl DurableObject for LedgerShard {
             api_base,
             in_flight: Rc::new(InFlight::default()),
             tombstones: Cell::new(None),
+            duplicates: Cell::new(0),
             #[cfg(feature = "test-hooks")]
             count_queries: Cell::new(0),
         };
@@ -212,6 +215,14 @@ impl DurableObject for LedgerShard {
                 self.empty_trash().await?;
                 reply::<ledger::Erase>(&erased)
             }
+            ledger::Outcomes::PATH => {
+                let q = request::<ledger::Outcomes>(&mut req).await?;
+                reply::<ledger::Outcomes>(&metrics::outcomes(&self.sql, &q)?)
+            }
+            ledger::Metrics::PATH => {
+                let figures = self.txn.atomically(|| metrics::collect(&self.sql, self.duplicates.get()))?;
+                reply::<ledger::Metrics>(&figures)
+            }
             ledger::Media::PATH => {
                 let q = request::<ledger::Media>(&mut req).await?;
                 reply::<ledger::Media>(&reads::media(&self.sql, &q)?)
@@ -267,7 +278,7 @@ impl DurableObject for LedgerShard {
             self.state.wait_until(archiver.clone().archive_and_record(job, deliveries.clone()));
         }
         if let Err(e) = media::empty_trash(&self.env, &self.sql).await {
-            console_error!("media: deleted files not yet removed from R2 (next alarm retries): {e}");
+            crate::log::log_error!("media: deleted files not yet removed from R2 (next alarm retries): {e}");
         }
         // A retention sweep left to the alarm: one batch per wake, so
         // callbacks run between batches (`reschedule` comes back for more).
@@ -297,7 +308,7 @@ impl LedgerShard {
     /// alarm keeps trying (`media::empty_trash`).
     async fn empty_trash(&self) -> Result<()> {
         if let Err(e) = media::empty_trash(&self.env, &self.sql).await {
-            console_error!("media: files of deleted messages not yet deleted from R2 (the alarm retries): {e}");
+            crate::log::log_error!("media: files of deleted messages not yet deleted from R2 (the alarm retries): {e}");
             self.deliveries().reschedule(false).await?;
         }
         Ok(())

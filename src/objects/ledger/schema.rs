@@ -118,6 +118,12 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS media_due ON media (status, next_attempt_ms)",
     // R2 keys of deleted messages' files, until R2 has deleted them.
     "CREATE TABLE IF NOT EXISTS media_trash (r2_key TEXT PRIMARY KEY) WITHOUT ROWID",
+    // Kept figures for GET /metrics (`metrics.rs`): the count of events ever
+    // stored, checkpointed at scrape time.
+    "CREATE TABLE IF NOT EXISTS counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL,
+        seq INTEGER NOT NULL) WITHOUT ROWID",
     // A retention sweep the alarm continues, batch by batch.
     "CREATE TABLE IF NOT EXISTS sweep (
         id INTEGER PRIMARY KEY CHECK (id = 1),

@@ -1,0 +1,50 @@
+//! What operators read: `GET /metrics` (Prometheus text), `GET
+//! /stats/outcomes` (the console's chart) and `GET /openapi.json` (the API
+//! described). Figures come from every shard, merged in the core.
+
+use bw_ledger_core::forward::parse_targets;
+use bw_ledger_core::metrics::{render, ShardMetrics};
+use bw_ledger_core::stats::{merge, window_start, OutcomeQuery};
+use bw_ledger_core::wire::{ledger, Empty};
+use bw_ledger_core::ApiError;
+use worker::{Env, Headers, Response};
+
+use crate::clock::now_ms;
+use crate::config::{Config, FORWARD_TARGETS};
+use crate::http;
+use crate::shard_client::ShardClient;
+
+const OPENAPI: &str = include_str!("../openapi.json");
+
+/// `GET /metrics` (API token).
+pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
+    let shards = ShardClient::new(env, config.shards()?)?;
+    let mut total = ShardMetrics::default();
+    for figures in shards.call_all::<ledger::Metrics>(&Empty {}).await? {
+        total.add(figures);
+    }
+    let targets = env.var(FORWARD_TARGETS).ok().map(|v| v.to_string());
+    let targets: Vec<String> =
+        parse_targets(targets.as_deref()).unwrap_or_default().into_iter().map(|t| t.id).collect();
+    text(render(&total, &targets), "text/plain; version=0.0.4; charset=utf-8")
+}
+
+/// `GET /stats/outcomes` (API token).
+pub async fn outcomes(env: &Env, config: &Config) -> Result<Response, ApiError> {
+    let now = now_ms();
+    let shards = ShardClient::new(env, config.shards()?)?;
+    let counts = shards.call_all::<ledger::Outcomes>(&OutcomeQuery { from_ms: window_start(now) }).await?;
+    http::json(&merge(now, counts))
+}
+
+/// `GET /openapi.json` (no auth): the document, as written.
+pub fn openapi() -> Result<Response, ApiError> {
+    text(OPENAPI.to_owned(), "application/json")
+}
+
+fn text(body: String, content_type: &str) -> Result<Response, ApiError> {
+    let headers = Headers::new();
+    let _ = headers.set("Content-Type", content_type);
+    let _ = headers.set("Cache-Control", "no-store");
+    Ok(Response::ok(body).map_err(|_| ApiError::Internal)?.with_headers(headers))
+}
