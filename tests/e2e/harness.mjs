@@ -75,18 +75,42 @@ export async function startWorker(options = {}) {
  * deliberately broken ones of a mutation check), like the bench's BENCH_BUILD. */
 const BUILDS = { build: process.env.E2E_BUILD ?? 'build', 'build-test': process.env.E2E_BUILD_TEST ?? 'build-test' };
 
+/** Where this run's Workers keep their logs: `E2E_RUN_DIR` (scripts/test.sh
+ * sets it, and checks every log in it for secrets afterwards), else tmp. */
+const RUN_DIR = process.env.E2E_RUN_DIR;
+
+/** The secrets a Worker was given, for the log check: values that must
+ * never appear in a log, and the SHA-256 of every client key (whose raw
+ * value only the tests know). */
+function recordSecrets(dir, vars) {
+  const values = ['CALLBACK_PASSWORD', 'CALLBACK_PASSWORD_2', 'API_TOKEN', 'BW_CLIENT_SECRET', 'BW_PASSWORD']
+    .map((k) => vars[k]).filter((v) => typeof v === 'string' && v.length >= 4);
+  const keyHashes = [];
+  try {
+    for (const t of JSON.parse(vars.FORWARD_TARGETS ?? '[]')) values.push(...[t.secret, ...(t.secrets ?? [])].filter(Boolean));
+  } catch { /* a test of bad config */ }
+  try {
+    for (const k of JSON.parse(vars.CLIENT_KEYS ?? '[]')) if (k.key_sha256) keyHashes.push(k.key_sha256.toLowerCase());
+  } catch { /* a test of bad config */ }
+  writeFileSync(join(dir, 'secrets.json'), JSON.stringify({ values, keyHashes }));
+}
+
 async function startWorkerOnce({ persistDir, vars = {}, build = 'build' } = {}) {
   build = BUILDS[build] ?? build;
-  const dir = mkdtempSync(join(tmpdir(), 'bw-ledger-e2e-'));
+  if (RUN_DIR) mkdirSync(RUN_DIR, { recursive: true });
+  const dir = mkdtempSync(join(RUN_DIR ?? tmpdir(), 'bw-ledger-e2e-'));
   persistDir ??= join(dir, 'state');
   mkdirSync(persistDir, { recursive: true });
   const config = testConfig(dir, build);
   const [port, inspector] = [await freePort(), await freePort()];
   const allVars = { ...SECRETS, ...vars };
+  recordSecrets(dir, allVars);
   const args = [
     'dev', '--config', config, '--local', '--ip', '127.0.0.1', '--port', String(port),
     '--inspector-port', String(inspector), '--persist-to', persistDir,
-    '--show-interactive-dev-session=false', '--log-level', 'warn', '--test-scheduled',
+    // `log`: the Worker's own JSON lines too (`src/log.rs`), which the
+    // log check reads (tests/log-secrets.test.mjs).
+    '--show-interactive-dev-session=false', '--log-level', 'log', '--test-scheduled',
     ...Object.entries(allVars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
   ];
   const log = createWriteStream(join(dir, 'wrangler.log'));
