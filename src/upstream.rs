@@ -3,7 +3,8 @@
 //! Bandwidth has no idempotency of its own, so a retry could send a message
 //! twice.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -13,7 +14,8 @@ use bw_ledger_core::ApiError;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use worker::{
-    AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, ResponseBody,
+    AbortController, AbortSignal, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    ResponseBody,
 };
 
 use crate::clock::now_ms;
@@ -50,8 +52,7 @@ pub async fn fetch_status_with_timeout(req: Request, timeout: Duration) -> Resul
 }
 
 async fn send_with_timeout(req: Request, timeout: Duration, read_body: bool) -> Result<UpstreamReply, FetchFailure> {
-    let controller = AbortController::default();
-    let signal = controller.signal();
+    let (abort, signal) = Abort::new();
     let call = async {
         let mut resp = Fetch::Request(req).send_with_signal(&signal).await?;
         let body = if read_body {
@@ -71,6 +72,33 @@ async fn send_with_timeout(req: Request, timeout: Duration, read_body: bool) -> 
             body,
         })
     };
+    bounded(call, timeout, &abort).await
+}
+
+/// A request's abort switch. `AbortController::abort` takes the controller,
+/// so it is held until whichever side needs it first.
+struct Abort(Cell<Option<AbortController>>);
+
+impl Abort {
+    fn new() -> (Self, AbortSignal) {
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        (Self(Cell::new(Some(controller))), signal)
+    }
+
+    fn now(&self) {
+        if let Some(c) = self.0.take() {
+            c.abort();
+        }
+    }
+}
+
+/// Runs an exchange until it finishes or `timeout` passes; then aborts it.
+async fn bounded<T>(
+    call: impl Future<Output = worker::Result<T>>,
+    timeout: Duration,
+    abort: &Abort,
+) -> Result<T, FetchFailure> {
     let finished = match select(pin!(call), pin!(Delay::from(timeout))).await {
         Either::Left((result, _)) => Some(result),
         Either::Right(_) => None,
@@ -79,7 +107,7 @@ async fn send_with_timeout(req: Request, timeout: Duration, read_body: bool) -> 
         Some(Ok(reply)) => Ok(reply),
         Some(Err(e)) => Err(FetchFailure::Network(e.to_string())),
         None => {
-            controller.abort();
+            abort.now();
             Err(FetchFailure::Timeout)
         }
     }
@@ -104,15 +132,7 @@ pub async fn get_limited(
     limit: u64,
     timeout: Duration,
 ) -> Result<Fetched, FetchFailure> {
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    // `abort` takes the controller: whichever side needs it first.
-    let controller = std::cell::Cell::new(Some(controller));
-    let abort = || {
-        if let Some(c) = controller.take() {
-            c.abort();
-        }
-    };
+    let (abort, signal) = Abort::new();
     let call = async {
         let headers = Headers::new();
         headers.set("Accept", "*/*")?;
@@ -145,22 +165,11 @@ pub async fn get_limited(
         }
         if body.is_none() {
             // Frees the connection, whatever of the body is left unread.
-            abort();
+            abort.now();
         }
         Ok::<_, worker::Error>(Fetched { status, location, content_type, body })
     };
-    let finished = match select(pin!(call), pin!(Delay::from(timeout))).await {
-        Either::Left((result, _)) => Some(result),
-        Either::Right(_) => None,
-    };
-    match finished {
-        Some(Ok(reply)) => Ok(reply),
-        Some(Err(e)) => Err(FetchFailure::Network(e.to_string())),
-        None => {
-            abort();
-            Err(FetchFailure::Timeout)
-        }
-    }
+    bounded(call, timeout, &abort).await
 }
 
 /// Asks the token endpoint for a client-credentials token.

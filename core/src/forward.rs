@@ -212,7 +212,12 @@ impl Default for Schedule {
 
 impl Schedule {
     pub fn from_vars(base: Option<&str>, max: Option<&str>, give_up: Option<&str>) -> Self {
-        let d = Self::default();
+        Self::from_vars_or(Self::default(), base, max, give_up)
+    }
+
+    /// As `from_vars`, with other defaults (`d`) for what is unset or not a
+    /// positive number.
+    pub fn from_vars_or(d: Self, base: Option<&str>, max: Option<&str>, give_up: Option<&str>) -> Self {
         let num = |v: Option<&str>, dflt: i64| {
             v.and_then(|s| s.trim().parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(dflt)
         };

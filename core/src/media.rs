@@ -34,9 +34,7 @@ pub const WINDOW_MS: i64 = 48 * 3_600_000;
 /// `MEDIA_RETRY_MAX_MS`, `MEDIA_GIVE_UP_MS`).
 pub fn schedule(base: Option<&str>, max: Option<&str>, give_up: Option<&str>) -> Schedule {
     let d = Schedule { base_ms: 30_000, max_ms: 3_600_000, give_up_ms: WINDOW_MS };
-    let num =
-        |v: Option<&str>, dflt: i64| v.and_then(|s| s.trim().parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(dflt);
-    Schedule { base_ms: num(base, d.base_ms), max_ms: num(max, d.max_ms), give_up_ms: num(give_up, d.give_up_ms) }
+    Schedule::from_vars_or(d, base, max, give_up)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
