@@ -7,13 +7,20 @@ import Ledger, * as built from './index.js';
 
 export * from './index.js';
 
-const totals = { rowsWritten: 0, rowsRead: 0, statements: 0, objectRequests: 0, alarms: 0 };
+const totals = { rowsWritten: 0, rowsRead: 0, statements: 0, objectRequests: 0, alarms: 0, byStatement: {} };
 const pending = [];
 
+/** A statement's name in the breakdown: its first words, whitespace folded. */
+const nameOf = (sql) => String(sql).replace(/\s+/g, ' ').trim().slice(0, 90);
+
 function flush() {
-  for (const cursor of pending) {
+  for (const [sql, cursor] of pending) {
     totals.rowsWritten += cursor.rowsWritten;
     totals.rowsRead += cursor.rowsRead;
+    const s = (totals.byStatement[nameOf(sql)] ??= { runs: 0, rowsWritten: 0, rowsRead: 0 });
+    s.runs += 1;
+    s.rowsWritten += cursor.rowsWritten;
+    s.rowsRead += cursor.rowsRead;
   }
   pending.length = 0;
 }
@@ -25,7 +32,7 @@ export class LedgerShard extends built.LedgerShard {
     sql.exec = (...args) => {
       const cursor = exec(...args);
       totals.statements += 1;
-      pending.push(cursor);
+      pending.push([args[0], cursor]);
       return cursor;
     };
     super(ctx, env);

@@ -155,7 +155,12 @@ async function main() {
       const ledgerMix = await realisticMix(`http://${at(ports.metered)}`, { outbound: MIX_MESSAGES, auth: AUTH, prefix: `mix-${Date.now()}` });
       const ledgerCpu = ((cpu() - c0) * 1000) / ledgerMix.callbacks;
       const m1 = await meter(ports.metered);
-      const m = Object.fromEntries(Object.keys(m1).map((k) => [k, m1[k] - m0[k]]));
+      const m = Object.fromEntries(Object.keys(m1).filter((k) => k !== 'byStatement').map((k) => [k, m1[k] - m0[k]]));
+      // Where the rows go: each statement's rows written over the mix.
+      const byStatement = Object.entries(m1.byStatement).map(([sql, s]) => {
+        const before = m0.byStatement[sql] ?? { runs: 0, rowsWritten: 0, rowsRead: 0 };
+        return { sql, runs: s.runs - before.runs, rowsWritten: s.rowsWritten - before.rowsWritten, rowsRead: s.rowsRead - before.rowsRead };
+      }).filter((s) => s.runs > 0).sort((a, b) => b.rowsWritten - a.rowsWritten);
       const c1 = cpu();
       const peerMix = await realisticMix(`http://${at(ports.peer)}`, { outbound: MIX_MESSAGES, auth: AUTH, prefix: `mix-${Date.now()}` });
       const peerCpu = ((cpu() - c1) * 1000) / peerMix.callbacks;
@@ -170,6 +175,7 @@ async function main() {
           statementsPerCallback: m.statements / ledgerMix.callbacks,
           objectRequestsPerCallback: (m.objectRequests + m.alarms) / ledgerMix.callbacks,
           mixCpuMsPerCallback: ledgerCpu,
+          byStatement,
         },
         peer: {
           rowsWrittenPerCallback: p.rowsWritten / peerMix.callbacks,
@@ -181,6 +187,10 @@ async function main() {
       const L = results.cost.ledger;
       log(`realistic mix: ${ledgerMix.callbacks} callbacks (${MIX_MESSAGES} outbound messages x 3, ${Math.floor(MIX_MESSAGES / 3)} inbound), non-2xx ${ledgerMix.failed} (ledger) / ${peerMix.failed} (peer)`);
       log(`rows written per callback: ${L.rowsWrittenPerCallback.toFixed(2)}`);
+      log('where the rows written go (per callback, by statement):');
+      for (const s of byStatement.filter((s) => s.rowsWritten > 0)) {
+        log(`  ${(s.rowsWritten / ledgerMix.callbacks).toFixed(2)} rows in ${(s.runs / ledgerMix.callbacks).toFixed(2)} runs: ${s.sql}`);
+      }
       log(`ledger: rows read per callback ${L.rowsReadPerCallback.toFixed(2)}, statements per callback ${L.statementsPerCallback.toFixed(2)}, object requests per callback ${L.objectRequestsPerCallback.toFixed(3)}; JS peer: rows written per callback ${results.cost.peer.rowsWrittenPerCallback.toFixed(2)}`);
     };
     const printCost = (ledgerCpuMs, peerCpuMs, cpuSource) => {

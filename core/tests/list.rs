@@ -342,3 +342,23 @@ fn a_prefix_is_a_range_up_to_its_successor() {
     assert_eq!(plan("destinationTn=%2B1559")[1], SqlParam::Text("+155:".into()));
     assert_eq!(plan("destinationTn=ab%C3%BFz%F4%8F%BF%BF")[1], SqlParam::Text("ab\u{ff}{".into()));
 }
+
+#[test]
+fn an_update_writes_only_the_columns_that_changed() {
+    let mut before = row(5, "m1", "+15552220001");
+    before.message_status = "SENT".into();
+    before.state = "sent".into();
+    let mut after = before.clone();
+    assert!(after.changed_since(&before).is_empty());
+    after.message_status = "DELIVERED".into();
+    after.state = "delivered".into();
+    after.carrier_name = Some("Example".into());
+    after.flags = vec!["network-handoff-only".into()];
+    let changed: Vec<&str> = after.changed_since(&before).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(changed, vec!["message_status", "carrier_name", "state", "flags"]);
+    let flags = after.changed_since(&before).into_iter().find(|(c, _)| *c == "flags").unwrap().1;
+    assert_eq!(flags, ColumnValue::Text(r#"["network-handoff-only"]"#.into()));
+    // Every stored column but the key, in ROW_COLUMNS order.
+    let names: Vec<&str> = after.columns().iter().map(|(c, _)| *c).collect();
+    assert_eq!(format!("message_id, destination_tn, {}", names.join(", ")), ROW_COLUMNS.replace(" \\\n", " "));
+}

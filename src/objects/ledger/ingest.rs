@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 
 use bw_ledger_core::forward::changes;
 use bw_ledger_core::identity::{decide, DedupDecision};
-use bw_ledger_core::list::{rows_for, ListRow, ROW_COLUMNS};
+use bw_ledger_core::list::{rows_for, ColumnValue, ListRow, ROW_COLUMNS};
 use bw_ledger_core::live::quarantine_doc;
 use bw_ledger_core::projection::project;
 use bw_ledger_core::status::RecipientState;
 use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply, MessageRecords};
 use serde::Deserialize;
-use worker::Result;
+use worker::{Result, SqlStorageValue};
 
 use crate::objects::live_hub::publish;
 
@@ -191,31 +191,26 @@ impl LedgerShard {
     fn refresh_rows(&self, touched: &[Touched], now: i64) -> Result<(u32, Vec<serde_json::Value>)> {
         let ids = serde_json::to_string(&touched.iter().map(|t| t.message_id).collect::<Vec<_>>())?;
         let mut events = reads::events_of(&self.sql, &ids)?;
-        // Changes feed the outbox and live subscribers: without either, a
-        // message with a new event is rewritten without reading its rows.
+        // Changes feed the outbox and live subscribers.
         let want_changes = !self.targets.is_empty() || self.live.is_on();
-        let compared: Vec<&str> =
-            touched.iter().filter(|t| want_changes || !t.inserted).map(|t| t.message_id).collect();
+        // The stored rows are read for every message: an update writes only
+        // the columns that changed (`ListRow::changed_since`), and reads cost
+        // a thousandth of writes.
+        let ids: Vec<&str> = touched.iter().map(|t| t.message_id).collect();
+        let stored: Vec<RowRecord> = self
+            .sql
+            .exec(
+                &format!("SELECT {ROW_COLUMNS} FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))"),
+                vec![serde_json::to_string(&ids)?.into()],
+            )?
+            .to_array()?;
         let mut previous: BTreeMap<String, Vec<ListRow>> = BTreeMap::new();
-        if !compared.is_empty() {
-            let stored: Vec<RowRecord> = self
-                .sql
-                .exec(
-                    &format!(
-                        "SELECT {ROW_COLUMNS} FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))"
-                    ),
-                    vec![serde_json::to_string(&compared)?.into()],
-                )?
-                .to_array()?;
-            for r in stored {
-                let row = r.into_list_row()?;
-                previous.entry(row.message_id.clone()).or_default().push(row);
-            }
+        for r in stored {
+            let row = r.into_list_row()?;
+            previous.entry(row.message_id.clone()).or_default().push(row);
         }
         let mut queued = 0;
         let mut docs = Vec::new();
-        let mut stale = Vec::new();
-        let mut rows = Vec::new();
         for t in touched {
             let records = MessageRecords {
                 events: events.remove(t.message_id).unwrap_or_default(),
@@ -226,59 +221,67 @@ impl LedgerShard {
             let Some(view) = project(t.message_id, &records) else { continue };
             let mut fresh = rows_for(&view, first_received);
             let mut before = previous.remove(t.message_id).unwrap_or_default();
-            if !t.inserted {
-                fresh.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
-                before.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
-                if fresh == before {
-                    continue;
-                }
+            fresh.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
+            before.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
+            if fresh == before {
+                continue;
             }
-            let found = if !want_changes {
-                Vec::new()
-            } else {
-                let before: Vec<(String, RecipientState)> = before
+            if want_changes {
+                let states: Vec<(String, RecipientState)> = before
                     .iter()
                     .filter_map(|r| RecipientState::parse(&r.state).map(|s| (r.destination_tn.clone(), s)))
                     .collect();
-                changes(&before, &view)
-            };
-            queued += super::outbox::queue(&self.sql, &self.targets, &found, now)?;
-            docs.extend(found.into_iter().map(|c| c.doc));
-            stale.push(t.message_id);
-            rows.extend(fresh);
-        }
-        if stale.is_empty() {
-            return Ok((queued, docs));
-        }
-        self.sql.exec(
-            "DELETE FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))",
-            vec![serde_json::to_string(&stale)?.into()],
-        )?;
-        for row in rows {
-            self.sql.exec(
-                &format!("INSERT INTO message_rows ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                vec![
-                    row.message_id.into(),
-                    row.destination_tn.into(),
-                    row.source_tn.into(),
-                    row.message_status.into(),
-                    row.message_direction.into(),
-                    row.message_type.into(),
-                    row.segment_count.into(),
-                    row.error_code.into(),
-                    row.receive_time_ms.into(),
-                    row.carrier_name.into(),
-                    row.message_length.into(),
-                    row.attachment_count.into(),
-                    row.recipient_count.into(),
-                    row.text.into(),
-                    serde_json::to_string(&row.media)?.into(),
-                    row.state.into(),
-                    serde_json::to_string(&row.flags)?.into(),
-                ],
-            )?;
+                let found = changes(&states, &view);
+                queued += super::outbox::queue(&self.sql, &self.targets, &found, now)?;
+                docs.extend(found.into_iter().map(|c| c.doc));
+            }
+            self.write_rows(&fresh, &before)?;
         }
         Ok((queued, docs))
+    }
+
+    /// Brings a message's stored list rows (`before`) to `fresh`: inserts
+    /// new recipients' rows, updates only the changed columns of the others,
+    /// and deletes rows no event supports any more.
+    fn write_rows(&self, fresh: &[ListRow], before: &[ListRow]) -> Result<()> {
+        for row in fresh {
+            let key = vec![row.message_id.clone().into(), row.destination_tn.clone().into()];
+            match before.iter().find(|b| b.destination_tn == row.destination_tn) {
+                None => {
+                    let mut params = key;
+                    params.extend(row.columns().into_iter().map(|(_, v)| sql_value(v)));
+                    self.sql.exec(
+                        &format!(
+                            "INSERT INTO message_rows ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        ),
+                        params,
+                    )?;
+                }
+                Some(b) => {
+                    let changed = row.changed_since(b);
+                    if changed.is_empty() {
+                        continue;
+                    }
+                    let set: Vec<String> = changed.iter().map(|(c, _)| format!("{c} = ?")).collect();
+                    let mut params: Vec<SqlStorageValue> = changed.into_iter().map(|(_, v)| sql_value(v)).collect();
+                    params.extend(key);
+                    self.sql.exec(
+                        &format!(
+                            "UPDATE message_rows SET {} WHERE message_id = ? AND destination_tn = ?",
+                            set.join(", ")
+                        ),
+                        params,
+                    )?;
+                }
+            }
+        }
+        for gone in before.iter().filter(|b| !fresh.iter().any(|f| f.destination_tn == b.destination_tn)) {
+            self.sql.exec(
+                "DELETE FROM message_rows WHERE message_id = ? AND destination_tn = ?",
+                vec![gone.message_id.clone().into(), gone.destination_tn.clone().into()],
+            )?;
+        }
+        Ok(())
     }
 
     /// Inserts the event unless its identity is already stored; true if inserted.
@@ -305,5 +308,13 @@ impl LedgerShard {
         // an ignored conflict writes nothing. (Reading a RETURNING row
         // instead costs a JS array per event.)
         Ok(inserted.rows_written() > 0)
+    }
+}
+
+fn sql_value(v: ColumnValue) -> SqlStorageValue {
+    match v {
+        ColumnValue::Int(n) => n.into(),
+        ColumnValue::Text(t) => t.into(),
+        ColumnValue::Null => SqlStorageValue::Null,
     }
 }
