@@ -25,6 +25,16 @@ impl EventKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The range `[lo, hi)` that holds exactly the keys of `message_id`'s
+    /// events, in byte order (SQLite's BINARY collation): every key starts
+    /// with the JSON of the id and a comma, and `-` follows `,`. So the
+    /// unique index on the key finds a message's events, and no second
+    /// index (a row written per event) is needed.
+    pub fn range_of(message_id: &str) -> (String, String) {
+        let id = Value::String(message_id.to_owned()).to_string();
+        (format!("[{id},"), format!("[{id}-"))
+    }
 }
 
 /// What to do with an incoming event, given what the shard already holds.

@@ -77,3 +77,27 @@ fn dedup_decision_table() {
     assert_eq!(decide(Some("h1"), "h1"), DedupDecision::Duplicate);
     assert_eq!(decide(Some("h1"), "h2"), DedupDecision::Conflict);
 }
+
+#[test]
+fn a_messages_key_range_holds_its_events_and_no_others() {
+    use bw_ledger_core::EventKey;
+    let key = |id: &str, kind: &str, to: Option<&str>| {
+        let ev = serde_json::json!({"type": kind, "to": to, "time": "2026-11-20T15:04:07.450Z",
+            "message": {"id": id, "direction": "out", "to": [to], "from": "+15551110000"}});
+        let parsed = bw_ledger_core::parse_callback_body(serde_json::json!([ev]).to_string().as_bytes());
+        EventKey::of(&parsed.events[0]).as_str().to_owned()
+    };
+    let inside = |k: &str, id: &str| {
+        let (lo, hi) = EventKey::range_of(id);
+        lo.as_str() <= k && k < hi.as_str()
+    };
+    let ids = ["m", "m2", "m,", "m\"x", "m-", "ü-unicode", "m\\", "m\u{7f}"];
+    for id in ids {
+        for other in ids {
+            for kind in ["message-delivered", "message-failed", "message-sending"] {
+                let k = key(other, kind, Some("+15552220001"));
+                assert_eq!(inside(&k, id), id == other, "key {k} against the range of {id:?}");
+            }
+        }
+    }
+}

@@ -273,3 +273,19 @@ test('outbox replay takes 500 ids in one request', async () => {
   assert.deepEqual(JSON.parse(text), { replayed: 2 });
   assert.ok(await waitFor(() => received.filter((x) => x.body.messageId === id).length === 4), 'both sent again');
 });
+
+test('a message\'s events are found through the event key index, with no per-message index to write', async () => {
+  const id = uniqueId('plan');
+  await postCallback(w.url, [statusEvent(id, { type: 'message-sending', time: '2026-11-20T15:04:05.000Z' })]);
+  await postCallback(w.url, [statusEvent(id, { type: 'message-delivered', time: '2026-11-20T15:04:07.000Z' })]);
+  const indexes = (await shardSql(id, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")).map((r) => r.name);
+  assert.deepEqual(indexes, ['sqlite_autoindex_events_1'], 'only the unique index on event_key');
+  // The query of reads::events_of (EVENTS_IN_RANGES): a seek per range.
+  const plan = (await shardSql(id, `EXPLAIN QUERY PLAN SELECT e.seq FROM json_each(?) AS r CROSS JOIN events AS e
+     WHERE e.event_key >= json_extract(r.value, '$[0]') AND e.event_key < json_extract(r.value, '$[1]') ORDER BY e.seq`,
+  [JSON.stringify([[`["${id}",`, `["${id}"-`]])])).map((r) => r.detail).join(' | ');
+  assert.match(plan, /^SCAN r VIRTUAL TABLE .*\| SEARCH e USING (COVERING )?INDEX sqlite_autoindex_events_1 \(event_key>\? AND event_key<\?\)/, plan);
+  // And the message reads back whole.
+  const m = await getJson(w.url, `/messages/${id}`);
+  assert.deepEqual(m.json.timeline.map((t) => t.type), ['message-sending', 'message-delivered']);
+});

@@ -189,14 +189,13 @@ impl LedgerShard {
     /// rows and outbox commit together or not at all. Returns the outbox
     /// rows queued (at `now`) and the live documents.
     fn refresh_rows(&self, touched: &[Touched], now: i64) -> Result<(u32, Vec<serde_json::Value>)> {
-        let ids = serde_json::to_string(&touched.iter().map(|t| t.message_id).collect::<Vec<_>>())?;
+        let ids: Vec<&str> = touched.iter().map(|t| t.message_id).collect();
         let mut events = reads::events_of(&self.sql, &ids)?;
         // Changes feed the outbox and live subscribers.
         let want_changes = !self.targets.is_empty() || self.live.is_on();
         // The stored rows are read for every message: an update writes only
         // the columns that changed (`ListRow::changed_since`), and reads cost
         // a thousandth of writes.
-        let ids: Vec<&str> = touched.iter().map(|t| t.message_id).collect();
         let stored: Vec<RowRecord> = self
             .sql
             .exec(

@@ -60,11 +60,15 @@ fn ids_json(ids: &[String]) -> Result<String> {
 
 /// Deletes these messages from every table that holds them; their archived
 /// media goes to the trash (`media::empty_trash` deletes it from R2).
-fn delete_messages(sql: &SqlStorage, ids: &[String]) -> Result<()> {
-    let ids = ids_json(ids)?;
+fn delete_messages(sql: &SqlStorage, ids_list: &[String]) -> Result<()> {
+    let ids = ids_json(ids_list)?;
     super::metrics::before_delete(sql)?;
     super::media::trash_messages(sql, &ids)?;
-    for table in ["events", "event_conflicts", "message_rows"] {
+    sql.exec(
+        &format!("DELETE FROM events WHERE seq IN (SELECT e.seq {})", reads::EVENTS_IN_RANGES),
+        vec![reads::key_ranges(ids_list)?.into()],
+    )?;
+    for table in ["event_conflicts", "message_rows"] {
         sql.exec(
             &format!("DELETE FROM {table} WHERE message_id IN (SELECT value FROM json_each(?))"),
             vec![ids.clone().into()],
@@ -247,7 +251,7 @@ pub fn export_page(sql: &SqlStorage, q: &ExportQuery) -> Result<ExportPage> {
         .to_array()?;
     let ids: Vec<String> = page.iter().map(|r| r.message_id.clone()).collect();
     let ids_json = ids_json(&ids)?;
-    let mut events = reads::events_of(sql, &ids_json)?;
+    let mut events = reads::events_of(sql, &ids)?;
     let mut media = super::media::of_messages(sql, &ids_json)?;
     let conflict_rows: Vec<ConflictRow> = sql
         .exec(

@@ -7,6 +7,7 @@ use bw_ledger_core::list::{page_plan, ListQuery, ListRow, SqlParam, SqlPlan};
 use bw_ledger_core::media::{MediaLookup, MediaQuery};
 use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
 use bw_ledger_core::wire::{EventRecord, MessageRecords, QuarantineList, StoredConflict, StoredEvent};
+use bw_ledger_core::EventKey;
 use serde::Deserialize;
 use worker::{Result, SqlCursor, SqlStorage};
 
@@ -46,14 +47,29 @@ impl From<EventRow> for StoredEvent {
     }
 }
 
-/// The stored events of the messages in `ids` (a JSON array of ids), by
-/// message in arrival order.
-pub fn events_of(sql: &SqlStorage, ids: &str) -> Result<BTreeMap<String, Vec<StoredEvent>>> {
+/// `[[lo, hi], …]`: the event key ranges of these messages
+/// (`EventKey::range_of`), one JSON parameter.
+pub fn key_ranges(ids: &[impl AsRef<str>]) -> Result<String> {
+    let ranges: Vec<(String, String)> = ids.iter().map(|id| EventKey::range_of(id.as_ref())).collect();
+    Ok(serde_json::to_string(&ranges)?)
+}
+
+/// The events whose keys fall in the ranges of a `key_ranges` parameter:
+/// each range is a seek on the unique index of `event_key` (the ranges
+/// drive the join, as `CROSS JOIN` tells SQLite), so no per-message index
+/// is kept for this.
+pub const EVENTS_IN_RANGES: &str = "FROM json_each(?) AS r CROSS JOIN events AS e
+     WHERE e.event_key >= json_extract(r.value, '$[0]') AND e.event_key < json_extract(r.value, '$[1]')";
+
+/// The stored events of the messages in `ids`, by message in arrival order.
+pub fn events_of(sql: &SqlStorage, ids: &[impl AsRef<str>]) -> Result<BTreeMap<String, Vec<StoredEvent>>> {
     let rows: Vec<EventRow> = sql
         .exec(
-            "SELECT seq, event_key, message_id, type, recipient, time, time_ms, error_code, content_hash, raw, received_at_ms
-             FROM events WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY seq",
-            vec![ids.into()],
+            &format!(
+                "SELECT e.seq, e.event_key, e.message_id, e.type, e.recipient, e.time, e.time_ms, e.error_code,
+                   e.content_hash, e.raw, e.received_at_ms {EVENTS_IN_RANGES} ORDER BY e.seq"
+            ),
+            vec![key_ranges(ids)?.into()],
         )?
         .to_array()?;
     let mut by_message: BTreeMap<String, Vec<StoredEvent>> = BTreeMap::new();
@@ -73,7 +89,7 @@ struct ConflictRow {
 
 /// A message's events, in arrival order, and its identity conflicts.
 pub fn message(sql: &SqlStorage, message_id: &str) -> Result<MessageRecords> {
-    let events = events_of(sql, &serde_json::to_string(&[message_id])?)?.remove(message_id).unwrap_or_default();
+    let events = events_of(sql, &[message_id])?.remove(message_id).unwrap_or_default();
     let conflicts: Vec<ConflictRow> = sql
         .exec(
             "SELECT event_key, content_hash, raw, received_at_ms FROM event_conflicts
