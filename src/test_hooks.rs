@@ -8,6 +8,9 @@
 //!
 //! `POST /__test/drop-alarm` (API token) deletes a shard's alarm.
 //!
+//! `POST /__test/guard-sql` (API token) runs one statement on a client
+//! key's guard (`{"keyId", "sql", "params"}`), to see its idempotency records.
+//!
 //! `POST /__test/r2-keys` (API token) takes `{"prefix"}` and lists the keys
 //! of the media bucket under it, so a test sees what R2 really holds.
 //!
@@ -32,6 +35,7 @@ pub async fn route(req: &mut Request, env: &Env, config: &Config) -> Option<Resu
         "/__test/list-probe" => handle_probe(req, env, config).await,
         "/__test/drop-alarm" => handle_drop_alarm(req, env, config).await,
         "/__test/r2-keys" => handle_r2_keys(req, env, config).await,
+        "/__test/guard-sql" => handle_guard_sql(req, env, config).await,
         _ => return None,
     })
 }
@@ -103,6 +107,9 @@ impl Method for ShardProbe {
 #[serde(rename_all = "camelCase")]
 pub struct Probe {
     pub count_queries: u64,
+    /// Requests the shards have answered (the probe's own excluded).
+    #[serde(default)]
+    pub requests: u64,
     pub page_plan: Vec<String>,
     pub count_plan: Vec<String>,
 }
@@ -121,12 +128,13 @@ async fn handle_probe(req: &mut Request, env: &Env, config: &Config) -> Result<R
     let shards = ShardClient::new(env, config.shards()?)?;
     let probes = shards.call_all::<ShardProbe>(&q).await?;
     let count_queries: u64 = probes.iter().map(|p| p.count_queries).sum();
+    let requests: u64 = probes.iter().map(|p| p.requests).sum();
     let first = probes.into_iter().next().unwrap_or_default();
-    crate::http::json(&Probe { count_queries, ..first })
+    crate::http::json(&Probe { count_queries, requests, ..first })
 }
 
 /// The shard's side of the probe.
-pub fn probe(sql: &SqlStorage, q: &ListQuery, count_queries: u64) -> worker::Result<Probe> {
+pub fn probe(sql: &SqlStorage, q: &ListQuery, count_queries: u64, requests: u64) -> worker::Result<Probe> {
     #[derive(Deserialize)]
     struct PlanRow {
         detail: String,
@@ -137,13 +145,21 @@ pub fn probe(sql: &SqlStorage, q: &ListQuery, count_queries: u64) -> worker::Res
         let rows: Vec<PlanRow> = crate::objects::ledger::run_planned(sql, explained)?.to_array()?;
         Ok(rows.into_iter().map(|r| r.detail).collect())
     };
-    Ok(Probe { count_queries, page_plan: explain(Some(page_plan(q)))?, count_plan: explain(count_plan(q))? })
+    Ok(Probe { count_queries, requests, page_plan: explain(Some(page_plan(q)))?, count_plan: explain(count_plan(q))? })
 }
 
 /// The shard's side: runs the statement, answers its rows.
 pub fn run(sql: &SqlStorage, q: ShardSqlRequest) -> worker::Result<Vec<serde_json::Value>> {
-    let params = q
-        .params
+    run_rows(sql, &q.sql, q.params)
+}
+
+/// One statement with JSON parameters; its rows.
+pub fn run_rows(
+    sql: &SqlStorage,
+    stmt: &str,
+    params: Vec<serde_json::Value>,
+) -> worker::Result<Vec<serde_json::Value>> {
+    let params = params
         .into_iter()
         .map(|p| match p {
             serde_json::Value::Number(n) => n.as_i64().map_or_else(|| n.as_f64().unwrap_or(0.0).into(), Into::into),
@@ -152,7 +168,39 @@ pub fn run(sql: &SqlStorage, q: ShardSqlRequest) -> worker::Result<Vec<serde_jso
             other => other.to_string().into(),
         })
         .collect::<Vec<worker::SqlStorageValue>>();
-    sql.exec(&q.sql, params)?.to_array()
+    sql.exec(stmt, params)?.to_array()
+}
+
+/// The key guard method behind `POST /__test/guard-sql`
+/// (`{"keyId", "sql", "params"}`): one statement on a client key's guard.
+pub struct GuardSql;
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardSqlRequest {
+    pub key_id: String,
+    pub sql: String,
+    #[serde(default)]
+    pub params: Vec<serde_json::Value>,
+}
+
+impl Method for GuardSql {
+    const PATH: &'static str = "/test/guard-sql";
+    type Request = GuardSqlRequest;
+    type Reply = Vec<serde_json::Value>;
+}
+
+async fn handle_guard_sql(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+    crate::routes::authorize_api(req, config)?;
+    let body = crate::http::read_bounded(req, 1 << 20).await?;
+    let q: GuardSqlRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("not a guard-sql request: {e}")))?;
+    let namespace = env.durable_object(crate::config::KEY_GUARD).map_err(|_| ApiError::Internal)?;
+    let rows =
+        crate::object_call::call::<GuardSql, _>(&namespace, &crate::objects::key_guard::object_name(&q.key_id), &q)
+            .await
+            .map_err(|_| ApiError::StorageUnavailable)?;
+    crate::http::json(&serde_json::json!({ "rows": rows }))
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,12 @@
 //! finished send saves its response, which later requests with the same
 //! key and body get back without a second upstream call. The same key with
 //! another body is refused. Records live 24 hours.
+//!
+//! Records are kept by the client key's guard (`KeyGuard`, one object per
+//! key, since a key's scope is its own), which decides the claim and the
+//! key's rate and quota in one call. Earlier builds kept them in the ledger
+//! shards: for the first 24 hours of a guard's records (`read_through`),
+//! a claim also looks there, so a retry across the upgrade never sends twice.
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +84,46 @@ pub fn saves_outcome(status: u16) -> bool {
     !(400..500).contains(&status)
 }
 
+/// A key guard's claim: the idempotency key and the send it would admit,
+/// decided in one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardClaim {
+    pub begin: IdemBegin,
+    pub ask: crate::limits::Ask,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimReply {
+    pub decision: BeginDecision,
+    /// When `decision` is `Proceed`: whether the key's limits admit the
+    /// send. A refused send's claim is already released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::limits::Verdict>,
+    /// The guard has kept records for less than a day: look for the key in
+    /// the shards too (`IdemPeek`).
+    #[serde(default)]
+    pub read_through: bool,
+}
+
+/// Saves the outcome (or releases the key) and gives back `refund`
+/// recipients of a send Bandwidth did not take, in one guard call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardFinish {
+    pub finish: IdemFinish,
+    #[serde(default)]
+    pub refund: u32,
+    pub now_ms: i64,
+}
+
+/// Whether a guard that started keeping records at `since_ms` still reads
+/// the shards' older ones: for one record lifetime.
+pub fn reads_through(since_ms: i64, now_ms: i64) -> bool {
+    now_ms - since_ms < IDEMPOTENCY_TTL_MS
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IdemBegin {
@@ -92,6 +138,13 @@ pub struct IdemFinish {
     pub scope_key: String,
     /// `Some` saves the response; `None` releases the key.
     pub response: Option<SavedResponse>,
+}
+
+/// `IdemPeek`: the record of a key, if the shard holds one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdemPeek {
+    pub scope_key: String,
 }
 
 /// The key as stored: scoped to the client, so keys of different clients

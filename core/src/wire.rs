@@ -43,7 +43,7 @@ macro_rules! methods {
 /// Methods of a ledger shard (`LedgerShard`).
 pub mod ledger {
     use super::*;
-    use crate::idempotency::{self, BeginDecision};
+    use crate::idempotency;
     use crate::lifecycle;
     use crate::list::{ListQuery, ShardPage};
     use crate::outbox::{OutboxItem, ReplayRequest, TargetStats};
@@ -56,10 +56,8 @@ pub mod ledger {
         Message = "/message": MessageQuery => MessageRecords;
         /// The shard's most recently seen quarantine items.
         Quarantine = "/quarantine": QuarantineQuery => QuarantineList;
-        /// Claims or reads a send's idempotency key.
-        IdemBegin = "/idempotency/begin": idempotency::IdemBegin => BeginDecision;
-        /// Saves a send's outcome, or releases its key.
-        IdemFinish = "/idempotency/finish": idempotency::IdemFinish => Empty;
+        /// Reads a send's idempotency record as earlier builds kept it.
+        IdemPeek = "/idempotency/peek": idempotency::IdemPeek => Option<idempotency::IdempotencyRecord>;
         /// One shard's page and count of a list query.
         List = "/list": ListQuery => ShardPage;
         /// Outbox counts per target.
@@ -134,6 +132,12 @@ pub mod key_guard {
     methods! {
         /// Admits or refuses a send or read, or counts a refusal.
         Admit = "/admit": GuardRequest => Verdict;
+        /// Claims an idempotency key and admits its send, in one step.
+        Claim = "/claim": crate::idempotency::GuardClaim => crate::idempotency::ClaimReply;
+        /// Saves a send's outcome (or releases its key), with any refund.
+        Finish = "/finish": crate::idempotency::GuardFinish => Empty;
+        /// Deletes the saved answers that mention a number (erasure).
+        Erase = "/erase": crate::lifecycle::EraseRequest => crate::lifecycle::EraseReply;
         /// The key's counters.
         Usage = "/usage": Empty => KeyState;
     }

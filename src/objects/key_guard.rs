@@ -9,12 +9,21 @@
 //! an object, so one busy key never queues another's sends, and the token
 //! broker stays a cache that may lose its state.
 //!
-//! Cost: one row written per decision (the key's one state row).
+//! It also keeps the key's `Idempotency-Key` records (`objects::idempotency`),
+//! so a keyed send is claimed and admitted in one call (`Claim`) and
+//! finished, with any refund, in another (`Finish`), and the ledger shards
+//! see only the send's record.
+//!
+//! Cost: one row written per decision (the key's one state row), and one
+//! per idempotency record written.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use bw_ledger_core::client::ClientKey;
+use bw_ledger_core::idempotency::IDEMPOTENCY_TTL_MS;
+use bw_ledger_core::idempotency::{reads_through, BeginDecision, ClaimReply, GuardClaim, GuardFinish, IdemFinish};
 use bw_ledger_core::identity::sha256_hex;
+use bw_ledger_core::lifecycle::{number_needle, EraseReply, EraseRequest};
 use bw_ledger_core::limits::{limited, Ask, GuardRequest, KeyState, Verdict};
 use bw_ledger_core::wire::{key_guard, Empty, Method};
 use bw_ledger_core::ApiError;
@@ -24,13 +33,30 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlS
 use crate::clock::now_ms;
 use crate::config::KEY_GUARD;
 use crate::object_call::{call, reply, request};
+use crate::objects::idempotency;
+use crate::objects::transaction::Transactions;
 
 #[durable_object]
 pub struct KeyGuard {
     sql: SqlStorage,
+    /// Writes that must be all or nothing (a claim and its admission).
+    txn: Transactions,
     /// The stored state, read once per object instance.
     state: RefCell<Option<KeyState>>,
+    /// When this guard started keeping idempotency records (read once),
+    /// and when this instance last pruned expired ones.
+    records_since: Cell<Option<i64>>,
+    pruned_at: Cell<i64>,
 }
+
+#[derive(Deserialize)]
+struct SinceRow {
+    since_ms: i64,
+}
+
+/// Expired idempotency records are deleted at most this often per instance:
+/// a scan of the key's records, not one per send.
+const PRUNE_EVERY_MS: i64 = 3_600_000;
 
 #[derive(Deserialize)]
 struct StateRow {
@@ -56,6 +82,69 @@ impl KeyGuard {
         Ok(state)
     }
 
+    /// Creates the idempotency table on first use and answers since when
+    /// the guard keeps records; prunes expired ones now and then.
+    fn records(&self, now: i64) -> Result<i64> {
+        let since = match self.records_since.get() {
+            Some(since) => since,
+            None => {
+                self.sql.exec(
+                    "CREATE TABLE IF NOT EXISTS idempotency (scope_key TEXT PRIMARY KEY, body_hash TEXT NOT NULL,
+                       created_ms INTEGER NOT NULL, response TEXT) WITHOUT ROWID",
+                    None,
+                )?;
+                self.sql.exec(
+                    "CREATE TABLE IF NOT EXISTS records_since (id INTEGER PRIMARY KEY CHECK (id = 1), since_ms INTEGER NOT NULL)",
+                    None,
+                )?;
+                self.sql.exec(
+                    "INSERT INTO records_since (id, since_ms) VALUES (1, ?) ON CONFLICT DO NOTHING",
+                    vec![now.into()],
+                )?;
+                let rows: Vec<SinceRow> = self.sql.exec("SELECT since_ms FROM records_since", None)?.to_array()?;
+                let since = rows.first().map_or(now, |r| r.since_ms);
+                self.records_since.set(Some(since));
+                since
+            }
+        };
+        if now - self.pruned_at.get() >= PRUNE_EVERY_MS {
+            self.sql.exec("DELETE FROM idempotency WHERE created_ms < ?", vec![(now - IDEMPOTENCY_TTL_MS).into()])?;
+            self.pruned_at.set(now);
+        }
+        Ok(since)
+    }
+
+    /// Claims the key and, if it is ours, admits the send; a refused send
+    /// releases the claim in the same step.
+    fn claim(&self, claim: &GuardClaim) -> Result<ClaimReply> {
+        let now = claim.begin.now_ms;
+        let since = self.records(now)?;
+        let decision = idempotency::begin(&self.sql, &claim.begin)?;
+        let mut verdict = None;
+        if decision == BeginDecision::Proceed {
+            let mut state = self.load()?;
+            let v = state.admit(&claim.ask, now);
+            self.store(state)?;
+            if v != Verdict::Admit {
+                let release = IdemFinish { scope_key: claim.begin.scope_key.clone(), response: None };
+                idempotency::finish(&self.sql, &release)?;
+            }
+            verdict = Some(v);
+        }
+        Ok(ClaimReply { decision, verdict, read_through: reads_through(since, now) })
+    }
+
+    fn finish(&self, f: &GuardFinish) -> Result<()> {
+        self.records(f.now_ms)?;
+        idempotency::finish(&self.sql, &f.finish)?;
+        if f.refund > 0 {
+            let mut state = self.load()?;
+            state.admit(&Ask::Refund { recipients: f.refund }, f.now_ms);
+            self.store(state)?;
+        }
+        Ok(())
+    }
+
     fn store(&self, state: KeyState) -> Result<()> {
         self.sql.exec(
             "INSERT INTO key_state (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
@@ -68,7 +157,17 @@ impl KeyGuard {
 
 impl DurableObject for KeyGuard {
     fn new(state: State, _env: Env) -> Self {
-        Self { sql: state.storage().sql(), state: RefCell::new(None) }
+        let txn = match Transactions::of(&state) {
+            Ok(txn) => txn,
+            Err(e) => panic!("KeyGuard without storage: {e}"),
+        };
+        Self {
+            sql: state.storage().sql(),
+            txn,
+            state: RefCell::new(None),
+            records_since: Cell::new(None),
+            pruned_at: Cell::new(i64::MIN / 2),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -81,6 +180,43 @@ impl DurableObject for KeyGuard {
                 self.store(state)?;
                 reply::<key_guard::Admit>(&verdict)
             }
+            key_guard::Claim::PATH => {
+                let claim = request::<key_guard::Claim>(&mut req).await?;
+                let answer = self.txn.atomically(|| self.claim(&claim));
+                if answer.is_err() {
+                    // The stored state may be ahead of what rolled back.
+                    *self.state.borrow_mut() = None;
+                }
+                reply::<key_guard::Claim>(&answer?)
+            }
+            key_guard::Finish::PATH => {
+                let finish = request::<key_guard::Finish>(&mut req).await?;
+                let done = self.txn.atomically(|| self.finish(&finish));
+                if done.is_err() {
+                    *self.state.borrow_mut() = None;
+                }
+                done?;
+                reply::<key_guard::Finish>(&Empty {})
+            }
+            key_guard::Erase::PATH => {
+                let q = request::<key_guard::Erase>(&mut req).await?;
+                self.records(q.now_ms)?;
+                let gone = self.sql.exec(
+                    "DELETE FROM idempotency WHERE instr(response, ?) > 0",
+                    vec![number_needle(&q.number).into()],
+                )?;
+                reply::<key_guard::Erase>(&EraseReply {
+                    erased: gone.rows_written() as u32,
+                    quarantined: 0,
+                    more: false,
+                })
+            }
+            #[cfg(feature = "test-hooks")]
+            crate::test_hooks::GuardSql::PATH => {
+                let q = request::<crate::test_hooks::GuardSql>(&mut req).await?;
+                self.records(now_ms())?;
+                reply::<crate::test_hooks::GuardSql>(&crate::test_hooks::run_rows(&self.sql, &q.sql, q.params)?)
+            }
             key_guard::Usage::PATH => reply::<key_guard::Usage>(&self.load()?),
             _ => Response::error("unknown key guard method", 404),
         }
@@ -89,22 +225,45 @@ impl DurableObject for KeyGuard {
 
 /// The guard's object name: a digest, since a key id may hold any
 /// character and the name travels in a URL.
-fn object_name(key_id: &str) -> String {
+pub(crate) fn object_name(key_id: &str) -> String {
     format!("key-{}", &sha256_hex(key_id.as_bytes())[..32])
 }
 
-/// Asks the guard of key `key_id`. A guard that cannot answer refuses
-/// (503, retryable): limits fail closed.
-pub async fn admit(env: &worker::Env, key_id: &str, ask: Ask) -> std::result::Result<Verdict, ApiError> {
+/// Calls method `M` of key `key_id`'s guard. A guard that cannot answer
+/// refuses (503, retryable): limits fail closed.
+async fn guard<M: Method>(
+    env: &worker::Env,
+    key_id: &str,
+    request: &M::Request,
+) -> std::result::Result<M::Reply, ApiError> {
     let namespace = env.durable_object(KEY_GUARD).map_err(|e| {
         crate::log::log_error!("config: Durable Object binding {KEY_GUARD}: {e}");
         ApiError::NotConfigured(KEY_GUARD)
     })?;
-    let request = GuardRequest { ask, now_ms: now_ms() };
-    call::<key_guard::Admit, _>(&namespace, &object_name(key_id), &request).await.map_err(|e| {
-        crate::log::log_error!("key guard {}: {e}", key_guard::Admit::PATH);
+    call::<M, _>(&namespace, &object_name(key_id), request).await.map_err(|e| {
+        crate::log::log_error!("key guard {}: {e}", M::PATH);
         ApiError::StorageUnavailable
     })
+}
+
+/// Asks the guard of key `key_id` to admit, refuse or count.
+pub async fn admit(env: &worker::Env, key_id: &str, ask: Ask) -> std::result::Result<Verdict, ApiError> {
+    guard::<key_guard::Admit>(env, key_id, &GuardRequest { ask, now_ms: now_ms() }).await
+}
+
+/// Claims an idempotency key and admits its send, in one call.
+pub async fn claim(env: &worker::Env, key_id: &str, claim: &GuardClaim) -> std::result::Result<ClaimReply, ApiError> {
+    guard::<key_guard::Claim>(env, key_id, claim).await
+}
+
+/// Saves a keyed send's outcome (or releases its key), with any refund.
+pub async fn finish(env: &worker::Env, key_id: &str, finish: &GuardFinish) -> std::result::Result<(), ApiError> {
+    guard::<key_guard::Finish>(env, key_id, finish).await.map(|_| ())
+}
+
+/// Deletes the saved answers of key `key_id` that mention a number.
+pub async fn erase(env: &worker::Env, key_id: &str, q: &EraseRequest) -> std::result::Result<u32, ApiError> {
+    guard::<key_guard::Erase>(env, key_id, q).await.map(|r| r.erased)
 }
 
 /// Asks the guard of `key` to admit a send or a read: `Ok` when admitted,
@@ -118,9 +277,5 @@ pub async fn enforce(env: &worker::Env, key: &ClientKey, ask: Ask) -> std::resul
 
 /// The counters of key `key_id`.
 pub async fn usage(env: &worker::Env, key_id: &str) -> std::result::Result<KeyState, ApiError> {
-    let namespace = env.durable_object(KEY_GUARD).map_err(|_| ApiError::NotConfigured(KEY_GUARD))?;
-    call::<key_guard::Usage, _>(&namespace, &object_name(key_id), &Empty {}).await.map_err(|e| {
-        crate::log::log_error!("key guard {}: {e}", key_guard::Usage::PATH);
-        ApiError::StorageUnavailable
-    })
+    guard::<key_guard::Usage>(env, key_id, &Empty {}).await
 }

@@ -1,6 +1,7 @@
 //! The Durable Objects: ledger shards, the live hub, the OAuth token broker,
 //! the client keys' guards, and the one way their writes run all or nothing.
 
+pub mod idempotency;
 pub mod key_guard;
 pub mod ledger;
 pub mod live_hub;

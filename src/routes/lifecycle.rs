@@ -15,6 +15,7 @@ use worker::{Env, Headers, Request, Response};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http;
+use crate::objects::key_guard;
 use crate::shard_client::ShardClient;
 
 /// Erasure bodies are one number.
@@ -57,7 +58,8 @@ pub async fn scheduled(env: &Env, config: &Config) {
 
 /// `POST /erasure` with `{"number": "+1..."}`: deletes every message the
 /// number sent or received, on every shard, and the quarantine items and
-/// saved send answers that mention it; answers the counts.
+/// saved send answers (in the shards, and with every key's guard) that
+/// mention it; answers the counts.
 pub async fn erasure(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
     let body = http::read_bounded(req, MAX_ERASURE_BODY).await?;
     let number = parse_erasure(&body)?;
@@ -66,6 +68,11 @@ pub async fn erasure(req: &mut Request, env: &Env, config: &Config) -> Result<Re
     let replies = in_batches::<ledger::Erase>(&shards, &request, |r| r.more).await?;
     let erased: u64 = replies.iter().map(|r| u64::from(r.erased)).sum();
     let quarantined: u64 = replies.iter().map(|r| u64::from(r.quarantined)).sum();
+    // Saved send answers live with each client key's guard.
+    let keys = config.client_keys()?;
+    for result in join_all(keys.iter().map(|k| key_guard::erase(env, &k.id, &request))).await {
+        result?;
+    }
     http::json(&serde_json::json!({ "erased": erased, "quarantineItems": quarantined }))
 }
 

@@ -1,20 +1,24 @@
 //! The send proxy: `POST /api/v2/users/{accountId}/messages`.
 //!
 //! Order of checks: account, caller, origin, size, body rules, `from`
-//! scope, destinations, idempotency (a replay answers here), then the key's
-//! rate and quota (`objects::key_guard`); only then one upstream call, never
+//! scope, destinations; then the key's guard (`objects::key_guard`) claims
+//! the `Idempotency-Key` (a replay answers here) and admits the send against
+//! the key's rate and quota, in one call; only then one upstream call, never
 //! retried. On `202 Accepted` the message is recorded in the ledger before
-//! answering. A refused send never reaches Bandwidth or the ledger.
+//! answering: the one ledger shard call of a send (two, in the first day of
+//! a key's records, when the shards' older records are read too). A refused
+//! send never reaches Bandwidth or the ledger.
 
 use std::time::Duration;
 
 use bw_ledger_core::client::{authenticate_client, cors_headers, preflight_headers, ClientKey};
 use bw_ledger_core::event::accepted_event;
 use bw_ledger_core::idempotency::{
-    parse_key, saves_outcome, scope_key, BeginDecision, IdemBegin, IdemFinish, SavedResponse,
+    decide_begin, parse_key, saves_outcome, scope_key, BeginDecision, GuardClaim, GuardFinish, IdemBegin, IdemFinish,
+    IdemPeek, SavedResponse,
 };
 use bw_ledger_core::identity::{canonical_json, sha256_hex};
-use bw_ledger_core::limits::{self, Ask, Refusal};
+use bw_ledger_core::limits::{self, limited, Ask, Refusal, Verdict};
 use bw_ledger_core::send::{validate_send, MAX_SEND_BODY};
 use bw_ledger_core::wire::ledger;
 use bw_ledger_core::{ApiError, ParsedCallback};
@@ -88,32 +92,29 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
     let forward = valid.body.to_string();
     let shards = ShardClient::new(env, config.shards()?)?;
 
+    // The key's guard admits the send against its rate and quota; with an
+    // Idempotency-Key it claims the key in the same call (a replay answers
+    // here, and costs nothing).
+    let recipients = valid.to.len() as u32;
+    let ask =
+        Ask::Send { recipients, rate_per_minute: key.limits.rate_per_minute, daily_quota: key.limits.daily_quota };
     let claim = match idempotency_key {
+        None => {
+            key_guard::enforce(env, key, ask).await?;
+            None
+        }
         Some(k) => {
             let begin = IdemBegin {
                 scope_key: scope_key(&key.id, &k),
                 body_hash: sha256_hex(canonical_json(&valid.body).as_bytes()),
                 now_ms: now_ms(),
             };
-            match claim_key(&shards, begin, config.upstream_timeout()).await? {
+            match claim_key(env, key, &shards, begin, ask, config.upstream_timeout()).await? {
                 Claim::Ours(scope) => Some(scope),
                 Claim::Replay(saved) => return http::saved(&saved),
             }
         }
-        None => None,
     };
-
-    // A replayed answer (above) costs nothing; a new send counts against
-    // the key's rate and quota before Bandwidth is called.
-    let recipients = valid.to.len() as u32;
-    let ask =
-        Ask::Send { recipients, rate_per_minute: key.limits.rate_per_minute, daily_quota: key.limits.daily_quota };
-    if let Err(e) = key_guard::enforce(env, key, ask).await {
-        if let Some(scope_key) = claim {
-            finish_claim(&shards, scope_key, None).await;
-        }
-        return Err(e);
-    }
 
     let outcome = create_message(env, config, account_id, &forward).await;
     let taken = match &outcome {
@@ -121,8 +122,10 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
         Err(SendFailure::NotSent(_)) => false,
         Err(SendFailure::MaybeSent(_)) => true,
     };
-    if !taken {
-        // Bandwidth did not take the message: it does not count today.
+    // Bandwidth did not take the message: it does not count today. (With a
+    // key, the refund rides on the claim's finish, below.)
+    let refund = if taken { 0 } else { recipients };
+    if refund > 0 && claim.is_none() {
         if let Err(e) = key_guard::admit(env, &key.id, Ask::Refund { recipients }).await {
             crate::log::log_error!("send: a refused send of key {} still counts against its quota: {e}", key.id);
         }
@@ -152,7 +155,7 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
         }
     };
     if let Some(scope_key) = claim {
-        finish_claim(&shards, scope_key, saved).await;
+        finish_claim(env, &key.id, scope_key, saved, refund).await;
     }
     response
 }
@@ -165,11 +168,11 @@ async fn count_refusal(env: &Env, key: &ClientKey, reason: Refusal) {
     }
 }
 
-/// Saves the outcome under the idempotency key, or releases the key (`None`).
-async fn finish_claim(shards: &ShardClient, scope_key: String, response: Option<SavedResponse>) {
-    let shard = shards.shard_of(&scope_key);
-    let finish = IdemFinish { scope_key, response };
-    if shards.call::<ledger::IdemFinish>(shard, &finish).await.is_err() {
+/// Saves the outcome under the idempotency key, or releases the key
+/// (`None`), giving back `refund` recipients, in one call to the key's guard.
+async fn finish_claim(env: &Env, key_id: &str, scope_key: String, response: Option<SavedResponse>, refund: u32) {
+    let finish = GuardFinish { finish: IdemFinish { scope_key, response }, refund, now_ms: now_ms() };
+    if key_guard::finish(env, key_id, &finish).await.is_err() {
         crate::log::log_error!(
             "send: idempotency record could not be finished; retries with this key will wait for it to expire"
         );
@@ -181,14 +184,55 @@ enum Claim {
     Replay(SavedResponse),
 }
 
-/// Claims an idempotency key, waiting (up to about the upstream timeout)
-/// while another request with the same key is being sent.
-async fn claim_key(shards: &ShardClient, mut begin: IdemBegin, wait: Duration) -> Result<Claim, ApiError> {
-    let shard = shards.shard_of(&begin.scope_key);
+/// Claims an idempotency key and admits its send at the key's guard,
+/// waiting (up to about the upstream timeout) while another request with
+/// the same key is being sent. In the first day of a guard's records the
+/// shards, where earlier builds kept them, are read too (`read_through`).
+async fn claim_key(
+    env: &Env,
+    key: &ClientKey,
+    shards: &ShardClient,
+    mut begin: IdemBegin,
+    ask: Ask,
+    wait: Duration,
+) -> Result<Claim, ApiError> {
     let deadline = begin.now_ms + wait.as_millis() as i64 + 1000;
+    let recipients = match ask {
+        Ask::Send { recipients, .. } => recipients,
+        _ => 0,
+    };
     loop {
-        match shards.call::<ledger::IdemBegin>(shard, &begin).await? {
-            BeginDecision::Proceed => return Ok(Claim::Ours(begin.scope_key)),
+        let reply = key_guard::claim(env, &key.id, &GuardClaim { begin: begin.clone(), ask: ask.clone() }).await?;
+        match reply.decision {
+            BeginDecision::Proceed => {
+                if let Some(Verdict::Refuse { reason, retry_after_s }) = reply.verdict {
+                    return Err(limited(&key.id, &key.limits, reason, retry_after_s));
+                }
+                if !reply.read_through {
+                    return Ok(Claim::Ours(begin.scope_key));
+                }
+                // A record an earlier build kept in a shard decides, if any.
+                let shard = shards.shard_of(&begin.scope_key);
+                let peek = IdemPeek { scope_key: begin.scope_key.clone() };
+                let old = shards.call::<ledger::IdemPeek>(shard, &peek).await?;
+                let scope = begin.scope_key.clone();
+                let release = |response| finish_claim(env, &key.id, scope.clone(), response, recipients);
+                return match decide_begin(old.as_ref(), &begin.body_hash, begin.now_ms) {
+                    BeginDecision::Proceed => Ok(Claim::Ours(begin.scope_key.clone())),
+                    BeginDecision::Replay { response } => {
+                        release(Some(response.clone())).await;
+                        Ok(Claim::Replay(response))
+                    }
+                    BeginDecision::Mismatch => {
+                        release(None).await;
+                        Err(ApiError::IdempotencyMismatch)
+                    }
+                    BeginDecision::InFlight => {
+                        release(None).await;
+                        Err(ApiError::IdempotencyInFlight)
+                    }
+                };
+            }
             BeginDecision::Replay { response } => return Ok(Claim::Replay(response)),
             BeginDecision::Mismatch => return Err(ApiError::IdempotencyMismatch),
             BeginDecision::InFlight if now_ms() < deadline => {

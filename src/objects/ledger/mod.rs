@@ -15,13 +15,13 @@
 //! - `reads`: messages, list pages, the quarantine;
 //! - `delivery`: delivering and pruning the outbox (the alarm's work);
 //! - `outbox`: the operations over the outbox;
-//! - `idempotency`: the send proxy's keys;
+//! - the send proxy's idempotency records of earlier builds, read only
+//!   (`objects::idempotency`);
 //! - `lifecycle`: retention, erasure (and its tombstones), export;
 //! - `media`: the media archive (jobs, fetching into R2, the trash);
 //! - `metrics`: the figures of `GET /metrics`.
 
 mod delivery;
-mod idempotency;
 mod ingest;
 mod lifecycle;
 mod media;
@@ -77,9 +77,12 @@ pub struct LedgerShard {
     duplicates: Cell<i64>,
     /// Whether the `erased` table holds tombstones; unknown until read.
     tombstones: Cell<Option<bool>>,
-    /// Count queries run by this instance, for the e2e suite.
+    /// Count queries run, and requests answered, by this instance, for the
+    /// e2e suite.
     #[cfg(feature = "test-hooks")]
     count_queries: Cell<u64>,
+    #[cfg(feature = "test-hooks")]
+    requests: Cell<u64>,
 }
 
 impl DurableObject for LedgerShard {
@@ -129,6 +132,8 @@ impl DurableObject for LedgerShard {
             duplicates: Cell::new(0),
             #[cfg(feature = "test-hooks")]
             count_queries: Cell::new(0),
+            #[cfg(feature = "test-hooks")]
+            requests: Cell::new(0),
         };
         // A crash while an alarm runs can lose it; whenever the object wakes
         // up, re-arm it if outbox rows are still waiting. Media attempts of
@@ -149,6 +154,10 @@ impl DurableObject for LedgerShard {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         self.ensure_schema()?;
         let path = req.path();
+        #[cfg(feature = "test-hooks")]
+        if path != crate::test_hooks::ShardProbe::PATH {
+            self.requests.set(self.requests.get() + 1);
+        }
         match path.as_str() {
             ledger::Ingest::PATH => {
                 // A group of callbacks (see bw_ledger_core::group): one
@@ -178,14 +187,9 @@ impl DurableObject for LedgerShard {
                 };
                 reply::<ledger::List>(&ShardPage { rows, total })
             }
-            ledger::IdemBegin::PATH => {
-                let begin = request::<ledger::IdemBegin>(&mut req).await?;
-                reply::<ledger::IdemBegin>(&self.txn.atomically(|| idempotency::begin(&self.sql, begin))?)
-            }
-            ledger::IdemFinish::PATH => {
-                let finish = request::<ledger::IdemFinish>(&mut req).await?;
-                self.txn.atomically(|| idempotency::finish(&self.sql, finish))?;
-                reply::<ledger::IdemFinish>(&Empty {})
+            ledger::IdemPeek::PATH => {
+                let q = request::<ledger::IdemPeek>(&mut req).await?;
+                reply::<ledger::IdemPeek>(&crate::objects::idempotency::peek(&self.sql, &q.scope_key)?)
             }
             ledger::OutboxStats::PATH => reply::<ledger::OutboxStats>(&outbox::stats(&self.sql)?),
             ledger::OutboxDead::PATH => {
@@ -252,6 +256,7 @@ impl DurableObject for LedgerShard {
                     &self.sql,
                     &q,
                     self.count_queries.get(),
+                    self.requests.get(),
                 )?)
             }
             _ => Response::error("unknown shard method", 404),
