@@ -5,7 +5,10 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use bw_ledger_core::idempotency::{BeginDecision, IdemBegin, IdemFinish, SavedResponse};
+use bw_ledger_core::idempotency::{
+    BeginDecision, ClaimReply, GuardClaim, GuardFinish, IdemBegin, IdemFinish, IdemPeek, IdempotencyRecord,
+    SavedResponse,
+};
 use bw_ledger_core::lifecycle::{
     EraseReply, EraseRequest, ExportPage, ExportQuery, ExportedMessage, SweepReply, SweepRequest,
 };
@@ -112,7 +115,7 @@ fn ledger_quarantine() {
 }
 
 #[test]
-fn ledger_idempotency() {
+fn idempotency_methods_of_the_shards_and_the_key_guards() {
     let saved = SavedResponse {
         status: 202,
         body: "{}".into(),
@@ -120,20 +123,37 @@ fn ledger_idempotency() {
         retry_after: None,
     };
     let saved_json = json!({"status": 202, "body": "{}", "contentType": "application/json", "retryAfter": null});
-    pin::<ledger::IdemBegin>(
-        "/idempotency/begin",
-        IdemBegin { scope_key: "web:k".into(), body_hash: "b".into(), now_ms: 3 },
-        json!({"scopeKey": "web:k", "bodyHash": "b", "nowMs": 3}),
-        BeginDecision::Replay { response: saved.clone() },
-        json!({"decision": "replay", "response": saved_json}),
+    // Earlier builds' records, read during a guard's first day.
+    pin::<ledger::IdemPeek>(
+        "/idempotency/peek",
+        IdemPeek { scope_key: "web:k".into() },
+        json!({"scopeKey": "web:k"}),
+        Some(IdempotencyRecord { body_hash: "b".into(), created_ms: 3, response: Some(saved.clone()) }),
+        json!({"bodyHash": "b", "createdMs": 3, "response": saved_json.clone()}),
     );
     assert_eq!(serde_json::to_value(BeginDecision::Proceed).unwrap(), json!({"decision": "proceed"}));
-    pin::<ledger::IdemFinish>(
-        "/idempotency/finish",
-        IdemFinish { scope_key: "web:k".into(), response: Some(saved) },
-        json!({"scopeKey": "web:k", "response": saved_json}),
+    let begin = IdemBegin { scope_key: "web:k".into(), body_hash: "b".into(), now_ms: 3 };
+    let begin_json = json!({"scopeKey": "web:k", "bodyHash": "b", "nowMs": 3});
+    pin::<key_guard::Claim>(
+        "/claim",
+        GuardClaim { begin, ask: Ask::Send { recipients: 1, rate_per_minute: None, daily_quota: Some(5) } },
+        json!({"begin": begin_json, "ask": {"kind": "send", "recipients": 1, "ratePerMinute": null, "dailyQuota": 5}}),
+        ClaimReply { decision: BeginDecision::Replay { response: saved.clone() }, verdict: None, read_through: true },
+        json!({"decision": {"decision": "replay", "response": saved_json.clone()}, "readThrough": true}),
+    );
+    pin::<key_guard::Finish>(
+        "/finish",
+        GuardFinish { finish: IdemFinish { scope_key: "web:k".into(), response: Some(saved) }, refund: 2, now_ms: 4 },
+        json!({"finish": {"scopeKey": "web:k", "response": saved_json}, "refund": 2, "nowMs": 4}),
         Empty {},
         json!({}),
+    );
+    pin::<key_guard::Erase>(
+        "/erase",
+        EraseRequest { number: "+15551230000".into(), now_ms: 9, limit: 100 },
+        json!({"number": "+15551230000", "nowMs": 9, "limit": 100}),
+        EraseReply { erased: 1, quarantined: 0, more: false },
+        json!({"erased": 1, "quarantined": 0, "more": false}),
     );
 }
 
