@@ -145,6 +145,13 @@ impl KeyGuard {
         Ok(())
     }
 
+    /// After a rolled-back write: what this instance holds in memory may be
+    /// ahead of the storage (a state, a table created), so read it again.
+    fn forget(&self) {
+        *self.state.borrow_mut() = None;
+        self.records_since.set(None);
+    }
+
     fn store(&self, state: KeyState) -> Result<()> {
         self.sql.exec(
             "INSERT INTO key_state (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
@@ -184,8 +191,7 @@ impl DurableObject for KeyGuard {
                 let claim = request::<key_guard::Claim>(&mut req).await?;
                 let answer = self.txn.atomically(|| self.claim(&claim));
                 if answer.is_err() {
-                    // The stored state may be ahead of what rolled back.
-                    *self.state.borrow_mut() = None;
+                    self.forget();
                 }
                 reply::<key_guard::Claim>(&answer?)
             }
@@ -193,7 +199,7 @@ impl DurableObject for KeyGuard {
                 let finish = request::<key_guard::Finish>(&mut req).await?;
                 let done = self.txn.atomically(|| self.finish(&finish));
                 if done.is_err() {
-                    *self.state.borrow_mut() = None;
+                    self.forget();
                 }
                 done?;
                 reply::<key_guard::Finish>(&Empty {})
