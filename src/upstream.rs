@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
+use bw_ledger_core::media::{redirect_target, same_origin, Attempt, FETCH_TIMEOUT_MS, MAX_MEDIA_BYTES, MAX_REDIRECTS};
 use bw_ledger_core::oauth::{basic_header, CachedToken, TokenOutcome, UpstreamAuth, TOKEN_REQUEST_BODY};
 use bw_ledger_core::wire::token_broker::{self, TokenRequest};
 use bw_ledger_core::ApiError;
@@ -170,6 +171,58 @@ pub async fn get_limited(
         Ok::<_, worker::Error>(Fetched { status, location, content_type, body })
     };
     bounded(call, timeout, &abort).await
+}
+
+/// Fetches a media file for the archive (`objects::ledger::media`),
+/// following redirects by hand: Bandwidth's credentials go only to
+/// `api_base`'s origin, never to where it redirects. `Err` is the attempt's
+/// outcome: retry, or fail for good (over the size limit).
+pub async fn download_media(
+    env: &Env,
+    api_base: &str,
+    source: &str,
+) -> std::result::Result<(Vec<u8>, Option<String>), Attempt> {
+    let config = Config::from_env(env);
+    let mut url = source.to_owned();
+    for _ in 0..=MAX_REDIRECTS {
+        let credentials = if same_origin(&url, api_base) {
+            let auth = config
+                .upstream_auth()
+                .map_err(|_| Attempt::Retry("no Bandwidth credentials are configured for Bandwidth's media".into()))?;
+            Some(authorization(env, &auth).await.map_err(|e| Attempt::Retry(format!("credentials: {e}")))?)
+        } else {
+            None
+        };
+        let timeout = Duration::from_millis(FETCH_TIMEOUT_MS);
+        let got = match get_limited(&url, credentials.as_deref(), MAX_MEDIA_BYTES, timeout).await {
+            Ok(got) => got,
+            Err(FetchFailure::Timeout) => {
+                return Err(Attempt::Retry(format!("no answer within {FETCH_TIMEOUT_MS} ms")))
+            }
+            Err(FetchFailure::Network(e)) => return Err(Attempt::Retry(format!("network: {e}"))),
+        };
+        match got.status {
+            200..=299 => {
+                return match got.body {
+                    Some(body) => Ok((body, got.content_type)),
+                    None => Err(Attempt::Fail(format!("larger than {MAX_MEDIA_BYTES} bytes"))),
+                }
+            }
+            300..=399 => match got.location.as_deref().and_then(|l| redirect_target(&url, l)) {
+                Some(next) => url = next,
+                None => return Err(Attempt::Retry(format!("answered {} without a usable Location", got.status))),
+            },
+            status => {
+                if status == 401 {
+                    if let Some(a) = &credentials {
+                        drop_rejected(env, a).await;
+                    }
+                }
+                return Err(Attempt::Retry(format!("answered {status}")));
+            }
+        }
+    }
+    Err(Attempt::Retry(format!("more than {MAX_REDIRECTS} redirects")))
 }
 
 /// Asks the token endpoint for a client-credentials token.

@@ -16,22 +16,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::time::Duration;
 
 use bw_ledger_core::forward::{ForwardTarget, Schedule};
 use bw_ledger_core::identity::sha256_hex;
 use bw_ledger_core::media::{
-    content_type, media_change, name_of, next_state, object_key, redirect_target, same_origin, urls_to_archive,
-    Attempt, MediaRecord, MediaStatus, FETCH_TIMEOUT_MS, MAX_MEDIA_BYTES, MAX_REDIRECTS,
+    content_type, media_change, name_of, next_state, object_key, urls_to_archive, Attempt, MediaRecord, MediaStatus,
+    FETCH_TIMEOUT_MS,
 };
 use bw_ledger_core::wire::EventRecord;
 use serde::Deserialize;
 use worker::{Env, HttpMetadata, Result, SqlStorage};
 
 use crate::clock::{jitter, now_ms};
-use crate::config::{Config, MEDIA};
+use crate::config::MEDIA;
 use crate::objects::transaction::Transactions;
-use crate::upstream::{authorization, drop_rejected, get_limited, FetchFailure};
+use crate::upstream::download_media;
 
 use super::delivery::{Deliveries, InFlight};
 use super::LedgerShard;
@@ -248,7 +247,7 @@ impl Archiver {
             Ok(None) => {}
             Err(e) => return Attempt::Retry(format!("R2: {e}")),
         }
-        let (body, served_type) = match self.download(&job.source_url).await {
+        let (body, served_type) = match download_media(&self.env, &self.api_base, &job.source_url).await {
             Ok(got) => got,
             Err(attempt) => return attempt,
         };
@@ -269,52 +268,6 @@ impl Archiver {
             Ok(_) => Attempt::Archived { content_type, size, sha256 },
             Err(e) => Attempt::Retry(format!("R2: {e}")),
         }
-    }
-
-    /// Fetches a file, following redirects by hand: Bandwidth's credentials
-    /// go only to Bandwidth's origin, never to where it redirects.
-    async fn download(&self, source: &str) -> std::result::Result<(Vec<u8>, Option<String>), Attempt> {
-        let config = Config::from_env(&self.env);
-        let mut url = source.to_owned();
-        for _ in 0..=MAX_REDIRECTS {
-            let credentials = if same_origin(&url, &self.api_base) {
-                let auth = config.upstream_auth().map_err(|_| {
-                    Attempt::Retry("no Bandwidth credentials are configured for Bandwidth's media".into())
-                })?;
-                Some(authorization(&self.env, &auth).await.map_err(|e| Attempt::Retry(format!("credentials: {e}")))?)
-            } else {
-                None
-            };
-            let timeout = Duration::from_millis(FETCH_TIMEOUT_MS);
-            let got = match get_limited(&url, credentials.as_deref(), MAX_MEDIA_BYTES, timeout).await {
-                Ok(got) => got,
-                Err(FetchFailure::Timeout) => {
-                    return Err(Attempt::Retry(format!("no answer within {FETCH_TIMEOUT_MS} ms")))
-                }
-                Err(FetchFailure::Network(e)) => return Err(Attempt::Retry(format!("network: {e}"))),
-            };
-            match got.status {
-                200..=299 => {
-                    return match got.body {
-                        Some(body) => Ok((body, got.content_type)),
-                        None => Err(Attempt::Fail(format!("larger than {MAX_MEDIA_BYTES} bytes"))),
-                    }
-                }
-                300..=399 => match got.location.as_deref().and_then(|l| redirect_target(&url, l)) {
-                    Some(next) => url = next,
-                    None => return Err(Attempt::Retry(format!("answered {} without a usable Location", got.status))),
-                },
-                status => {
-                    if status == 401 {
-                        if let Some(a) = &credentials {
-                            drop_rejected(&self.env, a).await;
-                        }
-                    }
-                    return Err(Attempt::Retry(format!("answered {status}")));
-                }
-            }
-        }
-        Err(Attempt::Retry(format!("more than {MAX_REDIRECTS} redirects")))
     }
 
     /// Records an attempt on its job. When it settles the message's last
