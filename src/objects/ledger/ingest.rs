@@ -30,12 +30,6 @@ struct SeenRow {
     seen_count: i64,
 }
 
-/// A message a callback named, and whether any of its events was new.
-struct Touched<'a> {
-    message_id: &'a str,
-    inserted: bool,
-}
-
 /// What storing one callback did: its reply, outbox rows and media jobs
 /// queued, and documents for live subscribers.
 type Stored = (IngestReply, u32, Vec<serde_json::Value>);
@@ -97,7 +91,8 @@ impl LedgerShard {
     /// SQLite's 2 MB string limit with large events (bench/README.md).
     fn store_batch(&self, batch: &IngestBatch) -> Result<Stored> {
         let mut reply = IngestReply::default();
-        let mut touched: Vec<Touched> = Vec::new();
+        // The messages the callback names, each once.
+        let mut touched: Vec<&str> = Vec::new();
         let now = batch.received_at_ms;
         let erased = self.erased_among(&batch.events, now)?;
         let mut media_jobs = 0;
@@ -122,10 +117,8 @@ impl LedgerShard {
             // Every message the callback names gets its derived state
             // checked, duplicates included: a message whose events exist
             // is always listed (see `refresh_rows`).
-            let inserted = decision == DedupDecision::Insert;
-            match touched.iter_mut().find(|t| t.message_id == ev.message_id) {
-                Some(t) => t.inserted |= inserted,
-                None => touched.push(Touched { message_id: &ev.message_id, inserted }),
+            if !touched.contains(&ev.message_id.as_str()) {
+                touched.push(&ev.message_id);
             }
             match decision {
                 DedupDecision::Insert => reply.stored += 1,
@@ -182,15 +175,14 @@ impl LedgerShard {
     /// Brings the list rows of these messages in line with all their
     /// events, and queues an outbox row (and a live document) for each
     /// recipient whose normalized status moved from what the rows said.
-    /// A message named only by duplicates has its rows compared first and
-    /// left alone if they agree, so a healthy duplicate costs reads only,
-    /// while one whose rows were lost (or never written) rebuilds them and
-    /// the forwards they imply. Runs in the ingest's transaction: events,
+    /// Every message's rows are compared with what its events say and left
+    /// alone if they agree, so a healthy duplicate costs reads only, while
+    /// one whose rows were lost (or never written) rebuilds them and the
+    /// forwards they imply. Runs in the ingest's transaction: events,
     /// rows and outbox commit together or not at all. Returns the outbox
     /// rows queued (at `now`) and the live documents.
-    fn refresh_rows(&self, touched: &[Touched], now: i64) -> Result<(u32, Vec<serde_json::Value>)> {
-        let ids: Vec<&str> = touched.iter().map(|t| t.message_id).collect();
-        let mut events = reads::events_of(&self.sql, &ids)?;
+    fn refresh_rows(&self, ids: &[&str], now: i64) -> Result<(u32, Vec<serde_json::Value>)> {
+        let mut events = reads::events_of(&self.sql, ids)?;
         // Changes feed the outbox and live subscribers.
         let want_changes = !self.targets.is_empty() || self.live.is_on();
         // The stored rows are read for every message: an update writes only
@@ -200,7 +192,7 @@ impl LedgerShard {
             .sql
             .exec(
                 &format!("SELECT {ROW_COLUMNS} FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))"),
-                vec![serde_json::to_string(&ids)?.into()],
+                vec![serde_json::to_string(ids)?.into()],
             )?
             .to_array()?;
         let mut previous: BTreeMap<String, Vec<ListRow>> = BTreeMap::new();
@@ -210,16 +202,16 @@ impl LedgerShard {
         }
         let mut queued = 0;
         let mut docs = Vec::new();
-        for t in touched {
+        for &message_id in ids {
             let records = MessageRecords {
-                events: events.remove(t.message_id).unwrap_or_default(),
+                events: events.remove(message_id).unwrap_or_default(),
                 conflicts: Vec::new(),
                 media: Vec::new(),
             };
             let first_received = records.events.iter().map(|e| e.received_at_ms).min().unwrap_or(0);
-            let Some(view) = project(t.message_id, &records) else { continue };
+            let Some(view) = project(message_id, &records) else { continue };
             let mut fresh = rows_for(&view, first_received);
-            let mut before = previous.remove(t.message_id).unwrap_or_default();
+            let mut before = previous.remove(message_id).unwrap_or_default();
             fresh.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
             before.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
             if fresh == before {
