@@ -108,11 +108,6 @@ pub(super) fn of_messages(sql: &SqlStorage, ids_json: &str) -> Result<BTreeMap<S
 }
 
 #[derive(Deserialize)]
-struct CountRow {
-    n: i64,
-}
-
-#[derive(Deserialize)]
 struct KeyRow {
     r2_key: String,
 }
@@ -320,17 +315,11 @@ impl Archiver {
         if next == MediaStatus::Pending {
             return Ok(0);
         }
-        let pending: Vec<CountRow> = self
-            .sql
-            .exec(
-                "SELECT COUNT(*) AS n FROM media WHERE message_id = ? AND status = ?",
-                vec![job.message_id.clone().into(), status(MediaStatus::Pending)],
-            )?
-            .to_array()?;
-        if pending.first().is_some_and(|p| p.n > 0) {
+        // The message's files: while any is pending, its forward waits.
+        let mut media: Vec<MediaRecord> = of_message(&self.sql, &job.message_id)?;
+        if media.iter().any(|m| MediaStatus::parse(&m.status) == Some(MediaStatus::Pending)) {
             return Ok(0);
         }
-        let mut media: Vec<MediaRecord> = of_message(&self.sql, &job.message_id)?;
         media.sort_by(|a, b| a.path.cmp(&b.path));
         let views: Vec<_> = media.iter().map(MediaRecord::view).collect();
         super::outbox::queue(&self.sql, &self.targets, &[media_change(&job.message_id, &views)], now)
