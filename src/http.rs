@@ -72,11 +72,15 @@ pub async fn read_bounded(req: &mut Request, limit: usize) -> std::result::Resul
 }
 
 pub fn json<T: Serialize>(body: &T) -> std::result::Result<Response, ApiError> {
-    let text = serde_json::to_string(body).map_err(|_| ApiError::Internal)?;
+    text(serde_json::to_string(body).map_err(|_| ApiError::Internal)?, "application/json")
+}
+
+/// A 200 with this body and `Content-Type`, never cached.
+pub fn text(body: String, content_type: &str) -> std::result::Result<Response, ApiError> {
     let headers = Headers::new();
-    let _ = headers.set("Content-Type", "application/json");
+    let _ = headers.set("Content-Type", content_type);
     let _ = headers.set("Cache-Control", "no-store");
-    Ok(Response::ok(text).map_err(|_| ApiError::Internal)?.with_headers(headers))
+    Ok(Response::ok(body).map_err(|_| ApiError::Internal)?.with_headers(headers))
 }
 
 pub fn error_response(e: &ApiError) -> Result<Response> {

@@ -7,7 +7,7 @@ use bw_ledger_core::metrics::{render, ShardMetrics};
 use bw_ledger_core::stats::{merge, window_start, OutcomeQuery};
 use bw_ledger_core::wire::{ledger, Empty};
 use bw_ledger_core::ApiError;
-use worker::{Env, Headers, Response};
+use worker::{Env, Response};
 
 use crate::clock::now_ms;
 use crate::config::{Config, FORWARD_TARGETS};
@@ -26,7 +26,7 @@ pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let targets = env.var(FORWARD_TARGETS).ok().map(|v| v.to_string());
     let targets: Vec<String> =
         parse_targets(targets.as_deref()).unwrap_or_default().into_iter().map(|t| t.id).collect();
-    text(render(&total, &targets), "text/plain; version=0.0.4; charset=utf-8")
+    http::text(render(&total, &targets), "text/plain; version=0.0.4; charset=utf-8")
 }
 
 /// `GET /stats/outcomes` (API token).
@@ -39,12 +39,5 @@ pub async fn outcomes(env: &Env, config: &Config) -> Result<Response, ApiError> 
 
 /// `GET /openapi.json` (no auth): the document, as written.
 pub fn openapi() -> Result<Response, ApiError> {
-    text(OPENAPI.to_owned(), "application/json")
-}
-
-fn text(body: String, content_type: &str) -> Result<Response, ApiError> {
-    let headers = Headers::new();
-    let _ = headers.set("Content-Type", content_type);
-    let _ = headers.set("Cache-Control", "no-store");
-    Ok(Response::ok(body).map_err(|_| ApiError::Internal)?.with_headers(headers))
+    http::text(OPENAPI.to_owned(), "application/json")
 }
