@@ -6,7 +6,7 @@ import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
-import { startWorker, API, SECRETS, getJson } from './harness.mjs';
+import { startWorker, API, SECRETS, getJson, postCallback, uniqueId } from './harness.mjs';
 import { startFakeBandwidth } from './fake-bandwidth.mjs';
 
 const ACCOUNT = '9900000';
@@ -236,6 +236,33 @@ test('limitTotalCount=false runs no count query and leaves totalCount out; true 
   assert.equal((await probe(q)).countQueries, before + 2 * shards, 'each counted list ran one count per shard');
   const bad = await getJson(w.url, `/api/v2/users/${ACCOUNT}/messages?limitTotalCount=maybe`);
   assert.equal(bad.status, 400);
+});
+
+test('a rare status is found through the partial status index; DELIVERED through the time order', async () => {
+  const rare = await probe('messageStatus=FAILED');
+  for (const lines of [rare.pagePlan, rare.countPlan]) {
+    assert.ok(lines.some((d) => /USING (COVERING )?INDEX rows_by_rare_status \(message_status=\?\)/.test(d)), JSON.stringify(lines));
+  }
+  const common = await probe('messageStatus=DELIVERED');
+  assert.ok(common.pagePlan.some((d) => d.includes('rows_by_time')), JSON.stringify(common.pagePlan));
+  for (const d of common.pagePlan) assert.doesNotMatch(d, /rows_by_rare_status|USE TEMP B-TREE/, d);
+  // Both answer what the rows hold: a failed and a delivered message, and
+  // whatever the sends above left (ACCEPTED, SENDING).
+  const time = '2026-11-20T10:00:00.000Z';
+  const outcome = (type, id, extra) => ({
+    type, time, description: type, to: '+15554440000', ...extra,
+    message: { id, owner: '+15553330003', applicationId: 'app', time, segmentCount: 1, direction: 'out', to: ['+15554440000'], from: '+15553330003', text: '' },
+  });
+  const ids = { FAILED: uniqueId('st-f'), DELIVERED: uniqueId('st-d') };
+  assert.equal((await postCallback(w.url, [outcome('message-failed', ids.FAILED, { errorCode: 4720 }), outcome('message-delivered', ids.DELIVERED)])).status, 200);
+  for (const status of ['FAILED', 'DELIVERED', 'ACCEPTED']) {
+    const r = await getJson(w.url, `/api/v2/users/${ACCOUNT}/messages?messageStatus=${status}&limit=1000`);
+    assert.equal(r.status, 200);
+    assert.ok(r.json.messages.length > 0, status);
+    assert.ok(r.json.messages.every((m) => m.messageStatus === status), status);
+    assert.equal(r.json.totalCount, r.json.messages.length, status);
+    if (ids[status]) assert.ok(r.json.messages.some((m) => m.messageId === ids[status]), status);
+  }
 });
 
 test('a number prefix is a range on an index, not a scan', async () => {

@@ -47,6 +47,14 @@ test('a ledger written by the older layout answers every read the same after the
     };
     assert.deepEqual((await sql("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")).map((r) => r.name),
       ['sqlite_autoindex_events_1']);
+    // The full status index gave way to the partial one, built over the old rows.
+    assert.deepEqual(
+      (await sql("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'message_rows' ORDER BY name")).map((r) => r.name),
+      ['rows_by_destination', 'rows_by_rare_status', 'rows_by_source', 'rows_by_time', 'sqlite_autoindex_message_rows_1']);
+    const [{ n: rare }] = await sql("SELECT COUNT(*) AS n FROM message_rows INDEXED BY rows_by_rare_status WHERE message_status NOT IN ('DELIVERED', 'RECEIVED')");
+    const [{ n: rareRows }] = await sql("SELECT COUNT(*) AS n FROM message_rows WHERE message_status NOT IN ('DELIVERED', 'RECEIVED')");
+    assert.ok(rare > 0);
+    assert.equal(rare, rareRows);
     const [{ n: events }] = await sql('SELECT COUNT(*) AS n FROM events');
     assert.equal(events, 10, 'the data set has 10 events (the conflict is kept aside)');
     // Metrics count the old events as stored.
