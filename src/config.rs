@@ -37,6 +37,8 @@ pub const RETENTION_DAYS: &str = "RETENTION_DAYS";
 pub const MEDIA_RETRY_BASE_MS: &str = "MEDIA_RETRY_BASE_MS";
 pub const MEDIA_RETRY_MAX_MS: &str = "MEDIA_RETRY_MAX_MS";
 pub const MEDIA_GIVE_UP_MS: &str = "MEDIA_GIVE_UP_MS";
+/// List rows a shard moves per alarm while it changes their table's layout.
+pub const MIGRATION_BATCH_ROWS: &str = "MIGRATION_BATCH_ROWS";
 /// The R2 bucket binding of the media archive.
 pub const MEDIA: &str = "MEDIA";
 /// The Durable Object namespace binding of the ledger shards.

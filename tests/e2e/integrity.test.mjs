@@ -150,10 +150,22 @@ test('a duplicate of a message whose list rows were lost rebuilds them, with its
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal(received.filter((r) => r.body.messageId === id).length, 2);
 
-  // A healthy duplicate writes nothing: the rows are compared, not rewritten.
-  const rowids = await shardSql(id, 'SELECT rowid FROM message_rows WHERE message_id = ? ORDER BY rowid', [id]);
-  assert.equal((await postCallback(w.url, [events[2]])).status, 200);
-  assert.deepEqual(await shardSql(id, 'SELECT rowid FROM message_rows WHERE message_id = ? ORDER BY rowid', [id]), rowids);
+  // A healthy duplicate writes nothing: the rows are compared, not
+  // rewritten. Triggers note any write to the list rows meanwhile.
+  await shardSql(id, 'CREATE TABLE row_writes (op TEXT)');
+  for (const op of ['INSERT', 'UPDATE', 'DELETE']) {
+    await shardSql(id, `CREATE TRIGGER watch_${op.toLowerCase()} AFTER ${op} ON message_rows BEGIN INSERT INTO row_writes VALUES ('${op}'); END`);
+  }
+  try {
+    assert.equal((await postCallback(w.url, [events[2]])).status, 200);
+    assert.deepEqual(await shardSql(id, 'SELECT op FROM row_writes'), []);
+    // The watch works: a real change is seen.
+    await shardSql(id, "UPDATE message_rows SET flags = flags WHERE message_id = ?", [id]);
+    assert.deepEqual(await shardSql(id, 'SELECT DISTINCT op FROM row_writes'), [{ op: 'UPDATE' }]);
+  } finally {
+    for (const op of ['insert', 'update', 'delete']) await shardSql(id, `DROP TRIGGER watch_${op}`);
+    await shardSql(id, 'DROP TABLE row_writes');
+  }
 });
 
 test('a lost forward is rebuilt by the next duplicate when the list row is stale', async () => {

@@ -241,11 +241,11 @@ test('limitTotalCount=false runs no count query and leaves totalCount out; true 
 test('a rare status is found through the partial status index; DELIVERED through the time order', async () => {
   const rare = await probe('messageStatus=FAILED');
   for (const lines of [rare.pagePlan, rare.countPlan]) {
-    assert.ok(lines.some((d) => /USING (COVERING )?INDEX rows_by_rare_status \(message_status=\?\)/.test(d)), JSON.stringify(lines));
+    assert.ok(lines.some((d) => /USING (COVERING )?INDEX list_by_rare_status \(message_status=\?\)/.test(d)), JSON.stringify(lines));
   }
   const common = await probe('messageStatus=DELIVERED');
-  assert.ok(common.pagePlan.some((d) => d.includes('rows_by_time')), JSON.stringify(common.pagePlan));
-  for (const d of common.pagePlan) assert.doesNotMatch(d, /rows_by_rare_status|USE TEMP B-TREE/, d);
+  assert.ok(common.pagePlan.some((d) => d.includes('list_by_time')), JSON.stringify(common.pagePlan));
+  for (const d of common.pagePlan) assert.doesNotMatch(d, /list_by_rare_status|USE TEMP B-TREE/, d);
   // Both answer what the rows hold: a failed and a delivered message, and
   // whatever the sends above left (ACCEPTED, SENDING).
   const time = '2026-11-20T10:00:00.000Z';
@@ -268,7 +268,7 @@ test('a rare status is found through the partial status index; DELIVERED through
 test('a number prefix is a range on an index, not a scan', async () => {
   for (const column of ['sourceTn', 'destinationTn']) {
     const plan = await probe(`${column}=%2B1555`);
-    const index = column === 'sourceTn' ? 'rows_by_source' : 'rows_by_destination';
+    const index = column === 'sourceTn' ? 'list_by_source' : 'list_by_destination';
     const col = column === 'sourceTn' ? 'source_tn' : 'destination_tn';
     for (const detail of [...plan.pagePlan, ...plan.countPlan]) assert.doesNotMatch(detail, /^SCAN message_rows$/, detail);
     const uses = (lines) => lines.some((d) => d.includes(`USING`) && d.includes(index) && d.includes(`${col}>? AND ${col}<?`));

@@ -26,12 +26,40 @@ function normalized(path, body, origin) {
   try { return drop(JSON.parse(text)); } catch { return text; }
 }
 
-test('a ledger written by the older layout answers every read the same after the upgrade, and keeps working', async () => {
+test('a ledger written by the older layout answers every read the same while and after its tables change, and keeps working', async () => {
   const answers = JSON.parse(readFileSync(join(FIXTURE, 'answers.json'), 'utf8'));
   const persistDir = join(mkdtempSync(join(tmpdir(), 'bw-ledger-upgrade-')), 'state');
   cpSync(join(FIXTURE, 'state'), persistDir, { recursive: true });
-  const w = await startWorker({ build: 'build-test', vars: VARS, persistDir });
+  // One list row per alarm, so the move takes several.
+  const vars = { ...VARS, MIGRATION_BATCH_ROWS: '1' };
+  let w = await startWorker({ build: 'build-test', vars, persistDir });
+  const sql = async (q, params = []) => {
+    const r = await fetch(`${w.url}/__test/shard-sql`, { method: 'POST', headers: API, body: JSON.stringify({ shard: 0, sql: q, params }) });
+    assert.equal(r.status, 200, await r.clone().text());
+    return (await r.json()).rows;
+  };
+  const readAll = async () => {
+    const got = {};
+    for (const path of READS) {
+      const r = await fetch(`${w.url}${path}`, { headers: API });
+      got[path] = { status: r.status, body: normalized(path, await r.text(), w.url) };
+    }
+    return got;
+  };
+  const tables = async () => (await sql("SELECT type, name FROM sqlite_master WHERE name LIKE 'message_rows%' ORDER BY name"))
+    .map((r) => `${r.type} ${r.name}`);
   try {
+    // The first request wakes the shard, which starts the move and arms its
+    // alarm; that request drops the alarm again, so the move stands still
+    // with no row moved until the restart below.
+    const drop = await fetch(`${w.url}/__test/drop-alarm`, { method: 'POST', headers: API, body: JSON.stringify({ messageId: 'up-sms-1' }) });
+    assert.equal(drop.status, 200, await drop.text());
+    assert.deepEqual(await tables(), ['view message_rows', 'trigger message_rows_delete', 'trigger message_rows_insert',
+      'trigger message_rows_update', 'table message_rows_v1', 'table message_rows_v2']);
+    const [{ n: rows }] = await sql('SELECT COUNT(*) AS n FROM message_rows_v1');
+    assert.equal(rows, 7, 'the data set has 7 list rows');
+
+    // Halfway: every read answers as the old build did.
     assert.deepEqual(Object.keys(answers), READS);
     for (const path of READS) {
       const r = await fetch(`${w.url}${path}`, { headers: API });
@@ -40,27 +68,16 @@ test('a ledger written by the older layout answers every read the same after the
       assert.deepEqual(normalized(path, body, w.url), normalized(path, answers[path].body, 'ORIGIN'), path);
     }
     // The old per-message index is gone, and the events are all there.
-    const sql = async (q) => {
-      const r = await fetch(`${w.url}/__test/shard-sql`, { method: 'POST', headers: API, body: JSON.stringify({ shard: 0, sql: q }) });
-      assert.equal(r.status, 200);
-      return (await r.json()).rows;
-    };
     assert.deepEqual((await sql("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")).map((r) => r.name),
       ['sqlite_autoindex_events_1']);
-    // The full status index gave way to the partial one, built over the old rows.
-    assert.deepEqual(
-      (await sql("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'message_rows' ORDER BY name")).map((r) => r.name),
-      ['rows_by_destination', 'rows_by_rare_status', 'rows_by_source', 'rows_by_time', 'sqlite_autoindex_message_rows_1']);
-    const [{ n: rare }] = await sql("SELECT COUNT(*) AS n FROM message_rows INDEXED BY rows_by_rare_status WHERE message_status NOT IN ('DELIVERED', 'RECEIVED')");
-    const [{ n: rareRows }] = await sql("SELECT COUNT(*) AS n FROM message_rows WHERE message_status NOT IN ('DELIVERED', 'RECEIVED')");
-    assert.ok(rare > 0);
-    assert.equal(rare, rareRows);
     const [{ n: events }] = await sql('SELECT COUNT(*) AS n FROM events');
     assert.equal(events, 10, 'the data set has 10 events (the conflict is kept aside)');
     // Metrics count the old events as stored.
     const metrics = await (await fetch(`${w.url}/metrics`, { headers: API })).text();
     assert.match(metrics, new RegExp(`^bw_ledger_events_total\\{result="stored"\\} ${events}$`, 'm'));
-    // An old message moves on: its list row is updated in place.
+
+    // Halfway, an old message moves on: its row goes to the new table, and
+    // is updated there.
     const read = {
       type: 'message-read', time: '2026-11-20T10:00:09.000Z', description: 'read', to: '+15552220001',
       message: { id: 'up-sms-1', owner: '+15551110000', applicationId: 'app', time: '2026-11-20T10:00:00.000Z', segmentCount: 1,
@@ -71,9 +88,39 @@ test('a ledger written by the older layout answers every read the same after the
     assert.equal(m.recipients[0].status, 'read');
     const listed = await (await fetch(`${w.url}/api/v2/users/${VARS.BW_ACCOUNT_ID}/messages?messageId=up-sms-1&include=content`, { headers: API })).json();
     assert.deepEqual(listed.messages.map((x) => [x.status, x.carrierName]), [['read', 'Example Mobile']]);
+    assert.deepEqual(await sql('SELECT message_id, state FROM message_rows_v2'), [{ message_id: 'up-sms-1', state: 'read' }]);
+    assert.deepEqual(await sql('SELECT COUNT(*) AS n FROM message_rows_v1'), [{ n: 6 }]);
     // A retried old callback is still a duplicate.
     const again = await postCallback(w.url, [JSON.parse(JSON.stringify(read))]);
     assert.deepEqual(await again.json(), { stored: 0, duplicates: 1, conflicts: 0, quarantined: 0 });
+    const halfway = await readAll();
+
+    // After a restart the woken shard finds its alarm gone and the move
+    // unfinished: it re-arms, and the alarm moves a row per wake.
+    await w.stop();
+    w = await startWorker({ build: 'build-test', vars, persistDir });
+    assert.equal((await fetch(`${w.url}/messages/up-in-1`, { headers: API })).status, 200);
+    const seen = new Set();
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
+      const t = await tables();
+      if (t.length === 1) break;
+      seen.add((await sql('SELECT COUNT(*) AS n FROM message_rows_v1'))[0].n);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.deepEqual(await tables(), ['table message_rows']);
+    assert.ok(seen.size >= 2, `the move took several alarms (old rows seen: ${[...seen]})`);
+    assert.match((await sql("SELECT sql FROM sqlite_master WHERE name = 'message_rows'"))[0].sql, /WITHOUT ROWID$/);
+    assert.deepEqual(
+      (await sql("SELECT name FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name = 'message_rows' ORDER BY name")).map((r) => r.name),
+      ['list_by_destination', 'list_by_rare_status', 'list_by_source', 'list_by_time']);
+    assert.deepEqual(await sql('SELECT COUNT(*) AS n FROM message_rows'), [{ n: 7 }]);
+    // The move changed no answer.
+    assert.deepEqual(await readAll(), halfway);
+    // And the shard goes on: a new message, then the old one's duplicate.
+    const fresh = { ...read, type: 'message-delivered', description: 'ok', message: { ...read.message, id: 'up-new-1' } };
+    assert.equal((await postCallback(w.url, [fresh])).status, 200);
+    assert.equal((await (await fetch(`${w.url}/messages/up-new-1`, { headers: API })).json()).recipients[0].status, 'delivered');
+    assert.deepEqual(await (await postCallback(w.url, [read])).json(), { stored: 0, duplicates: 1, conflicts: 0, quarantined: 0 });
   } finally {
     await w.stop();
   }

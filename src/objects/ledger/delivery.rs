@@ -198,7 +198,7 @@ impl Deliveries {
 
     /// When this object next has work: the earliest deliverable row or media
     /// attempt, the earliest finished row's pruning time, or now while a
-    /// sweep or R2 deletions are pending.
+    /// sweep, R2 deletions or moving list rows (`list_rows`) are pending.
     fn next_action(&self) -> Result<Option<i64>> {
         let head: Vec<NextRow> = self
             .sql
@@ -216,11 +216,18 @@ impl Deliveries {
         if let Some(at) = media.first().and_then(|n| n.next) {
             next = Some(next.map_or(at, |n: i64| n.min(at)));
         }
-        // A retention sweep left to the alarm, and files to delete from R2,
-        // are work due now.
+        // A retention sweep left to the alarm, files to delete from R2, and
+        // list rows still to move are work due now.
         let sweeping: Vec<NextRow> = self
             .sql
-            .exec("SELECT 0 AS next FROM sweep UNION ALL SELECT 0 FROM (SELECT 1 FROM media_trash LIMIT 1)", None)?
+            .exec(
+                &format!(
+                    "SELECT 0 AS next FROM sweep UNION ALL SELECT 0 FROM (SELECT 1 FROM media_trash LIMIT 1)
+                     UNION ALL {}",
+                    super::list_rows::MOVE_PENDING
+                ),
+                None,
+            )?
             .to_array()?;
         if !sweeping.is_empty() {
             next = Some(next.map_or(now_ms(), |n: i64| n.min(now_ms())));

@@ -10,7 +10,8 @@
 //!
 //! This file is the table of contents: the object, its methods
 //! (`bw_ledger_core::wire::ledger`) and its alarm.
-//! - `schema`: tables and indexes;
+//! - `schema`: tables and indexes; `list_rows`: the list rows' table, and
+//!   moving an older layout's rows into it;
 //! - `ingest`: the write path;
 //! - `reads`: messages, list pages, the quarantine;
 //! - `delivery`: delivering and pruning the outbox (the alarm's work);
@@ -24,6 +25,7 @@
 mod delivery;
 mod ingest;
 mod lifecycle;
+mod list_rows;
 mod media;
 mod metrics;
 mod outbox;
@@ -42,7 +44,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlS
 use crate::clock::now_ms;
 use crate::config::{
     Config, FORWARD_GIVE_UP_MS, FORWARD_KEEP_DELIVERED_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS,
-    FORWARD_TARGETS, MEDIA_GIVE_UP_MS, MEDIA_RETRY_BASE_MS, MEDIA_RETRY_MAX_MS,
+    FORWARD_TARGETS, MEDIA_GIVE_UP_MS, MEDIA_RETRY_BASE_MS, MEDIA_RETRY_MAX_MS, MIGRATION_BATCH_ROWS,
 };
 use crate::object_call::{reply, request};
 use crate::objects::live_hub::LiveSwitch;
@@ -60,6 +62,10 @@ pub struct LedgerShard {
     /// Every write a request makes runs in one of these: all or nothing.
     txn: Transactions,
     schema_ready: Cell<bool>,
+    /// Whether list rows of an older layout are still to move, and how
+    /// many the alarm moves per wake (`list_rows`).
+    rows_moving: Cell<bool>,
+    move_batch: i64,
     /// Whether live subscribers may be listening; starts true, cleared when
     /// the hub reports none, set again by the hub's `LiveOn`.
     live: Rc<LiveSwitch>,
@@ -108,6 +114,10 @@ impl DurableObject for LedgerShard {
             var(MEDIA_GIVE_UP_MS).as_deref(),
         );
         let api_base: Rc<str> = Config::from_env(&env).api_base().into();
+        let move_batch = var(MIGRATION_BATCH_ROWS)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(list_rows::DEFAULT_MOVE_BATCH);
         let txn = match Transactions::of(&state) {
             Ok(txn) => txn,
             // The runtime gives every object its storage; `State::storage`
@@ -121,6 +131,8 @@ impl DurableObject for LedgerShard {
             state,
             env,
             schema_ready: Cell::new(false),
+            rows_moving: Cell::new(false),
+            move_batch,
             live: LiveSwitch::new(),
             targets: Rc::new(targets),
             schedule,
@@ -152,7 +164,11 @@ impl DurableObject for LedgerShard {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        self.ensure_schema()?;
+        if self.ensure_schema()? {
+            // Rows of an older layout to move: the alarm does it, a batch
+            // per wake, between requests.
+            self.deliveries().reschedule(false).await?;
+        }
         let path = req.path();
         #[cfg(feature = "test-hooks")]
         if path != crate::test_hooks::ShardProbe::PATH {
@@ -291,6 +307,11 @@ impl DurableObject for LedgerShard {
             let batch = SweepRequest { cutoff_ms, now_ms: now, limit: BATCH, continue_by_alarm: true };
             self.txn.atomically(|| self.sweep(&batch))?;
         }
+        // Likewise a change of the list rows' layout: one batch per wake.
+        if self.rows_moving.get() {
+            let more = self.txn.atomically(|| list_rows::move_batch(&self.sql, self.move_batch))?;
+            self.rows_moving.set(more);
+        }
         deliveries.reschedule(true).await?;
         Response::ok("")
     }
@@ -319,11 +340,15 @@ impl LedgerShard {
         Ok(())
     }
 
-    fn ensure_schema(&self) -> Result<()> {
-        if !self.schema_ready.get() {
-            schema::ensure(&self.sql)?;
-            self.schema_ready.set(true);
+    /// Applies the schema once per instance; true the first time if list
+    /// rows of an older layout are still to move.
+    fn ensure_schema(&self) -> Result<bool> {
+        if self.schema_ready.get() {
+            return Ok(false);
         }
-        Ok(())
+        let moving = schema::ensure(&self.sql, &self.txn)? == list_rows::Layout::Moving;
+        self.rows_moving.set(moving);
+        self.schema_ready.set(true);
+        Ok(moving)
     }
 }

@@ -1,7 +1,9 @@
 //! A ledger shard's tables and indexes, created on first use.
 
-use bw_ledger_core::list::RARE_STATUS;
 use worker::{Result, SqlStorage};
+
+use super::list_rows::{self, Layout};
+use crate::objects::transaction::Transactions;
 
 /// Schema, applied idempotently on first use. Changing a table is a
 /// migration: add statements, never edit these.
@@ -44,36 +46,6 @@ const SCHEMA: &[&str] = &[
         created_ms INTEGER NOT NULL,
         response TEXT)",
     "CREATE INDEX IF NOT EXISTS idempotency_by_created ON idempotency (created_ms)",
-    // One row per (message, recipient): the List Messages projection, kept
-    // current in the same transaction as the events it derives from.
-    "CREATE TABLE IF NOT EXISTS message_rows (
-        message_id TEXT NOT NULL,
-        destination_tn TEXT NOT NULL,
-        source_tn TEXT NOT NULL,
-        message_status TEXT NOT NULL,
-        message_direction TEXT NOT NULL,
-        message_type TEXT NOT NULL,
-        segment_count INTEGER NOT NULL,
-        error_code INTEGER NOT NULL,
-        receive_time_ms INTEGER NOT NULL,
-        carrier_name TEXT,
-        message_length INTEGER NOT NULL,
-        attachment_count INTEGER NOT NULL,
-        recipient_count INTEGER NOT NULL,
-        text TEXT,
-        media TEXT NOT NULL,
-        state TEXT NOT NULL,
-        flags TEXT NOT NULL,
-        PRIMARY KEY (message_id, destination_tn))",
-    "CREATE INDEX IF NOT EXISTS rows_by_time ON message_rows (receive_time_ms, message_id, destination_tn)",
-    "CREATE INDEX IF NOT EXISTS rows_by_source ON message_rows (source_tn, receive_time_ms)",
-    "CREATE INDEX IF NOT EXISTS rows_by_destination ON message_rows (destination_tn, receive_time_ms)",
-    // Status filters: DELIVERED and RECEIVED rows, the bulk of a ledger,
-    // are left out of the index (`list::RARE_STATUS`): a row's last status
-    // change (to DELIVERED) then writes no index entry, and an inbound row
-    // none at all. A filter on those two walks `rows_by_time` instead, where
-    // nearly every row matches.
-    "DROP INDEX IF EXISTS rows_by_status",
     // The transactional outbox: one row per (target, change), written in the
     // same synchronous section as the event that caused it.
     "CREATE TABLE IF NOT EXISTS outbox (
@@ -138,17 +110,12 @@ const SCHEMA: &[&str] = &[
         cutoff_ms INTEGER)",
 ];
 
-/// Applies the schema; every statement is idempotent.
-pub fn ensure(sql: &SqlStorage) -> Result<()> {
+/// Applies the schema; every statement is idempotent. Then the list rows'
+/// table (`list_rows`), which a shard of an older build moves to the
+/// current layout: says where that stands.
+pub fn ensure(sql: &SqlStorage, txn: &Transactions) -> Result<Layout> {
     for stmt in SCHEMA {
         sql.exec(stmt, None)?;
     }
-    sql.exec(
-        &format!(
-            "CREATE INDEX IF NOT EXISTS rows_by_rare_status ON message_rows (message_status, receive_time_ms)
-             WHERE {RARE_STATUS}"
-        ),
-        None,
-    )?;
-    Ok(())
+    list_rows::ensure(sql, txn)
 }
