@@ -112,7 +112,7 @@ test('a ledger written by the older layout answers every read the same while and
     assert.match((await sql("SELECT sql FROM sqlite_master WHERE name = 'message_rows'"))[0].sql, /WITHOUT ROWID$/);
     assert.deepEqual(
       (await sql("SELECT name FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name = 'message_rows' ORDER BY name")).map((r) => r.name),
-      ['list_by_destination', 'list_by_rare_status', 'list_by_source', 'list_by_time']);
+      ['list_by_destination', 'list_by_source', 'list_by_status', 'list_by_time']);
     assert.deepEqual(await sql('SELECT COUNT(*) AS n FROM message_rows'), [{ n: 7 }]);
     // The move changed no answer.
     assert.deepEqual(await readAll(), halfway);

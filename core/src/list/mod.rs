@@ -26,7 +26,7 @@ mod columns;
 mod plan;
 mod query;
 pub use columns::ColumnValue;
-pub use plan::{count_plan, page_plan, total_count, SqlPlan, RARE_STATUS, ROW_COLUMNS};
+pub use plan::{count_plan, page_plan, total_count, SqlPlan, ROW_COLUMNS};
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;

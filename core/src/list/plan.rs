@@ -15,15 +15,6 @@ pub const ROW_COLUMNS: &str = "message_id, destination_tn, source_tn, message_st
 segment_count, error_code, receive_time_ms, carrier_name, message_length, attachment_count, recipient_count, text, media, \
 state, flags";
 
-/// The statuses most rows end in, left out of the status index: the last
-/// change of an outbound row (to DELIVERED) then writes no index entry,
-/// and an inbound row (RECEIVED) never has one.
-const COMMON_STATUSES: [&str; 2] = ["DELIVERED", "RECEIVED"];
-
-/// The condition of the status index (`rows_by_rare_status`), which every
-/// query on another status repeats (see `where_clause`).
-pub const RARE_STATUS: &str = "message_status NOT IN ('DELIVERED', 'RECEIVED')";
-
 fn where_clause(f: &Filters) -> (String, Vec<SqlParam>) {
     let mut conds: Vec<String> = Vec::new();
     let mut params = Vec::new();
@@ -36,11 +27,6 @@ fn where_clause(f: &Filters) -> (String, Vec<SqlParam>) {
     }
     if let Some(v) = &f.message_status {
         eq("message_status", SqlParam::Text(v.clone()), &mut conds);
-        // SQLite uses a partial index only when the query repeats its
-        // condition word for word; a bound value proves nothing.
-        if !COMMON_STATUSES.contains(&v.as_str()) {
-            conds.push(RARE_STATUS.to_owned());
-        }
     }
     if let Some(v) = &f.message_direction {
         eq("message_direction", SqlParam::Text(v.clone()), &mut conds);
