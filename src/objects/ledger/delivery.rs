@@ -224,7 +224,7 @@ impl Deliveries {
                 &format!(
                     "SELECT 0 AS next FROM sweep UNION ALL SELECT 0 FROM (SELECT 1 FROM media_trash LIMIT 1)
                      UNION ALL {}",
-                    super::list_rows::MOVE_PENDING
+                    super::list_rows::move_pending()
                 ),
                 None,
             )?

@@ -167,5 +167,8 @@ pub fn move_batch(sql: &SqlStorage, batch: i64) -> Result<bool> {
     Ok(false)
 }
 
-/// The query that finds a move still to make (for the alarm's schedule).
-pub const MOVE_PENDING: &str = "SELECT 0 AS next FROM sqlite_master WHERE name = 'message_rows_v1'";
+/// A query with a row (`next`: 0) while a move is still to make, for the
+/// alarm's schedule.
+pub fn move_pending() -> String {
+    format!("SELECT 0 AS next FROM sqlite_master WHERE name = '{OLD}'")
+}
