@@ -8,7 +8,9 @@ use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
-use bw_ledger_core::media::{redirect_target, same_origin, Attempt, FETCH_TIMEOUT_MS, MAX_MEDIA_BYTES, MAX_REDIRECTS};
+use bw_ledger_core::media::{
+    redirect_target, Attempt, CredentialChain, FETCH_TIMEOUT_MS, MAX_MEDIA_BYTES, MAX_REDIRECTS,
+};
 use bw_ledger_core::oauth::{basic_header, CachedToken, TokenOutcome, UpstreamAuth, TOKEN_REQUEST_BODY};
 use bw_ledger_core::wire::token_broker::{self, TokenRequest};
 use bw_ledger_core::ApiError;
@@ -174,18 +176,19 @@ pub async fn get_limited(
 }
 
 /// Fetches a media file for the archive (`objects::ledger::media`),
-/// following redirects by hand: Bandwidth's credentials go only to
-/// `api_base`'s origin, never to where it redirects. `Err` is the attempt's
-/// outcome: retry, or fail for good (over the size limit).
+/// following redirects by hand. Bandwidth's credentials go only to the hops
+/// `chain` allows: a callback's file in the account's media, never a send's,
+/// and never again once the chain has left Bandwidth's origin. `Err` is the
+/// attempt's outcome: retry, or fail for good (over the size limit).
 pub async fn download_media(
     env: &Env,
-    api_base: &str,
+    mut chain: CredentialChain<'_>,
     source: &str,
 ) -> std::result::Result<(Vec<u8>, Option<String>), Attempt> {
     let config = Config::from_env(env);
     let mut url = source.to_owned();
     for _ in 0..=MAX_REDIRECTS {
-        let credentials = if same_origin(&url, api_base) {
+        let credentials = if chain.hop(&url) {
             let auth = config
                 .upstream_auth()
                 .map_err(|_| Attempt::Retry("no Bandwidth credentials are configured for Bandwidth's media".into()))?;

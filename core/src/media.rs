@@ -130,6 +130,75 @@ pub fn name_of(url: &str, api_base: &str) -> Result<MediaName, String> {
     Ok(MediaName { path: name.trim_end_matches('/').to_owned() })
 }
 
+/// The lane of inbound media: the files of Bandwidth's own callbacks, which
+/// never wait behind media named by sends.
+pub const INBOUND_LANE: &str = "in";
+
+/// The lane a job waits in for a connection: [`INBOUND_LANE`] for the media
+/// of an authenticated callback; `out:{origin}` for media a send named, one
+/// lane per origin, so one slow or dead host holds up only its own files.
+pub fn lane_of(kind: &str, url: &str) -> String {
+    if kind != ACCEPTED_TYPE {
+        return INBOUND_LANE.to_owned();
+    }
+    let origin = Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+    format!("out:{origin}")
+}
+
+/// Where Bandwidth's credentials may go: the configured account's media
+/// under `BANDWIDTH_API_BASE` (`{base}/users/{account}/media/`), and only
+/// for files that arrived in an authenticated Bandwidth callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialScope {
+    base: String,
+    prefix: String,
+}
+
+impl CredentialScope {
+    /// `None` when no account is configured: then no media gets credentials.
+    pub fn new(api_base: &str, account_id: Option<&str>) -> Option<Self> {
+        let account = account_id.map(str::trim).filter(|a| !a.is_empty())?;
+        let base = Url::parse(api_base).ok()?;
+        let path = base.path().trim_end_matches('/');
+        let prefix = format!("{path}/users/{}/media/", percent_encode(account));
+        Some(Self { base: api_base.to_owned(), prefix })
+    }
+
+    /// Whether `url` is one of the account's media files. The path is
+    /// compared after URL parsing has resolved dot segments (`%2e%2e` too).
+    pub fn covers(&self, url: &str) -> bool {
+        same_origin(url, &self.base)
+            && Url::parse(url).is_ok_and(|u| {
+                u.username().is_empty() && u.path().starts_with(&self.prefix) && u.path().len() > self.prefix.len()
+            })
+    }
+}
+
+/// Which hops of one download may carry Bandwidth's credentials: none of a
+/// send's media; for a callback's media, hops inside the [`CredentialScope`]
+/// until the chain has once left Bandwidth's origin, after which no hop
+/// gets them back.
+#[derive(Debug, Clone)]
+pub struct CredentialChain<'a> {
+    scope: Option<&'a CredentialScope>,
+}
+
+impl<'a> CredentialChain<'a> {
+    pub fn new(from_callback: bool, scope: Option<&'a CredentialScope>) -> Self {
+        Self { scope: scope.filter(|_| from_callback) }
+    }
+
+    /// Whether the request to `url`, the chain's next hop, carries them.
+    pub fn hop(&mut self, url: &str) -> bool {
+        let Some(scope) = self.scope else { return false };
+        if !same_origin(url, &scope.base) {
+            self.scope = None;
+            return false;
+        }
+        scope.covers(url)
+    }
+}
+
 /// Whether `url` is on `base`'s origin (scheme, host and port), the only
 /// place Bandwidth's credentials may be sent.
 pub fn same_origin(url: &str, base: &str) -> bool {
@@ -186,6 +255,14 @@ pub fn content_type(header: Option<&str>, path: &str) -> String {
         _ => "application/octet-stream",
     }
     .to_owned()
+}
+
+/// Whether a stored type is a raster image, the only kind shown inline
+/// (an `<img>` in the console). Everything else, SVG included, can carry
+/// script or markup, and goes out as an attachment.
+pub fn is_raster(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    matches!(essence.as_str(), "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/bmp")
 }
 
 /// What one attempt came to.

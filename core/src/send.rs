@@ -13,6 +13,10 @@ use crate::time::parse_rfc3339_ms;
 pub const MAX_RECIPIENTS: usize = 10;
 pub const MAX_TEXT_CHARS: usize = 2048;
 pub const MAX_MEDIA_URL_CHARS: usize = 4096;
+/// Media URLs per send: Bandwidth's MMS carries a few files, and each URL
+/// is a download the media archive makes, so a lifted key cannot queue
+/// thousands of them.
+pub const MAX_MEDIA_PER_SEND: usize = 10;
 pub const MAX_TAG_CHARS: usize = 1024;
 pub const MAX_SENDER_ID_CHARS: usize = 11;
 /// Largest send body accepted; Bandwidth's own bodies are a few KiB.
@@ -42,6 +46,7 @@ pub fn is_sender_id(s: &str) -> bool {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidSend {
+    pub application_id: String,
     pub from: String,
     pub to: Vec<String>,
     /// The body to forward: only Bandwidth's fields, `applicationId` filled.
@@ -144,6 +149,10 @@ pub fn validate_send(
     let mut media = Vec::new();
     match get("media") {
         None => {}
+        Some(Value::Array(items)) if items.len() > MAX_MEDIA_PER_SEND => errors.push(err(
+            "media",
+            &format!("At most {MAX_MEDIA_PER_SEND} media URLs are allowed; got {}.", items.len()),
+        )),
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 match item.as_str() {
@@ -200,8 +209,11 @@ pub fn validate_send(
         }
     }
 
-    match (errors.is_empty(), from) {
-        (true, Some(from)) => Ok(ValidSend { from, to, body: Value::Object(out) }),
+    let application_id = out.get("applicationId").and_then(Value::as_str).map(str::to_owned);
+    match (errors.is_empty(), from, application_id) {
+        (true, Some(from), Some(application_id)) => {
+            Ok(ValidSend { application_id, from, to, body: Value::Object(out) })
+        }
         _ => Err(errors),
     }
 }

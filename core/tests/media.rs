@@ -195,3 +195,58 @@ fn media_paths_route_to_the_archive() {
     assert_eq!(resolve("POST", "/media/m1/bw/a.png").unwrap_err().status(), 405);
     assert_eq!(resolve("GET", "/media/m1").unwrap_err().status(), 404);
 }
+
+#[test]
+fn credentials_go_only_to_the_accounts_media_from_a_callback() {
+    let scope = CredentialScope::new(BASE, Some("9900000")).unwrap();
+    let file = "https://messaging.bandwidth.com/api/v2/users/9900000/media/abc/0/a.png";
+    assert!(scope.covers(file));
+    // Another account's media, any other API path, a look-alike host, a
+    // dot segment climbing out of the media path, userinfo: none.
+    for url in [
+        "https://messaging.bandwidth.com/api/v2/users/1234567/media/abc.png",
+        "https://messaging.bandwidth.com/api/v2/users/9900000/messages",
+        "https://messaging.bandwidth.com/api/v2/users/9900000/media/",
+        "https://messaging.bandwidth.com/api/v2/users/9900000/media/../messages",
+        "https://messaging.bandwidth.com/api/v2/users/9900000/media/%2e%2e/messages",
+        "https://messaging.bandwidth.com.evil.example/api/v2/users/9900000/media/a.png",
+        "https://x@messaging.bandwidth.com/api/v2/users/9900000/media/a.png",
+        "http://messaging.bandwidth.com/api/v2/users/9900000/media/a.png",
+    ] {
+        assert!(!scope.covers(url), "{url}");
+    }
+    assert!(CredentialScope::new(BASE, None).is_none(), "no account configured: no credentials at all");
+
+    // A send's media never gets them, even on Bandwidth's own media path.
+    assert!(!CredentialChain::new(false, Some(&scope)).hop(file));
+    // A callback's: while the chain stays on Bandwidth's origin.
+    let mut chain = CredentialChain::new(true, Some(&scope));
+    assert!(chain.hop(file));
+    assert!(!chain.hop("https://cdn.example.com/a.png"));
+    assert!(!chain.hop(file), "once the chain left Bandwidth's origin, no hop gets them back");
+    // A redirect from another origin back to Bandwidth's gets none either.
+    let mut chain = CredentialChain::new(true, Some(&scope));
+    assert!(!chain.hop("https://cdn.example.com/start.png"));
+    assert!(!chain.hop(file));
+}
+
+#[test]
+fn inbound_media_has_its_own_lane_and_sends_get_one_per_origin() {
+    assert_eq!(lane_of("message-received", "https://messaging.bandwidth.com/x"), INBOUND_LANE);
+    assert_eq!(lane_of("message-accepted", "https://cdn.example.com/a.png"), "out:https://cdn.example.com");
+    assert_eq!(lane_of("message-accepted", "http://127.0.0.1:81/a.png?x"), "out:http://127.0.0.1:81");
+    assert_ne!(
+        lane_of("message-accepted", "https://a.example/x"),
+        lane_of("message-accepted", "https://b.example/x")
+    );
+}
+
+#[test]
+fn only_raster_images_are_shown_inline() {
+    for t in ["image/png", "image/jpeg", "IMAGE/GIF", "image/webp; charset=x", "image/bmp"] {
+        assert!(is_raster(t), "{t}");
+    }
+    for t in ["image/svg+xml", "text/html", "application/smil", "application/pdf", "", "image/png-but-not"] {
+        assert!(!is_raster(t), "{t}");
+    }
+}

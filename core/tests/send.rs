@@ -120,6 +120,14 @@ fn text_or_media_and_their_limits() {
     m["media"] = json!(["ftp://example.com/x", 3]);
     assert_eq!(fields(m.clone()), ["media[0]", "media[1]"]);
     m["media"] = json!("https://example.com/x");
+    assert_eq!(fields(m.clone()), ["media"]);
+
+    // At most 10 media URLs: each is a download the archive makes.
+    let ten: Vec<String> = (0..10).map(|i| format!("https://example.com/{i}.png")).collect();
+    m["media"] = json!(ten);
+    assert!(check(m.clone()).is_ok());
+    let eleven: Vec<String> = (0..11).map(|i| format!("https://example.com/{i}.png")).collect();
+    m["media"] = json!(eleven);
     assert_eq!(fields(m), ["media"]);
 }
 

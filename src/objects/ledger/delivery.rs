@@ -65,6 +65,10 @@ impl InFlight {
     pub fn of(&self, lane: &str) -> u32 {
         self.0.borrow().get(lane).copied().unwrap_or(0)
     }
+    /// In flight in every lane whose name starts with `prefix`.
+    pub fn of_prefix(&self, prefix: &str) -> u32 {
+        self.0.borrow().iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, n)| n).sum()
+    }
     pub fn start(&self, lane: &str) {
         *self.0.borrow_mut().entry(lane.to_owned()).or_default() += 1;
     }

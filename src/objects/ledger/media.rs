@@ -3,12 +3,19 @@
 //! Ingest queues one job per media URL of a new inbound message or accepted
 //! send, in the commit that stores the event (`queue_media`). The alarm
 //! leases due jobs and runs them off every ack path (`Archiver`): each is
-//! fetched (Bandwidth's credentials only on Bandwidth's origin), stored in
+//! fetched (Bandwidth's credentials only for a callback's file in the
+//! account's media, `CredentialChain`), stored in
 //! the R2 bucket `MEDIA` with its type, size and SHA-256, and recorded. When
 //! the last file of a message is settled, the `message.media` forward is
 //! queued in the same transaction. Leases work as the outbox's do: a job
 //! whose attempt died with its object is tried again when its lease ends,
 //! and a file already in R2 is recorded from R2 without fetching it again.
+//!
+//! Jobs wait in lanes (`media::lane_of`): the files of Bandwidth's callbacks
+//! in their own, leased before forwarding and before any send's media, so
+//! no send can delay them; a send's files in one lane per origin, at most
+//! one attempt per origin at a time, so a host that never answers holds
+//! one connection and only its own files.
 //!
 //! Deleting a message (retention, erasure) moves its R2 keys to
 //! `media_trash` in the same transaction; `empty_trash` deletes the objects
@@ -20,8 +27,8 @@ use std::rc::Rc;
 use bw_ledger_core::forward::{ForwardTarget, Schedule};
 use bw_ledger_core::identity::sha256_hex;
 use bw_ledger_core::media::{
-    content_type, media_change, name_of, next_state, object_key, urls_to_archive, Attempt, MediaRecord, MediaStatus,
-    FETCH_TIMEOUT_MS,
+    content_type, lane_of, media_change, name_of, next_state, object_key, urls_to_archive, Attempt, CredentialScope,
+    CredentialChain, MediaRecord, MediaStatus, FETCH_TIMEOUT_MS, INBOUND_LANE,
 };
 use bw_ledger_core::wire::EventRecord;
 use serde::Deserialize;
@@ -35,12 +42,16 @@ use crate::upstream::download_media;
 use super::delivery::{Deliveries, InFlight};
 use super::LedgerShard;
 
-/// The in-flight lane of media fetches (not a target id: targets cannot
-/// hold a NUL).
-const LANE: &str = "\u{0}media";
-/// Media fetches in flight from one object at once, out of its six
+/// The in-flight counters of media fetches start with this (not a target
+/// id: targets cannot hold a NUL), followed by the job's lane.
+const IN_FLIGHT_PREFIX: &str = "\u{0}media:";
+/// Inbound fetches in flight from one object at once, out of its six
 /// connections, so forwarding always has connections left.
-const MAX_IN_FLIGHT: u32 = 2;
+const MAX_INBOUND_IN_FLIGHT: u32 = 2;
+/// Fetches of sends' media in flight at once, one per origin at most.
+const MAX_SENT_IN_FLIGHT: u32 = 2;
+/// Due lanes of sends' media looked at per alarm round.
+const SENT_LANES_WINDOW: i64 = 64;
 /// A started attempt holds its job this long past the fetch timeout.
 const LEASE_SLACK_MS: i64 = 10_000;
 /// R2 keys deleted per round.
@@ -57,6 +68,22 @@ pub struct MediaJob {
     source_url: String,
     attempts: i64,
     window_start_ms: i64,
+    lane: String,
+}
+
+impl MediaJob {
+    fn in_flight_key(&self) -> String {
+        format!("{IN_FLIGHT_PREFIX}{}", self.lane)
+    }
+}
+
+/// Which due jobs an alarm round leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lanes {
+    /// The files of Bandwidth's callbacks (leased first).
+    Inbound,
+    /// The files sends named, one per origin.
+    Sent,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +135,43 @@ pub(super) fn of_messages(sql: &SqlStorage, ids_json: &str) -> Result<BTreeMap<S
 }
 
 #[derive(Deserialize)]
+struct TableSql {
+    sql: String,
+}
+
+/// Gives the media table its `lane` column (shards of builds before lanes).
+/// Pending jobs of messages that came in a callback (`message-received`)
+/// join the inbound lane; every other pending job stays in a send's lane,
+/// fetched without credentials. Settled jobs never run again.
+pub(super) fn ensure_lanes(sql: &SqlStorage) -> Result<()> {
+    let table: Vec<TableSql> =
+        sql.exec("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'media'", None)?.to_array()?;
+    if table.first().is_none_or(|t| t.sql.contains(" lane ")) {
+        return Ok(());
+    }
+    sql.exec("ALTER TABLE media ADD COLUMN lane TEXT NOT NULL DEFAULT 'out:'", None)?;
+    let pending: Vec<IdRow> = sql
+        .exec("SELECT DISTINCT message_id FROM media WHERE status = ?", vec![status(MediaStatus::Pending)])?
+        .to_array()?;
+    let ids: Vec<String> = pending.into_iter().map(|r| r.message_id).collect();
+    let inbound: Vec<String> = super::reads::events_of(sql, &ids)?
+        .into_iter()
+        .filter(|(_, events)| events.iter().any(|e| e.record.kind == "message-received"))
+        .map(|(id, _)| id)
+        .collect();
+    sql.exec(
+        "UPDATE media SET lane = ? WHERE status = ? AND message_id IN (SELECT value FROM json_each(?))",
+        vec![INBOUND_LANE.into(), status(MediaStatus::Pending), serde_json::to_string(&inbound)?.into()],
+    )?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct IdRow {
+    message_id: String,
+}
+
+#[derive(Deserialize)]
 struct KeyRow {
     r2_key: String,
 }
@@ -124,10 +188,11 @@ impl LedgerShard {
                 Ok(name) => (name.path, MediaStatus::Pending, None),
                 Err(why) => (format!("invalid/{}", &sha256_hex(url.as_bytes())[..16]), MediaStatus::Failed, Some(why)),
             };
+            let lane = lane_of(&ev.kind, &url);
             let written = self.sql.exec(
                 "INSERT INTO media (message_id, path, source_url, status, attempts, window_start_ms, next_attempt_ms,
-                   last_error)
-                 VALUES (?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
+                   last_error, lane)
+                 VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 vec![
                     ev.message_id.clone().into(),
                     path.into(),
@@ -136,6 +201,7 @@ impl LedgerShard {
                     now.into(),
                     now.into(),
                     error.into(),
+                    lane.into(),
                 ],
             )?;
             if written.rows_written() > 0 && state == MediaStatus::Pending {
@@ -153,7 +219,7 @@ impl LedgerShard {
             in_flight: self.in_flight.clone(),
             schedule: self.media_schedule,
             targets: self.targets.clone(),
-            api_base: self.api_base.clone(),
+            scope: self.media_scope.clone(),
         }
     }
 }
@@ -167,31 +233,59 @@ pub struct Archiver {
     in_flight: Rc<InFlight>,
     schedule: Schedule,
     targets: Rc<Vec<ForwardTarget>>,
-    api_base: Rc<str>,
+    /// Where Bandwidth's credentials may go; `None`: nowhere.
+    scope: Option<Rc<CredentialScope>>,
 }
 
 impl Archiver {
-    /// Due jobs, as many as the lane allows, each leased for one attempt.
-    pub fn lease_due(&self, now: i64) -> Result<Vec<MediaJob>> {
-        let free = MAX_IN_FLIGHT.saturating_sub(self.in_flight.of(LANE)).min(self.in_flight.free());
-        if free == 0 {
-            return Ok(Vec::new());
-        }
-        let due: Vec<MediaJob> = self
-            .sql
-            .exec(
-                "SELECT message_id, path, source_url, attempts, window_start_ms FROM media
-                 WHERE status = ? AND next_attempt_ms <= ? ORDER BY next_attempt_ms LIMIT ?",
-                vec![status(MediaStatus::Pending), now.into(), i64::from(free).into()],
-            )?
-            .to_array()?;
+    /// Due jobs of `lanes`, as many as their limits and the free
+    /// connections allow, each leased for one attempt.
+    pub fn lease_due(&self, lanes: Lanes, now: i64) -> Result<Vec<MediaJob>> {
+        let due = match lanes {
+            Lanes::Inbound => {
+                let free = MAX_INBOUND_IN_FLIGHT
+                    .saturating_sub(self.in_flight.of(&format!("{IN_FLIGHT_PREFIX}{INBOUND_LANE}")))
+                    .min(self.in_flight.free());
+                if free == 0 {
+                    return Ok(Vec::new());
+                }
+                self.sql
+                    .exec(
+                        "SELECT message_id, path, source_url, attempts, window_start_ms, lane FROM media
+                         WHERE status = ? AND next_attempt_ms <= ? AND lane = ? ORDER BY next_attempt_ms LIMIT ?",
+                        vec![status(MediaStatus::Pending), now.into(), INBOUND_LANE.into(), i64::from(free).into()],
+                    )?
+                    .to_array::<MediaJob>()?
+            }
+            Lanes::Sent => {
+                let running = self.in_flight.of_prefix(IN_FLIGHT_PREFIX)
+                    - self.in_flight.of(&format!("{IN_FLIGHT_PREFIX}{INBOUND_LANE}"));
+                let free = MAX_SENT_IN_FLIGHT.saturating_sub(running).min(self.in_flight.free()) as usize;
+                if free == 0 {
+                    return Ok(Vec::new());
+                }
+                // The earliest due job of each origin's lane; an origin with
+                // an attempt running waits for it.
+                let heads: Vec<MediaJob> = self
+                    .sql
+                    .exec(
+                        "SELECT message_id, path, source_url, attempts, window_start_ms, lane FROM (
+                           SELECT *, ROW_NUMBER() OVER (PARTITION BY lane ORDER BY next_attempt_ms) AS rn FROM media
+                           WHERE status = ? AND next_attempt_ms <= ? AND lane != ?)
+                         WHERE rn = 1 ORDER BY next_attempt_ms LIMIT ?",
+                        vec![status(MediaStatus::Pending), now.into(), INBOUND_LANE.into(), SENT_LANES_WINDOW.into()],
+                    )?
+                    .to_array()?;
+                heads.into_iter().filter(|j| self.in_flight.of(&j.in_flight_key()) == 0).take(free).collect()
+            }
+        };
         let lease_until = now + FETCH_TIMEOUT_MS as i64 + LEASE_SLACK_MS;
         for job in &due {
             self.sql.exec(
                 "UPDATE media SET next_attempt_ms = ?, leased = 1 WHERE message_id = ? AND path = ?",
                 vec![lease_until.into(), job.message_id.clone().into(), job.path.clone().into()],
             )?;
-            self.in_flight.start(LANE);
+            self.in_flight.start(&job.in_flight_key());
         }
         Ok(due)
     }
@@ -203,8 +297,8 @@ impl Archiver {
     pub fn release_dead_leases(&self, now: i64) -> Result<u32> {
         let released = self.sql.exec(
             "UPDATE media SET leased = 0, next_attempt_ms = ?
-             WHERE status = 'pending' AND next_attempt_ms > ? AND leased = 1",
-            vec![now.into(), now.into()],
+             WHERE status = ? AND next_attempt_ms > ? AND leased = 1",
+            vec![now.into(), status(MediaStatus::Pending), now.into()],
         )?;
         Ok(released.rows_written() as u32)
     }
@@ -212,7 +306,7 @@ impl Archiver {
     /// Runs one attempt and records it, then re-arms the alarm.
     pub async fn archive_and_record(self, job: MediaJob, deliveries: Deliveries) {
         let attempt = self.attempt(&job).await;
-        self.in_flight.finish(LANE);
+        self.in_flight.finish(&job.in_flight_key());
         match self.txn.atomically(|| self.record(&job, &attempt)) {
             Ok(_) => {}
             Err(e) => crate::log::log_error!(
@@ -242,7 +336,9 @@ impl Archiver {
             Ok(None) => {}
             Err(e) => return Attempt::Retry(format!("R2: {e}")),
         }
-        let (body, served_type) = match download_media(&self.env, &self.api_base, &job.source_url).await {
+        let from_callback = job.lane == INBOUND_LANE;
+        let chain = CredentialChain::new(from_callback, self.scope.as_deref());
+        let (body, served_type) = match download_media(&self.env, chain, &job.source_url).await {
             Ok(got) => got,
             Err(attempt) => return attempt,
         };
