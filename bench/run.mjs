@@ -326,7 +326,7 @@ async function main() {
     }
     // Live subscribers: memory per idle subscriber, and callback-to-subscriber delay.
     const open = () => new Promise((res, rej) => {
-      const ws = new WebSocket(`ws://${at(ports.ledger)}/live?token=${API_TOKEN}`);
+      const ws = new WebSocket(`ws://${at(ports.ledger)}/live`, ['bw-ledger', `token.${API_TOKEN}`]);
       ws.on('open', () => res(ws));
       ws.on('error', rej);
     });

@@ -34,6 +34,10 @@ pub const FORWARD_RETRY_MAX_MS: &str = "FORWARD_RETRY_MAX_MS";
 pub const FORWARD_GIVE_UP_MS: &str = "FORWARD_GIVE_UP_MS";
 pub const FORWARD_KEEP_DELIVERED_MS: &str = "FORWARD_KEEP_DELIVERED_MS";
 pub const RETENTION_DAYS: &str = "RETENTION_DAYS";
+/// Live sockets one client key may hold open at once (default 10).
+pub const LIVE_MAX_SOCKETS_PER_KEY: &str = "LIVE_MAX_SOCKETS_PER_KEY";
+/// How long an erased message id stays refused (days, default 30).
+pub const ERASURE_TOMBSTONE_DAYS: &str = "ERASURE_TOMBSTONE_DAYS";
 pub const MEDIA_RETRY_BASE_MS: &str = "MEDIA_RETRY_BASE_MS";
 pub const MEDIA_RETRY_MAX_MS: &str = "MEDIA_RETRY_MAX_MS";
 pub const MEDIA_GIVE_UP_MS: &str = "MEDIA_GIVE_UP_MS";

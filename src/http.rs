@@ -118,7 +118,10 @@ pub fn console(account_id: &str) -> std::result::Result<Response, ApiError> {
     let _ = headers.set("Cache-Control", "no-store");
     let _ = headers.set(
         "Content-Security-Policy",
-        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' blob:; connect-src 'self' ws: wss:",
+        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'",
     );
+    // No page may frame the console (its Replay buttons), in browsers
+    // that predate frame-ancestors too.
+    let _ = headers.set("X-Frame-Options", "DENY");
     Ok(Response::ok(html).map_err(|_| ApiError::Internal)?.with_headers(headers))
 }

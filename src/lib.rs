@@ -99,6 +99,10 @@ async fn handle(
             authorize_api(req, config)?;
             routes::read::quarantine(req, env, config).await
         }
+        Route::QuarantineCount => {
+            authorize_api(req, config)?;
+            routes::read::quarantine_count(env, config).await
+        }
         Route::OutboxStats => {
             authorize_api(req, config)?;
             routes::outbox::stats(env, config).await

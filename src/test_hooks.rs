@@ -11,6 +11,12 @@
 //! `POST /__test/guard-sql` (API token) runs one statement on a client
 //! key's guard (`{"keyId", "sql", "params"}`), to see its idempotency records.
 //!
+//! `POST /__test/live-keys` (API token) takes `{"clientKeys": "<CLIENT_KEYS
+//! JSON>"}`: the live hub checks open sockets against that list instead of
+//! its own `CLIENT_KEYS` (a running workerd cannot change a secret without
+//! restarting, which would drop every socket anyway), and runs its key
+//! check alarm now.
+//!
 //! `POST /__test/r2-keys` (API token) takes `{"prefix"}` and lists the keys
 //! of the media bucket under it, so a test sees what R2 really holds.
 //!
@@ -36,6 +42,7 @@ pub async fn route(req: &mut Request, env: &Env, config: &Config) -> Option<Resu
         "/__test/drop-alarm" => handle_drop_alarm(req, env, config).await,
         "/__test/r2-keys" => handle_r2_keys(req, env, config).await,
         "/__test/guard-sql" => handle_guard_sql(req, env, config).await,
+        "/__test/live-keys" => handle_live_keys(req, env, config).await,
         _ => return None,
     })
 }
@@ -216,4 +223,34 @@ async fn handle_r2_keys(req: &mut Request, env: &Env, config: &Config) -> Result
     let listed = bucket.list().prefix(q.prefix).execute().await.map_err(|_| ApiError::StorageUnavailable)?;
     let keys: Vec<String> = listed.objects().iter().map(|o| o.key()).collect();
     crate::http::json(&serde_json::json!({ "keys": keys }))
+}
+
+/// The hub method behind `POST /__test/live-keys`: the `CLIENT_KEYS` JSON
+/// the hub checks sockets against from now on.
+pub struct LiveKeys;
+
+impl Method for LiveKeys {
+    const PATH: &'static str = "/test/live-keys";
+    type Request = String;
+    type Reply = bw_ledger_core::wire::Empty;
+}
+
+/// Where the hub keeps that list.
+pub const LIVE_KEYS_OVERRIDE: &str = "test-client-keys";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LiveKeysRequest {
+    client_keys: String,
+}
+
+async fn handle_live_keys(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+    crate::routes::authorize_api(req, config)?;
+    let body = crate::http::read_bounded(req, 1 << 16).await?;
+    let q: LiveKeysRequest = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let namespace = env.durable_object(crate::config::LIVE).map_err(|_| ApiError::Internal)?;
+    crate::object_call::call::<LiveKeys, _>(&namespace, crate::objects::live_hub::HUB_NAME, &q.client_keys)
+        .await
+        .map_err(|_| ApiError::StorageUnavailable)?;
+    crate::http::json(&serde_json::json!({}))
 }

@@ -20,6 +20,10 @@ pub struct ClientKey {
     pub allowed_from: Vec<String>,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Bandwidth applications this key may send through besides the
+    /// configured one (`BW_APPLICATION_ID`).
+    #[serde(default)]
+    pub allowed_applications: Vec<String>,
     /// Rate, quota, destinations and reads (`crate::limits`).
     #[serde(flatten)]
     pub limits: KeyLimits,
@@ -31,6 +35,7 @@ impl std::fmt::Debug for ClientKey {
             .field("id", &self.id)
             .field("allowed_from", &self.allowed_from)
             .field("allowed_origins", &self.allowed_origins)
+            .field("allowed_applications", &self.allowed_applications)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -39,6 +44,13 @@ impl std::fmt::Debug for ClientKey {
 impl ClientKey {
     pub fn may_send_from(&self, from: &str) -> bool {
         self.allowed_from.iter().any(|f| f == from)
+    }
+
+    /// Whether this key may send through application `app`: the configured
+    /// one, or one its entry lists. Another application's callbacks would
+    /// never reach this ledger.
+    pub fn may_use_application(&self, app: &str, configured: Option<&str>) -> bool {
+        configured == Some(app) || self.allowed_applications.iter().any(|a| a == app)
     }
 
     pub fn allows_origin(&self, origin: &str) -> bool {

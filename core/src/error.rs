@@ -128,6 +128,7 @@ impl ApiError {
                 match reason {
                     Refusal::Quota => "daily-quota-exceeded",
                     Refusal::Reads => "read-rate-limited",
+                    Refusal::Sockets => "too-many-sockets",
                     _ => "rate-limited",
                 },
                 description.clone(),

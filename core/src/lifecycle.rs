@@ -7,8 +7,9 @@
 //! - **Erasure** (`POST /erasure`): every message in which a number is the
 //!   sender or a recipient, on every shard, in batches ([`EraseRequest`]),
 //!   with the quarantine items and saved send answers that mention it. The
-//!   erased ids are kept as tombstones for [`TOMBSTONE_MS`], so Bandwidth's
-//!   retries (24 hours) cannot bring a message back.
+//!   erased ids are kept as tombstones (`ERASURE_TOMBSTONE_DAYS`, 30 days
+//!   by default), so neither Bandwidth's retries nor a late first callback
+//!   can bring a message back.
 //! - **Export** (`GET /export`): messages in `[from, to)`, shard by shard in
 //!   pages ([`ExportQuery`]), as NDJSON message views or CSV rows.
 
@@ -24,9 +25,22 @@ use crate::time::{format_rfc3339_ms, parse_rfc3339_ms};
 use crate::wire::MessageRecords;
 
 pub const DAY_MS: i64 = 86_400_000;
-/// How long an erased message's id is kept: Bandwidth retries a callback
-/// for 24 hours; one more hour of slack.
-pub const TOMBSTONE_MS: i64 = 25 * 3_600_000;
+/// How long an erased message's id is kept by default
+/// (`ERASURE_TOMBSTONE_DAYS`): far past Bandwidth's 24 hours of retries, so
+/// a late callback (a `message-read` days later, a receipt held through an
+/// outage) stores nothing and never brings the number back.
+pub const DEFAULT_TOMBSTONE_DAYS: u32 = 30;
+
+/// Reads `ERASURE_TOMBSTONE_DAYS` (1 to 36500, default 30), in milliseconds.
+pub fn parse_tombstone_ms(raw: Option<&str>) -> Result<i64, String> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(i64::from(DEFAULT_TOMBSTONE_DAYS) * DAY_MS),
+        Some(v) => match v.parse::<u32>() {
+            Ok(days) if (1..=36_500).contains(&days) => Ok(i64::from(days) * DAY_MS),
+            _ => Err(format!("ERASURE_TOMBSTONE_DAYS must be a whole number of days from 1 to 36500; got {v:?}")),
+        },
+    }
+}
 /// Messages deleted per shard call: small enough that a call takes a few
 /// milliseconds, so callbacks queued behind it barely wait.
 pub const BATCH: u32 = 100;

@@ -16,6 +16,8 @@
 //! - `allowed_destinations`: E.164 prefixes every `to` must start with.
 //!   Without it, the calling codes of the key's own `allowed_from` numbers
 //!   (`+15551110000` sends to `+1...`); `["*"]` allows every destination.
+//!   `+1` means the United States, its territories and Canada: the other
+//!   NANP countries need their own prefix (`+1876`, [`prefix_admits`]).
 //! - `reads_per_minute` (default [`DEFAULT_READS_PER_MINUTE`]): list,
 //!   conversation and live-feed requests, as a token bucket like sends.
 
@@ -94,10 +96,56 @@ impl KeyLimits {
         match self.destination_prefixes(allowed_from) {
             None => Vec::new(),
             Some(prefixes) => {
-                to.iter().map(String::as_str).filter(|n| !prefixes.iter().any(|p| n.starts_with(p.as_str()))).collect()
+                to.iter().map(String::as_str).filter(|n| !prefixes.iter().any(|p| prefix_admits(p, n))).collect()
             }
         }
     }
+}
+
+/// Area codes of the North American Numbering Plan that belong to neither
+/// the United States (with its territories) nor Canada: 18 Caribbean
+/// countries and territories with calling code 1, the classic SMS-pumping
+/// destinations. Source: NANPA's list of NANP countries.
+pub const NANP_FOREIGN_AREA_CODES: [&str; 21] = [
+    "242", // Bahamas
+    "246", // Barbados
+    "264", // Anguilla
+    "268", // Antigua and Barbuda
+    "284", // British Virgin Islands
+    "345", // Cayman Islands
+    "441", // Bermuda
+    "473", // Grenada
+    "649", // Turks and Caicos Islands
+    "658", // Jamaica
+    "664", // Montserrat
+    "721", // Sint Maarten
+    "758", // Saint Lucia
+    "767", // Dominica
+    "784", // Saint Vincent and the Grenadines
+    "809", // Dominican Republic
+    "829", // Dominican Republic
+    "849", // Dominican Republic
+    "868", // Trinidad and Tobago
+    "869", // Saint Kitts and Nevis
+    "876", // Jamaica
+];
+
+/// The NANP area code of `number` when it belongs to a country other than
+/// the United States and Canada (`+1876…`: `"876"`).
+pub fn nanp_foreign_area(number: &str) -> Option<&str> {
+    let area = number.strip_prefix("+1")?.get(..3)?;
+    NANP_FOREIGN_AREA_CODES.contains(&area).then_some(area)
+}
+
+/// Whether destination prefix `prefix` admits `number`. Calling code 1 is
+/// shared by 20-odd countries: a prefix that names only part of it (`"+1"`,
+/// `"+18"`) means the United States, its territories and Canada; another
+/// NANP country needs a prefix that names its area code (`"+1876"`).
+pub fn prefix_admits(prefix: &str, number: &str) -> bool {
+    if !number.starts_with(prefix) {
+        return false;
+    }
+    nanp_foreign_area(number).is_none() || prefix.len() >= "+1".len() + 3
 }
 
 /// Two-digit country calling codes (ITU-T E.164 zones 2 to 9); `1` and `7`
@@ -140,8 +188,12 @@ pub enum Refusal {
     From,
     /// A browser origin the key does not allow (403).
     Origin,
+    /// An `applicationId` the key may not send through (403).
+    Application,
     /// Over `reads_per_minute` (429).
     Reads,
+    /// Over `LIVE_MAX_SOCKETS_PER_KEY` open live sockets (429).
+    Sockets,
 }
 
 /// What a `KeyGuard` is asked to admit.

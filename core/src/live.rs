@@ -6,12 +6,23 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::client::ClientKey;
+use crate::identity::sha256_hex;
 use crate::route::percent_decode;
 
 pub const KIND_QUARANTINE: &str = "quarantine.item";
-/// The subprotocol a browser offers (with `token.<token>`) when it cannot
-/// put the token in the URL.
+/// The subprotocol a client offers, with `token.<token>` beside it: the
+/// only way `GET /live` takes a token.
 pub const SUBPROTOCOL: &str = "bw-ledger";
+
+/// Sockets one client key may hold open at once, unless
+/// `LIVE_MAX_SOCKETS_PER_KEY` says otherwise.
+pub const DEFAULT_MAX_SOCKETS_PER_KEY: u32 = 10;
+
+/// Reads `LIVE_MAX_SOCKETS_PER_KEY` (at least 1; default 10).
+pub fn max_sockets_per_key(raw: Option<&str>) -> u32 {
+    raw.and_then(|v| v.trim().parse::<u32>().ok()).filter(|n| *n > 0).unwrap_or(DEFAULT_MAX_SOCKETS_PER_KEY)
+}
 
 /// A subscriber's filter and scope, kept with its socket while it sleeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +32,47 @@ pub struct Subscription {
     pub scope: Option<Vec<String>>,
     pub message_id: Option<String>,
     pub number: Option<String>,
+    /// The client key that opened it (`None`: the API token), checked
+    /// against `CLIENT_KEYS` while the socket lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeyBinding>,
+}
+
+/// Which key a socket was opened with: its id, and a fingerprint of its
+/// digest (never the digest itself, which travels in the hub's URL and
+/// sits in the socket's attachment), so a rotated key is told apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyBinding {
+    pub id: String,
+    pub fingerprint: String,
+}
+
+impl KeyBinding {
+    pub fn of(key: &ClientKey) -> Self {
+        Self { id: key.id.clone(), fingerprint: fingerprint(key) }
+    }
+
+    /// The hub's tag for this key's sockets, to count them.
+    pub fn tag(&self) -> String {
+        format!("key:{}", self.id)
+    }
+}
+
+fn fingerprint(key: &ClientKey) -> String {
+    sha256_hex(key.key_sha256.as_bytes())[..16].to_owned()
+}
+
+impl Subscription {
+    /// Whether the key that opened this socket still grants it: the same id
+    /// and digest in `keys`, with the same numbers. A removed or rotated key,
+    /// or one whose numbers changed, loses its sockets.
+    pub fn still_granted(&self, keys: &[ClientKey]) -> bool {
+        let Some(bound) = &self.key else { return true };
+        keys.iter().any(|k| {
+            k.id == bound.id && fingerprint(k) == bound.fingerprint && self.scope.as_ref() == Some(&k.allowed_from)
+        })
+    }
 }
 
 fn numbers(doc: &Value) -> Vec<&str> {
@@ -64,12 +116,14 @@ impl Subscription {
     }
 }
 
-/// What `GET /live` was asked: the token (query `token`, or a subprotocol
-/// `token.<token>` beside `bw-ledger`) and the filters.
+/// What `GET /live` was asked: the token, only ever as a subprotocol
+/// `token.<token>` beside `bw-ledger` (a query string lands in request
+/// logs), and the filters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveRequest {
     pub token: Option<String>,
-    pub via_subprotocol: bool,
+    /// A `token` in the query string: refused, whatever else was offered.
+    pub token_in_query: bool,
     pub message_id: Option<String>,
     pub number: Option<String>,
 }
@@ -80,20 +134,15 @@ pub fn parse_live_request(query: Option<&str>, protocols: Option<&str>) -> LiveR
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v).unwrap_or_default();
         match k {
-            "token" => r.token = Some(v),
+            "token" => r.token_in_query = true,
             "messageId" => r.message_id = Some(v),
             "number" => r.number = Some(v),
             _ => {}
         }
     }
-    if r.token.is_none() {
-        let offered: Vec<&str> = protocols.unwrap_or("").split(',').map(str::trim).collect();
-        if offered.contains(&SUBPROTOCOL) {
-            if let Some(t) = offered.iter().find_map(|p| p.strip_prefix("token.")) {
-                r.token = Some(t.to_owned());
-                r.via_subprotocol = true;
-            }
-        }
+    let offered: Vec<&str> = protocols.unwrap_or("").split(',').map(str::trim).collect();
+    if offered.contains(&SUBPROTOCOL) {
+        r.token = offered.iter().find_map(|p| p.strip_prefix("token.")).map(str::to_owned);
     }
     r
 }

@@ -11,6 +11,8 @@ pub enum Route {
     Callback,
     Message(String),
     Quarantine,
+    /// `GET /quarantine/count`: how many items, reading no body.
+    QuarantineCount,
     /// `POST /api/v2/users/{accountId}/messages`: the send proxy.
     Send {
         account_id: String,
@@ -63,6 +65,7 @@ impl Route {
             Self::Callback => "POST /callbacks/bandwidth",
             Self::Message(_) => "GET /messages/{id}",
             Self::Quarantine => "GET /quarantine",
+            Self::QuarantineCount => "GET /quarantine/count",
             Self::Send { .. } => "POST /api/v2/users/{accountId}/messages",
             Self::List { .. } => "GET /api/v2/users/{accountId}/messages",
             Self::Conversation => "GET /conversations",
@@ -100,6 +103,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         "/live" => only("GET", Route::Live),
         CALLBACK_PATH => only("POST", Route::Callback),
         "/quarantine" => only("GET", Route::Quarantine),
+        "/quarantine/count" => only("GET", Route::QuarantineCount),
         "/conversations" => only("GET", Route::Conversation),
         "/outbox" => only("GET", Route::OutboxStats),
         "/outbox/dead" => only("GET", Route::OutboxDead),

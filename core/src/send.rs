@@ -149,10 +149,8 @@ pub fn validate_send(
     let mut media = Vec::new();
     match get("media") {
         None => {}
-        Some(Value::Array(items)) if items.len() > MAX_MEDIA_PER_SEND => errors.push(err(
-            "media",
-            &format!("At most {MAX_MEDIA_PER_SEND} media URLs are allowed; got {}.", items.len()),
-        )),
+        Some(Value::Array(items)) if items.len() > MAX_MEDIA_PER_SEND => errors
+            .push(err("media", &format!("At most {MAX_MEDIA_PER_SEND} media URLs are allowed; got {}.", items.len()))),
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 match item.as_str() {

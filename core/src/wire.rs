@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::CallbackEvent;
 use crate::identity::{content_hash, EventKey};
-use crate::quarantine::{QuarantineItem, QuarantineRecord};
+use crate::quarantine::QuarantineRecord;
 
 /// One method of one Durable Object: `POST PATH` with a JSON `Request`,
 /// answered with a JSON `Reply`.
@@ -54,8 +54,11 @@ pub mod ledger {
         Ingest = "/ingest": Vec<IngestBatch> => Vec<IngestReply>;
         /// A message's events and identity conflicts.
         Message = "/message": MessageQuery => MessageRecords;
-        /// The shard's most recently seen quarantine items.
-        Quarantine = "/quarantine": QuarantineQuery => QuarantineList;
+        /// A page of the shard's quarantine, most recently seen first,
+        /// without bodies, and how many items it holds.
+        QuarantineIndex = "/quarantine/index": crate::quarantine::QuarantinePageQuery => crate::quarantine::QuarantineIndex;
+        /// The raw bodies of these quarantine items (by content hash).
+        QuarantineBodies = "/quarantine/bodies": Vec<String> => Vec<crate::quarantine::QuarantineBody>;
         /// Reads a send's idempotency record as earlier builds kept it.
         IdemPeek = "/idempotency/peek": idempotency::IdemPeek => Option<idempotency::IdempotencyRecord>;
         /// One shard's page and count of a list query.
@@ -138,8 +141,26 @@ pub mod key_guard {
         Finish = "/finish": crate::idempotency::GuardFinish => Empty;
         /// Deletes the saved answers that mention a number (erasure).
         Erase = "/erase": crate::lifecycle::EraseRequest => crate::lifecycle::EraseReply;
+        /// Deletes saved answers past retention or their 24 hours.
+        Sweep = "/sweep": crate::lifecycle::SweepRequest => crate::lifecycle::SweepReply;
         /// The key's counters.
         Usage = "/usage": Empty => KeyState;
+        /// On the registry guard ([`REGISTRY_NAME`]): this key's guard may
+        /// keep saved answers, so erasure and retention must visit it.
+        Register = "/register": GuardName => Empty;
+        /// On the registry guard: every key id ever registered.
+        Registered = "/registered": Empty => Vec<String>;
+    }
+
+    /// The object name of the guard that lists every guard that may hold
+    /// saved send answers, whether or not its key is still configured.
+    /// (Key guards are named `key-` and 32 hex digits.)
+    pub const REGISTRY_NAME: &str = "key-registry";
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct GuardName {
+        pub key_id: String,
     }
 }
 
@@ -249,14 +270,6 @@ pub struct MessageRecords {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<crate::media::MediaRecord>,
 }
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QuarantineQuery {
-    pub limit: u32,
-}
-
-pub type QuarantineList = Vec<QuarantineItem>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

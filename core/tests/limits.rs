@@ -39,6 +39,33 @@ fn default_destinations_follow_the_from_numbers() {
 }
 
 #[test]
+fn plus_one_means_the_united_states_and_canada_not_every_nanp_country() {
+    let to: Vec<String> =
+        ["+18765550123", "+14155550123", "+16045550123", "+17875550123", "+18095550123", "+12425550123"]
+            .map(str::to_owned)
+            .to_vec();
+    // The default of a +1 sender, and a configured "+1" (or "+18"): the
+    // United States (Puerto Rico is 787), and Canada (604), only.
+    let from = vec!["+15551110000".to_owned()];
+    let refused = vec!["+18765550123", "+18095550123", "+12425550123"];
+    assert_eq!(KeyLimits::default().refused_destinations(&from, &to), refused);
+    let plus_one = KeyLimits { allowed_destinations: Some(vec!["+1".into()]), ..KeyLimits::default() };
+    assert_eq!(plus_one.refused_destinations(&from, &to), refused);
+    let plus_18 = KeyLimits { allowed_destinations: Some(vec!["+18".into()]), ..KeyLimits::default() };
+    assert_eq!(
+        plus_18.refused_destinations(&from, &to),
+        vec!["+18765550123", "+14155550123", "+16045550123", "+17875550123", "+18095550123", "+12425550123"]
+    );
+    // Jamaica by its own prefix.
+    let jamaica = KeyLimits { allowed_destinations: Some(vec!["+1".into(), "+1876".into()]), ..KeyLimits::default() };
+    assert_eq!(jamaica.refused_destinations(&from, &to), vec!["+18095550123", "+12425550123"]);
+    assert!(prefix_admits("+18765", "+18765550123"));
+    assert_eq!(nanp_foreign_area("+18765550123"), Some("876"));
+    assert_eq!(nanp_foreign_area("+14155550123"), None);
+    assert_eq!(nanp_foreign_area("+447700900000"), None);
+}
+
+#[test]
 fn limits_are_validated() {
     let bad = |l: KeyLimits| l.validate("k").unwrap_err();
     assert!(bad(KeyLimits { daily_quota: Some(0), ..Default::default() }).contains("daily_quota"));

@@ -235,10 +235,7 @@ fn inbound_media_has_its_own_lane_and_sends_get_one_per_origin() {
     assert_eq!(lane_of("message-received", "https://messaging.bandwidth.com/x"), INBOUND_LANE);
     assert_eq!(lane_of("message-accepted", "https://cdn.example.com/a.png"), "out:https://cdn.example.com");
     assert_eq!(lane_of("message-accepted", "http://127.0.0.1:81/a.png?x"), "out:http://127.0.0.1:81");
-    assert_ne!(
-        lane_of("message-accepted", "https://a.example/x"),
-        lane_of("message-accepted", "https://b.example/x")
-    );
+    assert_ne!(lane_of("message-accepted", "https://a.example/x"), lane_of("message-accepted", "https://b.example/x"));
 }
 
 #[test]

@@ -42,25 +42,44 @@ fn quarantine_item_and_reply_shapes_are_pinned() {
     assert_eq!(serde_json::to_string(&reply).unwrap(), r#"{"stored":1,"duplicates":2,"conflicts":3,"quarantined":4}"#);
 }
 
-/// The quarantine's stored encoding names, and the cross-shard merge.
+/// The quarantine's stored encoding names, and the cross-shard page plan:
+/// newest first, bounded by count and by bytes of bodies, with a cursor.
 #[test]
-fn quarantine_encodings_and_merge() {
-    use bw_ledger_core::quarantine::{merge_recent, QuarantineItem, QuarantineRecord, RawEncoding};
+fn quarantine_encodings_and_pages() {
+    use bw_ledger_core::quarantine::{plan_page, QuarantineCursor, QuarantineIndex, QuarantineMeta, RawEncoding};
     for e in [RawEncoding::Utf8, RawEncoding::Base64] {
         assert_eq!(RawEncoding::from_stored(e.as_str()), e);
     }
-    let item = |hash: &str, last_seen_ms: i64| QuarantineItem {
-        record: QuarantineRecord {
-            content_hash: hash.into(),
-            raw: String::new(),
-            raw_encoding: RawEncoding::Utf8,
-            reason: String::new(),
-        },
+    let meta = |hash: &str, last_seen_ms: i64, raw_bytes: u64| QuarantineMeta {
+        content_hash: hash.into(),
+        raw_bytes,
+        raw_encoding: RawEncoding::Utf8,
+        reason: String::new(),
         first_seen_ms: 0,
         last_seen_ms,
         seen_count: 1,
     };
-    let merged = merge_recent(vec![vec![item("b", 5), item("c", 1)], vec![item("a", 5), item("d", 9)]], 3);
-    let hashes: Vec<&str> = merged.iter().map(|i| i.record.content_hash.as_str()).collect();
-    assert_eq!(hashes, ["d", "a", "b"]);
+    let page = |items| QuarantineIndex { count: 2, items };
+    let pages = vec![page(vec![meta("b", 5, 10), meta("c", 1, 10)]), page(vec![meta("a", 5, 10), meta("d", 9, 10)])];
+    let hashes = |p: &[QuarantineMeta]| p.iter().map(|m| m.content_hash.clone()).collect::<Vec<_>>();
+    let plan = plan_page(&pages, 3, 1000, None);
+    assert_eq!(hashes(&plan.items), ["d", "a", "b"]);
+    let next = plan.next.unwrap();
+    assert_eq!(next, QuarantineCursor { last_seen_ms: 5, content_hash: "b".into() });
+    assert_eq!(QuarantineCursor::parse(&next.token()), Some(next.clone()));
+    assert_eq!(QuarantineCursor::parse("5.xyz"), None);
+    assert_eq!(QuarantineCursor::parse("nope"), None);
+    // The next page (the shards answer after the cursor) holds the rest.
+    let rest = plan_page(&[page(vec![meta("c", 1, 10)]), page(vec![])], 3, 1000, Some(&next));
+    assert_eq!(hashes(&rest.items), ["c"]);
+    assert_eq!(rest.next, None);
+    // Bytes: five 1 MiB bodies in 4 MiB pages are two pages; one body over
+    // the budget still goes out alone.
+    let mib = 1024 * 1024;
+    let five: Vec<_> = (0..5).map(|i| meta(&format!("{i}"), 10 - i, mib)).collect();
+    let first = plan_page(&[page(five.clone())], 1000, 4 * mib, None);
+    assert_eq!(first.items.len(), 4);
+    let second = plan_page(&[page(five)], 1000, 4 * mib, first.next.as_ref());
+    assert_eq!((second.items.len(), second.next), (1, None));
+    assert_eq!(plan_page(&[page(vec![meta("big", 1, 9 * mib)])], 10, 4 * mib, None).items.len(), 1);
 }

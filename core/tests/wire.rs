@@ -16,11 +16,14 @@ use bw_ledger_core::limits::{Ask, GuardRequest, KeyState, Refusal, Verdict};
 use bw_ledger_core::list::{ListQuery, ListRow, ShardPage};
 use bw_ledger_core::oauth::{CachedToken, TokenOutcome};
 use bw_ledger_core::outbox::{OutboxItem, OutboxState, ReplayRequest, TargetStats};
-use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
+use bw_ledger_core::quarantine::{
+    QuarantineBody, QuarantineCursor, QuarantineIndex, QuarantineMeta, QuarantinePageQuery, QuarantineRecord,
+    RawEncoding,
+};
 use bw_ledger_core::wire::live_hub::Published;
 use bw_ledger_core::wire::{
     key_guard, ledger, live_hub, token_broker, DeadQuery, Empty, EventRecord, IngestBatch, IngestReply, MessageQuery,
-    MessageRecords, Method, QuarantineQuery, ReplayReply, StoredConflict, StoredEvent,
+    MessageRecords, Method, ReplayReply, StoredConflict, StoredEvent,
 };
 use serde_json::{json, Value};
 
@@ -104,13 +107,32 @@ fn ledger_message() {
 
 #[test]
 fn ledger_quarantine() {
-    pin::<ledger::Quarantine>(
-        "/quarantine",
-        QuarantineQuery { limit: 100 },
-        json!({"limit": 100}),
-        vec![QuarantineItem { record: quarantine_record(), first_seen_ms: 1, last_seen_ms: 2, seen_count: 3 }],
-        json!([{"contentHash": "q1", "raw": "x", "rawEncoding": "utf8", "reason": "why",
-            "firstSeenMs": 1, "lastSeenMs": 2, "seenCount": 3}]),
+    let cursor = QuarantineCursor { last_seen_ms: 2, content_hash: "q0".into() };
+    pin::<ledger::QuarantineIndex>(
+        "/quarantine/index",
+        QuarantinePageQuery { limit: 100, after: Some(cursor) },
+        json!({"limit": 100, "after": {"lastSeenMs": 2, "contentHash": "q0"}}),
+        QuarantineIndex {
+            count: 7,
+            items: vec![QuarantineMeta {
+                content_hash: "q1".into(),
+                raw_bytes: 1,
+                raw_encoding: RawEncoding::Utf8,
+                reason: "why".into(),
+                first_seen_ms: 1,
+                last_seen_ms: 2,
+                seen_count: 3,
+            }],
+        },
+        json!({"count": 7, "items": [{"contentHash": "q1", "rawBytes": 1, "rawEncoding": "utf8", "reason": "why",
+            "firstSeenMs": 1, "lastSeenMs": 2, "seenCount": 3}]}),
+    );
+    pin::<ledger::QuarantineBodies>(
+        "/quarantine/bodies",
+        vec!["q1".to_owned()],
+        json!(["q1"]),
+        vec![QuarantineBody { content_hash: "q1".into(), raw: "x".into() }],
+        json!([{"contentHash": "q1", "raw": "x"}]),
     );
 }
 
@@ -155,6 +177,23 @@ fn idempotency_methods_of_the_shards_and_the_key_guards() {
         EraseReply { erased: 1, quarantined: 0, more: false },
         json!({"erased": 1, "quarantined": 0, "more": false}),
     );
+    pin::<key_guard::Sweep>(
+        "/sweep",
+        SweepRequest { cutoff_ms: Some(5), now_ms: 9, limit: 100, continue_by_alarm: false },
+        json!({"cutoffMs": 5, "nowMs": 9, "limit": 100, "continueByAlarm": false}),
+        SweepReply { purged: 2, more: false },
+        json!({"purged": 2, "more": false}),
+    );
+    // The registry of guards that may hold saved answers.
+    pin::<key_guard::Register>(
+        "/register",
+        key_guard::GuardName { key_id: "web".into() },
+        json!({"keyId": "web"}),
+        Empty {},
+        json!({}),
+    );
+    pin::<key_guard::Registered>("/registered", Empty {}, json!({}), vec!["web".to_owned()], json!(["web"]));
+    assert_eq!(key_guard::REGISTRY_NAME, "key-registry");
 }
 
 #[test]

@@ -23,7 +23,7 @@ use bw_ledger_core::client::ClientKey;
 use bw_ledger_core::idempotency::IDEMPOTENCY_TTL_MS;
 use bw_ledger_core::idempotency::{reads_through, BeginDecision, ClaimReply, GuardClaim, GuardFinish, IdemFinish};
 use bw_ledger_core::identity::sha256_hex;
-use bw_ledger_core::lifecycle::{number_needle, EraseReply, EraseRequest};
+use bw_ledger_core::lifecycle::{number_needle, EraseReply, EraseRequest, SweepReply, SweepRequest};
 use bw_ledger_core::limits::{limited, Ask, GuardRequest, KeyState, Verdict};
 use bw_ledger_core::wire::{key_guard, Empty, Method};
 use bw_ledger_core::ApiError;
@@ -57,6 +57,11 @@ struct SinceRow {
 /// Expired idempotency records are deleted at most this often per instance:
 /// a scan of the key's records, not one per send.
 const PRUNE_EVERY_MS: i64 = 3_600_000;
+
+#[derive(Deserialize)]
+struct KeyIdRow {
+    key_id: String,
+}
 
 #[derive(Deserialize)]
 struct StateRow {
@@ -145,6 +150,15 @@ impl KeyGuard {
         Ok(())
     }
 
+    /// The registry's table (only the registry guard has one).
+    fn registry(&self) -> Result<()> {
+        self.sql.exec(
+            "CREATE TABLE IF NOT EXISTS guards (key_id TEXT PRIMARY KEY, registered_ms INTEGER NOT NULL) WITHOUT ROWID",
+            None,
+        )?;
+        Ok(())
+    }
+
     /// After a rolled-back write: what this instance holds in memory may be
     /// ahead of the storage (a state, a table created), so read it again.
     fn forget(&self) {
@@ -223,7 +237,32 @@ impl DurableObject for KeyGuard {
                 self.records(now_ms())?;
                 reply::<crate::test_hooks::GuardSql>(&crate::test_hooks::run_rows(&self.sql, &q.sql, q.params)?)
             }
+            key_guard::Sweep::PATH => {
+                let q = request::<key_guard::Sweep>(&mut req).await?;
+                self.records(q.now_ms)?;
+                // Saved answers live 24 hours, and no longer than retention.
+                let expired = q.now_ms - IDEMPOTENCY_TTL_MS;
+                let before = q.cutoff_ms.map_or(expired, |c| c.max(expired));
+                let gone = self.sql.exec("DELETE FROM idempotency WHERE created_ms < ?", vec![before.into()])?;
+                reply::<key_guard::Sweep>(&SweepReply { purged: gone.rows_written() as u32, more: false })
+            }
             key_guard::Usage::PATH => reply::<key_guard::Usage>(&self.load()?),
+            key_guard::Register::PATH => {
+                let q = request::<key_guard::Register>(&mut req).await?;
+                self.registry()?;
+                // Written once per key: a second registration writes nothing.
+                self.sql.exec(
+                    "INSERT INTO guards (key_id, registered_ms) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    vec![q.key_id.into(), now_ms().into()],
+                )?;
+                reply::<key_guard::Register>(&Empty {})
+            }
+            key_guard::Registered::PATH => {
+                self.registry()?;
+                let rows: Vec<KeyIdRow> =
+                    self.sql.exec("SELECT key_id FROM guards ORDER BY key_id", None)?.to_array()?;
+                reply::<key_guard::Registered>(&rows.into_iter().map(|r| r.key_id).collect())
+            }
             _ => Response::error("unknown key guard method", 404),
         }
     }
@@ -242,11 +281,20 @@ async fn guard<M: Method>(
     key_id: &str,
     request: &M::Request,
 ) -> std::result::Result<M::Reply, ApiError> {
+    call_named::<M>(env, &object_name(key_id), request).await
+}
+
+/// Calls method `M` of the guard object named `name`.
+async fn call_named<M: Method>(
+    env: &worker::Env,
+    name: &str,
+    request: &M::Request,
+) -> std::result::Result<M::Reply, ApiError> {
     let namespace = env.durable_object(KEY_GUARD).map_err(|e| {
         crate::log::log_error!("config: Durable Object binding {KEY_GUARD}: {e}");
         ApiError::NotConfigured(KEY_GUARD)
     })?;
-    call::<M, _>(&namespace, &object_name(key_id), request).await.map_err(|e| {
+    call::<M, _>(&namespace, name, request).await.map_err(|e| {
         crate::log::log_error!("key guard {}: {e}", M::PATH);
         ApiError::StorageUnavailable
     })
@@ -265,6 +313,42 @@ pub async fn claim(env: &worker::Env, key_id: &str, claim: &GuardClaim) -> std::
 /// Saves a keyed send's outcome (or releases its key), with any refund.
 pub async fn finish(env: &worker::Env, key_id: &str, finish: &GuardFinish) -> std::result::Result<(), ApiError> {
     guard::<key_guard::Finish>(env, key_id, finish).await.map(|_| ())
+}
+
+thread_local! {
+    /// Key ids this isolate has registered (`register`): one registry call
+    /// per key per isolate.
+    static REGISTERED: std::cell::RefCell<std::collections::HashSet<String>> = Default::default();
+}
+
+/// Registers key `key_id`'s guard before it may keep a saved answer, so
+/// erasure and retention find it even after the key is renamed away from
+/// `CLIENT_KEYS` (`guard_ids`). Fails closed: an unregistered guard must
+/// not keep anything.
+pub async fn register(env: &worker::Env, key_id: &str) -> std::result::Result<(), ApiError> {
+    if REGISTERED.with(|r| r.borrow().contains(key_id)) {
+        return Ok(());
+    }
+    let name = key_guard::GuardName { key_id: key_id.to_owned() };
+    call_named::<key_guard::Register>(env, key_guard::REGISTRY_NAME, &name).await?;
+    REGISTERED.with(|r| r.borrow_mut().insert(key_id.to_owned()));
+    Ok(())
+}
+
+/// Every guard that may hold saved send answers: the configured keys' and
+/// every one ever registered.
+pub async fn guard_ids(env: &worker::Env, configured: &[ClientKey]) -> std::result::Result<Vec<String>, ApiError> {
+    let mut ids = call_named::<key_guard::Registered>(env, key_guard::REGISTRY_NAME, &Empty {}).await?;
+    ids.extend(configured.iter().map(|k| k.id.clone()));
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Retention on guard `key_id`: its saved answers past `cutoff` or their
+/// 24 hours.
+pub async fn sweep(env: &worker::Env, key_id: &str, q: &SweepRequest) -> std::result::Result<u32, ApiError> {
+    guard::<key_guard::Sweep>(env, key_id, q).await.map(|r| r.purged)
 }
 
 /// Deletes the saved answers of key `key_id` that mention a number.

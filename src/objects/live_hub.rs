@@ -11,9 +11,12 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use bw_ledger_core::live::{Subscription, SUBPROTOCOL};
+use bw_ledger_core::client::ClientKey;
+use bw_ledger_core::limits::Refusal;
+use bw_ledger_core::live::{max_sockets_per_key, KeyBinding, Subscription, SUBPROTOCOL};
 use bw_ledger_core::wire::live_hub::{self, Published, SUBSCRIBE_PATH};
 use bw_ledger_core::wire::{ledger, Empty, Method};
+use bw_ledger_core::ApiError;
 use serde_json::Value;
 use worker::worker_sys::WebSocketRequestResponsePair;
 use worker::{
@@ -21,7 +24,8 @@ use worker::{
     WebSocketPair,
 };
 
-use crate::config::{Config, LIVE};
+use crate::clock::now_ms;
+use crate::config::{Config, LIVE, LIVE_MAX_SOCKETS_PER_KEY};
 use crate::object_call::{call, reply, request};
 use crate::shard_client::ShardClient;
 
@@ -76,6 +80,36 @@ async fn wake_shards(env: &Env) -> Result<()> {
 pub struct LiveHub {
     state: State,
     env: Env,
+    /// `LIVE_MAX_SOCKETS_PER_KEY`.
+    max_per_key: u32,
+}
+
+/// How often the keys of open sockets are checked against `CLIENT_KEYS`.
+const KEY_CHECK_MS: i64 = 60_000;
+/// The close code a socket gets when its key stops granting it (a code
+/// for applications, 4000 to 4999).
+const KEY_REVOKED: u16 = 4001;
+
+impl LiveHub {
+    /// Sets the key check's alarm, unless one is already due sooner.
+    async fn arm_key_check(&self) -> Result<()> {
+        let storage = self.state.storage();
+        if storage.get_alarm().await?.is_none_or(|at| at > now_ms() + KEY_CHECK_MS) {
+            storage.set_alarm(KEY_CHECK_MS).await?;
+        }
+        Ok(())
+    }
+
+    /// The client keys in force; `None` when `CLIENT_KEYS` cannot be read,
+    /// in which case no socket is closed for it (the send and read routes
+    /// refuse everything meanwhile).
+    async fn current_keys(&self) -> Option<Vec<ClientKey>> {
+        #[cfg(feature = "test-hooks")]
+        if let Ok(Some(json)) = self.state.storage().get::<String>(crate::test_hooks::LIVE_KEYS_OVERRIDE).await {
+            return bw_ledger_core::client::parse_client_keys(&json).ok();
+        }
+        Config::from_env(&self.env).client_keys().ok().map(|k| k.to_vec())
+    }
 }
 
 impl DurableObject for LiveHub {
@@ -84,7 +118,8 @@ impl DurableObject for LiveHub {
             Ok(pair) => state.set_websocket_auto_response(&pair),
             Err(e) => crate::log::log_error!("live: no auto-response for ping: {e:?}"),
         }
-        Self { state, env }
+        let max_per_key = max_sockets_per_key(env.var(LIVE_MAX_SOCKETS_PER_KEY).ok().map(|v| v.to_string()).as_deref());
+        Self { state, env, max_per_key }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -93,18 +128,39 @@ impl DurableObject for LiveHub {
             SUBSCRIBE_PATH => {
                 let param = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
                 let sub: Subscription = serde_json::from_str(&param("sub").unwrap_or_default())?;
+                let tags: Vec<String> = sub.key.iter().map(KeyBinding::tag).collect();
+                if let Some(tag) = tags.first() {
+                    let open = self.state.get_websockets_with_tag(tag).len() as u32;
+                    if open >= self.max_per_key {
+                        return crate::http::error_response(&ApiError::Limited {
+                            reason: Refusal::Sockets,
+                            retry_after_s: 60,
+                            description: format!("This key already holds {open} live sockets, its limit."),
+                        });
+                    }
+                }
                 // Shards stop publishing while nobody listens: wake them first,
                 // so nothing committed after this socket opens is skipped.
                 wake_shards(&self.env).await?;
                 let pair = WebSocketPair::new()?;
                 // Hibernation API: the runtime holds the socket, not this object.
-                self.state.accept_web_socket(&pair.server);
+                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                self.state.accept_websocket_with_tags(&pair.server, &tags);
                 pair.server.serialize_attachment(&sub)?;
-                let mut resp = Response::from_websocket(pair.client)?;
-                if param("subprotocol").as_deref() == Some("true") {
-                    resp.headers_mut().set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
+                if sub.key.is_some() {
+                    self.arm_key_check().await?;
                 }
+                let mut resp = Response::from_websocket(pair.client)?;
+                resp.headers_mut().set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
                 Ok(resp)
+            }
+            #[cfg(feature = "test-hooks")]
+            crate::test_hooks::LiveKeys::PATH => {
+                let keys = request::<crate::test_hooks::LiveKeys>(&mut req).await?;
+                self.state.storage().put(crate::test_hooks::LIVE_KEYS_OVERRIDE, keys).await?;
+                // Runs the real alarm now rather than within the minute.
+                self.state.storage().set_alarm(0).await?;
+                reply::<crate::test_hooks::LiveKeys>(&Empty {})
             }
             live_hub::Publish::PATH => {
                 let docs = request::<live_hub::Publish>(&mut req).await?;
@@ -124,6 +180,30 @@ impl DurableObject for LiveHub {
             }
             _ => Response::error("unknown hub method", 404),
         }
+    }
+
+    /// Closes the sockets of keys that no longer grant them (removed from
+    /// `CLIENT_KEYS`, rotated, or given other numbers); comes back every
+    /// minute while any key's socket is open.
+    async fn alarm(&self) -> Result<Response> {
+        let keys = self.current_keys().await;
+        let mut keyed = 0;
+        for ws in self.state.get_websockets() {
+            let Ok(Some(sub)) = ws.deserialize_attachment::<Subscription>() else { continue };
+            if sub.key.is_none() {
+                continue;
+            }
+            match &keys {
+                Some(keys) if !sub.still_granted(keys) => {
+                    let _ = ws.close(Some(KEY_REVOKED), Some("key no longer valid"));
+                }
+                _ => keyed += 1,
+            }
+        }
+        if keyed > 0 {
+            self.arm_key_check().await?;
+        }
+        Response::empty()
     }
 
     /// Subscribers only listen; `ping` is answered by the runtime.

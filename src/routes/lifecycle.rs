@@ -35,6 +35,7 @@ pub async fn run(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let shards = ShardClient::new(env, config.shards()?)?;
     let replies = in_batches::<ledger::Sweep>(&shards, &request, |r| r.more).await?;
     let purged: u64 = replies.iter().map(|r| u64::from(r.purged)).sum();
+    sweep_guards(env, config, &request).await?;
     let days = config.retention_days()?;
     http::json(&serde_json::json!({ "purged": purged, "retentionDays": days }))
 }
@@ -46,6 +47,7 @@ pub async fn scheduled(env: &Env, config: &Config) {
         let request = sweep_request(config, true)?;
         let shards = ShardClient::new(env, config.shards()?)?;
         let replies = shards.call_all::<ledger::Sweep>(&request).await?;
+        sweep_guards(env, config, &request).await?;
         Ok::<u64, ApiError>(replies.iter().map(|r| u64::from(r.purged)).sum())
     };
     match started.await {
@@ -68,12 +70,23 @@ pub async fn erasure(req: &mut Request, env: &Env, config: &Config) -> Result<Re
     let replies = in_batches::<ledger::Erase>(&shards, &request, |r| r.more).await?;
     let erased: u64 = replies.iter().map(|r| u64::from(r.erased)).sum();
     let quarantined: u64 = replies.iter().map(|r| u64::from(r.quarantined)).sum();
-    // Saved send answers live with each client key's guard.
-    let keys = config.client_keys()?;
-    for result in join_all(keys.iter().map(|k| key_guard::erase(env, &k.id, &request))).await {
+    // Saved send answers live with each client key's guard: every guard
+    // that ever kept one, whether or not its key is still configured.
+    let ids = key_guard::guard_ids(env, &config.client_keys()?).await?;
+    for result in join_all(ids.iter().map(|id| key_guard::erase(env, id, &request))).await {
         result?;
     }
     http::json(&serde_json::json!({ "erased": erased, "quarantineItems": quarantined }))
+}
+
+/// Retention on every guard that may keep saved send answers (their own
+/// 24 hours, or the window if shorter), configured or not.
+async fn sweep_guards(env: &Env, config: &Config, request: &SweepRequest) -> Result<(), ApiError> {
+    let ids = key_guard::guard_ids(env, &config.client_keys()?).await?;
+    for result in join_all(ids.iter().map(|id| key_guard::sweep(env, id, request))).await {
+        result?;
+    }
+    Ok(())
 }
 
 /// Calls method `M` on every shard concurrently, each shard again and again

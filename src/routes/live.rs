@@ -1,7 +1,7 @@
 //! `GET /live`: authenticate a WebSocket subscriber, then hand the upgrade
 //! to the live hub (`objects::live_hub`), which holds the socket.
 
-use bw_ledger_core::live::{parse_live_request, Subscription};
+use bw_ledger_core::live::{parse_live_request, KeyBinding, Subscription};
 use bw_ledger_core::route::percent_encode;
 use bw_ledger_core::wire::live_hub::SUBSCRIBE_PATH;
 use bw_ledger_core::ApiError;
@@ -18,15 +18,20 @@ pub async fn subscribe(req: &Request, env: &Env, config: &Config) -> Result<Resp
     let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
     let protocols = header(req, "Sec-WebSocket-Protocol");
     let live = parse_live_request(url.query(), protocols.as_deref());
+    // A token in the URL would land in request logs: refused, never read.
+    if live.token_in_query {
+        return Err(ApiError::ApiUnauthorized);
+    }
     let token = live.token.clone().ok_or(ApiError::ApiUnauthorized)?;
-    let scope = super::authorize_reader(Some(&format!("Bearer {token}")), env, config).await?;
-    let sub = Subscription { scope, message_id: live.message_id, number: live.number };
+    let key = super::authorize_reader_key(Some(&format!("Bearer {token}")), env, config).await?;
+    let sub = Subscription {
+        scope: key.as_ref().map(|k| k.allowed_from.clone()),
+        message_id: live.message_id,
+        number: live.number,
+        key: key.as_ref().map(KeyBinding::of),
+    };
     let sub_json = serde_json::to_string(&sub).map_err(|_| ApiError::Internal)?;
-    let hub_url = format!(
-        "https://{HUB_NAME}{SUBSCRIBE_PATH}?sub={}&subprotocol={}",
-        percent_encode(&sub_json),
-        live.via_subprotocol
-    );
+    let hub_url = format!("https://{HUB_NAME}{SUBSCRIBE_PATH}?sub={}", percent_encode(&sub_json));
     let forward = async {
         let headers = Headers::new();
         headers.set("Upgrade", "websocket")?;

@@ -6,7 +6,7 @@
 //! sandboxing CSP, so a file that claims to be HTML or SVG runs no script
 //! here.
 
-use bw_ledger_core::media::{may_read, MediaQuery, MediaStatus};
+use bw_ledger_core::media::{is_raster, may_read, MediaQuery, MediaStatus};
 use bw_ledger_core::wire::ledger;
 use bw_ledger_core::ApiError;
 use worker::{Env, Headers, Request, Response};
@@ -26,13 +26,13 @@ pub async fn serve(
     let shards = ShardClient::new(env, config.shards()?)?;
     let shard = shards.shard_of(&message_id);
     let found = shards.call::<ledger::Media>(shard, &MediaQuery { message_id, path }).await?;
-    let item = found.item.ok_or(ApiError::NotFound("Media"))?;
-    if !may_read(scope.as_deref(), &found.numbers) {
-        return Err(ApiError::Forbidden("This key's numbers are not this message's.".into()));
-    }
-    if MediaStatus::parse(&item.status) != Some(MediaStatus::Archived) {
-        return Err(ApiError::NotFound("Archived media"));
-    }
+    // A key outside the message's numbers learns nothing, not even whether
+    // the file exists: the same 404 as a missing file.
+    let item = found
+        .item
+        .filter(|_| may_read(scope.as_deref(), &found.numbers))
+        .filter(|item| MediaStatus::parse(&item.status) == Some(MediaStatus::Archived))
+        .ok_or(ApiError::NotFound("Archived media"))?;
     let bucket = env.bucket(MEDIA).map_err(|_| ApiError::NotConfigured(MEDIA))?;
     let key = bw_ledger_core::media::object_key(&item.message_id, &item.path);
     let object = bucket
@@ -55,6 +55,18 @@ pub async fn serve(
     }
     // The same name always holds the same bytes.
     let _ = headers.set("Cache-Control", "private, max-age=86400, immutable");
+    if !is_raster(content_type) {
+        // Never rendered on this origin: saved, not shown.
+        let name: String = item
+            .path
+            .rsplit('/')
+            .next()
+            .unwrap_or("file")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+            .collect();
+        let _ = headers.set("Content-Disposition", &format!("attachment; filename=\"{name}\""));
+    }
     let _ = headers.set("X-Content-Type-Options", "nosniff");
     let _ = headers.set("Content-Security-Policy", "default-src 'none'; sandbox");
     Ok(Response::from_body(body).map_err(|_| ApiError::Internal)?.with_headers(headers))

@@ -13,7 +13,7 @@ pub mod read;
 pub mod send;
 
 use bw_ledger_core::auth::{check_bearer, AuthOutcome};
-use bw_ledger_core::client::{reader, Reader};
+use bw_ledger_core::client::{reader, ClientKey, Reader};
 use bw_ledger_core::limits::Ask;
 use bw_ledger_core::ApiError;
 use worker::{Env, Request};
@@ -39,11 +39,23 @@ pub async fn authorize_reader(
     env: &Env,
     config: &Config,
 ) -> Result<Option<Vec<String>>, ApiError> {
+    Ok(authorize_reader_key(header, env, config).await?.map(|key| key.allowed_from))
+}
+
+/// As [`authorize_reader`], answering the client key itself (`None`: the
+/// API token).
+pub async fn authorize_reader_key(
+    header: Option<&str>,
+    env: &Env,
+    config: &Config,
+) -> Result<Option<ClientKey>, ApiError> {
     let keys = config.client_keys()?;
-    let reader = reader(header, config.api_token(), &keys).map_err(|_| ApiError::ApiUnauthorized)?;
-    if let Reader::Key(key) = &reader {
-        let ask = Ask::Read { reads_per_minute: key.limits.reads_per_minute() };
-        key_guard::enforce(env, key, ask).await?;
+    match reader(header, config.api_token(), &keys).map_err(|_| ApiError::ApiUnauthorized)? {
+        Reader::Operator => Ok(None),
+        Reader::Key(key) => {
+            let ask = Ask::Read { reads_per_minute: key.limits.reads_per_minute() };
+            key_guard::enforce(env, key, ask).await?;
+            Ok(Some(key.clone()))
+        }
     }
-    Ok(reader.scope())
 }

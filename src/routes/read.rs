@@ -5,9 +5,11 @@
 
 use bw_ledger_core::list::{list_item, merge, page_info, total_count, ListQuery, ShardPage};
 use bw_ledger_core::projection::project;
-use bw_ledger_core::quarantine::merge_recent;
+use std::collections::BTreeMap;
+
+use bw_ledger_core::quarantine::{plan_page, QuarantineCursor, QuarantinePageQuery, MAX_PAGE_BYTES};
 use bw_ledger_core::route::query_limit;
-use bw_ledger_core::wire::{ledger, MessageQuery, QuarantineQuery};
+use bw_ledger_core::wire::{ledger, MessageQuery};
 use bw_ledger_core::ApiError;
 use worker::{Env, Request, Response};
 
@@ -24,13 +26,51 @@ pub async fn message(env: &Env, config: &Config, id: String) -> Result<Response,
     http::json(&view)
 }
 
-/// `GET /quarantine` (API token): the most recently seen items of all shards.
+/// `GET /quarantine` (API token): the most recently seen items of all
+/// shards, at most `limit` and [`MAX_PAGE_BYTES`] of bodies per answer,
+/// with `nextPageToken` for the rest. The page is planned from the shards'
+/// indexes (sizes, no bodies); only the chosen bodies are read.
 pub async fn quarantine(req: &Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
     let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
     let limit = query_limit(url.query(), 100, 1000)?;
+    let after = match url.query_pairs().find(|(k, _)| k == "pageToken") {
+        None => None,
+        Some((_, token)) => Some(
+            QuarantineCursor::parse(&token)
+                .ok_or_else(|| ApiError::BadRequest("`pageToken` is not a token this API gave.".into()))?,
+        ),
+    };
     let shards = ShardClient::new(env, config.shards()?)?;
-    let lists = shards.call_all::<ledger::Quarantine>(&QuarantineQuery { limit }).await?;
-    http::json(&serde_json::json!({ "items": merge_recent(lists, limit as usize) }))
+    let pages =
+        shards.call_all::<ledger::QuarantineIndex>(&QuarantinePageQuery { limit, after: after.clone() }).await?;
+    let total: u64 = pages.iter().map(|p| p.count).sum();
+    let plan = plan_page(&pages, limit, MAX_PAGE_BYTES, after.as_ref());
+    let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for m in &plan.items {
+        by_shard.entry(shards.shard_of(&m.content_hash)).or_default().push(m.content_hash.clone());
+    }
+    let mut bodies: BTreeMap<String, String> = BTreeMap::new();
+    for (shard, hashes) in by_shard {
+        for b in shards.call::<ledger::QuarantineBodies>(shard, &hashes).await? {
+            bodies.insert(b.content_hash, b.raw);
+        }
+    }
+    // An item deleted between the two reads (retention, erasure) is left out.
+    let items: Vec<_> =
+        plan.items.into_iter().filter_map(|m| bodies.remove(&m.content_hash).map(|raw| m.with_raw(raw))).collect();
+    let mut answer = serde_json::json!({ "items": items, "totalCount": total });
+    if let Some(next) = plan.next {
+        answer["nextPageToken"] = next.token().into();
+    }
+    http::json(&answer)
+}
+
+/// `GET /quarantine/count` (API token): how many items the quarantine
+/// holds, reading no body.
+pub async fn quarantine_count(env: &Env, config: &Config) -> Result<Response, ApiError> {
+    let shards = ShardClient::new(env, config.shards()?)?;
+    let pages = shards.call_all::<ledger::QuarantineIndex>(&QuarantinePageQuery { limit: 1, after: None }).await?;
+    http::json(&serde_json::json!({ "count": pages.iter().map(|p| p.count).sum::<u64>() }))
 }
 
 /// List Messages (`account_id` is `Some`) or conversations (`None`).

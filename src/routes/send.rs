@@ -83,6 +83,13 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
         count_refusal(env, key, Refusal::From).await;
         return Err(ApiError::Forbidden(format!("Key {} may not send from {}.", key.id, valid.from)));
     }
+    if !key.may_use_application(&valid.application_id, config.application_id().as_deref()) {
+        count_refusal(env, key, Refusal::Application).await;
+        return Err(ApiError::Forbidden(format!(
+            "Key {} may not send through application {}.",
+            key.id, valid.application_id
+        )));
+    }
     let refused = key.refused_destinations(&valid.to);
     if !refused.is_empty() {
         count_refusal(env, key, Refusal::Destination).await;
@@ -104,6 +111,9 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
             None
         }
         Some(k) => {
+            // The guard will keep the answer: erasure and retention must
+            // find it even once the key is gone from CLIENT_KEYS.
+            key_guard::register(env, &key.id).await?;
             let begin = IdemBegin {
                 scope_key: scope_key(&key.id, &k),
                 body_hash: sha256_hex(canonical_json(&valid.body).as_bytes()),

@@ -181,7 +181,7 @@ test('reads count against reads_per_minute: lists, conversations and live subscr
   const list = () => fetch(`${w.url}/api/v2/users/${ACCOUNT}/messages?limit=1`, { headers });
   const conversation = () => fetch(`${w.url}/conversations?number=${encodeURIComponent(KEYS.reader.from)}&with=%2B15554440000`, { headers });
   const subscribe = () => new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${w.url.replace('http', 'ws')}/live?token=${KEYS.reader.secret}`);
+    const ws = new WebSocket(`${w.url.replace('http', 'ws')}/live`, ['bw-ledger', `token.${KEYS.reader.secret}`]);
     ws.on('open', () => { ws.close(); resolve(101); });
     ws.on('unexpected-response', (_req, res) => resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'] }));
     ws.on('error', reject);

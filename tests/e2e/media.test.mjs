@@ -166,7 +166,7 @@ test('a PNG and a .smil part are archived byte for byte, and served after Bandwi
     media.map((m) => [m.url, m.status, m.sha256]).sort());
 });
 
-test('reads: 401 without credentials, 403 for a key outside the numbers, 200 for a key that holds one', async () => {
+test('reads: 401 without credentials, 404 for a key outside the numbers, 200 for a key that holds one', async () => {
   const id = uniqueId('mms-auth');
   const png = bwPath(`${id}/0/a.png`);
   fake.media.put(png, PNG, 'image/png');
@@ -175,8 +175,8 @@ test('reads: 401 without credentials, 403 for a key outside the numbers, 200 for
   assert.equal((await get(w.url, m.url, {})).status, 401);
   assert.equal((await get(w.url, m.url, { Authorization: 'Bearer not-a-key' })).status, 401);
   const other = await get(w.url, m.url, { Authorization: `Bearer ${KEYS.other}` });
-  assert.equal(other.status, 403);
-  assert.equal((await other.json()).type, 'forbidden');
+  assert.equal(other.status, 404, 'the same answer as a missing file');
+  assert.equal((await other.json()).type, 'not-found');
   const mine = await get(w.url, m.url, { Authorization: `Bearer ${KEYS.mine}` });
   assert.equal(mine.status, 200);
   assert.deepEqual(Buffer.from(await mine.arrayBuffer()), PNG);
@@ -251,19 +251,20 @@ test('five retries of the same callback, and a replay later, fetch each file onc
   assert.equal(host.media.requestsFor(`/dup/${id}.png`).length, 1);
 });
 
-test('a send through the proxy with media archives it', async () => {
+test('a send through the proxy with media archives it, fetched without credentials', async () => {
   const id = uniqueId('sent');
-  const png = bwPath(`uploads/${id}.png`);
-  fake.media.put(png, PNG, 'image/png');
+  const path = `/uploads/${id}.png`;
+  host.media.put(path, PNG, 'image/png');
   fake.nextIds.push(id);
   const r = await fetch(`${w.url}/api/v2/users/${ACCOUNT}/messages`, {
     method: 'POST', headers: { Authorization: `Bearer ${KEYS.mine}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ to: ['+15552220001'], from: OUR, text: 'pic', media: [`${fake.url}${png}`] }),
+    body: JSON.stringify({ to: ['+15552220001'], from: OUR, text: 'pic', media: [`${host.url}${path}`] }),
   });
   assert.equal(r.status, 202);
   const [m] = await settled(w.url, id);
   assert.equal(m.status, 'archived');
-  assert.equal(m.url, `/media/${id}/bw/uploads/${id}.png`);
+  assert.equal(m.url, `/media/${id}/ext/127.0.0.1_${new URL(host.url).port}/uploads/${id}.png`);
+  assert.equal(host.media.requestsFor(path)[0].headers.authorization, undefined);
   const got = await get(w.url, m.url, { Authorization: `Bearer ${KEYS.mine}` });
   assert.deepEqual(Buffer.from(await got.arrayBuffer()), PNG);
 });

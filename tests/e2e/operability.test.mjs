@@ -261,7 +261,10 @@ test('every route answers as the OpenAPI document says, errors included', async 
     // Quarantine.
     await call('GET', '/quarantine', { headers: API });
     await call('GET', '/quarantine?limit=0', { headers: API });
+    await call('GET', '/quarantine?pageToken=not-a-token', { headers: API });
     await call('GET', '/quarantine');
+    await call('GET', '/quarantine/count', { headers: API });
+    await call('GET', '/quarantine/count');
     // List Messages and conversations.
     const list = `/api/v2/users/${ACCOUNT}/messages`;
     await call('GET', `${list}?include=content&limit=1`, { headers: API });

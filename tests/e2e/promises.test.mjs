@@ -154,7 +154,7 @@ test('live publishing switches off with no subscriber and back on when one subsc
   // No subscriber: the shard publishes once, hears "nobody", switches off.
   await postCallback(w.url, [statusEvent(id, { type: 'message-sending', time: '2026-11-21T10:00:01.000Z' })]);
   await postCallback(w.url, [statusEvent(id, { type: 'message-sent', time: '2026-11-21T10:00:02.000Z' })]);
-  const ws = new WebSocket(`${w.url.replace('http', 'ws')}/live?token=${SECRETS.API_TOKEN}&messageId=${id}`);
+  const ws = new WebSocket(`${w.url.replace('http', 'ws')}/live?messageId=${id}`, ['bw-ledger', `token.${SECRETS.API_TOKEN}`]);
   const docs = [];
   ws.on('message', (m) => docs.push(JSON.parse(m.toString())));
   await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });

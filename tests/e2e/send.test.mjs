@@ -14,7 +14,7 @@ const KEYS = {
 };
 const CLIENT_KEYS = JSON.stringify([
   { id: 'web', key_sha256: sha(KEYS.web), allowed_from: ['+15551110000'], allowed_origins: ['https://app.example.com'] },
-  { id: 'ops', key_sha256: sha(KEYS.ops), allowed_from: ['+15551110001', 'ACME'], allowed_origins: ['https://ops.example.com'] },
+  { id: 'ops', key_sha256: sha(KEYS.ops), allowed_from: ['+15551110001', 'ACME'], allowed_origins: ['https://ops.example.com'], allowed_applications: ['app-sdk'] },
 ]);
 
 let w;

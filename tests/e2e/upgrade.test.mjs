@@ -18,8 +18,11 @@ const FIXTURE = join(ROOT, 'tests/upgrade/from-e627ca7');
  * fields older builds did not have removed. */
 function normalized(path, body, origin) {
   const text = body.replaceAll(origin, 'ORIGIN');
+  // Fields later builds added: the media archive, and the quarantine's
+  // count (its paging came with it).
   const drop = (v) => {
     if (v && typeof v === 'object' && !Array.isArray(v) && 'timeline' in v) delete v.archivedMedia;
+    if (path.startsWith('/quarantine') && v && typeof v === 'object' && 'items' in v) delete v.totalCount;
     return v;
   };
   if (path.startsWith('/export') && !path.includes('csv')) return text.split('\n').filter(Boolean).map((l) => drop(JSON.parse(l)));

@@ -59,12 +59,7 @@ pub struct ListRow {
 /// Derives the list rows of a message from its projected view.
 /// `first_received_ms` stands in for the time when no event carries one.
 pub fn rows_for(view: &MessageView, first_received_ms: i64) -> Vec<ListRow> {
-    let receive_time_ms = view
-        .time
-        .as_deref()
-        .and_then(parse_rfc3339_ms)
-        .or_else(|| view.timeline.iter().filter_map(|t| t.time.as_deref().and_then(parse_rfc3339_ms)).min())
-        .unwrap_or(first_received_ms);
+    let receive_time_ms = receive_time_ms(view, first_received_ms);
     let inbound =
         view.direction.as_deref() == Some("in") || view.recipients.iter().all(|r| r.status == RecipientState::Received);
     let rcs = view.timeline.iter().any(|t| t.event.get("channel").and_then(Value::as_str) == Some("RBM"));
@@ -112,6 +107,17 @@ pub fn rows_for(view: &MessageView, first_received_ms: i64) -> Vec<ListRow> {
             }
         })
         .collect()
+}
+
+/// A message's receive time (the List's `receiveTime`, and what retention
+/// and export go by): Bandwidth's `message.time`, else its earliest event
+/// time, else when the ledger first got it.
+pub fn receive_time_ms(view: &MessageView, first_received_ms: i64) -> i64 {
+    view.time
+        .as_deref()
+        .and_then(parse_rfc3339_ms)
+        .or_else(|| view.timeline.iter().filter_map(|t| t.time.as_deref().and_then(parse_rfc3339_ms)).min())
+        .unwrap_or(first_received_ms)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use bw_ledger_core::forward::changes;
 use bw_ledger_core::identity::{decide, DedupDecision};
-use bw_ledger_core::list::{rows_for, ColumnValue, ListRow, ROW_COLUMNS};
+use bw_ledger_core::list::{receive_time_ms, rows_for, ColumnValue, ListRow, ROW_COLUMNS};
 use bw_ledger_core::live::quarantine_doc;
 use bw_ledger_core::projection::project;
 use bw_ledger_core::status::RecipientState;
@@ -212,6 +212,12 @@ impl LedgerShard {
             let Some(view) = project(message_id, &records) else { continue };
             let mut fresh = rows_for(&view, first_received);
             let mut before = previous.remove(message_id).unwrap_or_default();
+            if fresh.is_empty() {
+                self.keep_unlisted(message_id, receive_time_ms(&view, first_received))?;
+            } else if before.is_empty() {
+                // A message that had no recipient may have gained one.
+                self.sql.exec("DELETE FROM unlisted WHERE message_id = ?", vec![message_id.into()])?;
+            }
             fresh.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
             before.sort_by(|a, b| a.destination_tn.cmp(&b.destination_tn));
             if fresh == before {
@@ -229,6 +235,19 @@ impl LedgerShard {
             self.write_rows(&fresh, &before)?;
         }
         Ok((queued, docs))
+    }
+
+    /// Records a message no list row holds (it has no recipient), so that
+    /// retention, erasure and export still find it; writes only when new or
+    /// when its time moved.
+    fn keep_unlisted(&self, message_id: &str, receive_time_ms: i64) -> Result<()> {
+        self.sql.exec(
+            "INSERT INTO unlisted (message_id, receive_time_ms) VALUES (?, ?)
+             ON CONFLICT (message_id) DO UPDATE SET receive_time_ms = excluded.receive_time_ms
+             WHERE receive_time_ms != excluded.receive_time_ms",
+            vec![message_id.into(), receive_time_ms.into()],
+        )?;
+        Ok(())
     }
 
     /// Brings a message's stored list rows (`before`) to `fresh`: inserts

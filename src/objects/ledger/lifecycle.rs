@@ -4,7 +4,8 @@
 //! pages.
 //!
 //! A message is found through its list rows (`message_rows`, indexed by
-//! time, sender and recipient) and deleted from every table that holds it:
+//! time, sender and recipient), or, when it has no recipient, through
+//! `unlisted`, and deleted from every table that holds it:
 //! events, identity conflicts, list rows, outbox rows and media (its R2
 //! objects through the trash).
 
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 
 use bw_ledger_core::lifecycle::{
     number_needle, raw_mentions, EraseReply, EraseRequest, ExportPage, ExportQuery, ExportedMessage, SweepReply,
-    SweepRequest, TOMBSTONE_MS,
+    SweepRequest,
 };
 use bw_ledger_core::quarantine::RawEncoding;
 use bw_ledger_core::wire::{EventRecord, MessageRecords, StoredConflict};
@@ -68,7 +69,7 @@ fn delete_messages(sql: &SqlStorage, ids_list: &[String]) -> Result<()> {
         &format!("DELETE FROM events WHERE seq IN (SELECT e.seq {})", reads::EVENTS_IN_RANGES),
         vec![reads::key_ranges(ids_list)?.into()],
     )?;
-    for table in ["event_conflicts", "message_rows"] {
+    for table in ["event_conflicts", "message_rows", "unlisted"] {
         sql.exec(
             &format!("DELETE FROM {table} WHERE message_id IN (SELECT value FROM json_each(?))"),
             vec![ids.clone().into()],
@@ -103,9 +104,10 @@ impl LedgerShard {
             let ids: Vec<TimedIdRow> = self
                 .sql
                 .exec(
-                    "SELECT DISTINCT receive_time_ms AS t, message_id FROM message_rows
-                     WHERE receive_time_ms < ? ORDER BY receive_time_ms, message_id LIMIT ?",
-                    vec![cutoff.into(), i64::from(req.limit).into()],
+                    "SELECT receive_time_ms AS t, message_id FROM message_rows WHERE receive_time_ms < ?
+                     UNION SELECT receive_time_ms, message_id FROM unlisted WHERE receive_time_ms < ?
+                     ORDER BY 1, 2 LIMIT ?",
+                    vec![cutoff.into(), cutoff.into(), i64::from(req.limit).into()],
                 )?
                 .to_array()?;
             let ids: Vec<String> = ids.into_iter().map(|r| r.message_id).collect();
@@ -149,7 +151,11 @@ impl LedgerShard {
                 vec![req.number.clone().into(), req.number.clone().into(), i64::from(req.limit).into()],
             )?
             .to_array()?;
-        let ids: Vec<String> = ids.into_iter().map(|r| r.message_id).collect();
+        let mut ids: Vec<String> = ids.into_iter().map(|r| r.message_id).collect();
+        let needle = number_needle(&req.number);
+        if (ids.len() as u32) < req.limit {
+            ids.extend(self.unlisted_mentioning(needle)?);
+        }
         delete_messages(&self.sql, &ids)?;
         for id in &ids {
             self.sql.exec(
@@ -161,7 +167,6 @@ impl LedgerShard {
         if !ids.is_empty() {
             self.tombstones.set(Some(true));
         }
-        let needle = number_needle(&req.number);
         // Saved send answers that name the number.
         self.sql.exec("DELETE FROM idempotency WHERE instr(response, ?) > 0", vec![needle.into()])?;
         // Quarantined bodies that contain it: text ones in SQL, the rest
@@ -185,8 +190,21 @@ impl LedgerShard {
         Ok(EraseReply { erased: ids.len() as u32, quarantined, more: ids.len() as u32 >= req.limit })
     }
 
+    /// Messages with no recipient (no list row) whose events mention the
+    /// number anywhere. They are rare (an event without `to`), so each
+    /// erasure reads their events.
+    fn unlisted_mentioning(&self, needle: &str) -> Result<Vec<String>> {
+        let unlisted: Vec<IdRow> = self.sql.exec("SELECT message_id FROM unlisted", None)?.to_array()?;
+        let ids: Vec<String> = unlisted.into_iter().map(|r| r.message_id).collect();
+        Ok(reads::events_of(&self.sql, &ids)?
+            .into_iter()
+            .filter(|(_, events)| events.iter().any(|e| e.record.raw.contains(needle)))
+            .map(|(id, _)| id)
+            .collect())
+    }
+
     fn prune_tombstones(&self, now_ms: i64) -> Result<()> {
-        self.sql.exec("DELETE FROM erased WHERE erased_ms < ?", vec![(now_ms - TOMBSTONE_MS).into()])?;
+        self.sql.exec("DELETE FROM erased WHERE erased_ms < ?", vec![(now_ms - self.tombstone_ms).into()])?;
         self.tombstones.set(Some(self.any_tombstones()?));
         Ok(())
     }
@@ -196,9 +214,9 @@ impl LedgerShard {
         Ok(any.first().is_some_and(|r| r.e != 0))
     }
 
-    /// The messages among `events` erased in the last [`TOMBSTONE_MS`]:
-    /// Bandwidth's retries of their callbacks are answered, not stored. A
-    /// shard with no tombstones (the common case) reads nothing.
+    /// The messages among `events` erased within `ERASURE_TOMBSTONE_DAYS`:
+    /// their callbacks, retried or first sent late, are answered, not
+    /// stored. A shard with no tombstones (the common case) reads nothing.
     pub(super) fn erased_among(&self, events: &[EventRecord], now_ms: i64) -> Result<Vec<String>> {
         let known = match self.tombstones.get() {
             Some(known) => known,
@@ -216,7 +234,7 @@ impl LedgerShard {
             .sql
             .exec(
                 "SELECT message_id FROM erased WHERE message_id IN (SELECT value FROM json_each(?)) AND erased_ms >= ?",
-                vec![serde_json::to_string(&ids)?.into(), (now_ms - TOMBSTONE_MS).into()],
+                vec![serde_json::to_string(&ids)?.into(), (now_ms - self.tombstone_ms).into()],
             )?
             .to_array()?;
         Ok(rows.into_iter().map(|r| r.message_id).collect())
@@ -237,9 +255,11 @@ pub fn export_page(sql: &SqlStorage, q: &ExportQuery) -> Result<ExportPage> {
     let (after_t, after_id) = q.after.clone().unwrap_or((i64::MIN, String::new()));
     let page: Vec<TimedIdRow> = sql
         .exec(
-            "SELECT DISTINCT receive_time_ms AS t, message_id FROM message_rows
-             WHERE receive_time_ms >= ? AND receive_time_ms < ? AND (receive_time_ms, message_id) > (?, ?)
-             ORDER BY receive_time_ms, message_id LIMIT ?",
+            "SELECT receive_time_ms AS t, message_id FROM message_rows
+             WHERE receive_time_ms >= ?1 AND receive_time_ms < ?2 AND (receive_time_ms, message_id) > (?3, ?4)
+             UNION SELECT receive_time_ms, message_id FROM unlisted
+             WHERE receive_time_ms >= ?1 AND receive_time_ms < ?2 AND (receive_time_ms, message_id) > (?3, ?4)
+             ORDER BY 1, 2 LIMIT ?5",
             vec![
                 q.from_ms.unwrap_or(i64::MIN).into(),
                 q.to_ms.unwrap_or(i64::MAX).into(),

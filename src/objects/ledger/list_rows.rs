@@ -107,7 +107,9 @@ fn start_moving(sql: &SqlStorage) -> Result<()> {
     sql.exec(&format!("ALTER TABLE message_rows RENAME TO {OLD}"), None)?;
     create(sql, NEW)?;
     for stmt in [
-        format!("CREATE VIEW message_rows AS SELECT {ROW_COLUMNS} FROM {OLD} UNION ALL SELECT {ROW_COLUMNS} FROM {NEW}"),
+        format!(
+            "CREATE VIEW message_rows AS SELECT {ROW_COLUMNS} FROM {OLD} UNION ALL SELECT {ROW_COLUMNS} FROM {NEW}"
+        ),
         // A new row goes to the new table.
         format!(
             "CREATE TRIGGER message_rows_insert INSTEAD OF INSERT ON message_rows BEGIN

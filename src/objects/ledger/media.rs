@@ -27,8 +27,8 @@ use std::rc::Rc;
 use bw_ledger_core::forward::{ForwardTarget, Schedule};
 use bw_ledger_core::identity::sha256_hex;
 use bw_ledger_core::media::{
-    content_type, lane_of, media_change, name_of, next_state, object_key, urls_to_archive, Attempt, CredentialScope,
-    CredentialChain, MediaRecord, MediaStatus, FETCH_TIMEOUT_MS, INBOUND_LANE,
+    content_type, lane_of, media_change, name_of, next_state, object_key, urls_to_archive, Attempt, CredentialChain,
+    CredentialScope, MediaRecord, MediaStatus, FETCH_TIMEOUT_MS, INBOUND_LANE,
 };
 use bw_ledger_core::wire::EventRecord;
 use serde::Deserialize;

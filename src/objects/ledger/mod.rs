@@ -36,20 +36,23 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use bw_ledger_core::forward::{parse_targets, ForwardTarget, Schedule};
-use bw_ledger_core::lifecycle::{SweepRequest, BATCH};
+use bw_ledger_core::lifecycle::{parse_tombstone_ms, SweepRequest, BATCH, DAY_MS, DEFAULT_TOMBSTONE_DAYS};
 use bw_ledger_core::list::{count_plan, ShardPage};
+use bw_ledger_core::media::CredentialScope;
 use bw_ledger_core::wire::{ledger, Empty, Method, ReplayReply};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State, Storage};
 
 use crate::clock::now_ms;
 use crate::config::{
-    Config, FORWARD_GIVE_UP_MS, FORWARD_KEEP_DELIVERED_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS,
-    FORWARD_TARGETS, MEDIA_GIVE_UP_MS, MEDIA_RETRY_BASE_MS, MEDIA_RETRY_MAX_MS, MIGRATION_BATCH_ROWS,
+    Config, ERASURE_TOMBSTONE_DAYS, FORWARD_GIVE_UP_MS, FORWARD_KEEP_DELIVERED_MS, FORWARD_RETRY_BASE_MS,
+    FORWARD_RETRY_MAX_MS, FORWARD_TARGETS, MEDIA_GIVE_UP_MS, MEDIA_RETRY_BASE_MS, MEDIA_RETRY_MAX_MS,
+    MIGRATION_BATCH_ROWS,
 };
 use crate::object_call::{reply, request};
 use crate::objects::live_hub::LiveSwitch;
 use crate::objects::transaction::Transactions;
 use delivery::{Deliveries, InFlight, DEFAULT_KEEP_DELIVERED_MS};
+use media::Lanes;
 #[cfg(feature = "test-hooks")]
 pub(crate) use reads::run as run_planned;
 
@@ -77,12 +80,15 @@ pub struct LedgerShard {
     /// credentials may go to (`BANDWIDTH_API_BASE`).
     media_schedule: Schedule,
     api_base: Rc<str>,
+    media_scope: Option<Rc<CredentialScope>>,
     /// Deliveries running from this instance, per target.
     in_flight: Rc<InFlight>,
     /// Duplicates answered since this instance started (`GET /metrics`).
     duplicates: Cell<i64>,
     /// Whether the `erased` table holds tombstones; unknown until read.
     tombstones: Cell<Option<bool>>,
+    /// How long a tombstone refuses its message id (`ERASURE_TOMBSTONE_DAYS`).
+    tombstone_ms: i64,
     /// Count queries run, and requests answered, by this instance, for the
     /// e2e suite.
     #[cfg(feature = "test-hooks")]
@@ -113,7 +119,14 @@ impl DurableObject for LedgerShard {
             var(MEDIA_RETRY_MAX_MS).as_deref(),
             var(MEDIA_GIVE_UP_MS).as_deref(),
         );
-        let api_base: Rc<str> = Config::from_env(&env).api_base().into();
+        let config = Config::from_env(&env);
+        let api_base: Rc<str> = config.api_base().into();
+        let media_scope = CredentialScope::new(&api_base, config.account_id().ok().as_deref()).map(Rc::new);
+        let tombstone_ms = parse_tombstone_ms(var(ERASURE_TOMBSTONE_DAYS).as_deref()).unwrap_or_else(|why| {
+            // Longer is the safe side: an erased number is never stored again.
+            crate::log::log_error!("config: {why}; keeping tombstones {DEFAULT_TOMBSTONE_DAYS} days");
+            i64::from(DEFAULT_TOMBSTONE_DAYS) * DAY_MS
+        });
         let move_batch = var(MIGRATION_BATCH_ROWS)
             .and_then(|v| v.trim().parse::<i64>().ok())
             .filter(|n| *n > 0)
@@ -139,8 +152,10 @@ impl DurableObject for LedgerShard {
             keep_delivered_ms,
             media_schedule,
             api_base,
+            media_scope,
             in_flight: Rc::new(InFlight::default()),
             tombstones: Cell::new(None),
+            tombstone_ms,
             duplicates: Cell::new(0),
             #[cfg(feature = "test-hooks")]
             count_queries: Cell::new(0),
@@ -186,9 +201,13 @@ impl DurableObject for LedgerShard {
                 let q = request::<ledger::Message>(&mut req).await?;
                 reply::<ledger::Message>(&reads::message(&self.sql, &q.message_id)?)
             }
-            ledger::Quarantine::PATH => {
-                let q = request::<ledger::Quarantine>(&mut req).await?;
-                reply::<ledger::Quarantine>(&reads::quarantine(&self.sql, q.limit)?)
+            ledger::QuarantineIndex::PATH => {
+                let q = request::<ledger::QuarantineIndex>(&mut req).await?;
+                reply::<ledger::QuarantineIndex>(&reads::quarantine_index(&self.sql, &q)?)
+            }
+            ledger::QuarantineBodies::PATH => {
+                let hashes = request::<ledger::QuarantineBodies>(&mut req).await?;
+                reply::<ledger::QuarantineBodies>(&reads::quarantine_bodies(&self.sql, &hashes)?)
             }
             ledger::List::PATH => {
                 let q = request::<ledger::List>(&mut req).await?;
@@ -291,11 +310,15 @@ impl DurableObject for LedgerShard {
         let deliveries = self.deliveries();
         let now = now_ms();
         deliveries.prune(now)?;
+        // Inbound media first: no forward and no send's media delays it.
+        let archiver = self.archiver();
+        for job in archiver.lease_due(Lanes::Inbound, now)? {
+            self.state.wait_until(archiver.clone().archive_and_record(job, deliveries.clone()));
+        }
         for head in deliveries.lease_due(now)? {
             self.state.wait_until(deliveries.clone().deliver_and_record(head));
         }
-        let archiver = self.archiver();
-        for job in archiver.lease_due(now)? {
+        for job in archiver.lease_due(Lanes::Sent, now)? {
             self.state.wait_until(archiver.clone().archive_and_record(job, deliveries.clone()));
         }
         if let Err(e) = media::empty_trash(&self.env, &self.sql).await {

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use bw_ledger_core::list::{page_plan, ListQuery, ListRow, SqlParam, SqlPlan};
 use bw_ledger_core::media::{MediaLookup, MediaQuery};
-use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord, RawEncoding};
-use bw_ledger_core::wire::{EventRecord, MessageRecords, QuarantineList, StoredConflict, StoredEvent};
+use bw_ledger_core::quarantine::RawEncoding;
+use bw_ledger_core::quarantine::{QuarantineBody, QuarantineIndex, QuarantineMeta, QuarantinePageQuery};
+use bw_ledger_core::wire::{EventRecord, MessageRecords, StoredConflict, StoredEvent};
 use bw_ledger_core::EventKey;
 use serde::Deserialize;
 use worker::{Result, SqlCursor, SqlStorage};
@@ -115,7 +116,7 @@ pub fn message(sql: &SqlStorage, message_id: &str) -> Result<MessageRecords> {
 #[derive(Deserialize)]
 struct QuarantineRow {
     content_hash: String,
-    raw: String,
+    raw_bytes: i64,
     raw_encoding: String,
     reason: String,
     first_seen_ms: i64,
@@ -123,29 +124,44 @@ struct QuarantineRow {
     seen_count: i64,
 }
 
-/// The most recently seen quarantine items.
-pub fn quarantine(sql: &SqlStorage, limit: u32) -> Result<QuarantineList> {
+/// A page of the quarantine, most recently seen first, after the cursor,
+/// without bodies (their sizes only), and the count of items held.
+pub fn quarantine_index(sql: &SqlStorage, q: &QuarantinePageQuery) -> Result<QuarantineIndex> {
+    let (t, hash) = q.after.as_ref().map_or((i64::MAX, String::new()), |c| (c.last_seen_ms, c.content_hash.clone()));
     let rows: Vec<QuarantineRow> = sql
         .exec(
-            "SELECT content_hash, raw, raw_encoding, reason, first_seen_ms, last_seen_ms, seen_count
-             FROM quarantine ORDER BY last_seen_ms DESC, content_hash LIMIT ?",
-            vec![i64::from(limit).into()],
+            "SELECT content_hash, length(CAST(raw AS BLOB)) AS raw_bytes, raw_encoding, reason, first_seen_ms,
+               last_seen_ms, seen_count
+             FROM quarantine WHERE last_seen_ms < ?1 OR (last_seen_ms = ?1 AND content_hash > ?2)
+             ORDER BY last_seen_ms DESC, content_hash LIMIT ?3",
+            vec![t.into(), hash.into(), i64::from(q.limit).into()],
         )?
         .to_array()?;
-    Ok(rows
-        .into_iter()
-        .map(|r| QuarantineItem {
-            record: QuarantineRecord {
+    let count: Vec<CountRow> = sql.exec("SELECT COUNT(*) AS n FROM quarantine", None)?.to_array()?;
+    Ok(QuarantineIndex {
+        count: count.first().map_or(0, |c| c.n.max(0) as u64),
+        items: rows
+            .into_iter()
+            .map(|r| QuarantineMeta {
                 content_hash: r.content_hash,
-                raw: r.raw,
+                raw_bytes: r.raw_bytes.max(0) as u64,
                 raw_encoding: RawEncoding::from_stored(&r.raw_encoding),
                 reason: r.reason,
-            },
-            first_seen_ms: r.first_seen_ms,
-            last_seen_ms: r.last_seen_ms,
-            seen_count: r.seen_count,
-        })
-        .collect())
+                first_seen_ms: r.first_seen_ms,
+                last_seen_ms: r.last_seen_ms,
+                seen_count: r.seen_count,
+            })
+            .collect(),
+    })
+}
+
+/// The stored bodies of these quarantine items.
+pub fn quarantine_bodies(sql: &SqlStorage, hashes: &[String]) -> Result<Vec<QuarantineBody>> {
+    sql.exec(
+        "SELECT content_hash AS contentHash, raw FROM quarantine WHERE content_hash IN (SELECT value FROM json_each(?))",
+        vec![serde_json::to_string(hashes)?.into()],
+    )?
+    .to_array()
 }
 
 /// A `message_rows` row as SQLite returns it (`ROW_COLUMNS`).

@@ -104,6 +104,11 @@ const SCHEMA: &[&str] = &[
         name TEXT PRIMARY KEY,
         value INTEGER NOT NULL,
         seq INTEGER NOT NULL) WITHOUT ROWID",
+    // Messages with no recipient (an event without `to`, an unknown type):
+    // no list row finds them, so retention, erasure and export find them here.
+    "CREATE TABLE IF NOT EXISTS unlisted (
+        message_id TEXT PRIMARY KEY,
+        receive_time_ms INTEGER NOT NULL) WITHOUT ROWID",
     // A retention sweep the alarm continues, batch by batch.
     "CREATE TABLE IF NOT EXISTS sweep (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -117,5 +122,6 @@ pub fn ensure(sql: &SqlStorage, txn: &Transactions) -> Result<Layout> {
     for stmt in SCHEMA {
         sql.exec(stmt, None)?;
     }
+    txn.atomically(|| super::media::ensure_lanes(sql))?;
     list_rows::ensure(sql, txn)
 }
