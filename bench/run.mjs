@@ -282,6 +282,16 @@ async function main() {
     results.sendDirect = await loadgen(fakeAddr, ['--path', `/api/v2/users/${ACCOUNT}/messages`, '--body', sendBody, '--connections', '4', '--duration', '5']);
     results.sendProxy = await loadgen(at(ports.ledger), ['--path', `/api/v2/users/${ACCOUNT}/messages`, '--body', sendBody, '--auth', `Bearer ${CLIENT_KEY}`, '--connections', '4', '--duration', '5']);
     log(`send: direct to fake p50 ${ms(results.sendDirect.p50_ms)} p99 ${ms(results.sendDirect.p99_ms)}; through the Worker p50 ${ms(results.sendProxy.p50_ms)} p99 ${ms(results.sendProxy.p99_ms)}; added p50 ${ms(results.sendProxy.p50_ms - results.sendDirect.p50_ms)} (non-2xx ${results.sendProxy.non2xx})`);
+    // The same with 1,000 opt-outs in the book (the send's check is one
+    // request to it, whatever it holds).
+    const optouts = Array.from({ length: 1000 }, (_, i) => `+1555${String(8000000 + i)}`);
+    for (let i = 0; i < optouts.length; i += 50) {
+      await Promise.all(optouts.slice(i, i + 50).map((number) => fetch(`http://${at(ports.ledger)}/optouts`, {
+        method: 'POST', headers: { Authorization: `Bearer ${API_TOKEN}` }, body: JSON.stringify({ number, note: 'bench' }),
+      }).then((r) => r.arrayBuffer())));
+    }
+    results.sendProxyOptOuts = await loadgen(at(ports.ledger), ['--path', `/api/v2/users/${ACCOUNT}/messages`, '--body', sendBody, '--auth', `Bearer ${CLIENT_KEY}`, '--connections', '4', '--duration', '5']);
+    log(`send with ${optouts.length} opt-outs in the book: p50 ${ms(results.sendProxyOptOuts.p50_ms)} p99 ${ms(results.sendProxyOptOuts.p99_ms)}; added p50 ${ms(results.sendProxyOptOuts.p50_ms - results.sendDirect.p50_ms)} (non-2xx ${results.sendProxyOptOuts.non2xx})`);
     // What one Worker-to-object round trip with one durable insert takes at
     // the same 4 connections (the JS peer): a send makes two (its key's
     // guard, then the ledger shard) around the upstream call.
@@ -452,7 +462,7 @@ added up by \`bench/meter-shim.mjs\` around the same build); non-2xx: ${r.cost.f
 - At half the ledger's full rate (${(r.ledger.rps / 2).toFixed(0)}/s, open loop): ledger p50 ${r.ledgerHalf.p50_ms.toFixed(2)} ms, p99 **${r.ledgerHalf.p99_ms.toFixed(2)} ms** (target: under 50 ms; p99.9 ${r.ledgerHalf.p999_ms.toFixed(2)} ms, max ${r.ledgerHalf.max_ms.toFixed(2)} ms); ceiling p50 ${r.emptyJsHalf.p50_ms.toFixed(2)} ms, p99 ${r.emptyJsHalf.p99_ms.toFixed(2)} ms; hand-written JS peer at the same rate p50 ${r.peerHalf.p50_ms.toFixed(2)} ms, p99 ${r.peerHalf.p99_ms.toFixed(2)} ms.
 - Acknowledged ${r.acknowledged} callbacks (ids listed by the load generator), stored ${r.stored} (ids read back through \`GET /export\`): **${r.missing.length} acknowledged but missing**${r.missing.length ? ` (${r.missing.slice(0, 50).join(', ')})` : ''}; ${r.unacknowledgedStored} stored without a 2xx.
 - wasm: ${r.wasmRaw} bytes raw, ${r.wasmGzip} bytes gzipped.
-- Send proxy, 4 connections: direct to the local fake p50 ${r.sendDirect.p50_ms.toFixed(2)} / p99 ${r.sendDirect.p99_ms.toFixed(2)} ms; through the Worker p50 ${r.sendProxy.p50_ms.toFixed(2)} / p99 ${r.sendProxy.p99_ms.toFixed(2)} ms (added p50 ${(r.sendProxy.p50_ms - r.sendDirect.p50_ms).toFixed(2)} ms). For scale, one Worker-to-object round trip with one durable insert (the JS peer, 4 connections): p50 ${r.peerOne.p50_ms.toFixed(2)} / p99 ${r.peerOne.p99_ms.toFixed(2)} ms; a send makes two (the key's guard, then the ledger shard).
+- Send proxy, 4 connections: direct to the local fake p50 ${r.sendDirect.p50_ms.toFixed(2)} / p99 ${r.sendDirect.p99_ms.toFixed(2)} ms; through the Worker p50 ${r.sendProxy.p50_ms.toFixed(2)} / p99 ${r.sendProxy.p99_ms.toFixed(2)} ms (added p50 ${(r.sendProxy.p50_ms - r.sendDirect.p50_ms).toFixed(2)} ms); with 1,000 opt-outs in the book p50 ${r.sendProxyOptOuts.p50_ms.toFixed(2)} / p99 ${r.sendProxyOptOuts.p99_ms.toFixed(2)} ms (added p50 ${(r.sendProxyOptOuts.p50_ms - r.sendDirect.p50_ms).toFixed(2)} ms). For scale, one Worker-to-object round trip with one durable insert (the JS peer, 4 connections): p50 ${r.peerOne.p50_ms.toFixed(2)} / p99 ${r.peerOne.p99_ms.toFixed(2)} ms; a send makes three (the key's guard, the opt-out book, then the ledger shard).
 - List Messages, page of 100 with ${r.listStored} stored messages: first page p50 ${r.listFirst.p50.toFixed(1)} / p99 ${r.listFirst.p99.toFixed(1)} ms; 11th page p50 ${r.listDeep.p50.toFixed(1)} / p99 ${r.listDeep.p99.toFixed(1)} ms; filtered p50 ${r.listFiltered.p50.toFixed(1)} / p99 ${r.listFiltered.p99.toFixed(1)} ms.
 - Export (NDJSON, \`GET /export\`) of ${r.export.messages} messages (${r.export.mib.toFixed(0)} MiB): ${r.export.perSecond.toFixed(0)} messages/s; workerd RSS ${r.export.rssBeforeMiB.toFixed(0)} MiB before, peak ${r.export.rssPeakMiB.toFixed(0)} MiB while streaming.
 - Live: ${r.liveKiBPerSubscriber.toFixed(1)} KiB of workerd memory per idle subscriber (500 open); callback to subscriber delay with 500 connected p50 ${r.liveDelay.p50.toFixed(1)} / p99 ${r.liveDelay.p99.toFixed(1)} ms.

@@ -8,6 +8,7 @@ use bw_ledger_core::auth::{callback_credentials, BasicCredential};
 use bw_ledger_core::client::{parse_client_keys, ClientKey};
 use bw_ledger_core::lifecycle::parse_retention_days;
 use bw_ledger_core::oauth::UpstreamAuth;
+use bw_ledger_core::optout::Rules;
 use bw_ledger_core::shard::parse_shard_count;
 use bw_ledger_core::ApiError;
 use worker::Env;
@@ -53,6 +54,14 @@ pub const TOKENS: &str = "TOKENS";
 pub const LIVE: &str = "LIVE";
 /// The Durable Object namespace binding of the client keys' guards.
 pub const KEY_GUARD: &str = "KEY_GUARD";
+/// The Durable Object namespace binding of the opt-out book.
+pub const OPT_OUTS: &str = "OPT_OUTS";
+/// Opt-out and opt-in keywords (comma-separated; replace the defaults),
+/// how far an opt-out reaches, and the confirmation text.
+pub const OPT_OUT_KEYWORDS: &str = "OPT_OUT_KEYWORDS";
+pub const OPT_IN_KEYWORDS: &str = "OPT_IN_KEYWORDS";
+pub const OPT_OUT_SCOPE: &str = "OPT_OUT_SCOPE";
+pub const OPT_OUT_REPLY: &str = "OPT_OUT_REPLY";
 
 pub const DEFAULT_API_BASE: &str = "https://messaging.bandwidth.com/api/v2";
 pub const DEFAULT_TOKEN_URL: &str = "https://api.bandwidth.com/api/v1/oauth2/token";
@@ -77,6 +86,7 @@ thread_local! {
     static HOT: std::cell::OnceCell<std::rc::Rc<Hot>> = const { std::cell::OnceCell::new() };
     static CLIENT_KEYS_PARSED: std::cell::OnceCell<Result<Rc<Vec<ClientKey>>, String>> =
         const { std::cell::OnceCell::new() };
+    static OPT_OUT_RULES: std::cell::OnceCell<Rc<Rules>> = const { std::cell::OnceCell::new() };
 }
 
 fn read(env: &Env, name: &str) -> Option<String> {
@@ -161,6 +171,29 @@ impl Config {
             crate::log::log_error!("config: {why}");
             ApiError::NotConfigured(RETENTION_DAYS)
         })
+    }
+
+    /// The opt-out keywords and scope, read once per isolate: every
+    /// callback asks. A bad `OPT_OUT_SCOPE` falls back to `account`, the
+    /// wider scope (it refuses more sends, never fewer), and is logged:
+    /// ingest never fails over it, so no STOP is lost.
+    pub fn opt_out_rules(&self) -> Rc<Rules> {
+        OPT_OUT_RULES.with(|cell| {
+            cell.get_or_init(|| {
+                let (out, inn) = (self.get(OPT_OUT_KEYWORDS), self.get(OPT_IN_KEYWORDS));
+                let rules = Rules::from_vars(out.as_deref(), inn.as_deref(), self.get(OPT_OUT_SCOPE).as_deref());
+                Rc::new(rules.unwrap_or_else(|why| {
+                    crate::log::log_error!("config: {why}; opt-outs reach the whole account until it is fixed");
+                    Rules::from_vars(out.as_deref(), inn.as_deref(), None).unwrap_or_default()
+                }))
+            })
+            .clone()
+        })
+    }
+
+    /// The confirmation sent once per opt-out, if any.
+    pub fn opt_out_reply(&self) -> Option<String> {
+        self.get(OPT_OUT_REPLY)
     }
 
     /// The configured client keys; none configured means none accepted.

@@ -34,6 +34,7 @@ use routes::authorize_api;
 pub use objects::key_guard::KeyGuard;
 pub use objects::ledger::LedgerShard;
 pub use objects::live_hub::LiveHub;
+pub use objects::opt_outs::OptOutBook;
 pub use objects::token_broker::TokenBroker;
 
 #[event(fetch)]
@@ -137,6 +138,22 @@ async fn handle(
             routes::ops::outcomes(env, config).await
         }
         Route::Media { message_id, path } => routes::media::serve(req, env, config, message_id, path).await,
+        Route::OptOuts => {
+            authorize_api(req, config)?;
+            routes::optouts::list(req, env).await
+        }
+        Route::OptOutAdd => {
+            authorize_api(req, config)?;
+            routes::optouts::add(req, env).await
+        }
+        Route::OptOutLift(number) => {
+            authorize_api(req, config)?;
+            routes::optouts::lift(req, env, &number).await
+        }
+        Route::OptOutHistory(number) => {
+            authorize_api(req, config)?;
+            routes::optouts::history(env, &number).await
+        }
         Route::Export => {
             authorize_api(req, config)?;
             routes::lifecycle::export(req, env, config).await

@@ -31,12 +31,16 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     /// Authenticated, but this caller may not do this (from number, origin).
     Forbidden(String),
+    /// A send to numbers that opted out (`crate::optout`): nothing is sent.
+    RecipientOptedOut(Vec<String>),
     /// Over a client key's limit (`crate::limits`): 429 with `Retry-After`.
     Limited {
         reason: Refusal,
         retry_after_s: i64,
         description: String,
     },
+    /// The request conflicts with what is stored (an opt-out already in force).
+    Conflict(String),
     /// An `Idempotency-Key` reused with a different body.
     IdempotencyMismatch,
     /// An `Idempotency-Key` whose first request is still being sent.
@@ -63,6 +67,9 @@ pub struct ErrorBody {
     pub description: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub field_errors: Vec<FieldError>,
+    /// The refused recipients of `recipient-opted-out`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub numbers: Vec<String>,
 }
 
 impl ApiError {
@@ -73,8 +80,8 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => 405,
             Self::PayloadTooLarge { .. } => 413,
             Self::BadRequest(_) | Self::Validation(_) => 400,
-            Self::Forbidden(_) => 403,
-            Self::IdempotencyInFlight => 409,
+            Self::Forbidden(_) | Self::RecipientOptedOut(_) => 403,
+            Self::IdempotencyInFlight | Self::Conflict(_) => 409,
             Self::Limited { .. } => 429,
             Self::IdempotencyMismatch => 422,
             Self::UpstreamUnreachable | Self::UpstreamCredentials => 502,
@@ -104,6 +111,10 @@ impl ApiError {
             Self::Validation(errors) => errors.clone(),
             _ => Vec::new(),
         };
+        let numbers = match self {
+            Self::RecipientOptedOut(numbers) => numbers.clone(),
+            _ => Vec::new(),
+        };
         let (kind, description) = match self {
             Self::CallbackUnauthorized => {
                 ("unauthorized", "Valid callback credentials (HTTP Basic) are required.".to_string())
@@ -124,6 +135,11 @@ impl ApiError {
                 ("request-validation", "Your request could not be accepted; see fieldErrors.".to_string())
             }
             Self::Forbidden(why) => ("forbidden", why.clone()),
+            Self::Conflict(why) => ("conflict", why.clone()),
+            Self::RecipientOptedOut(numbers) => (
+                "recipient-opted-out",
+                format!("{} opted out of messages from this account; nothing was sent.", numbers.join(", ")),
+            ),
             Self::Limited { reason, description, .. } => (
                 match reason {
                     Refusal::Quota => "daily-quota-exceeded",
@@ -161,7 +177,7 @@ impl ApiError {
             ),
             Self::Internal => ("internal", "An internal error occurred; it has been logged.".to_string()),
         };
-        ErrorBody { kind, description, field_errors }
+        ErrorBody { kind, description, field_errors, numbers }
     }
 }
 

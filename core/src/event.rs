@@ -198,13 +198,22 @@ fn exact_int(value: Option<&Value>, field: &str) -> Result<Option<i64>, String> 
 /// event, so a callback that arrived first and this record never overwrite
 /// each other: both are rows, and the projection merges them.
 pub fn accepted_event(accepted_body: &[u8]) -> Result<CallbackEvent, String> {
+    accepted_event_with(accepted_body, false)
+}
+
+/// As [`accepted_event`]; `opt_out_override` records that the operator
+/// sent past an opt-out (`"optOutOverride": true` on the event).
+pub fn accepted_event_with(accepted_body: &[u8], opt_out_override: bool) -> Result<CallbackEvent, String> {
     let message: Value = serde_json::from_slice(accepted_body).map_err(|e| format!("202 body is not JSON: {e}"))?;
     let time = message.get("time").cloned().unwrap_or(Value::Null);
-    let raw = serde_json::json!({
+    let mut raw = serde_json::json!({
         "type": ACCEPTED_TYPE,
         "time": time,
         "description": "Accepted by Bandwidth through the send proxy",
         "message": message,
     });
+    if opt_out_override {
+        raw["optOutOverride"] = Value::Bool(true);
+    }
     parse_event(&raw.to_string())
 }

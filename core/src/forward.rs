@@ -23,6 +23,10 @@ use crate::status::RecipientState;
 pub const DOC_VERSION: u32 = 1;
 pub const KIND_RECEIVED: &str = "message.received";
 pub const KIND_STATUS: &str = "message.status";
+/// An opt-out that changed (`crate::optout`).
+pub const KIND_OPTOUT: &str = "optout.changed";
+/// Every kind a target may name in `events`.
+pub const FORWARDED_KINDS: [&str; 4] = [KIND_RECEIVED, KIND_STATUS, crate::media::KIND_MEDIA, KIND_OPTOUT];
 /// A delivery counts only if the target answers 2xx within this time.
 pub const DELIVERY_TIMEOUT_MS: u64 = 10_000;
 
@@ -86,9 +90,7 @@ pub fn parse_targets(json: Option<&str>) -> Result<Vec<ForwardTarget>, String> {
             ));
         }
         if let Some(kinds) = &t.events {
-            if let Some(k) =
-                kinds.iter().find(|k| ![KIND_RECEIVED, KIND_STATUS, crate::media::KIND_MEDIA].contains(&k.as_str()))
-            {
+            if let Some(k) = kinds.iter().find(|k| !FORWARDED_KINDS.contains(&k.as_str())) {
                 return Err(format!("FORWARD_TARGETS: target {:?} names an unknown event kind {k:?}", t.id));
             }
         }

@@ -24,6 +24,7 @@ pub mod live;
 pub mod media;
 pub mod metrics;
 pub mod oauth;
+pub mod optout;
 pub mod outbox;
 pub mod projection;
 pub mod quarantine;

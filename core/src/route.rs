@@ -54,6 +54,14 @@ pub enum Route {
     OpenApi,
     /// `GET /stats/outcomes`: recipient outcomes by hour, last 24 hours.
     Outcomes,
+    /// `GET /optouts`: the opt-outs in force.
+    OptOuts,
+    /// `POST /optouts`: the operator records an opt-out.
+    OptOutAdd,
+    /// `DELETE /optouts/{number}`: the operator lifts one.
+    OptOutLift(String),
+    /// `GET /optouts/{number}/history`: a number's audit trail.
+    OptOutHistory(String),
 }
 
 impl Route {
@@ -83,6 +91,10 @@ impl Route {
             Self::Metrics => "GET /metrics",
             Self::OpenApi => "GET /openapi.json",
             Self::Outcomes => "GET /stats/outcomes",
+            Self::OptOuts => "GET /optouts",
+            Self::OptOutAdd => "POST /optouts",
+            Self::OptOutLift(_) => "DELETE /optouts/{number}",
+            Self::OptOutHistory(_) => "GET /optouts/{number}/history",
         }
     }
 }
@@ -115,6 +127,21 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         "/metrics" => only("GET", Route::Metrics),
         "/openapi.json" => only("GET", Route::OpenApi),
         "/stats/outcomes" => only("GET", Route::Outcomes),
+        "/optouts" => match method {
+            "POST" => Ok(Route::OptOutAdd),
+            _ => only("GET", Route::OptOuts).map_err(|_| ApiError::MethodNotAllowed { allow: "GET, POST" }),
+        },
+        p if p.starts_with("/optouts/") => {
+            let rest = &p["/optouts/".len()..];
+            let decode =
+                |s: &str| percent_decode(s).ok_or(ApiError::BadRequest("The number is not valid UTF-8.".into()));
+            match rest.split_once('/') {
+                Some((n, "history")) => only("GET", Route::OptOutHistory(decode(n)?)),
+                Some(_) => Err(ApiError::NotFound("Route")),
+                None if method == "DELETE" => Ok(Route::OptOutLift(decode(rest)?)),
+                None => Err(ApiError::MethodNotAllowed { allow: "DELETE" }),
+            }
+        }
         p if p.starts_with("/api/v2/") && method == "OPTIONS" => Ok(Route::Preflight),
         p if p.starts_with("/api/v2/users/") => {
             let rest = &p["/api/v2/users/".len()..];

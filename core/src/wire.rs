@@ -83,7 +83,54 @@ pub mod ledger {
         Metrics = "/metrics": Empty => crate::metrics::ShardMetrics;
         /// One archived media file's row and its message's numbers.
         Media = "/media": crate::media::MediaQuery => crate::media::MediaLookup;
+        /// Queues changes from elsewhere (the opt-out book) into the
+        /// outbox, once per webhook id; answers the rows queued.
+        QueueChanges = "/queue-changes": Vec<QueuedChange> => u32;
     }
+}
+
+/// Methods of the opt-out book (`OptOutBook`, one object).
+pub mod opt_outs {
+    use super::*;
+    use crate::optout::{
+        CheckReply, CheckRequest, Counts as OptOutCounts, HistoryEntry, ListPage, ListQuery, OperatorChange,
+        RecordRequest, Recorded,
+    };
+
+    methods! {
+        /// Records a callback's opt-outs and opt-ins, each event once.
+        Record = "/record": RecordRequest => Recorded;
+        /// The numbers of a send that may not be texted from its `from`.
+        Check = "/check": CheckRequest => CheckReply;
+        /// The operator's opt-out or lift; `None`: nothing to change.
+        Operator = "/operator": OperatorChange => Option<HistoryEntry>;
+        /// A page of the opt-outs in force.
+        List = "/list": ListQuery => ListPage;
+        /// A number's audit trail, oldest first.
+        History = "/history": NumberQuery => Vec<HistoryEntry>;
+        /// Erasure: the number's clear text goes, its suppression stays.
+        Erase = "/erase": NumberQuery => u32;
+        /// Opt-outs in force by scope.
+        Counts = "/counts": Empty => OptOutCounts;
+    }
+}
+
+/// A request naming one number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NumberQuery {
+    pub number: String,
+}
+
+/// A change queued into a ledger shard's outbox from elsewhere (the
+/// opt-out book), with its stable webhook id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedChange {
+    pub webhook_id: String,
+    pub kind: String,
+    pub message_id: String,
+    pub doc: serde_json::Value,
 }
 
 /// Methods of the live hub (`LiveHub`).

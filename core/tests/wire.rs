@@ -430,3 +430,88 @@ fn ledger_media() {
         json!({"events": [], "conflicts": [], "media": [record_json]}),
     );
 }
+
+#[test]
+fn opt_out_book_methods() {
+    use bw_ledger_core::optout::*;
+    use bw_ledger_core::wire::{opt_outs, NumberQuery, QueuedChange};
+    let signal = Signal {
+        number: "+15554440001".into(),
+        scope_number: "*".into(),
+        action: Action::OptOut,
+        reason: Reason::Carrier4775,
+        message_id: "m1".into(),
+        event_ref: "m1:message-failed".into(),
+        our_number: "+15551110000".into(),
+    };
+    pin::<opt_outs::Record>(
+        "/record",
+        RecordRequest { signals: vec![signal], now_ms: 5, reply: true },
+        json!({"signals": [{"number": "+15554440001", "scopeNumber": "*", "action": "opt-out", "reason": "carrier-4775",
+            "messageId": "m1", "eventRef": "m1:message-failed", "ourNumber": "+15551110000"}], "nowMs": 5, "reply": true}),
+        Recorded { changed: 1 },
+        json!({"changed": 1}),
+    );
+    pin::<opt_outs::Check>(
+        "/check",
+        CheckRequest { from: "+15551110000".into(), to: vec!["+15554440001".into()] },
+        json!({"from": "+15551110000", "to": ["+15554440001"]}),
+        CheckReply { opted_out: vec!["+15554440001".into()] },
+        json!({"optedOut": ["+15554440001"]}),
+    );
+    let entry = HistoryEntry {
+        state: State::OptedOut,
+        opt_out: OptOut {
+            number: None,
+            number_hash: "h".into(),
+            scope: Scope::Number,
+            scope_number: Some("+15551110000".into()),
+            reason: Reason::Operator,
+            message_id: None,
+            note: Some("by phone".into()),
+            time: "2026-12-02T00:00:00.000Z".into(),
+        },
+    };
+    pin::<opt_outs::Operator>(
+        "/operator",
+        OperatorChange { number: "+15554440001".into(), action: Action::OptIn, note: "web".into(), now_ms: 9 },
+        json!({"number": "+15554440001", "action": "opt-in", "note": "web", "nowMs": 9}),
+        Some(entry.clone()),
+        json!({"state": "opted-out", "number": null, "numberHash": "h", "scope": "number", "scopeNumber": "+15551110000",
+            "reason": "operator", "note": "by phone", "time": "2026-12-02T00:00:00.000Z"}),
+    );
+    pin::<opt_outs::History>(
+        "/history",
+        NumberQuery { number: "+1555".into() },
+        json!({"number": "+1555"}),
+        vec![],
+        json!([]),
+    );
+    pin::<opt_outs::Erase>("/erase", NumberQuery { number: "+1555".into() }, json!({"number": "+1555"}), 1, json!(1));
+    pin::<opt_outs::Counts>(
+        "/counts",
+        Empty {},
+        json!({}),
+        Counts { account: 2, number: 0 },
+        json!({"account": 2, "number": 0}),
+    );
+    pin::<opt_outs::List>(
+        "/list",
+        ListQuery { number: None, cursor: Some("c".into()), limit: 100 },
+        json!({"cursor": "c", "limit": 100}),
+        ListPage { optouts: vec![], next_cursor: None },
+        json!({"optouts": []}),
+    );
+    pin::<ledger::QueueChanges>(
+        "/queue-changes",
+        vec![QueuedChange {
+            webhook_id: "w".into(),
+            kind: "optout.changed".into(),
+            message_id: "optout:h".into(),
+            doc: json!({}),
+        }],
+        json!([{"webhookId": "w", "kind": "optout.changed", "messageId": "optout:h", "doc": {}}]),
+        1,
+        json!(1),
+    );
+}

@@ -6,6 +6,8 @@
 
 use bw_ledger_core::auth::{check_basic, AuthOutcome};
 use bw_ledger_core::error::MAX_CALLBACK_BODY;
+use bw_ledger_core::optout::RecordRequest;
+use bw_ledger_core::wire::opt_outs;
 use bw_ledger_core::{parse_callback_body, ApiError};
 use worker::{Env, Request, Response};
 
@@ -13,6 +15,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http;
 use crate::log::Trace;
+use crate::objects::opt_outs::book;
 use crate::shard_client::ShardClient;
 
 pub async fn receive(req: &mut Request, env: &Env, config: &Config, trace: &mut Trace) -> Result<Response, ApiError> {
@@ -38,9 +41,21 @@ pub async fn receive(req: &mut Request, env: &Env, config: &Config, trace: &mut 
             trace.message_id = Some(first.message_id.clone());
         }
     }
-    let reply = bw_ledger_core::ingest::ingest(&shards, &parsed, shards.count(), now_ms(), |shard, e| {
+    let now = now_ms();
+    // Opt-outs and opt-ins (a STOP, a 4775) are stored in the book before
+    // the 2xx, alongside the events: a crash after the answer never loses
+    // one, and Bandwidth's retry of a failed write records it once.
+    let signals = config.opt_out_rules().signals(&parsed.events);
+    let ingest = bw_ledger_core::ingest::ingest(&shards, &parsed, shards.count(), now, |shard, e| {
         crate::log::log_error!("callback ingest: shard {shard} did not confirm: {e}");
-    })
-    .await?;
+    });
+    let reply = if signals.is_empty() {
+        ingest.await?
+    } else {
+        let record = RecordRequest { signals, now_ms: now, reply: config.opt_out_reply().is_some() };
+        let (stored, booked) = futures_util::future::join(ingest, book::<opt_outs::Record>(env, &record)).await;
+        booked?;
+        stored?
+    };
     http::json(&reply)
 }

@@ -7,7 +7,7 @@ use bw_ledger_core::lifecycle::{
     ExportQuery, SweepRequest, BATCH, EXPORT_PAGE,
 };
 use bw_ledger_core::projection::project;
-use bw_ledger_core::wire::{ledger, Method};
+use bw_ledger_core::wire::{ledger, opt_outs, Method, NumberQuery};
 use bw_ledger_core::ApiError;
 use futures_util::future::join_all;
 use worker::{Env, Headers, Request, Response};
@@ -16,6 +16,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http;
 use crate::objects::key_guard;
+use crate::objects::opt_outs::book;
 use crate::shard_client::ShardClient;
 
 /// Erasure bodies are one number.
@@ -76,6 +77,8 @@ pub async fn erasure(req: &mut Request, env: &Env, config: &Config) -> Result<Re
     for result in join_all(ids.iter().map(|id| key_guard::erase(env, id, &request))).await {
         result?;
     }
+    // An opt-out of the number outlives its data, as a keyed hash.
+    book::<opt_outs::Erase>(env, &NumberQuery { number: request.number.clone() }).await?;
     http::json(&serde_json::json!({ "erased": erased, "quarantineItems": quarantined }))
 }
 

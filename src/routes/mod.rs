@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod live;
 pub mod media;
 pub mod ops;
+pub mod optouts;
 pub mod outbox;
 pub mod read;
 pub mod send;

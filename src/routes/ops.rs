@@ -5,7 +5,7 @@
 use bw_ledger_core::forward::parse_targets;
 use bw_ledger_core::metrics::{render, ShardMetrics};
 use bw_ledger_core::stats::{merge, window_start, OutcomeQuery};
-use bw_ledger_core::wire::{ledger, Empty};
+use bw_ledger_core::wire::{ledger, opt_outs, Empty};
 use bw_ledger_core::ApiError;
 use worker::{Env, Response};
 
@@ -26,7 +26,10 @@ pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let targets = env.var(FORWARD_TARGETS).ok().map(|v| v.to_string());
     let targets: Vec<String> =
         parse_targets(targets.as_deref()).unwrap_or_default().into_iter().map(|t| t.id).collect();
-    http::text(render(&total, &targets), "text/plain; version=0.0.4; charset=utf-8")
+    let optouts = crate::objects::opt_outs::book::<opt_outs::Counts>(env, &Empty {}).await?;
+    let mut text = render(&total, &targets);
+    text.push_str(&optouts.render());
+    http::text(text, "text/plain; version=0.0.4; charset=utf-8")
 }
 
 /// `GET /stats/outcomes` (API token).

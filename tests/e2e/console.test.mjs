@@ -159,6 +159,42 @@ test('the console signs in once, shows rows and status changes live, and sends t
   }, null, { timeout: 10000 });
   assert.deepEqual(await img.evaluate((i) => [i.naturalWidth, i.naturalHeight, i.src.startsWith('blob:')]), [96, 64, true]);
 
+  // An SVG in the same kind of MMS is offered as a download, never inline.
+  const svgMms = uniqueId('console-svg');
+  const svgPath = `/api/v2/users/9900000/media/${svgMms}/0/drawing.svg`;
+  fake.media.put(svgPath, Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"><script>parent.pwned=1</script></svg>'), 'image/svg+xml');
+  await postCallback(w.url, [{
+    type: 'message-received', time: new Date().toISOString(), description: 'Incoming message received', to: '+15551110000',
+    message: { id: svgMms, owner: '+15551110000', applicationId: 'app', time: new Date().toISOString(), segmentCount: 1,
+      direction: 'in', to: ['+15551110000'], from: '+15554440001', text: 'a drawing', media: [`${fake.url}${svgPath}`] },
+  }]);
+  const svgRow = page.locator(`tr[data-message-id="${svgMms}"]`);
+  await svgRow.waitFor({ timeout: 10000 });
+  await page.waitForFunction(async ([id, t]) => {
+    const r = await fetch(`/messages/${id}`, { headers: { Authorization: `Bearer ${t}` } });
+    return (await r.json()).archivedMedia?.[0]?.status === 'archived';
+  }, [svgMms, SECRETS.API_TOKEN], { timeout: 10000 });
+  await svgRow.getByRole('button', { name: svgMms }).click();
+  await page.getByRole('link', { name: 'Download drawing.svg' }).waitFor({ timeout: 10000 });
+  assert.equal(await page.locator('#timeline-media img').count(), 0, 'no SVG rendered inline');
+
+  // Opt-outs: a STOP shows in the table, live; a search finds it, and its
+  // history opens.
+  const stopper = '+15554440066';
+  await postCallback(w.url, [{
+    type: 'message-received', time: new Date().toISOString(), description: 'Incoming message received', to: '+15551110000',
+    message: { id: uniqueId('console-stop'), owner: '+15551110000', applicationId: 'app', time: new Date().toISOString(),
+      segmentCount: 1, direction: 'in', to: ['+15551110000'], from: stopper, text: 'STOP' },
+  }]);
+  const optRow = page.locator('#optout-rows tr', { hasText: stopper });
+  await optRow.waitFor({ timeout: 10000 });
+  assert.match(await optRow.innerText(), /account[\s\S]*keyword/);
+  await page.getByLabel('Opted-out number').fill(stopper);
+  await page.getByRole('button', { name: 'Search opt-outs' }).click();
+  await page.waitForFunction(() => document.querySelectorAll('#optout-rows tr').length === 1, null, { timeout: 10000 });
+  await optRow.getByRole('button', { name: 'History' }).click();
+  await page.locator('#optout-history li', { hasText: 'opted-out (keyword)' }).waitFor({ timeout: 10000 });
+
   // Quarantine count reflects a bad callback, live.
   await postCallback(w.url, `garbage ${uniqueId('g')}`);
   await page.waitForFunction(() => Number(document.getElementById('quarantine-count').textContent) >= 1, null, { timeout: 10000 });

@@ -329,6 +329,20 @@ test('every route answers as the OpenAPI document says, errors included', async 
     await call('GET', '/metrics');
     await call('GET', '/stats/outcomes', { headers: API });
     await call('GET', '/stats/outcomes', { headers: key });
+    // Opt-outs.
+    const optNumber = '+15554440077';
+    const enc = encodeURIComponent(optNumber);
+    await call('POST', '/optouts', { headers: API, body: JSON.stringify({ number: optNumber, note: 'by phone' }) });
+    await call('POST', '/optouts', { headers: API, body: JSON.stringify({ number: optNumber, note: 'again' }) });
+    await call('POST', '/optouts', { headers: API, body: JSON.stringify({ number: 'nope' }) });
+    await call('POST', list, { headers: { ...key, 'Content-Type': 'application/json' }, body: sendBody({ to: [optNumber] }) });
+    await call('GET', '/optouts', { headers: API });
+    await call('GET', `/optouts?number=${enc}`, { headers: API });
+    await call('GET', '/optouts');
+    await call('GET', `/optouts/${enc}/history`, { headers: API });
+    await call('DELETE', `/optouts/${enc}`, { headers: API });
+    await call('DELETE', `/optouts/${enc}`, { headers: API, body: JSON.stringify({ note: 'web form' }) });
+    await call('DELETE', `/optouts/${enc}`, { headers: API, body: JSON.stringify({ note: 'again' }) });
 
     // Every operation of the document was seen answering successfully.
     const missing = [];

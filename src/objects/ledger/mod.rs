@@ -201,6 +201,16 @@ impl DurableObject for LedgerShard {
                 let q = request::<ledger::Message>(&mut req).await?;
                 reply::<ledger::Message>(&reads::message(&self.sql, &q.message_id)?)
             }
+            ledger::QueueChanges::PATH => {
+                let handed = request::<ledger::QueueChanges>(&mut req).await?;
+                let now = now_ms();
+                let queued =
+                    self.txn.atomically(|| outbox::queue_handed_over(&self.sql, &self.targets, &handed, now))?;
+                if queued > 0 {
+                    self.storage.set_alarm(0).await?;
+                }
+                reply::<ledger::QueueChanges>(&queued)
+            }
             ledger::QuarantineIndex::PATH => {
                 let q = request::<ledger::QuarantineIndex>(&mut req).await?;
                 reply::<ledger::QuarantineIndex>(&reads::quarantine_index(&self.sql, &q)?)

@@ -1,9 +1,10 @@
 //! The operations over a ledger shard's outbox (API token): counts and
 //! health per target, dead letters, and replay. Delivery is `delivery.rs`.
 
+use bw_ledger_core::forward::KIND_OPTOUT;
 use bw_ledger_core::forward::{Change, ForwardTarget};
 use bw_ledger_core::outbox::{merge_stats, OutboxItem, OutboxState, ReplayRequest, TargetStats};
-use bw_ledger_core::wire::DeadQuery;
+use bw_ledger_core::wire::{DeadQuery, QueuedChange};
 use serde::Deserialize;
 use worker::{Result, SqlStorage, SqlStorageValue};
 
@@ -140,6 +141,30 @@ pub fn replay(sql: &SqlStorage, r: &ReplayRequest) -> Result<u32> {
 }
 
 /// One outbox row per (change, interested target); returns how many.
+/// Queues changes another object hands over (the opt-out book's
+/// `optout.changed`), once per (target, webhook id) however often the
+/// hand-over is retried. Only kinds forwarded from elsewhere are taken.
+pub(super) fn queue_handed_over(
+    sql: &SqlStorage,
+    targets: &[ForwardTarget],
+    handed: &[QueuedChange],
+    now: i64,
+) -> Result<u32> {
+    let mut found = Vec::with_capacity(handed.len());
+    for h in handed {
+        if h.kind != KIND_OPTOUT {
+            return Err(worker::Error::RustError(format!("{} is not a kind handed over to the outbox", h.kind)));
+        }
+        found.push(Change {
+            webhook_id: h.webhook_id.clone(),
+            kind: KIND_OPTOUT,
+            message_id: h.message_id.clone(),
+            doc: h.doc.clone(),
+        });
+    }
+    queue(sql, targets, &found, now)
+}
+
 pub(super) fn queue(sql: &SqlStorage, targets: &[ForwardTarget], found: &[Change], now: i64) -> Result<u32> {
     let mut queued = 0;
     for change in found {
