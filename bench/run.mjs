@@ -28,6 +28,10 @@ const ONLY_INGEST = process.env.BENCH_ONLY === 'ingest';
 // BENCH_ONLY=cost: only the realistic mix's rows written and the cost
 // per million callbacks (ledger and JS peer); RESULTS.md is not written.
 const ONLY_COST = process.env.BENCH_ONLY === 'cost';
+// BENCH_ONLY=send: only the send proxy's added latency (without and with
+// opt-outs in the book, and the operator's override that skips the book);
+// RESULTS.md is not written.
+const ONLY_SEND = process.env.BENCH_ONLY === 'send';
 // Outbound messages in the realistic mix (3 callbacks each, plus one inbound
 // message for every three outbound).
 const MIX_MESSAGES = Number(process.env.BENCH_MIX_MESSAGES ?? 1500);
@@ -202,6 +206,33 @@ async function main() {
       log(`cost per million callbacks, ledger: ${costLine(L.cost)}`);
       log(`cost per million callbacks, JS peer: ${costLine(P.cost)}   (CPU from ${cpuSource})`);
     };
+    // Send proxy: added latency over calling the fake upstream directly,
+    // then with 1,000 opt-outs in the book (a send asks it once, beside its
+    // key's guard), and an operator send with "optOutOverride" (no book).
+    const measureSend = async () => {
+      const sendBody = JSON.stringify({ to: ['+15552220001'], from: '+15551110000', text: 'bench' });
+      const sendArgs = (auth, body = sendBody) => ['--path', `/api/v2/users/${ACCOUNT}/messages`, '--body', body, '--auth', auth, '--connections', '4', '--duration', '5'];
+      const fakeAddr = fake.url.replace('http://', '');
+      results.sendDirect = await loadgen(fakeAddr, ['--path', `/api/v2/users/${ACCOUNT}/messages`, '--body', sendBody, '--connections', '4', '--duration', '5']);
+      results.sendProxy = await loadgen(at(ports.ledger), sendArgs(`Bearer ${CLIENT_KEY}`));
+      log(`send: direct to fake p50 ${ms(results.sendDirect.p50_ms)} p99 ${ms(results.sendDirect.p99_ms)}; through the Worker p50 ${ms(results.sendProxy.p50_ms)} p99 ${ms(results.sendProxy.p99_ms)}; added p50 ${ms(results.sendProxy.p50_ms - results.sendDirect.p50_ms)} (non-2xx ${results.sendProxy.non2xx})`);
+      const optouts = Array.from({ length: 1000 }, (_, i) => `+1555${String(8000000 + i)}`);
+      for (let i = 0; i < optouts.length; i += 50) {
+        await Promise.all(optouts.slice(i, i + 50).map((number) => fetch(`http://${at(ports.ledger)}/optouts`, {
+          method: 'POST', headers: { Authorization: `Bearer ${API_TOKEN}` }, body: JSON.stringify({ number, note: 'bench' }),
+        }).then((r) => r.arrayBuffer())));
+      }
+      results.sendProxyOptOuts = await loadgen(at(ports.ledger), sendArgs(`Bearer ${CLIENT_KEY}`));
+      log(`send with ${optouts.length} opt-outs in the book: p50 ${ms(results.sendProxyOptOuts.p50_ms)} p99 ${ms(results.sendProxyOptOuts.p99_ms)}; added p50 ${ms(results.sendProxyOptOuts.p50_ms - results.sendDirect.p50_ms)} (non-2xx ${results.sendProxyOptOuts.non2xx})`);
+      const overrideBody = JSON.stringify({ to: ['+15552220001'], from: '+15551110000', text: 'bench', optOutOverride: true });
+      results.sendOverride = await loadgen(at(ports.ledger), sendArgs(`Bearer ${API_TOKEN}`, overrideBody));
+      log(`operator send with optOutOverride (guard only, no book): p50 ${ms(results.sendOverride.p50_ms)} p99 ${ms(results.sendOverride.p99_ms)}; added p50 ${ms(results.sendOverride.p50_ms - results.sendDirect.p50_ms)} (non-2xx ${results.sendOverride.non2xx})`);
+      if (results.sendProxy.non2xx + results.sendProxyOptOuts.non2xx + results.sendOverride.non2xx > 0) process.exitCode = 1;
+    };
+    if (ONLY_SEND) {
+      await measureSend();
+      return;
+    }
     if (ONLY_COST) {
       await measureCost();
       printCost(results.cost.ledger.mixCpuMsPerCallback, results.cost.peer.mixCpuMsPerCallback, 'the mix runs themselves, metered ledger');
@@ -276,22 +307,7 @@ async function main() {
     results.wasmGzip = gzipSync(wasm, { level: 9 }).length;
     log(`wasm: ${(results.wasmRaw / 1024).toFixed(0)} KiB raw, ${(results.wasmGzip / 1024).toFixed(0)} KiB gzipped`);
 
-    // Send proxy: added latency over calling the fake upstream directly.
-    const sendBody = JSON.stringify({ to: ['+15552220001'], from: '+15551110000', text: 'bench' });
-    const fakeAddr = fake.url.replace('http://', '');
-    results.sendDirect = await loadgen(fakeAddr, ['--path', `/api/v2/users/${ACCOUNT}/messages`, '--body', sendBody, '--connections', '4', '--duration', '5']);
-    results.sendProxy = await loadgen(at(ports.ledger), ['--path', `/api/v2/users/${ACCOUNT}/messages`, '--body', sendBody, '--auth', `Bearer ${CLIENT_KEY}`, '--connections', '4', '--duration', '5']);
-    log(`send: direct to fake p50 ${ms(results.sendDirect.p50_ms)} p99 ${ms(results.sendDirect.p99_ms)}; through the Worker p50 ${ms(results.sendProxy.p50_ms)} p99 ${ms(results.sendProxy.p99_ms)}; added p50 ${ms(results.sendProxy.p50_ms - results.sendDirect.p50_ms)} (non-2xx ${results.sendProxy.non2xx})`);
-    // The same with 1,000 opt-outs in the book (the send's check is one
-    // request to it, whatever it holds).
-    const optouts = Array.from({ length: 1000 }, (_, i) => `+1555${String(8000000 + i)}`);
-    for (let i = 0; i < optouts.length; i += 50) {
-      await Promise.all(optouts.slice(i, i + 50).map((number) => fetch(`http://${at(ports.ledger)}/optouts`, {
-        method: 'POST', headers: { Authorization: `Bearer ${API_TOKEN}` }, body: JSON.stringify({ number, note: 'bench' }),
-      }).then((r) => r.arrayBuffer())));
-    }
-    results.sendProxyOptOuts = await loadgen(at(ports.ledger), ['--path', `/api/v2/users/${ACCOUNT}/messages`, '--body', sendBody, '--auth', `Bearer ${CLIENT_KEY}`, '--connections', '4', '--duration', '5']);
-    log(`send with ${optouts.length} opt-outs in the book: p50 ${ms(results.sendProxyOptOuts.p50_ms)} p99 ${ms(results.sendProxyOptOuts.p99_ms)}; added p50 ${ms(results.sendProxyOptOuts.p50_ms - results.sendDirect.p50_ms)} (non-2xx ${results.sendProxyOptOuts.non2xx})`);
+    await measureSend();
     // What one Worker-to-object round trip with one durable insert takes at
     // the same 4 connections (the JS peer): a send makes two (its key's
     // guard, then the ledger shard) around the upstream call.
@@ -359,12 +375,12 @@ async function main() {
     log(`live: ${results.liveKiBPerSubscriber.toFixed(1)} KiB per idle subscriber (500 open, workerd RSS); callback to subscriber (with 500 connected) p50 ${ms(results.liveDelay.p50)} p99 ${ms(results.liveDelay.p99)}`);
   } finally {
     await wd.stop();
-    if (ONLY_INGEST || ONLY_COST) {
+    if (ONLY_INGEST || ONLY_COST || ONLY_SEND) {
       await fake.close();
       rmSync(storage, { recursive: true, force: true });
     }
   }
-  if (ONLY_INGEST || ONLY_COST) return;
+  if (ONLY_INGEST || ONLY_COST || ONLY_SEND) return;
 
   // Crash-restart, longer form, under plain workerd.
   const crashStorage = join(OUT, `crash-${Date.now()}`);
@@ -462,7 +478,7 @@ added up by \`bench/meter-shim.mjs\` around the same build); non-2xx: ${r.cost.f
 - At half the ledger's full rate (${(r.ledger.rps / 2).toFixed(0)}/s, open loop): ledger p50 ${r.ledgerHalf.p50_ms.toFixed(2)} ms, p99 **${r.ledgerHalf.p99_ms.toFixed(2)} ms** (target: under 50 ms; p99.9 ${r.ledgerHalf.p999_ms.toFixed(2)} ms, max ${r.ledgerHalf.max_ms.toFixed(2)} ms); ceiling p50 ${r.emptyJsHalf.p50_ms.toFixed(2)} ms, p99 ${r.emptyJsHalf.p99_ms.toFixed(2)} ms; hand-written JS peer at the same rate p50 ${r.peerHalf.p50_ms.toFixed(2)} ms, p99 ${r.peerHalf.p99_ms.toFixed(2)} ms.
 - Acknowledged ${r.acknowledged} callbacks (ids listed by the load generator), stored ${r.stored} (ids read back through \`GET /export\`): **${r.missing.length} acknowledged but missing**${r.missing.length ? ` (${r.missing.slice(0, 50).join(', ')})` : ''}; ${r.unacknowledgedStored} stored without a 2xx.
 - wasm: ${r.wasmRaw} bytes raw, ${r.wasmGzip} bytes gzipped.
-- Send proxy, 4 connections: direct to the local fake p50 ${r.sendDirect.p50_ms.toFixed(2)} / p99 ${r.sendDirect.p99_ms.toFixed(2)} ms; through the Worker p50 ${r.sendProxy.p50_ms.toFixed(2)} / p99 ${r.sendProxy.p99_ms.toFixed(2)} ms (added p50 ${(r.sendProxy.p50_ms - r.sendDirect.p50_ms).toFixed(2)} ms); with 1,000 opt-outs in the book p50 ${r.sendProxyOptOuts.p50_ms.toFixed(2)} / p99 ${r.sendProxyOptOuts.p99_ms.toFixed(2)} ms (added p50 ${(r.sendProxyOptOuts.p50_ms - r.sendDirect.p50_ms).toFixed(2)} ms). For scale, one Worker-to-object round trip with one durable insert (the JS peer, 4 connections): p50 ${r.peerOne.p50_ms.toFixed(2)} / p99 ${r.peerOne.p99_ms.toFixed(2)} ms; a send makes three (the key's guard, the opt-out book, then the ledger shard).
+- Send proxy, 4 connections: direct to the local fake p50 ${r.sendDirect.p50_ms.toFixed(2)} / p99 ${r.sendDirect.p99_ms.toFixed(2)} ms; through the Worker p50 ${r.sendProxy.p50_ms.toFixed(2)} / p99 ${r.sendProxy.p99_ms.toFixed(2)} ms (added p50 ${(r.sendProxy.p50_ms - r.sendDirect.p50_ms).toFixed(2)} ms); with 1,000 opt-outs in the book p50 ${r.sendProxyOptOuts.p50_ms.toFixed(2)} / p99 ${r.sendProxyOptOuts.p99_ms.toFixed(2)} ms (added p50 ${(r.sendProxyOptOuts.p50_ms - r.sendDirect.p50_ms).toFixed(2)} ms); an operator send with \`optOutOverride\` (the guard, no opt-out check) p50 ${r.sendOverride.p50_ms.toFixed(2)} / p99 ${r.sendOverride.p99_ms.toFixed(2)} ms. For scale, one Worker-to-object round trip with one durable insert (the JS peer, 4 connections): p50 ${r.peerOne.p50_ms.toFixed(2)} / p99 ${r.peerOne.p99_ms.toFixed(2)} ms; a send makes three (the key's guard and the opt-out book at the same time, then the ledger shard).
 - List Messages, page of 100 with ${r.listStored} stored messages: first page p50 ${r.listFirst.p50.toFixed(1)} / p99 ${r.listFirst.p99.toFixed(1)} ms; 11th page p50 ${r.listDeep.p50.toFixed(1)} / p99 ${r.listDeep.p99.toFixed(1)} ms; filtered p50 ${r.listFiltered.p50.toFixed(1)} / p99 ${r.listFiltered.p99.toFixed(1)} ms.
 - Export (NDJSON, \`GET /export\`) of ${r.export.messages} messages (${r.export.mib.toFixed(0)} MiB): ${r.export.perSecond.toFixed(0)} messages/s; workerd RSS ${r.export.rssBeforeMiB.toFixed(0)} MiB before, peak ${r.export.rssPeakMiB.toFixed(0)} MiB while streaming.
 - Live: ${r.liveKiBPerSubscriber.toFixed(1)} KiB of workerd memory per idle subscriber (500 open); callback to subscriber delay with 500 connected p50 ${r.liveDelay.p50.toFixed(1)} / p99 ${r.liveDelay.p99.toFixed(1)} ms.

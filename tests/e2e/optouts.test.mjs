@@ -144,6 +144,8 @@ test('START lifts a keyword opt-out; a 4775 failure opts out with reason carrier
 test('OPT_OUT_REPLY goes out exactly once, from the number that got the STOP, however often Bandwidth retries', async () => {
   const p = person();
   const body = inbound(p, 'Stop', { to: OUR2 });
+  const replyId = uniqueId('reply');
+  fake.nextIds.push(replyId); // the next 202 is the confirmation's
   const answers = await Promise.all(Array.from({ length: 5 }, () => postCallback(w.url, body)));
   assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200, 200]);
   const replies = () => fake.messageRequests.filter((m) => JSON.parse(m.body).to?.[0] === p);
@@ -152,6 +154,10 @@ test('OPT_OUT_REPLY goes out exactly once, from the number that got the STOP, ho
   assert.equal(replies().length, 1);
   const sent = JSON.parse(replies()[0].body);
   assert.deepEqual([sent.from, sent.text, sent.applicationId], [OUR2, REPLY, 'app']);
+  // Recorded in the ledger like any send.
+  const recorded = await getJson(w.url, `/messages/${replyId}`);
+  assert.equal(recorded.status, 200);
+  assert.deepEqual([recorded.json.from, recorded.json.text, recorded.json.recipients[0].number], [OUR2, REPLY, p]);
   // A second STOP within 24 hours (after a START) sends nothing more.
   await postCallback(w.url, inbound(p, 'start', { to: OUR2 }));
   await postCallback(w.url, inbound(p, 'stop', { to: OUR2 }));
