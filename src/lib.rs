@@ -83,6 +83,10 @@ async fn handle(
         trace.message_id = Some(id.clone());
         trace.shard = config.shards().ok().map(|n| bw_ledger_core::shard::shard_for(id, n));
     }
+    // Operator routes take the API token only, checked here once.
+    if route.operator_only() {
+        authorize_api(req, config)?;
+    }
     match route {
         Route::Health => http::json(&serde_json::json!({ "status": "ok" })),
         Route::Console => http::console(config.account_id().unwrap_or_default().as_str()),
@@ -92,71 +96,23 @@ async fn handle(
         Route::List { account_id } => routes::read::list_messages(req, env, config, Some(&account_id)).await,
         Route::Conversation => routes::read::list_messages(req, env, config, None).await,
         Route::Live => routes::live::subscribe(req, env, config).await,
-        Route::Message(id) => {
-            authorize_api(req, config)?;
-            routes::read::message(env, config, id).await
-        }
-        Route::Quarantine => {
-            authorize_api(req, config)?;
-            routes::read::quarantine(req, env, config).await
-        }
-        Route::QuarantineCount => {
-            authorize_api(req, config)?;
-            routes::read::quarantine_count(env, config).await
-        }
-        Route::OutboxStats => {
-            authorize_api(req, config)?;
-            routes::outbox::stats(env, config).await
-        }
-        Route::OutboxDead => {
-            authorize_api(req, config)?;
-            routes::outbox::dead(req, env, config).await
-        }
-        Route::OutboxReplay => {
-            authorize_api(req, config)?;
-            routes::outbox::replay(req, env, config).await
-        }
-        Route::Keys => {
-            authorize_api(req, config)?;
-            routes::keys::usage(env, config).await
-        }
-        Route::RetentionRun => {
-            authorize_api(req, config)?;
-            routes::lifecycle::run(env, config).await
-        }
-        Route::Erasure => {
-            authorize_api(req, config)?;
-            routes::lifecycle::erasure(req, env, config).await
-        }
+        Route::Message(id) => routes::read::message(env, config, id).await,
+        Route::Quarantine => routes::read::quarantine(req, env, config).await,
+        Route::QuarantineCount => routes::read::quarantine_count(env, config).await,
+        Route::OutboxStats => routes::outbox::stats(env, config).await,
+        Route::OutboxDead => routes::outbox::dead(req, env, config).await,
+        Route::OutboxReplay => routes::outbox::replay(req, env, config).await,
+        Route::Keys => routes::keys::usage(env, config).await,
+        Route::RetentionRun => routes::lifecycle::run(env, config).await,
+        Route::Erasure => routes::lifecycle::erasure(req, env, config).await,
         Route::OpenApi => routes::ops::openapi(),
-        Route::Metrics => {
-            authorize_api(req, config)?;
-            routes::ops::metrics(env, config).await
-        }
-        Route::Outcomes => {
-            authorize_api(req, config)?;
-            routes::ops::outcomes(env, config).await
-        }
+        Route::Metrics => routes::ops::metrics(env, config).await,
+        Route::Outcomes => routes::ops::outcomes(env, config).await,
         Route::Media { message_id, path } => routes::media::serve(req, env, config, message_id, path).await,
-        Route::OptOuts => {
-            authorize_api(req, config)?;
-            routes::optouts::list(req, env).await
-        }
-        Route::OptOutAdd => {
-            authorize_api(req, config)?;
-            routes::optouts::add(req, env).await
-        }
-        Route::OptOutLift(number) => {
-            authorize_api(req, config)?;
-            routes::optouts::lift(req, env, &number).await
-        }
-        Route::OptOutHistory(number) => {
-            authorize_api(req, config)?;
-            routes::optouts::history(env, &number).await
-        }
-        Route::Export => {
-            authorize_api(req, config)?;
-            routes::lifecycle::export(req, env, config).await
-        }
+        Route::OptOuts => routes::optouts::list(req, env).await,
+        Route::OptOutAdd => routes::optouts::add(req, env).await,
+        Route::OptOutLift(number) => routes::optouts::lift(req, env, &number).await,
+        Route::OptOutHistory(number) => routes::optouts::history(env, &number).await,
+        Route::Export => routes::lifecycle::export(req, env, config).await,
     }
 }

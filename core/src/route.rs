@@ -65,6 +65,29 @@ pub enum Route {
 }
 
 impl Route {
+    /// Whether only the API token may call it (a client key gets 401).
+    pub fn operator_only(&self) -> bool {
+        matches!(
+            self,
+            Self::Message(_)
+                | Self::Quarantine
+                | Self::QuarantineCount
+                | Self::OutboxStats
+                | Self::OutboxDead
+                | Self::OutboxReplay
+                | Self::Keys
+                | Self::RetentionRun
+                | Self::Erasure
+                | Self::Export
+                | Self::Metrics
+                | Self::Outcomes
+                | Self::OptOuts
+                | Self::OptOutAdd
+                | Self::OptOutLift(_)
+                | Self::OptOutHistory(_)
+        )
+    }
+
     /// The route's name in logs and metrics: method and path template, never
     /// the path itself (which can hold ids, numbers or a `?token=`).
     pub fn label(&self) -> &'static str {

@@ -130,3 +130,47 @@ fn quarantine_keeps_exact_bytes_text_or_base64() {
     assert_eq!(b.raw_encoding, RawEncoding::Base64);
     assert_eq!(b.bytes(), Some(bin));
 }
+
+#[test]
+fn opt_out_routes_and_who_may_call_each_route() {
+    assert_eq!(resolve("GET", "/optouts"), Ok(Route::OptOuts));
+    assert_eq!(resolve("POST", "/optouts"), Ok(Route::OptOutAdd));
+    assert_eq!(resolve("PUT", "/optouts"), Err(ApiError::MethodNotAllowed { allow: "GET, POST" }));
+    assert_eq!(resolve("DELETE", "/optouts/%2B15554440001"), Ok(Route::OptOutLift("+15554440001".into())));
+    assert_eq!(resolve("GET", "/optouts/%2B15554440001"), Err(ApiError::MethodNotAllowed { allow: "DELETE" }));
+    assert_eq!(
+        resolve("GET", "/optouts/%2B15554440001/history"),
+        Ok(Route::OptOutHistory("+15554440001".into()))
+    );
+    assert_eq!(resolve("GET", "/quarantine/count"), Ok(Route::QuarantineCount));
+    // The API token only, for these; the others authenticate themselves
+    // (callback credentials, client keys) or are public.
+    for (method, path) in [
+        ("GET", "/messages/m"),
+        ("GET", "/quarantine"),
+        ("GET", "/quarantine/count"),
+        ("GET", "/outbox"),
+        ("POST", "/erasure"),
+        ("GET", "/export"),
+        ("GET", "/metrics"),
+        ("GET", "/optouts"),
+        ("POST", "/optouts"),
+        ("DELETE", "/optouts/%2B1555"),
+        ("GET", "/optouts/%2B1555/history"),
+    ] {
+        assert!(resolve(method, path).unwrap().operator_only(), "{method} {path}");
+    }
+    for (method, path) in [
+        ("GET", "/healthz"),
+        ("GET", "/"),
+        ("POST", "/callbacks/bandwidth"),
+        ("POST", "/api/v2/users/9/messages"),
+        ("GET", "/api/v2/users/9/messages"),
+        ("GET", "/conversations"),
+        ("GET", "/live"),
+        ("GET", "/media/m/bw/x.png"),
+        ("GET", "/openapi.json"),
+    ] {
+        assert!(!resolve(method, path).unwrap().operator_only(), "{method} {path}");
+    }
+}

@@ -2,6 +2,7 @@
 //! Routes authenticate, call the core and the objects, and render; every
 //! rule they apply is `bw_ledger_core`'s.
 
+pub mod admission;
 pub mod callback;
 pub mod keys;
 pub mod lifecycle;

@@ -3,9 +3,9 @@
 //! Order of checks: account, caller (a client key, or the API token for
 //! the operator's own sends), origin, size, body rules, and for a key its
 //! `from` numbers, applications and destinations; then, at the same time,
-//! the key's guard (`objects::key_guard`) claims the `Idempotency-Key` (a
-//! replay answers here) and admits the send against the key's rate and
-//! quota, and the opt-out book (`objects::opt_outs`) says whether any
+//! the key's guard (`objects::key_guard`, through `admission`) claims the
+//! `Idempotency-Key` (a replay answers here) and admits the send against
+//! the key's rate and quota, and the opt-out book (`objects::opt_outs`) says whether any
 //! recipient opted out; only then one upstream call, never retried. On
 //! `202 Accepted` the message is recorded in the ledger before answering:
 //! the one ledger shard call of a send (two, in the first day of a key's
@@ -13,24 +13,18 @@
 //! never reaches Bandwidth or the ledger, and gives back what its guard
 //! admitted.
 
-use std::time::Duration;
-
 use bw_ledger_core::auth::{check_bearer, AuthOutcome};
 use bw_ledger_core::client::{authenticate_client, cors_headers, preflight_headers, ClientKey};
 use bw_ledger_core::event::accepted_event_with;
-use bw_ledger_core::idempotency::{
-    decide_begin, parse_key, saves_outcome, scope_key, BeginDecision, GuardClaim, GuardFinish, IdemBegin, IdemFinish,
-    IdemPeek, SavedResponse,
-};
-use bw_ledger_core::identity::{canonical_json, sha256_hex};
-use bw_ledger_core::limits::{self, limited, Ask, Refusal, Verdict};
+use bw_ledger_core::idempotency::{parse_key, saves_outcome, SavedResponse};
+use bw_ledger_core::limits::{self, Ask, Refusal};
 use bw_ledger_core::optout::CheckRequest;
 use bw_ledger_core::send::{validate_send, ValidSend, MAX_SEND_BODY};
-use bw_ledger_core::wire::ledger;
 use bw_ledger_core::wire::opt_outs;
 use bw_ledger_core::{ApiError, ParsedCallback};
-use worker::{Delay, Env, Headers, Request, Response};
+use worker::{Env, Headers, Request, Response};
 
+use super::admission::{admit_send, finish_claim, give_back, refund, Admitted};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http::{self, header};
@@ -38,9 +32,6 @@ use crate::objects::key_guard;
 use crate::objects::opt_outs::book;
 use crate::shard_client::ShardClient;
 use crate::upstream::{create_message, SendFailure};
-
-/// How long a duplicate waits for the first request with its key to finish.
-const IN_FLIGHT_WAIT: Duration = Duration::from_millis(100);
 
 /// Adds CORS headers when the request's origin is allowed by some key, so
 /// that browsers can read errors too.
@@ -182,44 +173,6 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
     response
 }
 
-/// What the key's guard did with a send.
-enum Admitted {
-    /// Admitted, with no Idempotency-Key.
-    Admitted,
-    /// Admitted, and this request holds the Idempotency-Key.
-    Claimed(String),
-    /// The key's saved answer: nothing more to do.
-    Replay(SavedResponse),
-}
-
-/// The key's guard admits the send (and claims its Idempotency-Key).
-async fn admit_send(
-    env: &Env,
-    config: &Config,
-    key: &ClientKey,
-    shards: &ShardClient,
-    idempotency_key: Option<String>,
-    valid: &ValidSend,
-    ask: Ask,
-) -> Result<Admitted, ApiError> {
-    let Some(k) = idempotency_key else {
-        key_guard::enforce(env, key, ask).await?;
-        return Ok(Admitted::Admitted);
-    };
-    // The guard will keep the answer: erasure and retention must find it
-    // even once the key is gone from CLIENT_KEYS.
-    key_guard::register(env, &key.id).await?;
-    let begin = IdemBegin {
-        scope_key: scope_key(&key.id, &k),
-        body_hash: sha256_hex(canonical_json(&valid.body).as_bytes()),
-        now_ms: now_ms(),
-    };
-    Ok(match claim_key(env, key, shards, begin, ask, config.upstream_timeout()).await? {
-        Claim::Ours(scope) => Admitted::Claimed(scope),
-        Claim::Replay(saved) => Admitted::Replay(saved),
-    })
-}
-
 /// The recipients of a send who opted out of its `from` (none asked when
 /// the operator overrides).
 async fn opted_out(env: &Env, valid: &ValidSend, opt_out_override: bool) -> Result<Vec<String>, ApiError> {
@@ -228,23 +181,6 @@ async fn opted_out(env: &Env, valid: &ValidSend, opt_out_override: bool) -> Resu
     }
     let q = CheckRequest { from: valid.from.clone(), to: valid.to.clone() };
     Ok(book::<opt_outs::Check>(env, &q).await?.opted_out)
-}
-
-/// Gives back what the guard admitted for a send that never went out: the
-/// Idempotency-Key is released, the recipients refunded.
-async fn give_back(env: &Env, key: &ClientKey, admitted: Admitted, recipients: u32) {
-    match admitted {
-        Admitted::Claimed(scope) => finish_claim(env, &key.id, scope, None, recipients).await,
-        Admitted::Admitted => refund(env, key, recipients).await,
-        Admitted::Replay(_) => {}
-    }
-}
-
-/// Gives back an admitted send that never went out.
-async fn refund(env: &Env, key: &ClientKey, recipients: u32) {
-    if let Err(e) = key_guard::admit(env, &key.id, Ask::Refund { recipients }).await {
-        crate::log::log_error!("send: a refused send of key {} still counts against its quota: {e}", key.id);
-    }
 }
 
 /// A key used from a browser: only from its `allowed_origins`.
@@ -305,82 +241,6 @@ fn wants_opt_out_override(body: &[u8]) -> bool {
 async fn count_refusal(env: &Env, key: &ClientKey, reason: Refusal) {
     if let Err(e) = key_guard::admit(env, &key.id, Ask::Refused { reason }).await {
         crate::log::log_error!("send: a refusal of key {} was not counted: {e}", key.id);
-    }
-}
-
-/// Saves the outcome under the idempotency key, or releases the key
-/// (`None`), giving back `refund` recipients, in one call to the key's guard.
-async fn finish_claim(env: &Env, key_id: &str, scope_key: String, response: Option<SavedResponse>, refund: u32) {
-    let finish = GuardFinish { finish: IdemFinish { scope_key, response }, refund, now_ms: now_ms() };
-    if key_guard::finish(env, key_id, &finish).await.is_err() {
-        crate::log::log_error!(
-            "send: idempotency record could not be finished; retries with this key will wait for it to expire"
-        );
-    }
-}
-
-enum Claim {
-    Ours(String),
-    Replay(SavedResponse),
-}
-
-/// Claims an idempotency key and admits its send at the key's guard,
-/// waiting (up to about the upstream timeout) while another request with
-/// the same key is being sent. In the first day of a guard's records the
-/// shards, where earlier builds kept them, are read too (`read_through`).
-async fn claim_key(
-    env: &Env,
-    key: &ClientKey,
-    shards: &ShardClient,
-    mut begin: IdemBegin,
-    ask: Ask,
-    wait: Duration,
-) -> Result<Claim, ApiError> {
-    let deadline = begin.now_ms + wait.as_millis() as i64 + 1000;
-    let recipients = match ask {
-        Ask::Send { recipients, .. } => recipients,
-        _ => 0,
-    };
-    loop {
-        let reply = key_guard::claim(env, &key.id, &GuardClaim { begin: begin.clone(), ask: ask.clone() }).await?;
-        match reply.decision {
-            BeginDecision::Proceed => {
-                if let Some(Verdict::Refuse { reason, retry_after_s }) = reply.verdict {
-                    return Err(limited(&key.id, &key.limits, reason, retry_after_s));
-                }
-                if !reply.read_through {
-                    return Ok(Claim::Ours(begin.scope_key));
-                }
-                // A record an earlier build kept in a shard decides, if any.
-                let shard = shards.shard_of(&begin.scope_key);
-                let peek = IdemPeek { scope_key: begin.scope_key.clone() };
-                let old = shards.call::<ledger::IdemPeek>(shard, &peek).await?;
-                let scope = begin.scope_key.clone();
-                let release = |response| finish_claim(env, &key.id, scope.clone(), response, recipients);
-                return match decide_begin(old.as_ref(), &begin.body_hash, begin.now_ms) {
-                    BeginDecision::Proceed => Ok(Claim::Ours(begin.scope_key.clone())),
-                    BeginDecision::Replay { response } => {
-                        release(Some(response.clone())).await;
-                        Ok(Claim::Replay(response))
-                    }
-                    BeginDecision::Mismatch => {
-                        release(None).await;
-                        Err(ApiError::IdempotencyMismatch)
-                    }
-                    BeginDecision::InFlight => {
-                        release(None).await;
-                        Err(ApiError::IdempotencyInFlight)
-                    }
-                };
-            }
-            BeginDecision::Replay { response } => return Ok(Claim::Replay(response)),
-            BeginDecision::Mismatch => return Err(ApiError::IdempotencyMismatch),
-            BeginDecision::InFlight if now_ms() < deadline => {
-                Delay::from(IN_FLIGHT_WAIT).await;
-                begin.now_ms = now_ms();
-            }
-            BeginDecision::InFlight => return Err(ApiError::IdempotencyInFlight),
-        }
     }
 }
 

@@ -19,9 +19,11 @@
 //! - the send proxy's idempotency records of earlier builds, read only
 //!   (`objects::idempotency`);
 //! - `lifecycle`: retention, erasure (and its tombstones), export;
-//! - `media`: the media archive (jobs, fetching into R2, the trash);
+//! - `media`: the media archive's jobs and trash; `archiver`: fetching
+//!   them into R2, lane by lane;
 //! - `metrics`: the figures of `GET /metrics`.
 
+mod archiver;
 mod delivery;
 mod ingest;
 mod lifecycle;
@@ -51,8 +53,8 @@ use crate::config::{
 use crate::object_call::{reply, request};
 use crate::objects::live_hub::LiveSwitch;
 use crate::objects::transaction::Transactions;
+use archiver::Lanes;
 use delivery::{Deliveries, InFlight, DEFAULT_KEEP_DELIVERED_MS};
-use media::Lanes;
 #[cfg(feature = "test-hooks")]
 pub(crate) use reads::run as run_planned;
 
