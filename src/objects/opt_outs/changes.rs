@@ -12,6 +12,9 @@ use worker::Result;
 use super::reads::OptOutRow;
 use super::OptOutBook;
 
+/// How long a recorded event's identity is kept for dedup.
+const SEEN_KEEP_MS: i64 = 2 * 86_400_000;
+
 /// One change to record: who, where, what, why.
 #[derive(Clone, Copy)]
 struct Change<'a> {
@@ -40,6 +43,9 @@ impl OptOutBook {
     /// transaction, for the alarm.
     pub(super) fn record(&self, req: &RecordRequest) -> Result<Recorded> {
         let key = self.key()?;
+        // Bandwidth retries for 24 hours: an event's identity is kept two
+        // days, long enough to recognise every retry.
+        self.sql.exec("DELETE FROM seen WHERE at_ms < ?", vec![(req.now_ms - SEEN_KEEP_MS).into()])?;
         let mut changed = 0;
         for s in &req.signals {
             let fresh = self.sql.exec(
@@ -219,6 +225,11 @@ impl OptOutBook {
         let kept = self.sql.exec("UPDATE optouts SET number = NULL WHERE subject = ?", vec![subject.clone().into()])?;
         self.sql.exec("UPDATE history SET number = NULL WHERE subject = ?", vec![subject.clone().into()])?;
         self.sql.exec("DELETE FROM pending_replies WHERE to_number = ?", vec![number.into()])?;
+        // Forwards not yet handed to the outbox lose the number too.
+        self.sql.exec(
+            "UPDATE pending_forwards SET doc = json_set(doc, '$.number', NULL) WHERE subject = ?",
+            vec![subject.into()],
+        )?;
         Ok(kept.rows_written() as u32)
     }
 }

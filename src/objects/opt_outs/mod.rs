@@ -45,6 +45,7 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS history_by_subject ON history (subject, seq)",
     // Events already counted: a retried callback records nothing twice.
     "CREATE TABLE IF NOT EXISTS seen (event_ref TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS seen_by_time ON seen (at_ms)",
     // The last confirmation per person, and those still to send.
     "CREATE TABLE IF NOT EXISTS replies (subject TEXT PRIMARY KEY, last_ms INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS pending_replies (seq INTEGER PRIMARY KEY, to_number TEXT NOT NULL,
