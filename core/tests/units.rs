@@ -138,10 +138,7 @@ fn opt_out_routes_and_who_may_call_each_route() {
     assert_eq!(resolve("PUT", "/optouts"), Err(ApiError::MethodNotAllowed { allow: "GET, POST" }));
     assert_eq!(resolve("DELETE", "/optouts/%2B15554440001"), Ok(Route::OptOutLift("+15554440001".into())));
     assert_eq!(resolve("GET", "/optouts/%2B15554440001"), Err(ApiError::MethodNotAllowed { allow: "DELETE" }));
-    assert_eq!(
-        resolve("GET", "/optouts/%2B15554440001/history"),
-        Ok(Route::OptOutHistory("+15554440001".into()))
-    );
+    assert_eq!(resolve("GET", "/optouts/%2B15554440001/history"), Ok(Route::OptOutHistory("+15554440001".into())));
     assert_eq!(resolve("GET", "/quarantine/count"), Ok(Route::QuarantineCount));
     // The API token only, for these; the others authenticate themselves
     // (callback credentials, client keys) or are public.
