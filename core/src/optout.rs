@@ -14,6 +14,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::event::CallbackEvent;
+use crate::identity::hex;
 use crate::send::is_e164;
 
 /// The FCC's seven, and CTIA's STOPALL.
@@ -62,12 +63,6 @@ impl Scope {
             None | Some("account") => Ok(Self::Account),
             Some("number") => Ok(Self::Number),
             Some(other) => Err(format!("OPT_OUT_SCOPE must be `account` or `number`; got {other:?}")),
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Account => "account",
-            Self::Number => "number",
         }
     }
 }
@@ -252,7 +247,7 @@ pub struct Recorded {
 pub fn keyed_hash(key: &[u8], number: &str) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(number.as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    hex(&mac.finalize().into_bytes())
 }
 
 /// The send proxy's question: may `from` text these numbers?
@@ -321,7 +316,8 @@ impl State {
     }
 }
 
-/// `GET /optouts?number=&cursor=`: a page of opt-outs in force.
+/// `GET /optouts?number=&cursor=`: a page of opt-outs in force (the book
+/// sets the page size).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
@@ -329,7 +325,6 @@ pub struct ListQuery {
     pub number: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
-    pub limit: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

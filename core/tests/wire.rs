@@ -497,8 +497,8 @@ fn opt_out_book_methods() {
     );
     pin::<opt_outs::List>(
         "/list",
-        ListQuery { number: None, cursor: Some("c".into()), limit: 100 },
-        json!({"cursor": "c", "limit": 100}),
+        ListQuery { number: None, cursor: Some("c".into()) },
+        json!({"cursor": "c"}),
         ListPage { optouts: vec![], next_cursor: None },
         json!({"optouts": []}),
     );

@@ -39,7 +39,7 @@ fn note(raw: Option<String>) -> Result<String, ApiError> {
 pub async fn list(req: &Request, env: &Env) -> Result<Response, ApiError> {
     let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
     let param = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
-    let q = ListQuery { number: param("number").map(|n| number(&n)).transpose()?, cursor: param("cursor"), limit: 100 };
+    let q = ListQuery { number: param("number").map(|n| number(&n)).transpose()?, cursor: param("cursor") };
     http::json(&book::<opt_outs::List>(env, &q).await?)
 }
 

@@ -69,7 +69,7 @@ pub async fn quarantine(req: &Request, env: &Env, config: &Config) -> Result<Res
 /// holds, reading no body.
 pub async fn quarantine_count(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let shards = ShardClient::new(env, config.shards()?)?;
-    let pages = shards.call_all::<ledger::QuarantineIndex>(&QuarantinePageQuery { limit: 1, after: None }).await?;
+    let pages = shards.call_all::<ledger::QuarantineIndex>(&QuarantinePageQuery { limit: 0, after: None }).await?;
     http::json(&serde_json::json!({ "count": pages.iter().map(|p| p.count).sum::<u64>() }))
 }
 

@@ -42,7 +42,6 @@ impl OptOutBook {
     /// changed anything. Confirmations and forwards are queued in the same
     /// transaction, for the alarm.
     pub(super) fn record(&self, req: &RecordRequest) -> Result<Recorded> {
-        let key = self.key()?;
         // Bandwidth retries for 24 hours: an event's identity is kept two
         // days, long enough to recognise every retry.
         self.sql.exec("DELETE FROM seen WHERE at_ms < ?", vec![(req.now_ms - SEEN_KEEP_MS).into()])?;
@@ -55,7 +54,7 @@ impl OptOutBook {
             if fresh.rows_written() == 0 {
                 continue;
             }
-            let subject = self.subject(&key, &s.number);
+            let subject = self.subject(&s.number)?;
             let change = Change {
                 subject: &subject,
                 number: &s.number,
@@ -186,8 +185,7 @@ impl OptOutBook {
     /// An operator's opt-out (account-wide) or lift; `None` when there was
     /// nothing to change.
     pub(super) fn operator(&self, op: &OperatorChange) -> Result<Option<HistoryEntry>> {
-        let key = self.key()?;
-        let subject = self.subject(&key, &op.number);
+        let subject = self.subject(&op.number)?;
         let c = Change {
             subject: &subject,
             number: &op.number,
@@ -220,8 +218,7 @@ impl OptOutBook {
 
     /// Erasure: the number goes, its suppression stays (as its hash).
     pub(super) fn erase(&self, number: &str) -> Result<u32> {
-        let key = self.key()?;
-        let subject = self.subject(&key, number);
+        let subject = self.subject(number)?;
         let kept = self.sql.exec("UPDATE optouts SET number = NULL WHERE subject = ?", vec![subject.clone().into()])?;
         self.sql.exec("UPDATE history SET number = NULL WHERE subject = ?", vec![subject.clone().into()])?;
         self.sql.exec("DELETE FROM pending_replies WHERE to_number = ?", vec![number.into()])?;

@@ -20,6 +20,7 @@
 mod changes;
 mod reads;
 
+use bw_ledger_core::identity::hex;
 use bw_ledger_core::optout::{keyed_hash, KIND_OPTOUT};
 use bw_ledger_core::wire::{ledger, opt_outs, Method, QueuedChange};
 use serde::Deserialize;
@@ -101,7 +102,7 @@ impl OptOutBook {
             None => {
                 let mut bytes = [0u8; 32];
                 getrandom::fill(&mut bytes).map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
-                let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                let key = hex(&bytes);
                 self.sql.exec("INSERT INTO book_key (id, key) VALUES (1, ?)", vec![key.clone().into()])?;
                 key
             }
@@ -111,8 +112,9 @@ impl OptOutBook {
         Ok(key)
     }
 
-    fn subject(&self, key: &[u8], number: &str) -> String {
-        keyed_hash(key, number)
+    /// The book's key for `number` (`optout::keyed_hash`).
+    fn subject(&self, number: &str) -> Result<String> {
+        Ok(keyed_hash(&self.key()?, number))
     }
 
     /// Arms the alarm when confirmations or forwards wait.

@@ -81,14 +81,13 @@ struct CountRow {
 
 impl OptOutBook {
     pub(super) fn check(&self, q: &CheckRequest) -> Result<CheckReply> {
-        let key = self.key()?;
         let mut opted_out = Vec::new();
         for n in &q.to {
             let found: Vec<serde::de::IgnoredAny> = self
                 .sql
                 .exec(
                     "SELECT 1 AS x FROM optouts WHERE subject = ? AND scope_number IN (?, ?)",
-                    vec![self.subject(&key, n).into(), ACCOUNT_WIDE.into(), q.from.clone().into()],
+                    vec![self.subject(n)?.into(), ACCOUNT_WIDE.into(), q.from.clone().into()],
                 )?
                 .to_array()?;
             if !found.is_empty() {
@@ -99,8 +98,7 @@ impl OptOutBook {
     }
 
     pub(super) fn list(&self, q: &ListQuery) -> Result<ListPage> {
-        let key = self.key()?;
-        let subject = q.number.as_deref().map(|n| self.subject(&key, n));
+        let subject = q.number.as_deref().map(|n| self.subject(n)).transpose()?;
         let after = q.cursor.clone().unwrap_or_default();
         let rows: Vec<OptOutRow> = self
             .sql
@@ -117,20 +115,18 @@ impl OptOutBook {
     }
 
     pub(super) fn history(&self, number: &str) -> Result<Vec<HistoryEntry>> {
-        let key = self.key()?;
         let rows: Vec<HistoryRow> = self
             .sql
             .exec(
                 "SELECT state, subject, scope_number, number, reason, message_id, note, changed_ms FROM history
                  WHERE subject = ? ORDER BY seq",
-                vec![self.subject(&key, number).into()],
+                vec![self.subject(number)?.into()],
             )?
             .to_array()?;
         Ok(rows.into_iter().map(HistoryRow::entry).collect())
     }
 
     pub(super) fn counts(&self) -> Result<Counts> {
-        self.key()?;
         let rows: Vec<CountRow> = self
             .sql
             .exec(
