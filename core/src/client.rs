@@ -145,6 +145,13 @@ pub enum Reader<'a> {
     Key(&'a ClientKey),
 }
 
+impl<'a> From<Option<&'a ClientKey>> for Reader<'a> {
+    /// A client key, or the operator (`None`).
+    fn from(key: Option<&'a ClientKey>) -> Self {
+        key.map_or(Reader::Operator, Reader::Key)
+    }
+}
+
 impl Reader<'_> {
     /// The numbers a read is limited to; `None` for the operator.
     pub fn scope(&self) -> Option<Vec<String>> {

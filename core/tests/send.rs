@@ -213,6 +213,8 @@ fn the_api_token_or_else_a_client_key_gives_the_reader_scope() {
     let key = reader(Some("Bearer web-key"), Some("api-token"), &keys).unwrap();
     assert_eq!(key.scope(), Some(vec!["+15551110000".to_string()]));
     assert_eq!(reader(Some("Bearer web-key"), None, &keys).unwrap().scope(), key.scope(), "no API token configured");
+    assert_eq!(Reader::from(None), Reader::Operator);
+    assert_eq!(Reader::from(Some(&keys[0])), Reader::Key(&keys[0]));
     assert_eq!(reader(Some("Bearer api-token"), None, &keys).unwrap_err(), AuthOutcome::Rejected);
     assert_eq!(reader(Some("Bearer wrong"), Some("api-token"), &keys).unwrap_err(), AuthOutcome::Rejected);
     assert_eq!(reader(None, Some("api-token"), &keys).unwrap_err(), AuthOutcome::Missing);
@@ -303,4 +305,17 @@ fn an_accepted_send_becomes_a_ledger_event_with_its_text() {
     assert_eq!(ev.time.as_deref(), Some("2026-11-20T15:04:04.980Z"));
     assert_eq!(ev.message()["text"], "Hello");
     assert!(accepted_event(b"{}").is_err(), "no id, nothing to attach to");
+}
+
+#[test]
+fn opt_out_override_is_read_but_never_forwarded() {
+    let mut b = ok_body();
+    let plain = validate_send(b.to_string().as_bytes(), NOW, Some("app")).unwrap();
+    assert!(!plain.opt_out_override);
+    b["optOutOverride"] = json!(true);
+    let over = validate_send(b.to_string().as_bytes(), NOW, Some("app")).unwrap();
+    assert!(over.opt_out_override);
+    assert_eq!(over.body.get("optOutOverride"), None, "Bandwidth never sees it");
+    b["optOutOverride"] = json!("yes");
+    assert!(!validate_send(b.to_string().as_bytes(), NOW, Some("app")).unwrap().opt_out_override);
 }

@@ -1,6 +1,7 @@
 //! `GET /live`: authenticate a WebSocket subscriber, then hand the upgrade
 //! to the live hub (`objects::live_hub`), which holds the socket.
 
+use bw_ledger_core::client::Reader;
 use bw_ledger_core::live::{parse_live_request, KeyBinding, Subscription};
 use bw_ledger_core::route::percent_encode;
 use bw_ledger_core::wire::live_hub::SUBSCRIBE_PATH;
@@ -25,7 +26,7 @@ pub async fn subscribe(req: &Request, env: &Env, config: &Config) -> Result<Resp
     let token = live.token.clone().ok_or(ApiError::ApiUnauthorized)?;
     let key = super::authorize_reader_key(Some(&format!("Bearer {token}")), env, config).await?;
     let sub = Subscription {
-        scope: key.as_ref().map(|k| k.allowed_from.clone()),
+        scope: Reader::from(key.as_ref()).scope(),
         message_id: live.message_id,
         number: live.number,
         key: key.as_ref().map(KeyBinding::of),

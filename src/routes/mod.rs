@@ -41,7 +41,8 @@ pub async fn authorize_reader(
     env: &Env,
     config: &Config,
 ) -> Result<Option<Vec<String>>, ApiError> {
-    Ok(authorize_reader_key(header, env, config).await?.map(|key| key.allowed_from))
+    let key = authorize_reader_key(header, env, config).await?;
+    Ok(Reader::from(key.as_ref()).scope())
 }
 
 /// As [`authorize_reader`], answering the client key itself (`None`: the
