@@ -51,6 +51,9 @@ pub struct ValidSend {
     pub to: Vec<String>,
     /// The body to forward: only Bandwidth's fields, `applicationId` filled.
     pub body: Value,
+    /// `"optOutOverride": true`: the operator sends past an opt-out. Not
+    /// Bandwidth's field, so never in `body`.
+    pub opt_out_override: bool,
 }
 
 /// Validates a send body at time `now_ms`. `default_application_id` fills a
@@ -210,7 +213,8 @@ pub fn validate_send(
     let application_id = out.get("applicationId").and_then(Value::as_str).map(str::to_owned);
     match (errors.is_empty(), from, application_id) {
         (true, Some(from), Some(application_id)) => {
-            Ok(ValidSend { application_id, from, to, body: Value::Object(out) })
+            let opt_out_override = get("optOutOverride").and_then(Value::as_bool).unwrap_or(false);
+            Ok(ValidSend { application_id, from, to, body: Value::Object(out), opt_out_override })
         }
         _ => Err(errors),
     }

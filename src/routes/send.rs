@@ -93,7 +93,7 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
     }
     let body = crate::http::read_bounded(req, MAX_SEND_BODY).await?;
     let valid = validate_send(&body, now_ms(), config.application_id().as_deref()).map_err(ApiError::Validation)?;
-    let opt_out_override = wants_opt_out_override(&body);
+    let opt_out_override = valid.opt_out_override;
     if !operator {
         check_scope(env, config, key, &valid, opt_out_override).await?;
     }
@@ -225,15 +225,6 @@ async fn check_scope(
         return Err(limits::refused_destinations(&key.id, &key.limits, &key.allowed_from, &refused));
     }
     Ok(())
-}
-
-/// Whether the body sets `"optOutOverride": true` (never forwarded: it is
-/// not Bandwidth's field).
-fn wants_opt_out_override(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("optOutOverride").and_then(serde_json::Value::as_bool))
-        .unwrap_or(false)
 }
 
 /// Counts a refusal decided here (origin, from, destination) for `GET
