@@ -30,11 +30,12 @@ pub const DAY_MS: i64 = 86_400_000;
 /// a late callback (a `message-read` days later, a receipt held through an
 /// outage) stores nothing and never brings the number back.
 pub const DEFAULT_TOMBSTONE_DAYS: u32 = 30;
+pub const DEFAULT_TOMBSTONE_MS: i64 = DEFAULT_TOMBSTONE_DAYS as i64 * DAY_MS;
 
 /// Reads `ERASURE_TOMBSTONE_DAYS` (1 to 36500, default 30), in milliseconds.
 pub fn parse_tombstone_ms(raw: Option<&str>) -> Result<i64, String> {
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(i64::from(DEFAULT_TOMBSTONE_DAYS) * DAY_MS),
+        None => Ok(DEFAULT_TOMBSTONE_MS),
         Some(v) => match v.parse::<u32>() {
             Ok(days) if (1..=36_500).contains(&days) => Ok(i64::from(days) * DAY_MS),
             _ => Err(format!("ERASURE_TOMBSTONE_DAYS must be a whole number of days from 1 to 36500; got {v:?}")),

@@ -128,8 +128,8 @@ impl DurableObject for LiveHub {
             SUBSCRIBE_PATH => {
                 let param = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
                 let sub: Subscription = serde_json::from_str(&param("sub").unwrap_or_default())?;
-                let tags: Vec<String> = sub.key.iter().map(KeyBinding::tag).collect();
-                if let Some(tag) = tags.first() {
+                let tag = sub.key.as_ref().map(KeyBinding::tag);
+                if let Some(tag) = &tag {
                     let open = self.state.get_websockets_with_tag(tag).len() as u32;
                     if open >= self.max_per_key {
                         return crate::http::error_response(&ApiError::Limited {
@@ -144,7 +144,7 @@ impl DurableObject for LiveHub {
                 wake_shards(&self.env).await?;
                 let pair = WebSocketPair::new()?;
                 // Hibernation API: the runtime holds the socket, not this object.
-                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                let tags: Vec<&str> = tag.as_deref().into_iter().collect();
                 self.state.accept_websocket_with_tags(&pair.server, &tags);
                 pair.server.serialize_attachment(&sub)?;
                 if sub.key.is_some() {

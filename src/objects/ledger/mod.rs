@@ -38,7 +38,9 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use bw_ledger_core::forward::{parse_targets, ForwardTarget, Schedule};
-use bw_ledger_core::lifecycle::{parse_tombstone_ms, SweepRequest, BATCH, DAY_MS, DEFAULT_TOMBSTONE_DAYS};
+use bw_ledger_core::lifecycle::{
+    parse_tombstone_ms, SweepRequest, BATCH, DEFAULT_TOMBSTONE_DAYS, DEFAULT_TOMBSTONE_MS,
+};
 use bw_ledger_core::list::{count_plan, ShardPage};
 use bw_ledger_core::media::CredentialScope;
 use bw_ledger_core::wire::{ledger, Empty, Method, ReplayReply};
@@ -127,7 +129,7 @@ impl DurableObject for LedgerShard {
         let tombstone_ms = parse_tombstone_ms(var(ERASURE_TOMBSTONE_DAYS).as_deref()).unwrap_or_else(|why| {
             // Longer is the safe side: an erased number is never stored again.
             crate::log::log_error!("config: {why}; keeping tombstones {DEFAULT_TOMBSTONE_DAYS} days");
-            i64::from(DEFAULT_TOMBSTONE_DAYS) * DAY_MS
+            DEFAULT_TOMBSTONE_MS
         });
         let move_batch = var(MIGRATION_BATCH_ROWS)
             .and_then(|v| v.trim().parse::<i64>().ok())
