@@ -203,3 +203,15 @@ export function statusEvent(messageId, { type = 'message-delivered', to = '+1555
   if (errorCode !== undefined) ev.errorCode = errorCode;
   return ev;
 }
+
+/** Polls the message until no file is pending; returns its archivedMedia. */
+export async function settled(url, id, { timeoutMs = 20_000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await getJson(url, `/messages/${encodeURIComponent(id)}`);
+    const media = r.json?.archivedMedia ?? [];
+    if (r.status === 200 && media.length > 0 && media.every((m) => m.status !== 'pending')) return media;
+    if (Date.now() > deadline) throw new Error(`media of ${id} still pending: ${JSON.stringify(media)}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import { Webhook } from 'standardwebhooks';
-import { startWorker, postCallback, getJson, uniqueId, API } from './harness.mjs';
+import { startWorker, postCallback, getJson, uniqueId, settled, API } from './harness.mjs';
 import { startFakeBandwidth, startMediaHost } from './fake-bandwidth.mjs';
 
 const ACCOUNT = '9900000';
@@ -92,18 +92,6 @@ function inbound(id, media, { text = 'look', time = new Date().toISOString() } =
     message: { id, owner: OUR, applicationId: 'app', time, segmentCount: 1,
       direction: 'in', to: [OUR], from: THEM, text, media },
   }];
-}
-
-/** Polls the message until no file is pending; returns its archivedMedia. */
-async function settled(url, id, { timeoutMs = 20_000 } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await getJson(url, `/messages/${encodeURIComponent(id)}`);
-    const media = r.json?.archivedMedia ?? [];
-    if (r.status === 200 && media.length > 0 && media.every((m) => m.status !== 'pending')) return media;
-    if (Date.now() > deadline) throw new Error(`media of ${id} still pending: ${JSON.stringify(media)}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
 }
 
 async function r2Keys(url, prefix) {

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
-import { startWorker, postCallback, getJson, uniqueId, API, SECRETS } from './harness.mjs';
+import { startWorker, postCallback, getJson, uniqueId, settled, API, SECRETS } from './harness.mjs';
 import { startFakeBandwidth, startMediaHost } from './fake-bandwidth.mjs';
 
 const ACCOUNT = '9900000';
@@ -69,18 +69,6 @@ function inbound(id, { media = [], from = '+15554440001', time = new Date().toIS
   }];
 }
 
-/** Polls until no file of the message is pending; returns its archivedMedia. */
-async function settled(id, { timeoutMs = 20_000 } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await getJson(w.url, `/messages/${encodeURIComponent(id)}`);
-    const media = r.json?.archivedMedia ?? [];
-    if (r.status === 200 && media.length > 0 && media.every((m) => m.status !== 'pending')) return media;
-    if (Date.now() > deadline) throw new Error(`media of ${id} still pending: ${JSON.stringify(media)}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
-}
-
 const shardSql = async (sql, params = []) => {
   const r = await fetch(`${w.url}/__test/shard-sql`, { method: 'POST', headers: API, body: JSON.stringify({ shard: 0, sql, params }) });
   assert.equal(r.status, 200, await r.clone().text());
@@ -108,7 +96,7 @@ test('media a send names never gets Bandwidth\'s credentials, directly or throug
   fake.nextIds.push(id);
   const r = await send({ media: [`${fake.url}${direct}`, `${host.url}/bounce/${id}.png`] });
   assert.equal(r.status, 202);
-  const media = await settled(id);
+  const media = await settled(w.url, id);
   assert.deepEqual(media.map((m) => m.status), ['failed', 'failed']);
   const seen = [...fake.media.requestsFor(direct), ...fake.media.requestsFor(bounced)];
   assert.ok(seen.length >= 2, 'both were tried');
@@ -130,7 +118,7 @@ test('inbound media gets credentials only inside the configured account\'s media
   fake.media.put(mine, PNG, 'image/png');
   fake.media.put(othersAccount, PNG, 'image/png');
   assert.equal((await postCallback(w.url, inbound(id, { media: [`${fake.url}${mine}`, `${fake.url}${othersAccount}`] }))).status, 200);
-  const media = await settled(id);
+  const media = await settled(w.url, id);
   assert.deepEqual(media.map((m) => m.status), ['archived', 'failed']);
   assert.match(fake.media.requestsFor(mine)[0].headers.authorization, /^Bearer tok-/);
   for (const s of fake.media.requestsFor(othersAccount)) assert.equal(s.headers.authorization, undefined);
@@ -173,10 +161,10 @@ test('an inbound MMS is archived at once while 10 hostile sends of 10 URLs hang;
   fake.nextIds.push(sentId);
   assert.equal((await send({ media: [`${good.url}/ok/${sentId}.png`] })).status, 202);
 
-  const [m] = await settled(id, { timeoutMs: 2000 }); // within one retry window (MEDIA_RETRY_BASE_MS)
+  const [m] = await settled(w.url, id, { timeoutMs: 2000 }); // within one retry window (MEDIA_RETRY_BASE_MS)
   assert.equal(m.status, 'archived');
   assert.equal(m.sha256, sha(PNG));
-  const [h] = await settled(sentId, { timeoutMs: 5000 });
+  const [h] = await settled(w.url, sentId, { timeoutMs: 5000 });
   assert.equal(h.status, 'archived');
   console.log(`inbound archived ${Date.now() - t0} ms after its callback, with 100 hostile URLs hanging`);
   const hanging = host.media.requests.filter((r) => r.path.startsWith(`/hang/${tag}/`));
@@ -214,7 +202,7 @@ test('/media answers an out-of-scope key the same 404 for an existing and a miss
   fake.media.put(pic, PNG, 'image/png');
   fake.media.put(svg, SVG, 'image/svg+xml');
   await postCallback(w.url, inbound(id, { media: [`${fake.url}${pic}`, `${fake.url}${svg}`] }));
-  const [p, s] = await settled(id);
+  const [p, s] = await settled(w.url, id);
   const other = { Authorization: `Bearer ${KEYS.other}` };
   const existing = await fetch(`${w.url}${p.url}`, { headers: other });
   const missing = await fetch(`${w.url}/media/${id}/bw/${id}/9/none.png`, { headers: other });
