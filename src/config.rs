@@ -46,16 +46,6 @@ pub const MEDIA_GIVE_UP_MS: &str = "MEDIA_GIVE_UP_MS";
 pub const MIGRATION_BATCH_ROWS: &str = "MIGRATION_BATCH_ROWS";
 /// The R2 bucket binding of the media archive.
 pub const MEDIA: &str = "MEDIA";
-/// The Durable Object namespace binding of the ledger shards.
-pub const LEDGER: &str = "LEDGER";
-/// The Durable Object namespace binding of the OAuth token broker.
-pub const TOKENS: &str = "TOKENS";
-/// The Durable Object namespace binding of the live subscription hub.
-pub const LIVE: &str = "LIVE";
-/// The Durable Object namespace binding of the client keys' guards.
-pub const KEY_GUARD: &str = "KEY_GUARD";
-/// The Durable Object namespace binding of the opt-out book.
-pub const OPT_OUTS: &str = "OPT_OUTS";
 /// Opt-out and opt-in keywords (comma-separated; replace the defaults),
 /// how far an opt-out reaches, and the confirmation text.
 pub const OPT_OUT_KEYWORDS: &str = "OPT_OUT_KEYWORDS";

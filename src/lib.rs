@@ -11,8 +11,10 @@
 //! - `config`, `http`, `upstream`, `clock`: settings, responses, Bandwidth,
 //!   and the clock.
 
+mod accepted;
 mod clock;
 mod config;
+mod fetch;
 mod group_commit;
 mod http;
 mod log;
@@ -20,8 +22,6 @@ mod object_call;
 mod objects;
 mod routes;
 mod shard_client;
-#[cfg(feature = "test-hooks")]
-mod test_hooks;
 mod upstream;
 
 use bw_ledger_core::route::{resolve, Route};
@@ -75,7 +75,7 @@ async fn handle(
     trace: &mut log::Trace,
 ) -> std::result::Result<Response, ApiError> {
     #[cfg(feature = "test-hooks")]
-    if let Some(answer) = test_hooks::route(req, env, config).await {
+    if let Some(answer) = routes::test_routes::route(req, env, config).await {
         return answer;
     }
     let route = route?;

@@ -11,12 +11,13 @@
 
 use std::borrow::Borrow;
 
-use bw_ledger_core::wire::Method;
+use bw_ledger_core::wire::{Method, Object};
+use bw_ledger_core::ApiError;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{js_sys, web_sys, ObjectNamespace, Request, Response};
+use worker::{js_sys, web_sys, Env, ObjectNamespace, Request, Response};
 
 #[wasm_bindgen]
 extern "C" {
@@ -35,10 +36,30 @@ fn js_error(what: &str, e: JsValue) -> worker::Error {
     worker::Error::RustError(format!("{what}: {}", e.as_string().unwrap_or_else(|| format!("{e:?}"))))
 }
 
-/// Calls method `M` of the object `name` in `namespace`; a non-2xx answer
-/// is an error. `request` is `M::Request` or a borrowed form of it that
-/// serializes the same (a slice for a `Vec`), so no caller copies a body.
-pub async fn call<M, Q>(namespace: &ObjectNamespace, name: &str, request: &Q) -> worker::Result<M::Reply>
+/// Calls method `M` of the object named `name` of `M`'s kind. A missing
+/// binding is `NotConfigured`; an object that fails or answers non-2xx is
+/// logged and becomes `StorageUnavailable` (503, retryable).
+pub async fn call<M: Method>(env: &Env, name: &str, request: &M::Request) -> Result<M::Reply, ApiError> {
+    call_in::<M, _>(&namespace::<M::Object>(env)?, name, request).await.map_err(|e| {
+        crate::log::log_error!("{} {name} {}: {e}", <M::Object as Object>::BINDING, M::PATH);
+        ApiError::StorageUnavailable
+    })
+}
+
+/// The namespace of kind `O`'s objects.
+pub fn namespace<O: Object>(env: &Env) -> Result<ObjectNamespace, ApiError> {
+    env.durable_object(O::BINDING).map_err(|e| {
+        crate::log::log_error!("config: Durable Object binding {}: {e}", O::BINDING);
+        ApiError::NotConfigured(O::BINDING)
+    })
+}
+
+/// Calls method `M` of the object `name` in `namespace` (a namespace of
+/// `M`'s kind, which a caller holding one for many calls looked up once); a
+/// non-2xx answer is an error. `request` is `M::Request` or a borrowed form
+/// of it that serializes the same (a slice for a `Vec`), so no caller
+/// copies a body.
+pub async fn call_in<M, Q>(namespace: &ObjectNamespace, name: &str, request: &Q) -> worker::Result<M::Reply>
 where
     M: Method,
     M::Request: Borrow<Q>,

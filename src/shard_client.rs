@@ -6,14 +6,15 @@ use std::pin::pin;
 use std::time::Duration;
 
 use bw_ledger_core::ingest::ShardStore;
-use bw_ledger_core::shard::{shard_for, shard_name};
-use bw_ledger_core::wire::{ledger, IngestBatch, IngestReply, Method};
+use bw_ledger_core::shard::shard_for;
+use bw_ledger_core::wire::ledger::{self, name as shard_name};
+use bw_ledger_core::wire::{IngestBatch, IngestReply, Method};
 use bw_ledger_core::ApiError;
 use futures_util::future::{select, Either};
 use worker::{Delay, Env, ObjectNamespace};
 
-use crate::config::LEDGER;
-use crate::object_call::call;
+use crate::config::Config;
+use crate::object_call::{call_in, namespace};
 
 pub struct ShardClient {
     namespace: ObjectNamespace,
@@ -21,12 +22,10 @@ pub struct ShardClient {
 }
 
 impl ShardClient {
-    pub fn new(env: &Env, count: u32) -> Result<Self, ApiError> {
-        let namespace = env.durable_object(LEDGER).map_err(|e| {
-            crate::log::log_error!("config: Durable Object binding {LEDGER}: {e}");
-            ApiError::NotConfigured(LEDGER)
-        })?;
-        Ok(Self { namespace, count })
+    /// The one way to reach the shards: the `LEDGER` binding, and as many
+    /// shards as `LEDGER_SHARDS` says.
+    pub fn open(env: &Env, config: &Config) -> Result<Self, ApiError> {
+        Ok(Self { namespace: namespace::<ledger::Object>(env)?, count: config.shards()? })
     }
 
     pub fn count(&self) -> u32 {
@@ -38,15 +37,22 @@ impl ShardClient {
     }
 
     /// Calls method `M` of one shard; any failure is logged and becomes a 503.
-    pub async fn call<M: Method>(&self, shard: u32, request: &M::Request) -> Result<M::Reply, ApiError> {
-        call::<M, _>(&self.namespace, &shard_name(shard), request).await.map_err(|e| {
+    pub async fn call<M: Method<Object = ledger::Object>>(
+        &self,
+        shard: u32,
+        request: &M::Request,
+    ) -> Result<M::Reply, ApiError> {
+        call_in::<M, _>(&self.namespace, &shard_name(shard), request).await.map_err(|e| {
             crate::log::log_error!("shard {shard} {}: {e}", M::PATH);
             ApiError::StorageUnavailable
         })
     }
 
     /// Calls method `M` of every shard concurrently.
-    pub async fn call_all<M: Method>(&self, request: &M::Request) -> Result<Vec<M::Reply>, ApiError> {
+    pub async fn call_all<M: Method<Object = ledger::Object>>(
+        &self,
+        request: &M::Request,
+    ) -> Result<Vec<M::Reply>, ApiError> {
         let calls = (0..self.count).map(|shard| self.call::<M>(shard, request));
         futures_util::future::join_all(calls).await.into_iter().collect()
     }
@@ -68,7 +74,7 @@ impl bw_ledger_core::group::GroupStore for ShardClient {
     /// queue's lease on it is never outlived (see `bw_ledger_core::group`).
     async fn store(&self, shard: u32, batches: &[IngestBatch]) -> worker::Result<Vec<IngestReply>> {
         let name = shard_name(shard);
-        let call = call::<ledger::Ingest, _>(&self.namespace, &name, batches);
+        let call = call_in::<ledger::Ingest, _>(&self.namespace, &name, batches);
         let timeout = Delay::from(Duration::from_millis(crate::group_commit::CALL_TIMEOUT_MS));
         let outcome = match select(pin!(call), pin!(timeout)).await {
             Either::Left((result, _)) => result,

@@ -4,13 +4,31 @@
 //! or ours (5xx, retryable: Bandwidth retries a callback that gets a 5xx).
 //! Descriptions are fixed sentences; causes go to the log, never the client.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::limits::Refusal;
 use crate::send::FieldError;
 
-/// Largest callback body accepted (1 MiB). Bandwidth callbacks are a few KiB.
-pub const MAX_CALLBACK_BODY: usize = 1024 * 1024;
+/// Why a key's request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Refusal {
+    /// Over `rate_per_minute` (429).
+    Rate,
+    /// Over `daily_quota` (429).
+    Quota,
+    /// A `to` outside the allowed destinations (403).
+    Destination,
+    /// A `from` the key may not send from (403).
+    From,
+    /// A browser origin the key does not allow (403).
+    Origin,
+    /// An `applicationId` the key may not send through (403).
+    Application,
+    /// Over `reads_per_minute` (429).
+    Reads,
+    /// Over `LIVE_MAX_SOCKETS_PER_KEY` open live sockets (429).
+    Sockets,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {

@@ -8,6 +8,9 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+/// Largest callback body accepted (1 MiB). Bandwidth callbacks are a few KiB.
+pub const MAX_CALLBACK_BODY: usize = 1024 * 1024;
+
 /// The type of the event the send proxy records on `202 Accepted`.
 pub const ACCEPTED_TYPE: &str = "message-accepted";
 

@@ -1,6 +1,5 @@
 //! Forwarding the normalized truth downstream: what counts as a change,
-//! the versioned document sent for it, Standard Webhooks signing, and the
-//! retry schedule.
+//! the versioned document sent for it, and Standard Webhooks signing.
 //!
 //! A change is a recipient's normalized status moving (or an inbound
 //! message arriving), found by comparing a message's recipients before and
@@ -12,21 +11,16 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
 
+use crate::change::DOC_VERSION;
+use crate::change::{Change, FORWARDED_KINDS, KIND_RECEIVED, KIND_STATUS};
 use crate::identity::sha256_hex;
 use crate::projection::MessageView;
 use crate::status::RecipientState;
 
-pub const DOC_VERSION: u32 = 1;
-pub const KIND_RECEIVED: &str = "message.received";
-pub const KIND_STATUS: &str = "message.status";
-/// An opt-out that changed (`crate::optout`).
-pub const KIND_OPTOUT: &str = "optout.changed";
-/// Every kind a target may name in `events`.
-pub const FORWARDED_KINDS: [&str; 4] = [KIND_RECEIVED, KIND_STATUS, crate::media::KIND_MEDIA, KIND_OPTOUT];
 /// A delivery counts only if the target answers 2xx within this time.
 pub const DELIVERY_TIMEOUT_MS: u64 = 10_000;
 
@@ -102,15 +96,6 @@ pub fn parse_targets(json: Option<&str>) -> Result<Vec<ForwardTarget>, String> {
         return Err("FORWARD_TARGETS: target ids must be unique".into());
     }
     Ok(targets)
-}
-
-/// One change to forward, with its stable webhook id and its document.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub webhook_id: String,
-    pub kind: &'static str,
-    pub message_id: String,
-    pub doc: Value,
 }
 
 /// The changes between a message's recipients before (`previous`: number
@@ -195,49 +180,4 @@ pub fn webhook_headers(
         ("webhook-timestamp", timestamp_secs.to_string()),
         ("webhook-signature", signatures.join(" ")),
     ]
-}
-
-/// The retry schedule (vars `FORWARD_RETRY_BASE_MS`, `FORWARD_RETRY_MAX_MS`,
-/// `FORWARD_GIVE_UP_MS`), so tests can compress it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Schedule {
-    pub base_ms: i64,
-    pub max_ms: i64,
-    pub give_up_ms: i64,
-}
-
-impl Default for Schedule {
-    fn default() -> Self {
-        Self { base_ms: 5_000, max_ms: 3_600_000, give_up_ms: 24 * 3_600_000 }
-    }
-}
-
-impl Schedule {
-    pub fn from_vars(base: Option<&str>, max: Option<&str>, give_up: Option<&str>) -> Self {
-        Self::from_vars_or(Self::default(), base, max, give_up)
-    }
-
-    /// As `from_vars`, with other defaults (`d`) for what is unset or not a
-    /// positive number.
-    pub fn from_vars_or(d: Self, base: Option<&str>, max: Option<&str>, give_up: Option<&str>) -> Self {
-        let num = |v: Option<&str>, dflt: i64| {
-            v.and_then(|s| s.trim().parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(dflt)
-        };
-        Self { base_ms: num(base, d.base_ms), max_ms: num(max, d.max_ms), give_up_ms: num(give_up, d.give_up_ms) }
-    }
-
-    /// Delay before retry number `attempts` (1 = after the first failure):
-    /// exponential, capped, with "full jitter" in [50%, 100%] of the step.
-    /// `jitter` is uniform in [0, 1).
-    pub fn backoff_ms(&self, attempts: u32, jitter: f64) -> i64 {
-        let exp = self.base_ms.saturating_mul(1i64 << attempts.saturating_sub(1).min(30));
-        let step = exp.min(self.max_ms);
-        let j = jitter.clamp(0.0, 1.0);
-        (step as f64 * (0.5 + 0.5 * j)).round() as i64
-    }
-
-    /// Whether a row first queued at `window_start_ms` has run out of time.
-    pub fn gives_up(&self, window_start_ms: i64, now_ms: i64) -> bool {
-        now_ms - window_start_ms >= self.give_up_ms
-    }
 }

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use crate::error::ApiError;
 use crate::event::ParsedCallback;
 use crate::quarantine::QuarantineRecord;
+use crate::records::EventRecord;
 use crate::shard::shard_for;
-use crate::wire::{EventRecord, IngestBatch, IngestReply};
+use crate::wire::{IngestBatch, IngestReply};
 
 /// Groups a parsed callback into one batch per shard: events by message id,
 /// quarantine items by content hash. Empty shards get no batch.

@@ -9,6 +9,7 @@
 //! natively under `cargo test` and on wasm32 under `wasm-bindgen-test`.
 
 pub mod auth;
+pub mod change;
 pub mod client;
 pub mod error;
 pub mod event;
@@ -26,9 +27,12 @@ pub mod metrics;
 pub mod oauth;
 pub mod optout;
 pub mod outbox;
+pub mod percent;
 pub mod projection;
 pub mod quarantine;
+pub mod records;
 pub mod redact;
+pub mod retry;
 pub mod route;
 pub mod send;
 pub mod shard;

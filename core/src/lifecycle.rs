@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 use crate::projection::MessageView;
 use crate::quarantine::RawEncoding;
+use crate::records::MessageRecords;
 use crate::send::is_e164;
 use crate::time::{format_rfc3339_ms, parse_rfc3339_ms};
-use crate::wire::MessageRecords;
 
 pub const DAY_MS: i64 = 86_400_000;
 /// How long an erased message's id is kept by default
@@ -188,7 +188,7 @@ pub fn parse_export(query: Option<&str>) -> Result<(Option<i64>, Option<i64>, Ex
     let (mut from, mut to, mut format) = (None, None, ExportFormat::Ndjson);
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = crate::route::percent_decode(v)
+        let v = crate::percent::percent_decode(v)
             .ok_or_else(|| ApiError::BadRequest("The query string is not valid UTF-8.".into()))?;
         let time = |name: &str| {
             parse_rfc3339_ms(&v).ok_or_else(|| {

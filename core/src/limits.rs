@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Refusal};
 use crate::send::is_e164;
 
 pub const DEFAULT_READS_PER_MINUTE: u32 = 120;
@@ -172,28 +172,6 @@ pub fn calling_code(number: &str) -> Option<&str> {
         3
     };
     digits.get(..len)
-}
-
-/// Why a key's request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Refusal {
-    /// Over `rate_per_minute` (429).
-    Rate,
-    /// Over `daily_quota` (429).
-    Quota,
-    /// A `to` outside the allowed destinations (403).
-    Destination,
-    /// A `from` the key may not send from (403).
-    From,
-    /// A browser origin the key does not allow (403).
-    Origin,
-    /// An `applicationId` the key may not send through (403).
-    Application,
-    /// Over `reads_per_minute` (429).
-    Reads,
-    /// Over `LIVE_MAX_SOCKETS_PER_KEY` open live sockets (429).
-    Sockets,
 }
 
 /// What a `KeyGuard` is asked to admit.

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::client::ClientKey;
 use crate::identity::sha256_hex;
-use crate::route::percent_decode;
+use crate::percent::percent_decode;
 
 pub const KIND_QUARANTINE: &str = "quarantine.item";
 /// The subprotocol a client offers, with `token.<token>` beside it: the

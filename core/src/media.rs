@@ -12,13 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
+use crate::change::{Change, DOC_VERSION, KIND_MEDIA};
 use crate::event::ACCEPTED_TYPE;
-use crate::forward::Schedule;
 use crate::identity::sha256_hex;
-use crate::route::percent_encode;
+use crate::percent::percent_encode;
+use crate::retry::Schedule;
 
-/// The forwarded kind sent once every media file of a message is settled.
-pub const KIND_MEDIA: &str = "message.media";
 /// Largest file archived: above Bandwidth's own limits (3.75 MB uploads,
 /// about 3.5 MB per MMS), so a real MMS part always fits.
 pub const MAX_MEDIA_BYTES: u64 = 5 * 1024 * 1024;
@@ -227,7 +226,7 @@ pub fn worker_path(message_id: &str, path: &str) -> String {
 /// Splits `/media/{messageId}/{path}` (the part after `/media/`).
 pub fn parse_worker_path(rest: &str) -> Option<(String, String)> {
     let (id, path) = rest.split_once('/')?;
-    let id = crate::route::percent_decode(id)?;
+    let id = crate::percent::percent_decode(id)?;
     (!id.is_empty() && !path.is_empty()).then(|| (id, path.to_owned()))
 }
 
@@ -356,17 +355,17 @@ impl MediaRecord {
 
 /// The `message.media` document: every file of the message, once all are
 /// archived or failed. Its webhook id is stable, so it is queued once.
-pub fn media_change(message_id: &str, media: &[ArchivedMedia]) -> crate::forward::Change {
+pub fn media_change(message_id: &str, media: &[ArchivedMedia]) -> Change {
     let identity = serde_json::json!([message_id, KIND_MEDIA]).to_string();
     let webhook_id = format!("msg_{}", &sha256_hex(identity.as_bytes())[..32]);
     let doc = serde_json::json!({
         "type": KIND_MEDIA,
-        "version": crate::forward::DOC_VERSION,
+        "version": DOC_VERSION,
         "messageId": message_id,
         "archivedMedia": media,
         "webhookId": webhook_id,
     });
-    crate::forward::Change { webhook_id, kind: KIND_MEDIA, message_id: message_id.to_owned(), doc }
+    Change { webhook_id, kind: KIND_MEDIA, message_id: message_id.to_owned(), doc }
 }
 
 /// Whether a reader may fetch a message's file: the operator (`scope`

@@ -23,7 +23,7 @@ pub const DEFAULT_OPT_OUT_KEYWORDS: [&str; 9] =
 pub const DEFAULT_OPT_IN_KEYWORDS: [&str; 3] = ["start", "unstop", "yes"];
 /// `destination-rejected-due-to-user-opt-out`.
 pub const CARRIER_OPT_OUT_CODE: i64 = 4775;
-pub use crate::forward::KIND_OPTOUT;
+pub use crate::change::KIND_OPTOUT;
 /// A second opt-out from the same person within this long gets no reply.
 pub const REPLY_QUIET_MS: i64 = 24 * 3_600_000;
 
@@ -377,7 +377,7 @@ pub fn changed_doc(entry: &HistoryEntry, webhook_id: &str) -> Value {
     let o = &entry.opt_out;
     serde_json::json!({
         "type": KIND_OPTOUT,
-        "version": crate::forward::DOC_VERSION,
+        "version": crate::change::DOC_VERSION,
         "number": o.number,
         "state": entry.state,
         "scope": o.scope,

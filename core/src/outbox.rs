@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::forward::Schedule;
+use crate::retry::Schedule;
 
 /// Where an outbox row is in its life; stored by name in its `state` column.
 /// `Pending` rows are attempted (and retried) until they are `Delivered`, or

@@ -14,10 +14,10 @@ use serde_json::{Map, Value};
 
 use crate::event::EventKind;
 use crate::media::{ArchivedMedia, MediaRecord};
+use crate::records::{MessageRecords, StoredConflict, StoredEvent};
 use crate::status::next;
 pub use crate::status::RecipientState;
 use crate::time::format_rfc3339_ms;
-use crate::wire::{MessageRecords, StoredConflict, StoredEvent};
 
 /// Bandwidth's error code for "delivery receipt expired".
 pub const RECEIPT_EXPIRED: i64 = 9902;

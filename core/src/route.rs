@@ -2,6 +2,7 @@
 //! that routing and its 404/405 answers are tested without a runtime.
 
 use crate::error::ApiError;
+use crate::percent::percent_decode;
 
 pub const CALLBACK_PATH: &str = "/callbacks/bandwidth";
 
@@ -195,26 +196,6 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
     }
 }
 
-/// Decodes `%XX` escapes; `None` when the result is not UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Reads `limit` from a query string: default `default`, capped at `max`.
 pub fn query_limit(query: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
     let raw =
@@ -226,17 +207,4 @@ pub fn query_limit(query: Option<&str>, default: u32, max: u32) -> Result<u32, A
             _ => Err(ApiError::BadRequest(format!("`limit` must be a whole number from 1 to {max}."))),
         },
     }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -11,13 +11,20 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::event::CallbackEvent;
-use crate::identity::{content_hash, EventKey};
 use crate::quarantine::QuarantineRecord;
+use crate::records::{EventRecord, MessageRecords};
+
+/// A kind of Durable Object: the `wrangler.toml` binding its objects are
+/// reached through. Each object's name within it is the kind's own rule
+/// (`NAME` for a single object, a function for one object per key).
+pub trait Object {
+    const BINDING: &'static str;
+}
 
 /// One method of one Durable Object: `POST PATH` with a JSON `Request`,
-/// answered with a JSON `Reply`.
+/// answered with a JSON `Reply`, served by an object of kind `Object`.
 pub trait Method {
+    type Object: Object;
     const PATH: &'static str;
     type Request: Serialize + DeserializeOwned;
     type Reply: Serialize + DeserializeOwned;
@@ -27,17 +34,60 @@ pub trait Method {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Empty {}
 
+/// Declares methods served by objects of kind `$object`, one type each,
+/// and `Call`, the enum of them that the object's dispatch matches on
+/// exhaustively: a method with no handler does not compile. A path names
+/// exactly one method. (The Worker's test build declares its test methods
+/// with it, beside the objects they test.)
+#[macro_export]
 macro_rules! methods {
-    ($($(#[$doc:meta])* $name:ident = $path:literal: $req:ty => $reply:ty;)*) => {$(
-        $(#[$doc])*
+    (object = $object:ty; $($(#[$doc:meta])* $name:ident = $path:literal: $req:ty => $reply:ty;)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+            pub struct $name;
+            impl $crate::wire::Method for $name {
+                type Object = $object;
+                const PATH: &'static str = $path;
+                type Request = $req;
+                type Reply = $reply;
+            }
+        )*
+        /// Every one of these methods.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub struct $name;
-        impl $crate::wire::Method for $name {
-            const PATH: &'static str = $path;
-            type Request = $req;
-            type Reply = $reply;
+        pub enum Call {
+            $($name,)*
         }
-    )*};
+        impl Call {
+            pub const ALL: &'static [Call] = &[$(Call::$name,)*];
+            /// The method at `path`, if any.
+            pub fn from_path(path: &str) -> Option<Self> {
+                match path {
+                    $($path => Some(Call::$name),)*
+                    _ => None,
+                }
+            }
+            pub fn path(self) -> &'static str {
+                match self {
+                    $(Call::$name => $path,)*
+                }
+            }
+        }
+    };
+}
+
+/// Declares an object kind, `Object`, reached through the binding
+/// `$binding`, and its methods (see [`methods!`]).
+macro_rules! object {
+    (binding = $binding:literal; $($methods:tt)*) => {
+        /// This kind of object.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct Object;
+        impl $crate::wire::Object for Object {
+            const BINDING: &'static str = $binding;
+        }
+        $crate::methods! { object = Object; $($methods)* }
+    };
 }
 
 /// Methods of a ledger shard (`LedgerShard`).
@@ -48,7 +98,8 @@ pub mod ledger {
     use crate::list::{ListQuery, ShardPage};
     use crate::outbox::{OutboxItem, ReplayRequest, TargetStats};
 
-    methods! {
+    object! {
+        binding = "LEDGER";
         /// A group of callbacks stored in one call and one commit, one reply
         /// per batch in order (see [`crate::group`]).
         Ingest = "/ingest": Vec<IngestBatch> => Vec<IngestReply>;
@@ -87,6 +138,9 @@ pub mod ledger {
         /// outbox, once per webhook id; answers the rows queued.
         QueueChanges = "/queue-changes": Vec<QueuedChange> => u32;
     }
+
+    /// Shard `index`'s object name (`crate::shard` picks the index).
+    pub use crate::shard::shard_name as name;
 }
 
 /// Methods of the opt-out book (`OptOutBook`, one object).
@@ -97,7 +151,8 @@ pub mod opt_outs {
         RecordRequest, Recorded,
     };
 
-    methods! {
+    object! {
+        binding = "OPT_OUTS";
         /// Records a callback's opt-outs and opt-ins, each event once.
         Record = "/record": RecordRequest => Recorded;
         /// The numbers of a send that may not be texted from its `from`.
@@ -113,6 +168,9 @@ pub mod opt_outs {
         /// Opt-outs in force by scope.
         Counts = "/counts": Empty => OptOutCounts;
     }
+
+    /// The one book's object name.
+    pub const NAME: &str = "opt-outs";
 }
 
 /// A request naming one number.
@@ -137,10 +195,14 @@ pub struct QueuedChange {
 pub mod live_hub {
     use super::*;
 
-    methods! {
+    object! {
+        binding = "LIVE";
         /// Changes to send to the subscribers that want them.
         Publish = "/publish": Vec<serde_json::Value> => Published;
     }
+
+    /// The one hub's object name.
+    pub const NAME: &str = "live-hub";
 
     /// Not a JSON method: `GET` with `Upgrade: websocket` and
     /// `?sub=<Subscription JSON>&subprotocol=<bool>`.
@@ -159,10 +221,14 @@ pub mod token_broker {
     use super::*;
     use crate::oauth::TokenOutcome;
 
-    methods! {
+    object! {
+        binding = "TOKENS";
         /// A fresh access token, fetched once for any number of callers.
         Token = "/token": TokenRequest => TokenOutcome;
     }
+
+    /// The one broker's object name.
+    pub const NAME: &str = "bandwidth-oauth";
 
     /// `rejected`: a token Bandwidth answered 401 to; the broker drops it
     /// (if it still holds it) before answering, so no caller gets it again.
@@ -179,7 +245,8 @@ pub mod key_guard {
     use super::*;
     use crate::limits::{GuardRequest, KeyState, Verdict};
 
-    methods! {
+    object! {
+        binding = "KEY_GUARD";
         /// Admits or refuses a send or read, or counts a refusal.
         Admit = "/admit": GuardRequest => Verdict;
         /// Claims an idempotency key and admits its send, in one step.
@@ -199,6 +266,12 @@ pub mod key_guard {
         Registered = "/registered": Empty => Vec<String>;
     }
 
+    /// Key `key_id`'s guard: a digest, since a key id may hold any
+    /// character and the name travels in a URL.
+    pub fn name(key_id: &str) -> String {
+        format!("key-{}", &crate::identity::sha256_hex(key_id.as_bytes())[..32])
+    }
+
     /// The object name of the guard that lists every guard that may hold
     /// saved send answers, whether or not its key is still configured.
     /// (Key guards are named `key-` and 32 hex digits.)
@@ -208,39 +281,6 @@ pub mod key_guard {
     #[serde(rename_all = "camelCase")]
     pub struct GuardName {
         pub key_id: String,
-    }
-}
-
-/// One event, ready to store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventRecord {
-    pub event_key: String,
-    pub message_id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub recipient: Option<String>,
-    pub time: Option<String>,
-    pub time_ms: Option<i64>,
-    pub error_code: Option<i64>,
-    pub content_hash: String,
-    /// The event's JSON text exactly as received, every field kept.
-    pub raw: String,
-}
-
-impl EventRecord {
-    pub fn from_event(ev: &CallbackEvent) -> Self {
-        Self {
-            event_key: EventKey::of(ev).as_str().to_owned(),
-            message_id: ev.message_id.clone(),
-            kind: ev.kind.as_str().to_owned(),
-            recipient: ev.recipient.clone(),
-            time: ev.time.clone(),
-            time_ms: ev.time_ms(),
-            error_code: ev.error_code,
-            content_hash: content_hash(&ev.raw),
-            raw: ev.raw_json.clone(),
-        }
     }
 }
 
@@ -285,37 +325,6 @@ impl IngestReply {
 #[serde(rename_all = "camelCase")]
 pub struct MessageQuery {
     pub message_id: String,
-}
-
-/// A stored event row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredEvent {
-    /// Arrival order within the shard.
-    pub seq: i64,
-    #[serde(flatten)]
-    pub record: EventRecord,
-    pub received_at_ms: i64,
-}
-
-/// A rejected rewrite of an existing event identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredConflict {
-    pub event_key: String,
-    pub content_hash: String,
-    pub raw: String,
-    pub received_at_ms: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct MessageRecords {
-    pub events: Vec<StoredEvent>,
-    pub conflicts: Vec<StoredConflict>,
-    /// The message's media archive jobs (`crate::media`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub media: Vec<crate::media::MediaRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

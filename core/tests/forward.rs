@@ -3,9 +3,11 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 mod common;
+use bw_ledger_core::change::*;
 use bw_ledger_core::forward::*;
 use bw_ledger_core::outbox::*;
 use bw_ledger_core::projection::project;
+use bw_ledger_core::retry::Schedule;
 use bw_ledger_core::status::RecipientState;
 use bw_ledger_core::CallbackEvent;
 use common::*;

@@ -11,8 +11,8 @@ use std::cell::Cell;
 
 use bw_ledger_core::parse_callback_body;
 use bw_ledger_core::projection::project;
+use bw_ledger_core::records::{EventRecord, MessageRecords, StoredEvent};
 use bw_ledger_core::send::validate_send;
-use bw_ledger_core::wire::{EventRecord, MessageRecords, StoredEvent};
 use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

@@ -8,7 +8,8 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 use bw_ledger_core::group::{store_group, Arrival, GroupQueue, GroupStore, Limits, Ticket, Turn};
-use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply};
+use bw_ledger_core::records::EventRecord;
+use bw_ledger_core::wire::{IngestBatch, IngestReply};
 use common::{ready, Rng};
 
 const LEASE: i64 = 3000;

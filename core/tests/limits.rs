@@ -3,6 +3,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+use bw_ledger_core::error::Refusal;
 use bw_ledger_core::limits::*;
 
 const DAY_MS: i64 = 86_400_000;

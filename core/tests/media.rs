@@ -1,10 +1,11 @@
 //! The media archive's rules: which URLs are archived, their names, where
 //! credentials may go, and the retry window.
 
+use bw_ledger_core::change::KIND_MEDIA;
 use bw_ledger_core::forward::parse_targets;
 use bw_ledger_core::media::*;
 use bw_ledger_core::projection::project;
-use bw_ledger_core::wire::MessageRecords;
+use bw_ledger_core::records::MessageRecords;
 use serde_json::json;
 
 #[cfg(target_arch = "wasm32")]
@@ -146,9 +147,9 @@ fn common_records(ev: &serde_json::Value) -> MessageRecords {
         events: parsed
             .events
             .iter()
-            .map(|e| bw_ledger_core::wire::StoredEvent {
+            .map(|e| bw_ledger_core::records::StoredEvent {
                 seq: 1,
-                record: bw_ledger_core::wire::EventRecord::from_event(e),
+                record: bw_ledger_core::records::EventRecord::from_event(e),
                 received_at_ms: 0,
             })
             .collect(),

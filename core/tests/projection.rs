@@ -4,7 +4,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 mod common;
 use bw_ledger_core::projection::{project, MessageView, RecipientState, StatusFlag};
-use bw_ledger_core::wire::MessageRecords;
+use bw_ledger_core::records::MessageRecords;
 use bw_ledger_core::{parse_callback_body, CallbackEvent};
 use common::*;
 

@@ -7,7 +7,8 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use bw_ledger_core::event::Rejected;
 use bw_ledger_core::parse_callback_body;
 use bw_ledger_core::quarantine::{QuarantineItem, QuarantineRecord};
-use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply};
+use bw_ledger_core::records::EventRecord;
+use bw_ledger_core::wire::{IngestBatch, IngestReply};
 
 #[test]
 fn event_record_shape_is_pinned() {

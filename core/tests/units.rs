@@ -4,8 +4,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use bw_ledger_core::error::ApiError;
 use bw_ledger_core::event::Rejected;
+use bw_ledger_core::percent::percent_decode;
 use bw_ledger_core::quarantine::{QuarantineRecord, RawEncoding};
-use bw_ledger_core::route::{percent_decode, query_limit, resolve, Route};
+use bw_ledger_core::route::{query_limit, resolve, Route};
 use bw_ledger_core::shard::{parse_shard_count, shard_for, shard_name};
 use bw_ledger_core::time::{format_rfc3339_ms, parse_rfc3339_ms};
 

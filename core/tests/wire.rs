@@ -5,6 +5,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+use bw_ledger_core::error::Refusal;
 use bw_ledger_core::idempotency::{
     BeginDecision, ClaimReply, GuardClaim, GuardFinish, IdemBegin, IdemFinish, IdemPeek, IdempotencyRecord,
     SavedResponse,
@@ -12,7 +13,7 @@ use bw_ledger_core::idempotency::{
 use bw_ledger_core::lifecycle::{
     EraseReply, EraseRequest, ExportPage, ExportQuery, ExportedMessage, SweepReply, SweepRequest,
 };
-use bw_ledger_core::limits::{Ask, GuardRequest, KeyState, Refusal, Verdict};
+use bw_ledger_core::limits::{Ask, GuardRequest, KeyState, Verdict};
 use bw_ledger_core::list::{ListQuery, ListRow, ShardPage};
 use bw_ledger_core::oauth::{CachedToken, TokenOutcome};
 use bw_ledger_core::outbox::{OutboxItem, OutboxState, ReplayRequest, TargetStats};
@@ -20,10 +21,11 @@ use bw_ledger_core::quarantine::{
     QuarantineBody, QuarantineCursor, QuarantineIndex, QuarantineMeta, QuarantinePageQuery, QuarantineRecord,
     RawEncoding,
 };
+use bw_ledger_core::records::{EventRecord, MessageRecords, StoredConflict, StoredEvent};
 use bw_ledger_core::wire::live_hub::Published;
 use bw_ledger_core::wire::{
-    key_guard, ledger, live_hub, token_broker, DeadQuery, Empty, EventRecord, IngestBatch, IngestReply, MessageQuery,
-    MessageRecords, Method, ReplayReply, StoredConflict, StoredEvent,
+    key_guard, ledger, live_hub, opt_outs, token_broker, DeadQuery, Empty, IngestBatch, IngestReply, MessageQuery,
+    Method, ReplayReply,
 };
 use serde_json::{json, Value};
 
@@ -434,7 +436,7 @@ fn ledger_media() {
 #[test]
 fn opt_out_book_methods() {
     use bw_ledger_core::optout::*;
-    use bw_ledger_core::wire::{opt_outs, NumberQuery, QueuedChange};
+    use bw_ledger_core::wire::{NumberQuery, QueuedChange};
     let signal = Signal {
         number: "+15554440001".into(),
         scope_number: "*".into(),
@@ -513,5 +515,61 @@ fn opt_out_book_methods() {
         json!([{"webhookId": "w", "kind": "optout.changed", "messageId": "optout:h", "doc": {}}]),
         1,
         json!(1),
+    );
+}
+
+/// Every method of every object answers at one path, and that path is
+/// pinned by a test in this file (a new method without a pin fails here).
+#[test]
+fn every_method_is_pinned() {
+    let source = include_str!("wire.rs");
+    let objects: [(&str, Vec<&str>); 5] = [
+        ("ledger", ledger::Call::ALL.iter().map(|c| c.path()).collect()),
+        ("opt_outs", opt_outs::Call::ALL.iter().map(|c| c.path()).collect()),
+        ("live_hub", live_hub::Call::ALL.iter().map(|c| c.path()).collect()),
+        ("token_broker", token_broker::Call::ALL.iter().map(|c| c.path()).collect()),
+        ("key_guard", key_guard::Call::ALL.iter().map(|c| c.path()).collect()),
+    ];
+    for (object, paths) in objects {
+        let mut unique = paths.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), paths.len(), "{object}: two methods share a path");
+        for path in paths {
+            assert!(source.contains(&format!("pin::<{object}::")), "{object} has no pinned method");
+            assert!(source.contains(&format!("\"{path}\",")), "{object} {path} is not pinned");
+        }
+    }
+    assert_eq!(ledger::Call::from_path("/ingest"), Some(ledger::Call::Ingest));
+    assert_eq!(ledger::Call::from_path("/nope"), None);
+}
+
+#[test]
+fn ledger_outcomes_and_metrics() {
+    use bw_ledger_core::metrics::ShardMetrics;
+    use bw_ledger_core::stats::{OutcomeQuery, ShardOutcomes};
+    pin::<ledger::Outcomes>(
+        "/outcomes",
+        OutcomeQuery { from_ms: 7 },
+        json!({"fromMs": 7}),
+        ShardOutcomes { hours: vec![(3_600_000, "delivered".into(), 2)], error_codes: vec![(4720, 1)] },
+        json!({"hours": [[3_600_000, "delivered", 2]], "errorCodes": [[4720, 1]]}),
+    );
+    let figures = ShardMetrics {
+        stored: 1,
+        duplicates: 2,
+        conflicts: 3,
+        quarantined: 4,
+        recipients: [("delivered".to_owned(), 5)].into(),
+        outbox: vec![("crm".into(), "pending".into(), 6)],
+        media: [("archived".to_owned(), 7)].into(),
+    };
+    pin::<ledger::Metrics>(
+        "/metrics",
+        Empty {},
+        json!({}),
+        figures,
+        json!({"stored": 1, "duplicates": 2, "conflicts": 3, "quarantined": 4, "recipients": {"delivered": 5},
+            "outbox": [["crm", "pending", 6]], "media": {"archived": 7}}),
     );
 }

@@ -8,18 +8,17 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
-use bw_ledger_core::oauth::{CachedToken, TokenOutcome, UpstreamAuth};
-use bw_ledger_core::wire::token_broker::Token;
+use bw_ledger_core::oauth::{basic_header, CachedToken, TokenOutcome, UpstreamAuth, TOKEN_REQUEST_BODY};
+use bw_ledger_core::wire::token_broker::{self, Token};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::fetch::{fetch_with_timeout, FetchFailure};
+use crate::http::post;
 use crate::object_call::{reply, request};
-use crate::upstream::request_token;
-
-/// The one broker's object name.
-pub const BROKER_NAME: &str = "bandwidth-oauth";
 
 #[durable_object]
 pub struct TokenBroker {
@@ -34,7 +33,17 @@ impl DurableObject for TokenBroker {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let ask = request::<Token>(&mut req).await?;
+        match token_broker::Call::from_path(&req.path()) {
+            Some(token_broker::Call::Token) => self.serve_token(&mut req).await,
+            None => Response::error("unknown token broker method", 404),
+        }
+    }
+}
+
+impl TokenBroker {
+    /// A fresh token: the one held, or one fetched for every waiting caller.
+    async fn serve_token(&self, req: &mut Request) -> Result<Response> {
+        let ask = request::<Token>(req).await?;
         let fresh = |slot: &RefCell<Option<CachedToken>>| slot.borrow().clone().filter(|t| t.is_fresh(now_ms()));
         // Bandwidth refused this token (revoked, rotated): never hand it out again.
         if let Some(rejected) = &ask.rejected {
@@ -66,5 +75,41 @@ impl DurableObject for TokenBroker {
             })
             .await?;
         reply::<Token>(&outcome)
+    }
+}
+
+/// Asks the token endpoint for a client-credentials token.
+async fn request_token(token_url: &str, client_id: &str, client_secret: &str, timeout: Duration) -> TokenOutcome {
+    let authorization = basic_header(client_id, client_secret);
+    let headers = [
+        ("Authorization", authorization.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Accept", "application/json"),
+    ];
+    let req = match post(token_url, &headers, TOKEN_REQUEST_BODY) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::log::log_error!("token request could not be built for {token_url}: {e}");
+            return TokenOutcome::Unreachable;
+        }
+    };
+    let now = now_ms();
+    match fetch_with_timeout(req, timeout).await {
+        Ok(reply) if (200..300).contains(&reply.status) => match CachedToken::from_response(&reply.body, now) {
+            Ok(token) => TokenOutcome::Token { token },
+            Err(e) => {
+                crate::log::log_error!("token endpoint: {e}");
+                TokenOutcome::Refused { status: reply.status }
+            }
+        },
+        Ok(reply) => {
+            crate::log::log_error!("token endpoint answered {}", reply.status);
+            TokenOutcome::Refused { status: reply.status }
+        }
+        Err(FetchFailure::Timeout) => TokenOutcome::Timeout,
+        Err(FetchFailure::Network(e)) => {
+            crate::log::log_error!("token endpoint unreachable: {e}");
+            TokenOutcome::Unreachable
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! ours (503): Bandwidth retries, and dedup absorbs what did land.
 
 use bw_ledger_core::auth::{check_basic, AuthOutcome};
-use bw_ledger_core::error::MAX_CALLBACK_BODY;
+use bw_ledger_core::event::MAX_CALLBACK_BODY;
 use bw_ledger_core::optout::RecordRequest;
 use bw_ledger_core::wire::opt_outs;
 use bw_ledger_core::{parse_callback_body, ApiError};
@@ -32,7 +32,7 @@ pub async fn receive(req: &mut Request, env: &Env, config: &Config, trace: &mut 
     }
     let body = http::read_bounded(req, MAX_CALLBACK_BODY).await?;
     let parsed = parse_callback_body(&body);
-    let shards = ShardClient::new(env, config.shards()?)?;
+    let shards = ShardClient::open(env, config)?;
     // The log line names the message when the callback is about one (as
     // Bandwidth's almost always are).
     if let Some(first) = parsed.events.first() {

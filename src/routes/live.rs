@@ -3,14 +3,14 @@
 
 use bw_ledger_core::client::Reader;
 use bw_ledger_core::live::{parse_live_request, KeyBinding, Subscription};
-use bw_ledger_core::route::percent_encode;
-use bw_ledger_core::wire::live_hub::SUBSCRIBE_PATH;
+use bw_ledger_core::percent::percent_encode;
+use bw_ledger_core::wire::live_hub::{self, SUBSCRIBE_PATH};
 use bw_ledger_core::ApiError;
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
-use crate::config::{Config, LIVE};
+use crate::config::Config;
 use crate::http::header;
-use crate::objects::live_hub::HUB_NAME;
+use crate::object_call::namespace;
 
 pub async fn subscribe(req: &Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
     if !header(req, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
@@ -32,14 +32,15 @@ pub async fn subscribe(req: &Request, env: &Env, config: &Config) -> Result<Resp
         key: key.as_ref().map(KeyBinding::of),
     };
     let sub_json = serde_json::to_string(&sub).map_err(|_| ApiError::Internal)?;
-    let hub_url = format!("https://{HUB_NAME}{SUBSCRIBE_PATH}?sub={}", percent_encode(&sub_json));
+    let hub_url = format!("https://{}{SUBSCRIBE_PATH}?sub={}", live_hub::NAME, percent_encode(&sub_json));
+    let hub = namespace::<live_hub::Object>(env)?;
     let forward = async {
         let headers = Headers::new();
         headers.set("Upgrade", "websocket")?;
         let mut init = RequestInit::new();
         init.with_method(Method::Get).with_headers(headers);
         let req = Request::new_with_init(&hub_url, &init)?;
-        env.durable_object(LIVE)?.id_from_name(HUB_NAME)?.get_stub()?.fetch_with_request(req).await
+        hub.id_from_name(live_hub::NAME)?.get_stub()?.fetch_with_request(req).await
     };
     forward.await.map_err(|e| {
         crate::log::log_error!("live: hub did not accept the subscriber: {e}");

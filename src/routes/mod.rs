@@ -13,6 +13,8 @@ pub mod optouts;
 pub mod outbox;
 pub mod read;
 pub mod send;
+#[cfg(feature = "test-hooks")]
+pub mod test_routes;
 
 use bw_ledger_core::auth::{check_bearer, AuthOutcome};
 use bw_ledger_core::client::{reader, ClientKey, Reader};

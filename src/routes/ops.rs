@@ -18,7 +18,7 @@ const OPENAPI: &str = include_str!("../openapi.json");
 
 /// `GET /metrics` (API token).
 pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
-    let shards = ShardClient::new(env, config.shards()?)?;
+    let shards = ShardClient::open(env, config)?;
     let mut total = ShardMetrics::default();
     for figures in shards.call_all::<ledger::Metrics>(&Empty {}).await? {
         total.add(figures);
@@ -35,7 +35,7 @@ pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
 /// `GET /stats/outcomes` (API token).
 pub async fn outcomes(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let now = now_ms();
-    let shards = ShardClient::new(env, config.shards()?)?;
+    let shards = ShardClient::open(env, config)?;
     let counts = shards.call_all::<ledger::Outcomes>(&OutcomeQuery { from_ms: window_start(now) }).await?;
     http::json(&merge(now, counts))
 }

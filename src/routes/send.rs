@@ -13,15 +13,17 @@
 //! never reaches Bandwidth or the ledger, and gives back what its guard
 //! admitted.
 
+use std::borrow::Cow;
+
 use bw_ledger_core::auth::{check_bearer, AuthOutcome};
 use bw_ledger_core::client::{authenticate_client, cors_headers, preflight_headers, ClientKey};
-use bw_ledger_core::event::accepted_event_with;
+use bw_ledger_core::error::Refusal;
 use bw_ledger_core::idempotency::{parse_key, saves_outcome, SavedResponse};
-use bw_ledger_core::limits::{self, Ask, Refusal};
+use bw_ledger_core::limits::{self, Ask};
 use bw_ledger_core::optout::CheckRequest;
 use bw_ledger_core::send::{validate_send, ValidSend, MAX_SEND_BODY};
 use bw_ledger_core::wire::opt_outs;
-use bw_ledger_core::{ApiError, ParsedCallback};
+use bw_ledger_core::ApiError;
 use worker::{Env, Headers, Request, Response};
 
 use super::admission::{admit_send, finish_claim, give_back, refund, Admitted};
@@ -80,65 +82,91 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
         return Err(ApiError::NotFound("Account"));
     }
     let keys = config.client_keys()?;
-    let authorization = header(req, "Authorization");
-    let operator =
-        config.api_token().is_some_and(|t| check_bearer(authorization.as_deref(), t) == AuthOutcome::Accepted);
-    let operator_key = operator.then(operator_key);
-    let key = match &operator_key {
-        Some(k) => k,
-        None => authenticate_client(authorization.as_deref(), &keys).map_err(|_| ApiError::ApiUnauthorized)?,
-    };
+    let (key, operator) = caller(req, config, &keys)?;
     if !operator {
-        check_origin(req, env, key).await?;
+        check_origin(req, env, &key).await?;
     }
     let body = crate::http::read_bounded(req, MAX_SEND_BODY).await?;
     let valid = validate_send(&body, now_ms(), config.application_id().as_deref()).map_err(ApiError::Validation)?;
-    let opt_out_override = valid.opt_out_override;
     if !operator {
-        check_scope(env, config, key, &valid, opt_out_override).await?;
+        check_scope(env, config, &key, &valid, valid.opt_out_override).await?;
     }
     let idempotency_key = header(req, "Idempotency-Key").map(|k| parse_key(&k)).transpose()?;
-    let forward = valid.body.to_string();
-    let shards = ShardClient::new(env, config.shards()?)?;
+    let shards = ShardClient::open(env, config)?;
+    match admit(env, config, &key, &shards, idempotency_key, &valid).await? {
+        Admitted::Replay(saved) => http::saved(&saved),
+        admitted => forward(env, config, account_id, &key, &shards, &valid, admitted).await,
+    }
+}
 
-    // The key's guard admits the send against its rate and quota (with an
-    // Idempotency-Key it claims the key in the same call: a replay answers
-    // here, and costs nothing); the opt-out book is asked at the same time,
-    // so its check adds no round trip in sequence.
+/// Who sends: the operator (the API token), as `operator_key`, or a client
+/// key.
+fn caller<'k>(req: &Request, config: &Config, keys: &'k [ClientKey]) -> Result<(Cow<'k, ClientKey>, bool), ApiError> {
+    let authorization = header(req, "Authorization");
+    if config.api_token().is_some_and(|t| check_bearer(authorization.as_deref(), t) == AuthOutcome::Accepted) {
+        return Ok((Cow::Owned(operator_key()), true));
+    }
+    let key = authenticate_client(authorization.as_deref(), keys).map_err(|_| ApiError::ApiUnauthorized)?;
+    Ok((Cow::Borrowed(key), false))
+}
+
+/// The key's guard admits the send against its rate and quota (with an
+/// Idempotency-Key it claims the key in the same call: a replay answers
+/// here, and costs nothing); the opt-out book is asked at the same time, so
+/// its check adds no round trip in sequence. Someone who opted out is never
+/// texted, by a key or the operator, unless the operator says so on this
+/// very send (recorded with it): then nothing is sent, to no recipient, and
+/// what the guard admitted goes back.
+async fn admit(
+    env: &Env,
+    config: &Config,
+    key: &ClientKey,
+    shards: &ShardClient,
+    idempotency_key: Option<String>,
+    valid: &ValidSend,
+) -> Result<Admitted, ApiError> {
     let recipients = valid.to.len() as u32;
     let ask =
         Ask::Send { recipients, rate_per_minute: key.limits.rate_per_minute, daily_quota: key.limits.daily_quota };
-    let admit = admit_send(env, config, key, &shards, idempotency_key, &valid, ask);
-    let (claim, opted_out) = futures_util::future::join(admit, opted_out(env, &valid, opt_out_override)).await;
+    let admit = admit_send(env, config, key, shards, idempotency_key, valid, ask);
+    let (claim, opted_out) = futures_util::future::join(admit, opted_out(env, valid, valid.opt_out_override)).await;
     let admitted = claim?;
-    if let Admitted::Replay(saved) = admitted {
-        return http::saved(&saved);
+    if matches!(admitted, Admitted::Replay(_)) {
+        return Ok(admitted);
     }
-    // Someone who opted out is never texted, by a key or the operator,
-    // unless the operator says so on this very send (recorded with it).
-    // Nothing is sent, to no recipient: what the guard admitted goes back.
     let refusal = match opted_out {
-        Ok(numbers) if numbers.is_empty() => None,
-        Ok(numbers) => Some(ApiError::RecipientOptedOut(numbers)),
-        Err(e) => Some(e),
+        Ok(numbers) if numbers.is_empty() => return Ok(admitted),
+        Ok(numbers) => ApiError::RecipientOptedOut(numbers),
+        Err(e) => e,
     };
-    if let Some(e) = refusal {
-        give_back(env, key, admitted, recipients).await;
-        return Err(e);
-    }
+    give_back(env, key, admitted, recipients).await;
+    Err(refusal)
+}
+
+/// Sends the admitted message to Bandwidth and answers as it did. A
+/// message Bandwidth did not take does not count today (with a key, the
+/// refund rides on the claim's finish); one it accepted is recorded in the
+/// ledger; a keyed send's outcome is saved for its replays.
+async fn forward(
+    env: &Env,
+    config: &Config,
+    account_id: &str,
+    key: &ClientKey,
+    shards: &ShardClient,
+    valid: &ValidSend,
+    admitted: Admitted,
+) -> Result<Response, ApiError> {
     let claim = match admitted {
         Admitted::Claimed(scope) => Some(scope),
         _ => None,
     };
-
-    let outcome = create_message(env, config, account_id, &forward).await;
+    let recipients = valid.to.len() as u32;
+    let outcome = create_message(env, config, account_id, &valid.body.to_string()).await;
     let taken = match &outcome {
         Ok(reply) => !(400..500).contains(&reply.status),
         Err(SendFailure::NotSent(_)) => false,
         Err(SendFailure::MaybeSent(_)) => true,
     };
-    // Bandwidth did not take the message: it does not count today. (With a
-    // key, the refund rides on the claim's finish, below.)
     let given_back = if taken { 0 } else { recipients };
     if given_back > 0 && claim.is_none() {
         refund(env, key, recipients).await;
@@ -146,7 +174,7 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
     let (response, saved) = match outcome {
         Ok(reply) => {
             if (200..300).contains(&reply.status) {
-                record_accepted(&shards, &reply.body, opt_out_override).await;
+                crate::accepted::record(shards, &reply.body, valid.opt_out_override).await;
             }
             let saved = SavedResponse {
                 status: reply.status,
@@ -232,46 +260,5 @@ async fn check_scope(
 async fn count_refusal(env: &Env, key: &ClientKey, reason: Refusal) {
     if let Err(e) = key_guard::admit(env, &key.id, Ask::Refused { reason }).await {
         crate::log::log_error!("send: a refusal of key {} was not counted: {e}", key.id);
-    }
-}
-
-/// Records the accepted message so later callbacks attach to it. The
-/// message is already sent: a failure here is logged, never answered as an
-/// error (the caller would retry and send twice).
-async fn record_accepted(shards: &ShardClient, accepted_body: &[u8], opt_out_override: bool) {
-    let event = match accepted_event_with(accepted_body, opt_out_override) {
-        Ok(ev) => ev,
-        Err(why) => {
-            crate::log::log_error!("send: 202 answer could not be recorded in the ledger: {why}");
-            return;
-        }
-    };
-    let parsed = ParsedCallback { events: vec![event], rejected: Vec::new() };
-    let result = bw_ledger_core::ingest::ingest(shards, &parsed, shards.count(), now_ms(), |shard, e| {
-        crate::log::log_error!("send: ledger shard {shard} did not record the accepted message: {e}");
-    })
-    .await;
-    if result.is_err() {
-        crate::log::log_error!("send: the accepted message is missing from the ledger until its callbacks arrive");
-    }
-}
-
-/// Sends `OPT_OUT_REPLY` to `to` from `from` (the opt-out book's alarm),
-/// through the same upstream path as the proxy, and records it in the
-/// ledger like any send. Never retried: a confirmation is sent at most once.
-pub async fn send_confirmation(env: &Env, to: &str, from: &str) {
-    let config = Config::from_env(env);
-    let (Some(text), Ok(account)) = (config.opt_out_reply(), config.account_id()) else { return };
-    let mut body = serde_json::json!({ "to": [to], "from": from, "text": text });
-    if let Some(app) = config.application_id() {
-        body["applicationId"] = app.into();
-    }
-    match create_message(env, &config, &account, &body.to_string()).await {
-        Ok(reply) if (200..300).contains(&reply.status) => match config.shards().map(|n| ShardClient::new(env, n)) {
-            Ok(Ok(shards)) => record_accepted(&shards, &reply.body, false).await,
-            _ => crate::log::log_error!("opt-outs: confirmation sent, but the ledger is not configured to record it"),
-        },
-        Ok(reply) => crate::log::log_error!("opt-outs: Bandwidth refused the confirmation: {}", reply.status),
-        Err(_) => crate::log::log_error!("opt-outs: the confirmation could not be sent"),
     }
 }

@@ -1,7 +1,7 @@
 //! A list row as stored: its columns, and which of them an update must
 //! write.
 
-use super::ListRow;
+use super::row::ListRow;
 
 /// A list row column's stored value.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,9 @@
 //! clause with bound parameters, the keyset page query, the count (exact,
 //! capped or none), and how the shards' counts add up.
 
-use super::*;
+use serde::{Deserialize, Serialize};
+
+use super::query::*;
 
 /// A query for one shard: SQL text and its parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

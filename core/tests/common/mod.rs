@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use bw_ledger_core::wire::{EventRecord, MessageRecords, StoredEvent};
+use bw_ledger_core::records::{EventRecord, MessageRecords, StoredEvent};
 use bw_ledger_core::{parse_callback_body, CallbackEvent};
 
 pub const SMS_LIFECYCLE: &str = include_str!("../fixtures/sms_outbound_lifecycle.json");

@@ -11,12 +11,13 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use bw_ledger_core::forward::{ForwardTarget, Schedule};
+use bw_ledger_core::forward::ForwardTarget;
 use bw_ledger_core::identity::sha256_hex;
 use bw_ledger_core::media::{
     content_type, media_change, next_state, object_key, Attempt, CredentialChain, CredentialScope, MediaRecord,
     MediaStatus, FETCH_TIMEOUT_MS, INBOUND_LANE,
 };
+use bw_ledger_core::retry::Schedule;
 use serde::Deserialize;
 use worker::{Env, HttpMetadata, Result, SqlStorage};
 
@@ -27,7 +28,7 @@ use crate::upstream::download_media;
 
 use super::delivery::{Deliveries, InFlight};
 use super::media::{of_message, status};
-use super::LedgerShard;
+use super::shard::LedgerShard;
 
 /// The in-flight counters of media fetches start with this (not a target
 /// id: targets cannot hold a NUL), followed by the job's lane.

@@ -18,14 +18,15 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bw_ledger_core::forward::{webhook_headers, ForwardTarget, Schedule, DELIVERY_TIMEOUT_MS};
+use bw_ledger_core::forward::{webhook_headers, ForwardTarget, DELIVERY_TIMEOUT_MS};
 use bw_ledger_core::outbox::OutboxState;
+use bw_ledger_core::retry::Schedule;
 use serde::Deserialize;
 use worker::{Result, SqlStorage, SqlStorageValue, Storage};
 
 use crate::clock::{jitter, now_ms};
+use crate::fetch::{fetch_status_with_timeout, FetchFailure};
 use crate::objects::transaction::Transactions;
-use crate::upstream::{fetch_status_with_timeout, FetchFailure};
 
 /// Deliveries in flight from one object at once: a Durable Object has six
 /// simultaneous outgoing connections.

@@ -10,15 +10,17 @@ use bw_ledger_core::identity::{decide, DedupDecision};
 use bw_ledger_core::list::{receive_time_ms, rows_for, ColumnValue, ListRow, ROW_COLUMNS};
 use bw_ledger_core::live::quarantine_doc;
 use bw_ledger_core::projection::project;
+use bw_ledger_core::quarantine::QuarantineRecord;
+use bw_ledger_core::records::{EventRecord, MessageRecords};
 use bw_ledger_core::status::RecipientState;
-use bw_ledger_core::wire::{EventRecord, IngestBatch, IngestReply, MessageRecords};
+use bw_ledger_core::wire::{IngestBatch, IngestReply};
 use serde::Deserialize;
 use worker::{Result, SqlStorageValue};
 
 use crate::objects::live_hub::publish;
 
 use super::reads::{self, RowRecord};
-use super::LedgerShard;
+use super::shard::LedgerShard;
 
 #[derive(Deserialize)]
 struct HashRow {
@@ -101,19 +103,10 @@ impl LedgerShard {
                 reply.erased += 1;
                 continue;
             }
-            // Try the insert first: a new event (the common case) costs
-            // one statement; only an existing identity is read back. A
-            // copy that rode in the same group finds the first one here.
-            let decision = if self.insert_event(ev, now)? {
+            let decision = self.store_event(ev, now)?;
+            if decision == DedupDecision::Insert {
                 media_jobs += self.queue_media(ev, now)?;
-                DedupDecision::Insert
-            } else {
-                let stored: Vec<HashRow> = self
-                    .sql
-                    .exec("SELECT content_hash FROM events WHERE event_key = ?", vec![ev.event_key.clone().into()])?
-                    .to_array()?;
-                decide(stored.first().map(|r| r.content_hash.as_str()), &ev.content_hash)
-            };
+            }
             // Every message the callback names gets its derived state
             // checked, duplicates included: a message whose events exist
             // is always listed (see `refresh_rows`).
@@ -123,30 +116,60 @@ impl LedgerShard {
             match decision {
                 DedupDecision::Insert => reply.stored += 1,
                 DedupDecision::Duplicate => reply.duplicates += 1,
-                DedupDecision::Conflict => {
-                    crate::log::log_warn!(
-                        "event identity conflict: message {} type {} already stored with other content; kept aside",
-                        ev.message_id,
-                        ev.kind
-                    );
-                    self.sql.exec(
-                        "INSERT INTO event_conflicts (event_key, content_hash, message_id, raw, received_at_ms)
-                         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                        vec![
-                            ev.event_key.clone().into(),
-                            ev.content_hash.clone().into(),
-                            ev.message_id.clone().into(),
-                            ev.raw.clone().into(),
-                            now.into(),
-                        ],
-                    )?;
-                    reply.conflicts += 1;
-                }
+                DedupDecision::Conflict => reply.conflicts += 1,
             }
         }
         let mut live = Vec::new();
         for q in &batch.quarantine {
-            let seen: Vec<SeenRow> = self.sql.exec(
+            live.extend(self.quarantine(q, now)?);
+            reply.quarantined += 1;
+        }
+        let (queued, docs) = if touched.is_empty() { (0, Vec::new()) } else { self.refresh_rows(&touched, now)? };
+        live.extend(docs);
+        // Media jobs are alarm work like outbox rows: counted together.
+        Ok((reply, queued + media_jobs, live))
+    }
+
+    /// Stores one event, or finds it a duplicate, or keeps it aside as a
+    /// conflict. The insert comes first: a new event (the common case) costs
+    /// one statement; only an existing identity is read back. A copy that
+    /// rode in the same group finds the first one here.
+    fn store_event(&self, ev: &EventRecord, now: i64) -> Result<DedupDecision> {
+        if self.insert_event(ev, now)? {
+            return Ok(DedupDecision::Insert);
+        }
+        let stored: Vec<HashRow> = self
+            .sql
+            .exec("SELECT content_hash FROM events WHERE event_key = ?", vec![ev.event_key.clone().into()])?
+            .to_array()?;
+        let decision = decide(stored.first().map(|r| r.content_hash.as_str()), &ev.content_hash);
+        if decision == DedupDecision::Conflict {
+            crate::log::log_warn!(
+                "event identity conflict: message {} type {} already stored with other content; kept aside",
+                ev.message_id,
+                ev.kind
+            );
+            self.sql.exec(
+                "INSERT INTO event_conflicts (event_key, content_hash, message_id, raw, received_at_ms)
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                vec![
+                    ev.event_key.clone().into(),
+                    ev.content_hash.clone().into(),
+                    ev.message_id.clone().into(),
+                    ev.raw.clone().into(),
+                    now.into(),
+                ],
+            )?;
+        }
+        Ok(decision)
+    }
+
+    /// Quarantines one item (again: a repeat counts, never duplicates); the
+    /// live document when it is new.
+    fn quarantine(&self, q: &QuarantineRecord, now: i64) -> Result<Option<serde_json::Value>> {
+        let seen: Vec<SeenRow> = self
+            .sql
+            .exec(
                 "INSERT INTO quarantine (content_hash, raw, raw_encoding, reason, first_seen_ms, last_seen_ms, seen_count)
                  VALUES (?, ?, ?, ?, ?, ?, 1)
                  ON CONFLICT (content_hash) DO UPDATE SET
@@ -160,16 +183,9 @@ impl LedgerShard {
                     now.into(),
                     now.into(),
                 ],
-            )?.to_array()?;
-            if seen.first().is_some_and(|s| s.seen_count == 1) {
-                live.push(quarantine_doc(&q.content_hash, &q.reason, now));
-            }
-            reply.quarantined += 1;
-        }
-        let (queued, docs) = if touched.is_empty() { (0, Vec::new()) } else { self.refresh_rows(&touched, now)? };
-        live.extend(docs);
-        // Media jobs are alarm work like outbox rows: counted together.
-        Ok((reply, queued + media_jobs, live))
+            )?
+            .to_array()?;
+        Ok(seen.first().is_some_and(|s| s.seen_count == 1).then(|| quarantine_doc(&q.content_hash, &q.reason, now)))
     }
 
     /// Brings the list rows of these messages in line with all their

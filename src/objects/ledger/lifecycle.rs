@@ -16,12 +16,12 @@ use bw_ledger_core::lifecycle::{
     SweepRequest,
 };
 use bw_ledger_core::quarantine::RawEncoding;
-use bw_ledger_core::wire::{EventRecord, MessageRecords, StoredConflict};
+use bw_ledger_core::records::{EventRecord, MessageRecords, StoredConflict};
 use serde::Deserialize;
 use worker::{Result, SqlStorage};
 
 use super::reads;
-use super::LedgerShard;
+use super::shard::LedgerShard;
 
 #[derive(Deserialize)]
 struct IdRow {

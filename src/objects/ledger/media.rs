@@ -18,14 +18,14 @@
 use std::collections::BTreeMap;
 
 use bw_ledger_core::identity::sha256_hex;
-use bw_ledger_core::media::{lane_of, name_of, urls_to_archive, MediaRecord, MediaStatus, INBOUND_LANE};
-use bw_ledger_core::wire::EventRecord;
+use bw_ledger_core::media::{lane_of, name_of, urls_to_archive, MediaRecord, MediaStatus};
+use bw_ledger_core::records::EventRecord;
 use serde::Deserialize;
 use worker::{Env, Result, SqlStorage};
 
 use crate::config::MEDIA;
 
-use super::LedgerShard;
+use super::shard::LedgerShard;
 
 /// R2 keys deleted per round.
 const TRASH_BATCH: i64 = 100;
@@ -80,43 +80,6 @@ pub(super) fn of_messages(sql: &SqlStorage, ids_json: &str) -> Result<BTreeMap<S
         by_message.entry(r.message_id.clone()).or_default().push(r.into());
     }
     Ok(by_message)
-}
-
-#[derive(Deserialize)]
-struct TableSql {
-    sql: String,
-}
-
-/// Gives the media table its `lane` column (shards of builds before lanes).
-/// Pending jobs of messages that came in a callback (`message-received`)
-/// join the inbound lane; every other pending job stays in a send's lane,
-/// fetched without credentials. Settled jobs never run again.
-pub(super) fn ensure_lanes(sql: &SqlStorage) -> Result<()> {
-    let table: Vec<TableSql> =
-        sql.exec("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'media'", None)?.to_array()?;
-    if table.first().is_none_or(|t| t.sql.contains(" lane ")) {
-        return Ok(());
-    }
-    sql.exec("ALTER TABLE media ADD COLUMN lane TEXT NOT NULL DEFAULT 'out:'", None)?;
-    let pending: Vec<IdRow> = sql
-        .exec("SELECT DISTINCT message_id FROM media WHERE status = ?", vec![status(MediaStatus::Pending)])?
-        .to_array()?;
-    let ids: Vec<String> = pending.into_iter().map(|r| r.message_id).collect();
-    let inbound: Vec<String> = super::reads::events_of(sql, &ids)?
-        .into_iter()
-        .filter(|(_, events)| events.iter().any(|e| e.record.kind == "message-received"))
-        .map(|(id, _)| id)
-        .collect();
-    sql.exec(
-        "UPDATE media SET lane = ? WHERE status = ? AND message_id IN (SELECT value FROM json_each(?))",
-        vec![INBOUND_LANE.into(), status(MediaStatus::Pending), serde_json::to_string(&inbound)?.into()],
-    )?;
-    Ok(())
-}
-
-#[derive(Deserialize)]
-struct IdRow {
-    message_id: String,
 }
 
 #[derive(Deserialize)]

@@ -33,139 +33,23 @@ mod metrics;
 mod outbox;
 mod reads;
 mod schema;
+mod shard;
+#[cfg(feature = "test-hooks")]
+pub(crate) mod test_methods;
 
-use std::cell::Cell;
-use std::rc::Rc;
-
-use bw_ledger_core::forward::{parse_targets, ForwardTarget, Schedule};
-use bw_ledger_core::lifecycle::{
-    parse_tombstone_ms, SweepRequest, BATCH, DEFAULT_TOMBSTONE_DAYS, DEFAULT_TOMBSTONE_MS,
-};
-use bw_ledger_core::list::{count_plan, ShardPage};
-use bw_ledger_core::media::CredentialScope;
-use bw_ledger_core::wire::{ledger, Empty, Method, ReplayReply};
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State, Storage};
+use bw_ledger_core::lifecycle::{SweepRequest, BATCH};
+use bw_ledger_core::list::{count_plan, ListQuery, ShardPage};
+use bw_ledger_core::wire::{ledger, Empty, ReplayReply};
+use worker::{DurableObject, Env, Request, Response, Result, State};
 
 use crate::clock::now_ms;
-use crate::config::{
-    Config, ERASURE_TOMBSTONE_DAYS, FORWARD_GIVE_UP_MS, FORWARD_KEEP_DELIVERED_MS, FORWARD_RETRY_BASE_MS,
-    FORWARD_RETRY_MAX_MS, FORWARD_TARGETS, MEDIA_GIVE_UP_MS, MEDIA_RETRY_BASE_MS, MEDIA_RETRY_MAX_MS,
-    MIGRATION_BATCH_ROWS,
-};
 use crate::object_call::{reply, request};
-use crate::objects::live_hub::LiveSwitch;
-use crate::objects::transaction::Transactions;
 use archiver::Lanes;
-use delivery::{Deliveries, InFlight, DEFAULT_KEEP_DELIVERED_MS};
-#[cfg(feature = "test-hooks")]
-pub(crate) use reads::run as run_planned;
-
-#[durable_object]
-pub struct LedgerShard {
-    state: State,
-    env: Env,
-    sql: SqlStorage,
-    storage: Rc<Storage>,
-    /// Every write a request makes runs in one of these: all or nothing.
-    txn: Transactions,
-    schema_ready: Cell<bool>,
-    /// Whether list rows of an older layout are still to move, and how
-    /// many the alarm moves per wake (`list_rows`).
-    rows_moving: Cell<bool>,
-    move_batch: i64,
-    /// Whether live subscribers may be listening; starts true, cleared when
-    /// the hub reports none, set again by the hub's `LiveOn`.
-    live: Rc<LiveSwitch>,
-    /// Forwarding targets and schedule, read once per object instance.
-    targets: Rc<Vec<ForwardTarget>>,
-    schedule: Schedule,
-    keep_delivered_ms: i64,
-    /// Media archive jobs' retry schedule, and the origin Bandwidth's
-    /// credentials may go to (`BANDWIDTH_API_BASE`).
-    media_schedule: Schedule,
-    api_base: Rc<str>,
-    media_scope: Option<Rc<CredentialScope>>,
-    /// Deliveries running from this instance, per target.
-    in_flight: Rc<InFlight>,
-    /// Duplicates answered since this instance started (`GET /metrics`).
-    duplicates: Cell<i64>,
-    /// Whether the `erased` table holds tombstones; unknown until read.
-    tombstones: Cell<Option<bool>>,
-    /// How long a tombstone refuses its message id (`ERASURE_TOMBSTONE_DAYS`).
-    tombstone_ms: i64,
-    /// Count queries run, and requests answered, by this instance, for the
-    /// e2e suite.
-    #[cfg(feature = "test-hooks")]
-    count_queries: Cell<u64>,
-    #[cfg(feature = "test-hooks")]
-    requests: Cell<u64>,
-}
+pub use shard::LedgerShard;
 
 impl DurableObject for LedgerShard {
     fn new(state: State, env: Env) -> Self {
-        let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
-        let targets = parse_targets(var(FORWARD_TARGETS).as_deref()).unwrap_or_else(|why| {
-            // Ingest must never fail over forwarding config: log it loudly.
-            crate::log::log_error!("config: {why}; forwarding is off until it is fixed");
-            Vec::new()
-        });
-        let schedule = Schedule::from_vars(
-            var(FORWARD_RETRY_BASE_MS).as_deref(),
-            var(FORWARD_RETRY_MAX_MS).as_deref(),
-            var(FORWARD_GIVE_UP_MS).as_deref(),
-        );
-        let keep_delivered_ms = var(FORWARD_KEEP_DELIVERED_MS)
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .filter(|ms| *ms > 0)
-            .unwrap_or(DEFAULT_KEEP_DELIVERED_MS);
-        let media_schedule = bw_ledger_core::media::schedule(
-            var(MEDIA_RETRY_BASE_MS).as_deref(),
-            var(MEDIA_RETRY_MAX_MS).as_deref(),
-            var(MEDIA_GIVE_UP_MS).as_deref(),
-        );
-        let config = Config::from_env(&env);
-        let api_base: Rc<str> = config.api_base().into();
-        let media_scope = CredentialScope::new(&api_base, config.account_id().ok().as_deref()).map(Rc::new);
-        let tombstone_ms = parse_tombstone_ms(var(ERASURE_TOMBSTONE_DAYS).as_deref()).unwrap_or_else(|why| {
-            // Longer is the safe side: an erased number is never stored again.
-            crate::log::log_error!("config: {why}; keeping tombstones {DEFAULT_TOMBSTONE_DAYS} days");
-            DEFAULT_TOMBSTONE_MS
-        });
-        let move_batch = var(MIGRATION_BATCH_ROWS)
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(list_rows::DEFAULT_MOVE_BATCH);
-        let txn = match Transactions::of(&state) {
-            Ok(txn) => txn,
-            // The runtime gives every object its storage; `State::storage`
-            // in the worker crate unwraps this same call.
-            Err(e) => panic!("LedgerShard without storage: {e}"),
-        };
-        let shard = Self {
-            txn,
-            sql: state.storage().sql(),
-            storage: Rc::new(state.storage()),
-            state,
-            env,
-            schema_ready: Cell::new(false),
-            rows_moving: Cell::new(false),
-            move_batch,
-            live: LiveSwitch::new(),
-            targets: Rc::new(targets),
-            schedule,
-            keep_delivered_ms,
-            media_schedule,
-            api_base,
-            media_scope,
-            in_flight: Rc::new(InFlight::default()),
-            tombstones: Cell::new(None),
-            tombstone_ms,
-            duplicates: Cell::new(0),
-            #[cfg(feature = "test-hooks")]
-            count_queries: Cell::new(0),
-            #[cfg(feature = "test-hooks")]
-            requests: Cell::new(0),
-        };
+        let shard = Self::from_env(state, env);
         // A crash while an alarm runs can lose it; whenever the object wakes
         // up, re-arm it if outbox rows are still waiting. Media attempts of
         // an earlier instance died with it: they are due again now, not when
@@ -189,127 +73,16 @@ impl DurableObject for LedgerShard {
             self.deliveries().reschedule(false).await?;
         }
         let path = req.path();
+        let Some(call) = ledger::Call::from_path(&path) else {
+            #[cfg(feature = "test-hooks")]
+            if let Some(call) = test_methods::Call::from_path(&path) {
+                return test_methods::serve(self, call, req).await;
+            }
+            return Response::error("unknown shard method", 404);
+        };
         #[cfg(feature = "test-hooks")]
-        if path != crate::test_hooks::ShardProbe::PATH {
-            self.requests.set(self.requests.get() + 1);
-        }
-        match path.as_str() {
-            ledger::Ingest::PATH => {
-                // A group of callbacks (see bw_ledger_core::group): one
-                // transaction each, one commit for all.
-                let batches = request::<ledger::Ingest>(&mut req).await?;
-                let replies = self.ingest(&batches).await?;
-                reply::<ledger::Ingest>(&replies)
-            }
-            ledger::Message::PATH => {
-                let q = request::<ledger::Message>(&mut req).await?;
-                reply::<ledger::Message>(&reads::message(&self.sql, &q.message_id)?)
-            }
-            ledger::QueueChanges::PATH => {
-                let handed = request::<ledger::QueueChanges>(&mut req).await?;
-                let now = now_ms();
-                let queued =
-                    self.txn.atomically(|| outbox::queue_handed_over(&self.sql, &self.targets, &handed, now))?;
-                if queued > 0 {
-                    self.storage.set_alarm(0).await?;
-                }
-                reply::<ledger::QueueChanges>(&queued)
-            }
-            ledger::QuarantineIndex::PATH => {
-                let q = request::<ledger::QuarantineIndex>(&mut req).await?;
-                reply::<ledger::QuarantineIndex>(&reads::quarantine_index(&self.sql, &q)?)
-            }
-            ledger::QuarantineBodies::PATH => {
-                let hashes = request::<ledger::QuarantineBodies>(&mut req).await?;
-                reply::<ledger::QuarantineBodies>(&reads::quarantine_bodies(&self.sql, &hashes)?)
-            }
-            ledger::List::PATH => {
-                let q = request::<ledger::List>(&mut req).await?;
-                let rows = reads::list_page(&self.sql, &q)?;
-                let total = match count_plan(&q) {
-                    Some(plan) => {
-                        #[cfg(feature = "test-hooks")]
-                        self.count_queries.set(self.count_queries.get() + 1);
-                        Some(reads::list_count(&self.sql, plan)?)
-                    }
-                    None => None,
-                };
-                reply::<ledger::List>(&ShardPage { rows, total })
-            }
-            ledger::IdemPeek::PATH => {
-                let q = request::<ledger::IdemPeek>(&mut req).await?;
-                reply::<ledger::IdemPeek>(&crate::objects::idempotency::peek(&self.sql, &q.scope_key)?)
-            }
-            ledger::OutboxStats::PATH => reply::<ledger::OutboxStats>(&outbox::stats(&self.sql)?),
-            ledger::OutboxDead::PATH => {
-                let q = request::<ledger::OutboxDead>(&mut req).await?;
-                reply::<ledger::OutboxDead>(&outbox::dead(&self.sql, &q)?)
-            }
-            ledger::OutboxReplay::PATH => {
-                let r = request::<ledger::OutboxReplay>(&mut req).await?;
-                let replayed = self.txn.atomically(|| outbox::replay(&self.sql, &r))?;
-                if replayed > 0 {
-                    self.storage.set_alarm(0).await?;
-                }
-                reply::<ledger::OutboxReplay>(&ReplayReply { replayed })
-            }
-            ledger::Sweep::PATH => {
-                let q = request::<ledger::Sweep>(&mut req).await?;
-                let swept = self.txn.atomically(|| self.sweep(&q))?;
-                self.empty_trash().await?;
-                if swept.more && q.continue_by_alarm {
-                    self.deliveries().reschedule(false).await?;
-                }
-                reply::<ledger::Sweep>(&swept)
-            }
-            ledger::Erase::PATH => {
-                let q = request::<ledger::Erase>(&mut req).await?;
-                let erased = self.txn.atomically(|| self.erase(&q))?;
-                self.empty_trash().await?;
-                reply::<ledger::Erase>(&erased)
-            }
-            ledger::Outcomes::PATH => {
-                let q = request::<ledger::Outcomes>(&mut req).await?;
-                reply::<ledger::Outcomes>(&metrics::outcomes(&self.sql, &q)?)
-            }
-            ledger::Metrics::PATH => {
-                let figures = self.txn.atomically(|| metrics::collect(&self.sql, self.duplicates.get()))?;
-                reply::<ledger::Metrics>(&figures)
-            }
-            ledger::Media::PATH => {
-                let q = request::<ledger::Media>(&mut req).await?;
-                reply::<ledger::Media>(&reads::media(&self.sql, &q)?)
-            }
-            ledger::Export::PATH => {
-                let q = request::<ledger::Export>(&mut req).await?;
-                reply::<ledger::Export>(&lifecycle::export_page(&self.sql, &q)?)
-            }
-            ledger::LiveOn::PATH => {
-                self.live.turn_on();
-                reply::<ledger::LiveOn>(&Empty {})
-            }
-            #[cfg(feature = "test-hooks")]
-            crate::test_hooks::ShardSql::PATH => {
-                let q = request::<crate::test_hooks::ShardSql>(&mut req).await?;
-                reply::<crate::test_hooks::ShardSql>(&crate::test_hooks::run(&self.sql, q)?)
-            }
-            #[cfg(feature = "test-hooks")]
-            crate::test_hooks::DropAlarm::PATH => {
-                self.storage.delete_alarm().await?;
-                reply::<crate::test_hooks::DropAlarm>(&Empty {})
-            }
-            #[cfg(feature = "test-hooks")]
-            crate::test_hooks::ShardProbe::PATH => {
-                let q = request::<crate::test_hooks::ShardProbe>(&mut req).await?;
-                reply::<crate::test_hooks::ShardProbe>(&crate::test_hooks::probe(
-                    &self.sql,
-                    &q,
-                    self.count_queries.get(),
-                    self.requests.get(),
-                )?)
-            }
-            _ => Response::error("unknown shard method", 404),
-        }
+        self.requests.set(self.requests.get() + 1);
+        self.serve(call, &mut req).await
     }
 
     /// Prunes finished outbox rows and starts delivering due ones, off every
@@ -355,16 +128,100 @@ impl DurableObject for LedgerShard {
 }
 
 impl LedgerShard {
-    fn deliveries(&self) -> Deliveries {
-        Deliveries {
-            sql: self.sql.clone(),
-            storage: self.storage.clone(),
-            txn: self.txn.clone(),
-            targets: self.targets.clone(),
-            schedule: self.schedule,
-            keep_delivered_ms: self.keep_delivered_ms,
-            in_flight: self.in_flight.clone(),
+    /// Every method of `bw_ledger_core::wire::ledger`, one arm each.
+    async fn serve(&self, call: ledger::Call, req: &mut Request) -> Result<Response> {
+        use ledger::Call as C;
+        match call {
+            // A group of callbacks (see bw_ledger_core::group): one
+            // transaction each, one commit for all.
+            C::Ingest => reply::<ledger::Ingest>(&self.ingest(&request::<ledger::Ingest>(req).await?).await?),
+            C::Message => {
+                let q = request::<ledger::Message>(req).await?;
+                reply::<ledger::Message>(&reads::message(&self.sql, &q.message_id)?)
+            }
+            C::QueueChanges => {
+                let handed = request::<ledger::QueueChanges>(req).await?;
+                let queued =
+                    self.txn.atomically(|| outbox::queue_handed_over(&self.sql, &self.targets, &handed, now_ms()))?;
+                self.wake_if(queued > 0).await?;
+                reply::<ledger::QueueChanges>(&queued)
+            }
+            C::QuarantineIndex => {
+                let q = request::<ledger::QuarantineIndex>(req).await?;
+                reply::<ledger::QuarantineIndex>(&reads::quarantine_index(&self.sql, &q)?)
+            }
+            C::QuarantineBodies => {
+                let hashes = request::<ledger::QuarantineBodies>(req).await?;
+                reply::<ledger::QuarantineBodies>(&reads::quarantine_bodies(&self.sql, &hashes)?)
+            }
+            C::List => reply::<ledger::List>(&self.list(&request::<ledger::List>(req).await?)?),
+            C::IdemPeek => {
+                let q = request::<ledger::IdemPeek>(req).await?;
+                reply::<ledger::IdemPeek>(&crate::objects::idempotency::peek(&self.sql, &q.scope_key)?)
+            }
+            C::OutboxStats => reply::<ledger::OutboxStats>(&outbox::stats(&self.sql)?),
+            C::OutboxDead => {
+                reply::<ledger::OutboxDead>(&outbox::dead(&self.sql, &request::<ledger::OutboxDead>(req).await?)?)
+            }
+            C::OutboxReplay => {
+                let r = request::<ledger::OutboxReplay>(req).await?;
+                let replayed = self.txn.atomically(|| outbox::replay(&self.sql, &r))?;
+                self.wake_if(replayed > 0).await?;
+                reply::<ledger::OutboxReplay>(&ReplayReply { replayed })
+            }
+            C::Sweep => {
+                let q = request::<ledger::Sweep>(req).await?;
+                let swept = self.txn.atomically(|| self.sweep(&q))?;
+                self.empty_trash().await?;
+                if swept.more && q.continue_by_alarm {
+                    self.deliveries().reschedule(false).await?;
+                }
+                reply::<ledger::Sweep>(&swept)
+            }
+            C::Erase => {
+                let q = request::<ledger::Erase>(req).await?;
+                let erased = self.txn.atomically(|| self.erase(&q))?;
+                self.empty_trash().await?;
+                reply::<ledger::Erase>(&erased)
+            }
+            C::Outcomes => {
+                reply::<ledger::Outcomes>(&metrics::outcomes(&self.sql, &request::<ledger::Outcomes>(req).await?)?)
+            }
+            C::Metrics => {
+                let figures = self.txn.atomically(|| metrics::collect(&self.sql, self.duplicates.get()))?;
+                reply::<ledger::Metrics>(&figures)
+            }
+            C::Media => reply::<ledger::Media>(&reads::media(&self.sql, &request::<ledger::Media>(req).await?)?),
+            C::Export => {
+                reply::<ledger::Export>(&lifecycle::export_page(&self.sql, &request::<ledger::Export>(req).await?)?)
+            }
+            C::LiveOn => {
+                self.live.turn_on();
+                reply::<ledger::LiveOn>(&Empty {})
+            }
         }
+    }
+
+    /// One shard's page of a list query, and its count when the query asks.
+    fn list(&self, q: &ListQuery) -> Result<ShardPage> {
+        let rows = reads::list_page(&self.sql, q)?;
+        let total = match count_plan(q) {
+            Some(plan) => {
+                #[cfg(feature = "test-hooks")]
+                self.count_queries.set(self.count_queries.get() + 1);
+                Some(reads::list_count(&self.sql, plan)?)
+            }
+            None => None,
+        };
+        Ok(ShardPage { rows, total })
+    }
+
+    /// New outbox work: the alarm runs now.
+    async fn wake_if(&self, new_work: bool) -> Result<()> {
+        if new_work {
+            self.storage.set_alarm(0).await?;
+        }
+        Ok(())
     }
 
     /// Deletes the files of deleted messages from R2 now; if R2 fails, the

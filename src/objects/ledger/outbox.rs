@@ -1,8 +1,8 @@
 //! The operations over a ledger shard's outbox (API token): counts and
 //! health per target, dead letters, and replay. Delivery is `delivery.rs`.
 
-use bw_ledger_core::forward::KIND_OPTOUT;
-use bw_ledger_core::forward::{Change, ForwardTarget};
+use bw_ledger_core::change::{Change, KIND_OPTOUT};
+use bw_ledger_core::forward::ForwardTarget;
 use bw_ledger_core::outbox::{merge_stats, OutboxItem, OutboxState, ReplayRequest, TargetStats};
 use bw_ledger_core::wire::{DeadQuery, QueuedChange};
 use serde::Deserialize;

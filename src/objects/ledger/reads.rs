@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bw_ledger_core::list::{page_plan, ListQuery, ListRow, SqlParam, SqlPlan};
 use bw_ledger_core::media::{MediaLookup, MediaQuery};
 use bw_ledger_core::quarantine::{QuarantineBody, QuarantineIndex, QuarantineMeta, QuarantinePageQuery, RawEncoding};
-use bw_ledger_core::wire::{EventRecord, MessageRecords, StoredConflict, StoredEvent};
+use bw_ledger_core::records::{EventRecord, MessageRecords, StoredConflict, StoredEvent};
 use bw_ledger_core::EventKey;
 use serde::Deserialize;
 use worker::{Result, SqlCursor, SqlStorage};

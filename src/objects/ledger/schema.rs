@@ -1,8 +1,12 @@
 //! A ledger shard's tables and indexes, created on first use.
 
+use bw_ledger_core::media::{MediaStatus, INBOUND_LANE};
+use serde::Deserialize;
 use worker::{Result, SqlStorage};
 
 use super::list_rows::{self, Layout};
+use super::media::status;
+use super::reads;
 use crate::objects::transaction::Transactions;
 
 /// Schema, applied idempotently on first use. Changing a table is a
@@ -122,6 +126,43 @@ pub fn ensure(sql: &SqlStorage, txn: &Transactions) -> Result<Layout> {
     for stmt in SCHEMA {
         sql.exec(stmt, None)?;
     }
-    txn.atomically(|| super::media::ensure_lanes(sql))?;
+    txn.atomically(|| ensure_lanes(sql))?;
     list_rows::ensure(sql, txn)
+}
+
+#[derive(Deserialize)]
+struct TableSql {
+    sql: String,
+}
+
+/// Gives the media table its `lane` column (shards of builds before lanes).
+/// Pending jobs of messages that came in a callback (`message-received`)
+/// join the inbound lane; every other pending job stays in a send's lane,
+/// fetched without credentials. Settled jobs never run again.
+fn ensure_lanes(sql: &SqlStorage) -> Result<()> {
+    let table: Vec<TableSql> =
+        sql.exec("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'media'", None)?.to_array()?;
+    if table.first().is_none_or(|t| t.sql.contains(" lane ")) {
+        return Ok(());
+    }
+    sql.exec("ALTER TABLE media ADD COLUMN lane TEXT NOT NULL DEFAULT 'out:'", None)?;
+    let pending: Vec<IdRow> = sql
+        .exec("SELECT DISTINCT message_id FROM media WHERE status = ?", vec![status(MediaStatus::Pending)])?
+        .to_array()?;
+    let ids: Vec<String> = pending.into_iter().map(|r| r.message_id).collect();
+    let inbound: Vec<String> = reads::events_of(sql, &ids)?
+        .into_iter()
+        .filter(|(_, events)| events.iter().any(|e| e.record.kind == "message-received"))
+        .map(|(id, _)| id)
+        .collect();
+    sql.exec(
+        "UPDATE media SET lane = ? WHERE status = ? AND message_id IN (SELECT value FROM json_each(?))",
+        vec![INBOUND_LANE.into(), status(MediaStatus::Pending), serde_json::to_string(&inbound)?.into()],
+    )?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct IdRow {
+    message_id: String,
 }

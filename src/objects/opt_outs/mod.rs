@@ -26,13 +26,12 @@ use bw_ledger_core::wire::{ledger, opt_outs, Method, QueuedChange};
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
-use crate::config::{Config, OPT_OUTS};
+use crate::config::Config;
 use crate::object_call::{call, reply, request};
 use crate::objects::transaction::Transactions;
 use crate::shard_client::ShardClient;
 
 /// The one book's object name.
-pub const BOOK_NAME: &str = "opt-outs";
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS book_key (id INTEGER PRIMARY KEY CHECK (id = 1), key TEXT NOT NULL)",
     // In force: one row per (person, scope), `number` cleared by erasure.
@@ -141,39 +140,42 @@ impl DurableObject for OptOutBook {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         self.key()?;
-        match req.path().as_str() {
-            opt_outs::Record::PATH => {
+        let Some(call) = opt_outs::Call::from_path(&req.path()) else {
+            return Response::error("unknown opt-out book method", 404);
+        };
+        use opt_outs::Call as C;
+        match call {
+            C::Record => {
                 let q = request::<opt_outs::Record>(&mut req).await?;
                 // No await between the reads and the writes: one decision at a time.
                 let done = self.txn.atomically(|| self.record(&q))?;
                 self.arm_if_pending().await?;
                 reply::<opt_outs::Record>(&done)
             }
-            opt_outs::Check::PATH => {
+            C::Check => {
                 let q = request::<opt_outs::Check>(&mut req).await?;
                 reply::<opt_outs::Check>(&self.check(&q)?)
             }
-            opt_outs::Operator::PATH => {
+            C::Operator => {
                 let q = request::<opt_outs::Operator>(&mut req).await?;
                 let done = self.txn.atomically(|| self.operator(&q))?;
                 self.arm_if_pending().await?;
                 reply::<opt_outs::Operator>(&done)
             }
-            opt_outs::List::PATH => {
+            C::List => {
                 let q = request::<opt_outs::List>(&mut req).await?;
                 reply::<opt_outs::List>(&self.list(&q)?)
             }
-            opt_outs::History::PATH => {
+            C::History => {
                 let q = request::<opt_outs::History>(&mut req).await?;
                 reply::<opt_outs::History>(&self.history(&q.number)?)
             }
-            opt_outs::Erase::PATH => {
+            C::Erase => {
                 let q = request::<opt_outs::Erase>(&mut req).await?;
                 let kept = self.txn.atomically(|| self.erase(&q.number))?;
                 reply::<opt_outs::Erase>(&kept)
             }
-            opt_outs::Counts::PATH => reply::<opt_outs::Counts>(&self.counts()?),
-            _ => Response::error("unknown opt-out book method", 404),
+            C::Counts => reply::<opt_outs::Counts>(&self.counts()?),
         }
     }
 
@@ -197,7 +199,7 @@ impl DurableObject for OptOutBook {
             self.sql.exec("DELETE FROM pending_replies RETURNING seq, to_number, from_number", None)?.to_array()?;
         for r in replies {
             let _ = r.seq;
-            crate::routes::send::send_confirmation(&self.env, &r.to_number, &r.from_number).await;
+            crate::accepted::send_confirmation(&self.env, &r.to_number, &r.from_number).await;
         }
         self.arm_if_pending().await?;
         Response::empty()
@@ -209,8 +211,7 @@ impl OptOutBook {
     /// person's changes keep their order), then forgets them.
     async fn relay(&self, forwards: &[ForwardRow]) -> std::result::Result<(), String> {
         let config = Config::from_env(&self.env);
-        let shards =
-            ShardClient::new(&self.env, config.shards().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let shards = ShardClient::open(&self.env, &config).map_err(|e| e.to_string())?;
         for f in forwards {
             let doc: serde_json::Value = serde_json::from_str(&f.doc).map_err(|e| e.to_string())?;
             let change = QueuedChange {
@@ -230,16 +231,9 @@ impl OptOutBook {
 }
 
 /// Calls method `M` of the book.
-pub async fn book<M: Method>(
+pub async fn book<M: Method<Object = opt_outs::Object>>(
     env: &Env,
     request: &M::Request,
 ) -> std::result::Result<M::Reply, bw_ledger_core::ApiError> {
-    let namespace = env.durable_object(OPT_OUTS).map_err(|e| {
-        crate::log::log_error!("config: Durable Object binding {OPT_OUTS}: {e}");
-        bw_ledger_core::ApiError::NotConfigured(OPT_OUTS)
-    })?;
-    call::<M, _>(&namespace, BOOK_NAME, request).await.map_err(|e| {
-        crate::log::log_error!("opt-out book {}: {e}", M::PATH);
-        bw_ledger_core::ApiError::StorageUnavailable
-    })
+    call::<M>(env, opt_outs::NAME, request).await
 }

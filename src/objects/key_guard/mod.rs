@@ -22,7 +22,6 @@ use std::cell::{Cell, RefCell};
 use bw_ledger_core::client::ClientKey;
 use bw_ledger_core::idempotency::IDEMPOTENCY_TTL_MS;
 use bw_ledger_core::idempotency::{reads_through, BeginDecision, ClaimReply, GuardClaim, GuardFinish, IdemFinish};
-use bw_ledger_core::identity::sha256_hex;
 use bw_ledger_core::lifecycle::{number_needle, EraseReply, EraseRequest, SweepReply, SweepRequest};
 use bw_ledger_core::limits::{limited, Ask, GuardRequest, KeyState, Verdict};
 use bw_ledger_core::wire::{key_guard, Empty, Method};
@@ -31,10 +30,12 @@ use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
 use crate::clock::now_ms;
-use crate::config::KEY_GUARD;
 use crate::object_call::{call, reply, request};
 use crate::objects::idempotency;
 use crate::objects::transaction::Transactions;
+
+#[cfg(feature = "test-hooks")]
+pub(crate) mod test_methods;
 
 #[durable_object]
 pub struct KeyGuard {
@@ -192,25 +193,42 @@ impl DurableObject for KeyGuard {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        match req.path().as_str() {
-            key_guard::Admit::PATH => {
-                let GuardRequest { ask, now_ms } = request::<key_guard::Admit>(&mut req).await?;
+        let path = req.path();
+        let Some(call) = key_guard::Call::from_path(&path) else {
+            #[cfg(feature = "test-hooks")]
+            if let Some(call) = test_methods::Call::from_path(&path) {
+                self.records(now_ms())?;
+                return test_methods::serve(&self.sql, call, req).await;
+            }
+            return Response::error("unknown key guard method", 404);
+        };
+        self.serve(call, &mut req).await
+    }
+}
+
+impl KeyGuard {
+    /// Every method of `bw_ledger_core::wire::key_guard`, one arm each.
+    async fn serve(&self, call: key_guard::Call, req: &mut Request) -> Result<Response> {
+        use key_guard::Call as C;
+        match call {
+            C::Admit => {
+                let GuardRequest { ask, now_ms } = request::<key_guard::Admit>(req).await?;
                 // No await from here to the reply: decisions are serial.
                 let mut state = self.load()?;
                 let verdict = state.admit(&ask, now_ms);
                 self.store(state)?;
                 reply::<key_guard::Admit>(&verdict)
             }
-            key_guard::Claim::PATH => {
-                let claim = request::<key_guard::Claim>(&mut req).await?;
+            C::Claim => {
+                let claim = request::<key_guard::Claim>(req).await?;
                 let answer = self.txn.atomically(|| self.claim(&claim));
                 if answer.is_err() {
                     self.forget();
                 }
                 reply::<key_guard::Claim>(&answer?)
             }
-            key_guard::Finish::PATH => {
-                let finish = request::<key_guard::Finish>(&mut req).await?;
+            C::Finish => {
+                let finish = request::<key_guard::Finish>(req).await?;
                 let done = self.txn.atomically(|| self.finish(&finish));
                 if done.is_err() {
                     self.forget();
@@ -218,27 +236,18 @@ impl DurableObject for KeyGuard {
                 done?;
                 reply::<key_guard::Finish>(&Empty {})
             }
-            key_guard::Erase::PATH => {
-                let q = request::<key_guard::Erase>(&mut req).await?;
+            C::Erase => {
+                let q = request::<key_guard::Erase>(req).await?;
                 self.records(q.now_ms)?;
                 let gone = self.sql.exec(
                     "DELETE FROM idempotency WHERE instr(response, ?) > 0",
                     vec![number_needle(&q.number).into()],
                 )?;
-                reply::<key_guard::Erase>(&EraseReply {
-                    erased: gone.rows_written() as u32,
-                    quarantined: 0,
-                    more: false,
-                })
+                let erased = gone.rows_written() as u32;
+                reply::<key_guard::Erase>(&EraseReply { erased, quarantined: 0, more: false })
             }
-            #[cfg(feature = "test-hooks")]
-            crate::test_hooks::GuardSql::PATH => {
-                let q = request::<crate::test_hooks::GuardSql>(&mut req).await?;
-                self.records(now_ms())?;
-                reply::<crate::test_hooks::GuardSql>(&crate::test_hooks::run_rows(&self.sql, &q.sql, q.params)?)
-            }
-            key_guard::Sweep::PATH => {
-                let q = request::<key_guard::Sweep>(&mut req).await?;
+            C::Sweep => {
+                let q = request::<key_guard::Sweep>(req).await?;
                 self.records(q.now_ms)?;
                 // Saved answers live 24 hours, and no longer than retention.
                 let expired = q.now_ms - IDEMPOTENCY_TTL_MS;
@@ -246,9 +255,9 @@ impl DurableObject for KeyGuard {
                 let gone = self.sql.exec("DELETE FROM idempotency WHERE created_ms < ?", vec![before.into()])?;
                 reply::<key_guard::Sweep>(&SweepReply { purged: gone.rows_written() as u32, more: false })
             }
-            key_guard::Usage::PATH => reply::<key_guard::Usage>(&self.load()?),
-            key_guard::Register::PATH => {
-                let q = request::<key_guard::Register>(&mut req).await?;
+            C::Usage => reply::<key_guard::Usage>(&self.load()?),
+            C::Register => {
+                let q = request::<key_guard::Register>(req).await?;
                 self.registry()?;
                 // Written once per key: a second registration writes nothing.
                 self.sql.exec(
@@ -257,47 +266,24 @@ impl DurableObject for KeyGuard {
                 )?;
                 reply::<key_guard::Register>(&Empty {})
             }
-            key_guard::Registered::PATH => {
+            C::Registered => {
                 self.registry()?;
                 let rows: Vec<KeyIdRow> =
                     self.sql.exec("SELECT key_id FROM guards ORDER BY key_id", None)?.to_array()?;
                 reply::<key_guard::Registered>(&rows.into_iter().map(|r| r.key_id).collect())
             }
-            _ => Response::error("unknown key guard method", 404),
         }
     }
 }
 
-/// The guard's object name: a digest, since a key id may hold any
-/// character and the name travels in a URL.
-pub(crate) fn object_name(key_id: &str) -> String {
-    format!("key-{}", &sha256_hex(key_id.as_bytes())[..32])
-}
-
 /// Calls method `M` of key `key_id`'s guard. A guard that cannot answer
 /// refuses (503, retryable): limits fail closed.
-async fn guard<M: Method>(
+async fn guard<M: Method<Object = key_guard::Object>>(
     env: &worker::Env,
     key_id: &str,
     request: &M::Request,
 ) -> std::result::Result<M::Reply, ApiError> {
-    call_named::<M>(env, &object_name(key_id), request).await
-}
-
-/// Calls method `M` of the guard object named `name`.
-async fn call_named<M: Method>(
-    env: &worker::Env,
-    name: &str,
-    request: &M::Request,
-) -> std::result::Result<M::Reply, ApiError> {
-    let namespace = env.durable_object(KEY_GUARD).map_err(|e| {
-        crate::log::log_error!("config: Durable Object binding {KEY_GUARD}: {e}");
-        ApiError::NotConfigured(KEY_GUARD)
-    })?;
-    call::<M, _>(&namespace, name, request).await.map_err(|e| {
-        crate::log::log_error!("key guard {}: {e}", M::PATH);
-        ApiError::StorageUnavailable
-    })
+    call::<M>(env, &key_guard::name(key_id), request).await
 }
 
 /// Asks the guard of key `key_id` to admit, refuse or count.
@@ -330,7 +316,7 @@ pub async fn register(env: &worker::Env, key_id: &str) -> std::result::Result<()
         return Ok(());
     }
     let name = key_guard::GuardName { key_id: key_id.to_owned() };
-    call_named::<key_guard::Register>(env, key_guard::REGISTRY_NAME, &name).await?;
+    call::<key_guard::Register>(env, key_guard::REGISTRY_NAME, &name).await?;
     REGISTERED.with(|r| r.borrow_mut().insert(key_id.to_owned()));
     Ok(())
 }
@@ -338,7 +324,7 @@ pub async fn register(env: &worker::Env, key_id: &str) -> std::result::Result<()
 /// Every guard that may hold saved send answers: the configured keys' and
 /// every one ever registered.
 pub async fn guard_ids(env: &worker::Env, configured: &[ClientKey]) -> std::result::Result<Vec<String>, ApiError> {
-    let mut ids = call_named::<key_guard::Registered>(env, key_guard::REGISTRY_NAME, &Empty {}).await?;
+    let mut ids = call::<key_guard::Registered>(env, key_guard::REGISTRY_NAME, &Empty {}).await?;
     ids.extend(configured.iter().map(|k| k.id.clone()));
     ids.sort();
     ids.dedup();

@@ -12,10 +12,10 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use bw_ledger_core::client::ClientKey;
-use bw_ledger_core::limits::Refusal;
+use bw_ledger_core::error::Refusal;
 use bw_ledger_core::live::{max_sockets_per_key, KeyBinding, Subscription, SUBPROTOCOL};
 use bw_ledger_core::wire::live_hub::{self, Published, SUBSCRIBE_PATH};
-use bw_ledger_core::wire::{ledger, Empty, Method};
+use bw_ledger_core::wire::{ledger, Empty};
 use bw_ledger_core::ApiError;
 use serde_json::Value;
 use worker::worker_sys::WebSocketRequestResponsePair;
@@ -25,12 +25,12 @@ use worker::{
 };
 
 use crate::clock::now_ms;
-use crate::config::{Config, LIVE, LIVE_MAX_SOCKETS_PER_KEY};
+use crate::config::{Config, LIVE_MAX_SOCKETS_PER_KEY};
 use crate::object_call::{call, reply, request};
 use crate::shard_client::ShardClient;
 
-/// The one hub's object name.
-pub const HUB_NAME: &str = "live-hub";
+#[cfg(feature = "test-hooks")]
+pub(crate) mod test_methods;
 
 /// Whether a shard should publish. The hub's `LiveOn` bumps the epoch; a
 /// "no subscribers" reply only switches publishing off if no `LiveOn`
@@ -58,8 +58,7 @@ impl LiveSwitch {
 /// (the hub calls every shard's `LiveOn` before it accepts a socket).
 pub async fn publish(env: Env, docs: Vec<Value>, switch: Rc<LiveSwitch>) {
     let epoch = switch.epoch.get();
-    let result = async { call::<live_hub::Publish, _>(&env.durable_object(LIVE)?, HUB_NAME, &docs).await }.await;
-    match result {
+    match call::<live_hub::Publish>(&env, live_hub::NAME, &docs).await {
         Ok(p) if p.subscribers == 0 && switch.epoch.get() == epoch => switch.on.set(false),
         Ok(_) => {}
         Err(e) => crate::log::log_error!("live: publish failed (subscribers resync from the list API): {e}"),
@@ -70,7 +69,7 @@ pub async fn publish(env: Env, docs: Vec<Value>, switch: Rc<LiveSwitch>) {
 async fn wake_shards(env: &Env) -> Result<()> {
     let config = Config::from_env(env);
     let woken = async {
-        let shards = ShardClient::new(env, config.shards()?)?;
+        let shards = ShardClient::open(env, &config)?;
         shards.call_all::<ledger::LiveOn>(&Empty {}).await
     };
     woken.await.map(|_| ()).map_err(|e| worker::Error::RustError(format!("waking the ledger shards: {e}")))
@@ -91,6 +90,52 @@ const KEY_CHECK_MS: i64 = 60_000;
 const KEY_REVOKED: u16 = 4001;
 
 impl LiveHub {
+    /// A new subscriber's socket, unless its key holds its limit of them.
+    async fn subscribe(&self, sub: Subscription) -> Result<Response> {
+        let tag = sub.key.as_ref().map(KeyBinding::tag);
+        if let Some(tag) = &tag {
+            let open = self.state.get_websockets_with_tag(tag).len() as u32;
+            if open >= self.max_per_key {
+                return crate::http::error_response(&ApiError::Limited {
+                    reason: Refusal::Sockets,
+                    retry_after_s: 60,
+                    description: format!("This key already holds {open} live sockets, its limit."),
+                });
+            }
+        }
+        // Shards stop publishing while nobody listens: wake them first,
+        // so nothing committed after this socket opens is skipped.
+        wake_shards(&self.env).await?;
+        let pair = WebSocketPair::new()?;
+        // Hibernation API: the runtime holds the socket, not this object.
+        let tags: Vec<&str> = tag.as_deref().into_iter().collect();
+        self.state.accept_websocket_with_tags(&pair.server, &tags);
+        pair.server.serialize_attachment(&sub)?;
+        if sub.key.is_some() {
+            self.arm_key_check().await?;
+        }
+        let mut resp = Response::from_websocket(pair.client)?;
+        resp.headers_mut().set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
+        Ok(resp)
+    }
+
+    /// Sends each document to the subscribers that want it.
+    fn publish_to_sockets(&self, docs: &[Value]) -> Published {
+        let mut sent = 0u32;
+        let sockets = self.state.get_websockets();
+        let subscribers = sockets.len() as u32;
+        for ws in sockets {
+            let Ok(Some(sub)) = ws.deserialize_attachment::<Subscription>() else { continue };
+            for doc in docs.iter().filter(|d| sub.wants(d)) {
+                // A dead socket fails here; it is closed by the runtime.
+                if ws.send_with_str(doc.to_string()).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        Published { sent, subscribers }
+    }
+
     /// Sets the key check's alarm, unless one is already due sooner.
     async fn arm_key_check(&self) -> Result<()> {
         let storage = self.state.storage();
@@ -105,7 +150,7 @@ impl LiveHub {
     /// refuse everything meanwhile).
     async fn current_keys(&self) -> Option<Vec<ClientKey>> {
         #[cfg(feature = "test-hooks")]
-        if let Ok(Some(json)) = self.state.storage().get::<String>(crate::test_hooks::LIVE_KEYS_OVERRIDE).await {
+        if let Ok(Some(json)) = self.state.storage().get::<String>(test_methods::LIVE_KEYS_OVERRIDE).await {
             return bw_ledger_core::client::parse_client_keys(&json).ok();
         }
         Config::from_env(&self.env).client_keys().ok().map(|k| k.to_vec())
@@ -124,61 +169,23 @@ impl DurableObject for LiveHub {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let url = req.url()?;
-        match url.path() {
-            SUBSCRIBE_PATH => {
-                let param = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
-                let sub: Subscription = serde_json::from_str(&param("sub").unwrap_or_default())?;
-                let tag = sub.key.as_ref().map(KeyBinding::tag);
-                if let Some(tag) = &tag {
-                    let open = self.state.get_websockets_with_tag(tag).len() as u32;
-                    if open >= self.max_per_key {
-                        return crate::http::error_response(&ApiError::Limited {
-                            reason: Refusal::Sockets,
-                            retry_after_s: 60,
-                            description: format!("This key already holds {open} live sockets, its limit."),
-                        });
-                    }
-                }
-                // Shards stop publishing while nobody listens: wake them first,
-                // so nothing committed after this socket opens is skipped.
-                wake_shards(&self.env).await?;
-                let pair = WebSocketPair::new()?;
-                // Hibernation API: the runtime holds the socket, not this object.
-                let tags: Vec<&str> = tag.as_deref().into_iter().collect();
-                self.state.accept_websocket_with_tags(&pair.server, &tags);
-                pair.server.serialize_attachment(&sub)?;
-                if sub.key.is_some() {
-                    self.arm_key_check().await?;
-                }
-                let mut resp = Response::from_websocket(pair.client)?;
-                resp.headers_mut().set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
-                Ok(resp)
-            }
+        if url.path() == SUBSCRIBE_PATH {
+            let param = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
+            let sub: Subscription = serde_json::from_str(&param("sub").unwrap_or_default())?;
+            return self.subscribe(sub).await;
+        }
+        let Some(call) = live_hub::Call::from_path(url.path()) else {
             #[cfg(feature = "test-hooks")]
-            crate::test_hooks::LiveKeys::PATH => {
-                let keys = request::<crate::test_hooks::LiveKeys>(&mut req).await?;
-                self.state.storage().put(crate::test_hooks::LIVE_KEYS_OVERRIDE, keys).await?;
-                // Runs the real alarm now rather than within the minute.
-                self.state.storage().set_alarm(0).await?;
-                reply::<crate::test_hooks::LiveKeys>(&Empty {})
+            if let Some(call) = test_methods::Call::from_path(url.path()) {
+                return test_methods::serve(&self.state, call, req).await;
             }
-            live_hub::Publish::PATH => {
+            return Response::error("unknown hub method", 404);
+        };
+        match call {
+            live_hub::Call::Publish => {
                 let docs = request::<live_hub::Publish>(&mut req).await?;
-                let mut sent = 0u32;
-                let sockets = self.state.get_websockets();
-                let subscribers = sockets.len() as u32;
-                for ws in sockets {
-                    let Ok(Some(sub)) = ws.deserialize_attachment::<Subscription>() else { continue };
-                    for doc in docs.iter().filter(|d| sub.wants(d)) {
-                        // A dead socket fails here; it is closed by the runtime.
-                        if ws.send_with_str(doc.to_string()).is_ok() {
-                            sent += 1;
-                        }
-                    }
-                }
-                reply::<live_hub::Publish>(&Published { sent, subscribers })
+                reply::<live_hub::Publish>(&self.publish_to_sockets(&docs))
             }
-            _ => Response::error("unknown hub method", 404),
         }
     }
 
