@@ -57,165 +57,197 @@ pub struct ValidSend {
 }
 
 /// Validates a send body at time `now_ms`. `default_application_id` fills a
-/// missing `applicationId`.
+/// missing `applicationId`. Every broken rule is reported, not only the first.
 pub fn validate_send(
     body: &[u8],
     now_ms: i64,
     default_application_id: Option<&str>,
 ) -> Result<ValidSend, Vec<FieldError>> {
-    let err = |field: &str, description: &str| FieldError {
-        field_name: field.to_owned(),
-        description: description.to_owned(),
+    let not_object = || vec![field_error("body", "The request body must be a JSON object.")];
+    let Value::Object(obj) = serde_json::from_slice(body).map_err(|_| not_object())? else {
+        return Err(not_object());
     };
-    let value: Value =
-        serde_json::from_slice(body).map_err(|_| vec![err("body", "The request body must be a JSON object.")])?;
-    let Value::Object(obj) = value else {
-        return Err(vec![err("body", "The request body must be a JSON object.")]);
-    };
-    // SDKs may send null for unset optional fields: treat null as absent.
-    let get = |k: &str| obj.get(k).filter(|v| !v.is_null());
-    let mut errors = Vec::new();
-    let mut out = Map::new();
+    let mut v = SendCheck { obj: &obj, errors: Vec::new(), out: Map::new() };
+    v.application_id(default_application_id);
+    let to = v.recipients();
+    let from = v.from();
+    let has_text = v.text();
+    let has_media = v.media();
+    if !has_text && !has_media && !v.errors.iter().any(|e| e.field_name.starts_with("media") || e.field_name == "text")
+    {
+        v.fail("text", "Either `text` or `media` must be present.");
+    }
+    v.tag();
+    v.priority();
+    v.expiration(now_ms);
+    let application_id = v.out.get("applicationId").and_then(Value::as_str).map(str::to_owned);
+    match (v.errors.is_empty(), from, application_id) {
+        (true, Some(from), Some(application_id)) => {
+            let opt_out_override = v.get("optOutOverride").and_then(Value::as_bool).unwrap_or(false);
+            Ok(ValidSend { application_id, from, to, body: Value::Object(v.out), opt_out_override })
+        }
+        _ => Err(v.errors),
+    }
+}
 
-    let string_field = |k: &str, errors: &mut Vec<FieldError>| -> Option<String> {
-        match get(k) {
+fn field_error(field: &str, description: &str) -> FieldError {
+    FieldError { field_name: field.to_owned(), description: description.to_owned() }
+}
+
+/// One send body under validation: the fields kept for Bandwidth, and every
+/// rule broken so far.
+struct SendCheck<'a> {
+    obj: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+    out: Map<String, Value>,
+}
+
+impl SendCheck<'_> {
+    /// A field's value; SDKs may send null for unset optional fields, which
+    /// counts as absent.
+    fn get(&self, k: &str) -> Option<&Value> {
+        self.obj.get(k).filter(|v| !v.is_null())
+    }
+
+    fn fail(&mut self, field: &str, description: &str) {
+        self.errors.push(field_error(field, description));
+    }
+
+    fn failed(&self, field: &str) -> bool {
+        self.errors.iter().any(|e| e.field_name == field)
+    }
+
+    fn keep(&mut self, field: &str, value: Value) {
+        self.out.insert(field.into(), value);
+    }
+
+    /// A string field, if present; anything else present is an error.
+    fn string(&mut self, k: &str) -> Option<String> {
+        match self.get(k) {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => {
-                errors.push(err(k, &format!("`{k}` must be a string.")));
+                self.fail(k, &format!("`{k}` must be a string."));
                 None
             }
         }
-    };
-
-    // applicationId
-    match string_field("applicationId", &mut errors).or_else(|| default_application_id.map(str::to_owned)) {
-        Some(id) if !id.trim().is_empty() => {
-            out.insert("applicationId".into(), Value::String(id));
-        }
-        _ if errors.iter().any(|e| e.field_name == "applicationId") => {}
-        _ => errors.push(err("applicationId", "`applicationId` is required (none is configured as a default).")),
     }
 
-    // to
-    let mut to = Vec::new();
-    match get("to") {
-        Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_RECIPIENTS => {
-            for (i, item) in items.iter().enumerate() {
-                match item.as_str() {
-                    Some(n) if is_e164(n) => {
-                        if to.iter().any(|t: &String| t == n) {
-                            errors.push(err(&format!("to[{i}]"), &format!("Duplicate recipient {n}.")));
-                        } else {
-                            to.push(n.to_owned());
+    fn application_id(&mut self, default: Option<&str>) {
+        match self.string("applicationId").or_else(|| default.map(str::to_owned)) {
+            Some(id) if !id.trim().is_empty() => self.keep("applicationId", Value::String(id)),
+            _ if self.failed("applicationId") => {}
+            _ => self.fail("applicationId", "`applicationId` is required (none is configured as a default)."),
+        }
+    }
+
+    /// `to`: 1 to `MAX_RECIPIENTS` distinct E.164 numbers.
+    fn recipients(&mut self) -> Vec<String> {
+        let mut to: Vec<String> = Vec::new();
+        match self.get("to").cloned() {
+            Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_RECIPIENTS => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str() {
+                        Some(n) if is_e164(n) && to.iter().any(|t| t == n) => {
+                            self.fail(&format!("to[{i}]"), &format!("Duplicate recipient {n}."))
+                        }
+                        Some(n) if is_e164(n) => to.push(n.to_owned()),
+                        _ => {
+                            self.fail(&format!("to[{i}]"), "Each recipient must be an E.164 number, like +15554443333.")
                         }
                     }
-                    _ => errors
-                        .push(err(&format!("to[{i}]"), "Each recipient must be an E.164 number, like +15554443333.")),
                 }
             }
+            Some(Value::Array(items)) if !items.is_empty() => {
+                self.fail("to", &format!("At most {MAX_RECIPIENTS} recipients are allowed; got {}.", items.len()))
+            }
+            _ => self.fail("to", "`to` must be a list of 1 to 10 E.164 numbers."),
         }
-        Some(Value::Array(items)) if !items.is_empty() => {
-            errors.push(err("to", &format!("At most {MAX_RECIPIENTS} recipients are allowed; got {}.", items.len())))
+        if !to.is_empty() {
+            self.keep("to", Value::Array(to.iter().cloned().map(Value::String).collect()));
         }
-        _ => errors.push(err("to", "`to` must be a list of 1 to 10 E.164 numbers.")),
-    }
-    if !to.is_empty() {
-        out.insert("to".into(), Value::Array(to.iter().cloned().map(Value::String).collect()));
-    }
-
-    // from
-    let from = string_field("from", &mut errors);
-    match &from {
-        Some(f) if is_e164(f) || is_sender_id(f) => {
-            out.insert("from".into(), Value::String(f.clone()));
-        }
-        Some(_) => errors.push(err(
-            "from",
-            "`from` must be an E.164 number or an alphanumeric sender ID of at most 11 characters with at least one letter.",
-        )),
-        None if errors.iter().any(|e| e.field_name == "from") => {}
-        None => errors.push(err("from", "`from` is required.")),
+        to
     }
 
-    // text
-    let text = string_field("text", &mut errors);
-    if let Some(t) = &text {
+    fn from(&mut self) -> Option<String> {
+        let from = self.string("from");
+        match &from {
+            Some(f) if is_e164(f) || is_sender_id(f) => self.keep("from", Value::String(f.clone())),
+            Some(_) => self.fail(
+                "from",
+                "`from` must be an E.164 number or an alphanumeric sender ID of at most 11 characters with at least one letter.",
+            ),
+            None if self.failed("from") => {}
+            None => self.fail("from", "`from` is required."),
+        }
+        from
+    }
+
+    /// `text`; true when it is present and not empty.
+    fn text(&mut self) -> bool {
+        let Some(t) = self.string("text") else { return false };
         if t.chars().count() > MAX_TEXT_CHARS {
-            errors.push(err("text", &format!("`text` must be at most {MAX_TEXT_CHARS} characters.")));
+            self.fail("text", &format!("`text` must be at most {MAX_TEXT_CHARS} characters."));
         } else {
-            out.insert("text".into(), Value::String(t.clone()));
+            self.keep("text", Value::String(t.clone()));
         }
+        !t.is_empty()
     }
 
-    // media
-    let mut media = Vec::new();
-    match get("media") {
-        None => {}
-        Some(Value::Array(items)) if items.len() > MAX_MEDIA_PER_SEND => errors
-            .push(err("media", &format!("At most {MAX_MEDIA_PER_SEND} media URLs are allowed; got {}.", items.len()))),
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                match item.as_str() {
-                    Some(u) if u.chars().count() > MAX_MEDIA_URL_CHARS => errors.push(err(
-                        &format!("media[{i}]"),
-                        &format!("Each media URL must be at most {MAX_MEDIA_URL_CHARS} characters."),
-                    )),
-                    Some(u) if u.starts_with("https://") || u.starts_with("http://") => media.push(u.to_owned()),
-                    _ => errors.push(err(&format!("media[{i}]"), "Each media entry must be an http(s) URL.")),
+    /// `media`: at most `MAX_MEDIA_PER_SEND` http(s) URLs; true when any.
+    fn media(&mut self) -> bool {
+        let mut media = Vec::new();
+        match self.get("media").cloned() {
+            None => {}
+            Some(Value::Array(items)) if items.len() > MAX_MEDIA_PER_SEND => self
+                .fail("media", &format!("At most {MAX_MEDIA_PER_SEND} media URLs are allowed; got {}.", items.len())),
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str() {
+                        Some(u) if u.chars().count() > MAX_MEDIA_URL_CHARS => self.fail(
+                            &format!("media[{i}]"),
+                            &format!("Each media URL must be at most {MAX_MEDIA_URL_CHARS} characters."),
+                        ),
+                        Some(u) if u.starts_with("https://") || u.starts_with("http://") => media.push(u.to_owned()),
+                        _ => self.fail(&format!("media[{i}]"), "Each media entry must be an http(s) URL."),
+                    }
                 }
             }
+            Some(_) => self.fail("media", "`media` must be a list of URLs."),
         }
-        Some(_) => errors.push(err("media", "`media` must be a list of URLs.")),
-    }
-    if !media.is_empty() {
-        out.insert("media".into(), Value::Array(media.iter().cloned().map(Value::String).collect()));
-    }
-    let has_text = text.as_deref().is_some_and(|t| !t.is_empty());
-    if !has_text
-        && media.is_empty()
-        && !errors.iter().any(|e| e.field_name.starts_with("media") || e.field_name == "text")
-    {
-        errors.push(err("text", "Either `text` or `media` must be present."));
+        if !media.is_empty() {
+            self.keep("media", Value::Array(media.into_iter().map(Value::String).collect()));
+            return true;
+        }
+        false
     }
 
-    // tag
-    if let Some(tag) = string_field("tag", &mut errors) {
-        if tag.chars().count() > MAX_TAG_CHARS {
-            errors.push(err("tag", &format!("`tag` must be at most {MAX_TAG_CHARS} characters.")));
-        } else {
-            out.insert("tag".into(), Value::String(tag));
+    fn tag(&mut self) {
+        if let Some(tag) = self.string("tag") {
+            if tag.chars().count() > MAX_TAG_CHARS {
+                self.fail("tag", &format!("`tag` must be at most {MAX_TAG_CHARS} characters."));
+            } else {
+                self.keep("tag", Value::String(tag));
+            }
         }
     }
 
-    // priority
-    if let Some(p) = string_field("priority", &mut errors) {
-        if p == "default" || p == "high" {
-            out.insert("priority".into(), Value::String(p));
-        } else {
-            errors.push(err("priority", "`priority` must be `default` or `high`."));
+    fn priority(&mut self) {
+        if let Some(p) = self.string("priority") {
+            if p == "default" || p == "high" {
+                self.keep("priority", Value::String(p));
+            } else {
+                self.fail("priority", "`priority` must be `default` or `high`.");
+            }
         }
     }
 
-    // expiration
-    if let Some(exp) = string_field("expiration", &mut errors) {
+    fn expiration(&mut self, now_ms: i64) {
+        let Some(exp) = self.string("expiration") else { return };
         match parse_rfc3339_ms(&exp) {
-            Some(ms) if ms > now_ms => {
-                out.insert("expiration".into(), Value::String(exp));
-            }
-            Some(_) => errors.push(err("expiration", "`expiration` must be in the future.")),
-            None => {
-                errors.push(err("expiration", "`expiration` must be an RFC 3339 date-time, like 2026-12-01T12:00:00Z."))
-            }
+            Some(ms) if ms > now_ms => self.keep("expiration", Value::String(exp)),
+            Some(_) => self.fail("expiration", "`expiration` must be in the future."),
+            None => self.fail("expiration", "`expiration` must be an RFC 3339 date-time, like 2026-12-01T12:00:00Z."),
         }
-    }
-
-    let application_id = out.get("applicationId").and_then(Value::as_str).map(str::to_owned);
-    match (errors.is_empty(), from, application_id) {
-        (true, Some(from), Some(application_id)) => {
-            let opt_out_override = get("optOutOverride").and_then(Value::as_bool).unwrap_or(false);
-            Ok(ValidSend { application_id, from, to, body: Value::Object(out), opt_out_override })
-        }
-        _ => Err(errors),
     }
 }
