@@ -28,6 +28,13 @@ if ! has_wasm_std; then
   has_wasm_std || die "rustup added wasm32-unknown-unknown but its std is still missing"
 fi
 
+# 1b. rustfmt and clippy, for the lint gates of `npm test`.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  command -v rustup >/dev/null || die "rustfmt or clippy is missing and rustup is not available to add them"
+  say "adding the rustfmt and clippy components"
+  rustup component add rustfmt clippy
+fi
+
 # 2. wasm-bindgen-cli, at exactly the version Cargo.lock resolved.
 [ -n "$WASM_BINDGEN_VERSION" ] || die "could not read the wasm-bindgen version from Cargo.lock"
 # `wasm-bindgen --version` prints "wasm-bindgen X", `worker-build --version` just "X".

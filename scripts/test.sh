@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: every test layer, after setting up and building.
+#   0. the house rules: rustfmt, clippy with -D warnings, no import circle,
+#      no function over 80 lines (scripts/check-structure.mjs)
 #   1. the domain core natively (cargo test)
 #   2. the same core on wasm32 under Node (wasm-bindgen-test)
 #   3. the built Worker end to end under real workerd (node --test)
@@ -7,6 +9,12 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 bash scripts/setup.sh
+
+echo "== house rules: cargo fmt --check, clippy -D warnings, no import circle, no function over 80 lines"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+node --test tests/tools/
+node scripts/check-structure.mjs
 
 echo "== core, native: cargo test"
 cargo test -p bw-ledger-core -- --skip fuzz_
