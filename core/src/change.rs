@@ -5,19 +5,24 @@
 use serde_json::Value;
 
 pub const DOC_VERSION: u32 = 1;
-pub const KIND_RECEIVED: &str = "message.received";
-pub const KIND_STATUS: &str = "message.status";
-/// The forwarded kind sent once every media file of a message is settled.
-pub const KIND_MEDIA: &str = "message.media";
-/// An opt-out that changed (`crate::optout`).
-pub const KIND_OPTOUT: &str = "optout.changed";
-/// Every kind a target may name in `events`.
-pub const FORWARDED_KINDS: [&str; 4] = [KIND_RECEIVED, KIND_STATUS, KIND_MEDIA, KIND_OPTOUT];
+crate::stored_enum! {
+    /// What a forwarded change reports: its document's `type`, the
+    /// outbox's `kind` column, and what a target names in `events`.
+    pub enum ChangeKind {
+        Received = "message.received",
+        Status = "message.status",
+        /// Sent once every media file of a message is settled.
+        Media = "message.media",
+        /// An opt-out that changed (`crate::optout`).
+        OptOut = "optout.changed",
+    }
+}
+
 /// One change to forward, with its stable webhook id and its document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub webhook_id: String,
-    pub kind: &'static str,
+    pub kind: ChangeKind,
     pub message_id: String,
     pub doc: Value,
 }

@@ -32,37 +32,65 @@ pub enum EventKind {
     Unknown(String),
 }
 
+/// Each known kind's name, once: `parse` and `as_str` both come from here.
+macro_rules! event_kinds {
+    ($($variant:ident = $name:expr,)*) => {
+        impl EventKind {
+            pub fn parse(s: &str) -> Self {
+                $(if s == $name {
+                    return Self::$variant;
+                })*
+                Self::Unknown(s.to_owned())
+            }
+
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $name,)*
+                    Self::Unknown(s) => s,
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    MessageAccepted = ACCEPTED_TYPE,
+    MessageReceived = "message-received",
+    MessageSending = "message-sending",
+    MessageSent = "message-sent",
+    MessageDelivered = "message-delivered",
+    MessageFailed = "message-failed",
+    MessageRead = "message-read",
+    SuggestionResponse = "suggestion-response",
+    RequestedLocationResponse = "requested-location-response",
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for EventKind {
+    fn from(name: &str) -> Self {
+        Self::parse(name)
+    }
+}
+
+/// By name, as Bandwidth sends it and a shard stores it (`type`).
+impl serde::Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::parse(&<std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?))
+    }
+}
+
 impl EventKind {
-    pub fn parse(s: &str) -> Self {
-        match s {
-            ACCEPTED_TYPE => Self::MessageAccepted,
-            "message-received" => Self::MessageReceived,
-            "message-sending" => Self::MessageSending,
-            "message-sent" => Self::MessageSent,
-            "message-delivered" => Self::MessageDelivered,
-            "message-failed" => Self::MessageFailed,
-            "message-read" => Self::MessageRead,
-            "suggestion-response" => Self::SuggestionResponse,
-            "requested-location-response" => Self::RequestedLocationResponse,
-            other => Self::Unknown(other.to_string()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::MessageAccepted => ACCEPTED_TYPE,
-            Self::MessageReceived => "message-received",
-            Self::MessageSending => "message-sending",
-            Self::MessageSent => "message-sent",
-            Self::MessageDelivered => "message-delivered",
-            Self::MessageFailed => "message-failed",
-            Self::MessageRead => "message-read",
-            Self::SuggestionResponse => "suggestion-response",
-            Self::RequestedLocationResponse => "requested-location-response",
-            Self::Unknown(s) => s,
-        }
-    }
-
     /// Inbound events carry a customer's message (or reply) to one of our numbers.
     pub fn is_inbound(&self) -> bool {
         matches!(self, Self::MessageReceived | Self::SuggestionResponse | Self::RequestedLocationResponse)

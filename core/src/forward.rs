@@ -16,7 +16,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::change::DOC_VERSION;
-use crate::change::{Change, FORWARDED_KINDS, KIND_RECEIVED, KIND_STATUS};
+use crate::change::{Change, ChangeKind};
 use crate::identity::sha256_hex;
 use crate::projection::MessageView;
 use crate::status::RecipientState;
@@ -48,8 +48,8 @@ impl std::fmt::Debug for ForwardTarget {
 }
 
 impl ForwardTarget {
-    pub fn wants(&self, kind: &str) -> bool {
-        self.events.as_ref().is_none_or(|e| e.iter().any(|k| k == kind))
+    pub fn wants(&self, kind: ChangeKind) -> bool {
+        self.events.as_ref().is_none_or(|e| e.iter().any(|k| k == kind.as_str()))
     }
 
     /// The HMAC keys (the base64 after `whsec_`) of `secrets`, or of
@@ -84,7 +84,7 @@ pub fn parse_targets(json: Option<&str>) -> Result<Vec<ForwardTarget>, String> {
             ));
         }
         if let Some(kinds) = &t.events {
-            if let Some(k) = kinds.iter().find(|k| !FORWARDED_KINDS.contains(&k.as_str())) {
+            if let Some(k) = kinds.iter().find(|k| ChangeKind::parse(k).is_none()) {
                 return Err(format!("FORWARD_TARGETS: target {:?} names an unknown event kind {k:?}", t.id));
             }
         }
@@ -112,13 +112,13 @@ pub fn changes(previous: &[(String, RecipientState)], view: &MessageView) -> Vec
             .timeline
             .iter()
             .filter(|t| t.recipient.as_deref() == Some(r.number.as_str()))
-            .find(|t| RecipientState::from_kind(&crate::event::EventKind::parse(&t.kind)) == Some(r.status))
+            .find(|t| RecipientState::from_kind(&t.kind) == Some(r.status))
             .or_else(|| view.timeline.first())
             .map(|t| t.event.clone())
             .unwrap_or(Value::Null);
         let (kind, doc) = if r.status == RecipientState::Received {
             let doc = serde_json::json!({
-                "type": KIND_RECEIVED,
+                "type": ChangeKind::Received,
                 "version": DOC_VERSION,
                 "messageId": view.message_id,
                 "from": view.from,
@@ -129,10 +129,10 @@ pub fn changes(previous: &[(String, RecipientState)], view: &MessageView) -> Vec
                 "time": r.updated_at.clone().or_else(|| view.time.clone()),
                 "event": event,
             });
-            (KIND_RECEIVED, doc)
+            (ChangeKind::Received, doc)
         } else {
             let doc = serde_json::json!({
-                "type": KIND_STATUS,
+                "type": ChangeKind::Status,
                 "version": DOC_VERSION,
                 "messageId": view.message_id,
                 "recipient": r.number,
@@ -145,7 +145,7 @@ pub fn changes(previous: &[(String, RecipientState)], view: &MessageView) -> Vec
                 "from": view.from,
                 "event": event,
             });
-            (KIND_STATUS, doc)
+            (ChangeKind::Status, doc)
         };
         let identity = serde_json::json!([view.message_id, r.number, kind, r.status]).to_string();
         let webhook_id = format!("msg_{}", &sha256_hex(identity.as_bytes())[..32]);

@@ -38,6 +38,7 @@ pub mod send;
 pub mod shard;
 pub mod stats;
 pub mod status;
+pub mod stored;
 pub mod time;
 pub mod wire;
 

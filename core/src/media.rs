@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use crate::change::{Change, DOC_VERSION, KIND_MEDIA};
-use crate::event::ACCEPTED_TYPE;
+use crate::change::{Change, ChangeKind, DOC_VERSION};
+use crate::event::EventKind;
 use crate::identity::sha256_hex;
 use crate::percent::percent_encode;
 use crate::retry::Schedule;
@@ -36,29 +36,12 @@ pub fn schedule(base: Option<&str>, max: Option<&str>, give_up: Option<&str>) ->
     Schedule::from_vars_or(d, base, max, give_up)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MediaStatus {
-    Pending,
-    Archived,
-    Failed,
-}
-
-impl MediaStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Archived => "archived",
-            Self::Failed => "failed",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pending" => Some(Self::Pending),
-            "archived" => Some(Self::Archived),
-            "failed" => Some(Self::Failed),
-            _ => None,
-        }
+crate::stored_enum! {
+    /// A media archive job's state, stored in its `status` column.
+    pub enum MediaStatus {
+        Pending = "pending",
+        Archived = "archived",
+        Failed = "failed",
     }
 }
 
@@ -77,8 +60,8 @@ struct MessageMedia {
 /// The media URLs to archive from a newly stored event: those of an inbound
 /// message or of an accepted send; none for status callbacks (their media,
 /// when present, is the send's, already queued).
-pub fn urls_to_archive(kind: &str, raw: &str) -> Vec<String> {
-    if kind != "message-received" && kind != ACCEPTED_TYPE {
+pub fn urls_to_archive(kind: &EventKind, raw: &str) -> Vec<String> {
+    if !matches!(kind, EventKind::MessageReceived | EventKind::MessageAccepted) {
         return Vec::new();
     }
     let media = serde_json::from_str::<MediaOf>(raw).ok().and_then(|m| m.message).and_then(|m| m.media);
@@ -136,8 +119,8 @@ pub const INBOUND_LANE: &str = "in";
 /// The lane a job waits in for a connection: [`INBOUND_LANE`] for the media
 /// of an authenticated callback; `out:{origin}` for media a send named, one
 /// lane per origin, so one slow or dead host holds up only its own files.
-pub fn lane_of(kind: &str, url: &str) -> String {
-    if kind != ACCEPTED_TYPE {
+pub fn lane_of(kind: &EventKind, url: &str) -> String {
+    if *kind != EventKind::MessageAccepted {
         return INBOUND_LANE.to_owned();
     }
     let origin = Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
@@ -331,7 +314,7 @@ pub struct MediaRecord {
     pub message_id: String,
     pub path: String,
     pub source_url: String,
-    pub status: String,
+    pub status: MediaStatus,
     pub content_type: Option<String>,
     pub size: Option<i64>,
     pub sha256: Option<String>,
@@ -340,7 +323,7 @@ pub struct MediaRecord {
 
 impl MediaRecord {
     pub fn view(&self) -> ArchivedMedia {
-        let status = MediaStatus::parse(&self.status).unwrap_or(MediaStatus::Pending);
+        let status = self.status;
         ArchivedMedia {
             url: worker_path(&self.message_id, &self.path),
             content_type: self.content_type.clone(),
@@ -356,16 +339,16 @@ impl MediaRecord {
 /// The `message.media` document: every file of the message, once all are
 /// archived or failed. Its webhook id is stable, so it is queued once.
 pub fn media_change(message_id: &str, media: &[ArchivedMedia]) -> Change {
-    let identity = serde_json::json!([message_id, KIND_MEDIA]).to_string();
+    let identity = serde_json::json!([message_id, ChangeKind::Media]).to_string();
     let webhook_id = format!("msg_{}", &sha256_hex(identity.as_bytes())[..32]);
     let doc = serde_json::json!({
-        "type": KIND_MEDIA,
+        "type": ChangeKind::Media,
         "version": DOC_VERSION,
         "messageId": message_id,
         "archivedMedia": media,
         "webhookId": webhook_id,
     });
-    Change { webhook_id, kind: KIND_MEDIA, message_id: message_id.to_owned(), doc }
+    Change { webhook_id, kind: ChangeKind::Media, message_id: message_id.to_owned(), doc }
 }
 
 /// Whether a reader may fetch a message's file: the operator (`scope`

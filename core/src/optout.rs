@@ -23,7 +23,7 @@ pub const DEFAULT_OPT_OUT_KEYWORDS: [&str; 9] =
 pub const DEFAULT_OPT_IN_KEYWORDS: [&str; 3] = ["start", "unstop", "yes"];
 /// `destination-rejected-due-to-user-opt-out`.
 pub const CARRIER_OPT_OUT_CODE: i64 = 4775;
-pub use crate::change::KIND_OPTOUT;
+use crate::change::ChangeKind;
 /// A second opt-out from the same person within this long gets no reply.
 pub const REPLY_QUIET_MS: i64 = 24 * 3_600_000;
 
@@ -175,34 +175,15 @@ pub enum Action {
     OptIn,
 }
 
-/// Why a number is opted out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Reason {
-    /// An opt-out keyword (or opt-in keyword, for a lift) from the person.
-    Keyword,
-    /// The carrier refused a send: error 4775.
-    #[serde(rename = "carrier-4775")]
-    Carrier4775,
-    /// The operator recorded (or lifted) it by hand.
-    Operator,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Keyword => "keyword",
-            Self::Carrier4775 => "carrier-4775",
-            Self::Operator => "operator",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "keyword" => Some(Self::Keyword),
-            "carrier-4775" => Some(Self::Carrier4775),
-            "operator" => Some(Self::Operator),
-            _ => None,
-        }
+crate::stored_enum! {
+    /// Why a number is opted out.
+    pub enum Reason {
+        /// An opt-out keyword (or opt-in keyword, for a lift) from the person.
+        Keyword = "keyword",
+        /// The carrier refused a send: error 4775.
+        Carrier4775 = "carrier-4775",
+        /// The operator recorded (or lifted) it by hand.
+        Operator = "operator",
     }
 }
 
@@ -293,26 +274,11 @@ pub struct HistoryEntry {
     pub opt_out: OptOut,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum State {
-    OptedOut,
-    OptedIn,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OptedOut => "opted-out",
-            Self::OptedIn => "opted-in",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "opted-out" => Some(Self::OptedOut),
-            "opted-in" => Some(Self::OptedIn),
-            _ => None,
-        }
+crate::stored_enum! {
+    /// Where a number stands in one scope, as its history records it.
+    pub enum State {
+        OptedOut = "opted-out",
+        OptedIn = "opted-in",
     }
 }
 
@@ -376,7 +342,7 @@ pub struct OperatorBody {
 pub fn changed_doc(entry: &HistoryEntry, webhook_id: &str) -> Value {
     let o = &entry.opt_out;
     serde_json::json!({
-        "type": KIND_OPTOUT,
+        "type": ChangeKind::OptOut,
         "version": crate::change::DOC_VERSION,
         "number": o.number,
         "state": entry.state,

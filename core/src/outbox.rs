@@ -5,32 +5,22 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::change::ChangeKind;
 use crate::retry::Schedule;
 
-/// Where an outbox row is in its life; stored by name in its `state` column.
-/// `Pending` rows are attempted (and retried) until they are `Delivered`, or
-/// `Dead` once the schedule gives up; a replay makes a row `Pending` again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutboxState {
-    Pending,
-    Delivered,
-    Dead,
+crate::stored_enum! {
+    /// Where an outbox row is in its life; stored by name in its `state`
+    /// column. `Pending` rows are attempted (and retried) until they are
+    /// `Delivered`, or `Dead` once the schedule gives up; a replay makes a
+    /// row `Pending` again.
+    pub enum OutboxState {
+        Pending = "pending",
+        Delivered = "delivered",
+        Dead = "dead",
+    }
 }
 
 impl OutboxState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Dead => "dead",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        [Self::Pending, Self::Delivered, Self::Dead].into_iter().find(|s| s.as_str() == name)
-    }
-
     /// The state after a failed attempt of a row first queued at
     /// `window_start_ms`.
     pub fn after_failure(schedule: &Schedule, window_start_ms: i64, now_ms: i64) -> Self {
@@ -135,7 +125,7 @@ pub struct OutboxItem {
     pub webhook_id: String,
     pub target: String,
     pub message_id: String,
-    pub kind: String,
+    pub kind: ChangeKind,
     pub state: OutboxState,
     pub attempts: i64,
     pub created_ms: i64,

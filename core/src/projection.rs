@@ -49,7 +49,7 @@ pub struct RecipientStatus {
 #[serde(rename_all = "camelCase")]
 pub struct TimelineEntry {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     pub time: Option<String>,
     pub recipient: Option<String>,
     pub error_code: Option<i64>,
@@ -136,7 +136,7 @@ pub fn project(message_id: &str, records: &MessageRecords) -> Option<MessageView
         .iter()
         .map(|s| Parsed {
             stored: s,
-            kind: EventKind::parse(&s.record.kind),
+            kind: s.record.kind.clone(),
             raw: serde_json::from_str(&s.record.raw).unwrap_or(Value::Null),
         })
         .collect();

@@ -8,30 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::event::Rejected;
 use crate::identity::sha256_hex;
 
-/// How the raw bytes are held as text: verbatim when they are UTF-8.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RawEncoding {
-    Utf8,
-    Base64,
-}
-
-impl RawEncoding {
-    /// The name stored in a shard's `raw_encoding` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Utf8 => "utf8",
-            Self::Base64 => "base64",
-        }
-    }
-
-    /// Reads a stored name back; anything but `base64` is verbatim text.
-    pub fn from_stored(name: &str) -> Self {
-        if name == "base64" {
-            Self::Base64
-        } else {
-            Self::Utf8
-        }
+crate::stored_enum! {
+    /// How the raw bytes are held as text (the `raw_encoding` column):
+    /// verbatim when they are UTF-8.
+    pub enum RawEncoding {
+        Utf8 = "utf8",
+        Base64 = "base64",
     }
 }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::CallbackEvent;
+use crate::event::{CallbackEvent, EventKind};
 use crate::identity::{content_hash, EventKey};
 
 /// One event, ready to store.
@@ -14,7 +14,7 @@ pub struct EventRecord {
     pub event_key: String,
     pub message_id: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     pub recipient: Option<String>,
     pub time: Option<String>,
     pub time_ms: Option<i64>,
@@ -29,7 +29,7 @@ impl EventRecord {
         Self {
             event_key: EventKey::of(ev).as_str().to_owned(),
             message_id: ev.message_id.clone(),
-            kind: ev.kind.as_str().to_owned(),
+            kind: ev.kind.clone(),
             recipient: ev.recipient.clone(),
             time: ev.time.clone(),
             time_ms: ev.time_ms(),

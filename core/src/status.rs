@@ -8,20 +8,19 @@
 //! forward (accepted -> sending -> sent -> delivered -> read); `failed` is
 //! final and wins over `delivered` and `read`. Inbound is `received`.
 
-use serde::Serialize;
-
 use crate::event::EventKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RecipientState {
-    Accepted,
-    Sending,
-    Sent,
-    Delivered,
-    Read,
-    Failed,
-    Received,
+crate::stored_enum! {
+    /// A recipient's normalized status, stored in its list row's `state`.
+    pub enum RecipientState {
+        Accepted = "accepted",
+        Sending = "sending",
+        Sent = "sent",
+        Delivered = "delivered",
+        Read = "read",
+        Failed = "failed",
+        Received = "received",
+    }
 }
 
 use RecipientState::{
@@ -69,23 +68,6 @@ impl RecipientState {
             k if k.is_inbound() => Rcv,
             _ => return None,
         })
-    }
-
-    /// The normalized name, as serialized.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Acc => "accepted",
-            Sng => "sending",
-            Snt => "sent",
-            Del => "delivered",
-            Rea => "read",
-            Fai => "failed",
-            Rcv => "received",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        STATES.into_iter().find(|x| x.as_str() == s)
     }
 
     /// Bandwidth's List Messages `messageStatus` for this state. `read`

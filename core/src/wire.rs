@@ -186,7 +186,7 @@ pub struct NumberQuery {
 #[serde(rename_all = "camelCase")]
 pub struct QueuedChange {
     pub webhook_id: String,
-    pub kind: String,
+    pub kind: crate::change::ChangeKind,
     pub message_id: String,
     pub doc: serde_json::Value,
 }

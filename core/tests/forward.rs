@@ -98,7 +98,7 @@ fn shard_counts_merge_into_per_target_totals_and_dead_letters_merge_oldest_first
         webhook_id: id.into(),
         target: "a".into(),
         message_id: "m".into(),
-        kind: KIND_STATUS.into(),
+        kind: ChangeKind::Status,
         state: OutboxState::Dead,
         attempts: 1,
         created_ms,
@@ -115,7 +115,7 @@ fn targets_are_checked() {
     assert_eq!(parse_targets(Some("  ")).unwrap(), vec![]);
     let ok = r#"[{"id":"a","url":"https://example.com/h","secret":"whsec_c2VjcmV0","events":["message.status"]}]"#;
     let t = parse_targets(Some(ok)).unwrap();
-    assert!(t[0].wants("message.status") && !t[0].wants("message.received"));
+    assert!(t[0].wants(ChangeKind::Status) && !t[0].wants(ChangeKind::Received));
     for bad in [
         "nope",
         r#"[{"id":"a","url":"ftp://x","secret":"whsec_c2VjcmV0"}]"#,
@@ -153,7 +153,7 @@ fn delivered_after_failed_is_not_a_change() {
     assert_eq!(c[0].doc["status"], "delivered");
     assert_eq!(c[0].doc["flags"], serde_json::json!(["network-handoff-only"]));
     assert_eq!(c[0].doc["event"]["type"], "message-delivered");
-    assert_eq!(c[0].kind, KIND_STATUS);
+    assert_eq!(c[0].kind, ChangeKind::Status);
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn inbound_messages_are_received_documents_with_content() {
     let v = view_of(&events(INBOUND_MMS));
     let c = changes(&[], &v);
     assert_eq!(c.len(), 1);
-    assert_eq!(c[0].kind, KIND_RECEIVED);
+    assert_eq!(c[0].kind, ChangeKind::Received);
     assert_eq!(c[0].doc["text"], "Here is the photo of the receipt");
     assert_eq!(c[0].doc["media"].as_array().unwrap().len(), 2);
 }

@@ -5,6 +5,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 mod common;
 use bw_ledger_core::list::*;
 use bw_ledger_core::projection::project;
+use bw_ledger_core::status::RecipientState;
 use common::*;
 
 fn rows(fixture: &str) -> Vec<ListRow> {
@@ -199,7 +200,7 @@ fn row(t: i64, id: &str, to: &str) -> ListRow {
         recipient_count: 1,
         text: None,
         media: vec![],
-        state: "delivered".into(),
+        state: RecipientState::Delivered,
         flags: vec![],
     }
 }
@@ -347,18 +348,24 @@ fn a_prefix_is_a_range_up_to_its_successor() {
 fn an_update_writes_only_the_columns_that_changed() {
     let mut before = row(5, "m1", "+15552220001");
     before.message_status = "SENT".into();
-    before.state = "sent".into();
+    before.state = RecipientState::Sent;
     let mut after = before.clone();
     assert!(after.changed_since(&before).is_empty());
     after.message_status = "DELIVERED".into();
-    after.state = "delivered".into();
+    after.state = RecipientState::Delivered;
     after.carrier_name = Some("Example".into());
     after.flags = vec!["network-handoff-only".into()];
     let changed: Vec<&str> = after.changed_since(&before).into_iter().map(|(c, _)| c).collect();
     assert_eq!(changed, vec!["message_status", "carrier_name", "state", "flags"]);
     let flags = after.changed_since(&before).into_iter().find(|(c, _)| *c == "flags").unwrap().1;
     assert_eq!(flags, ColumnValue::Text(r#"["network-handoff-only"]"#.into()));
-    // Every stored column but the key, in ROW_COLUMNS order.
-    let names: Vec<&str> = after.columns().iter().map(|(c, _)| *c).collect();
-    assert_eq!(format!("message_id, destination_tn, {}", names.join(", ")), ROW_COLUMNS.replace(" \\\n", " "));
+    // Every stored column, in ROW_COLUMNS order, and read back from them.
+    let names: Vec<&str> = after.values().iter().map(|(c, _)| *c).collect();
+    assert_eq!(names.join(", "), ROW_COLUMNS);
+    assert_eq!(INSERT_ROW.matches('?').count(), names.len());
+    let values = after.values().into_iter().map(|(_, v)| v).collect();
+    assert_eq!(ListRow::from_values(values), Ok(after.clone()));
+    let mut short: Vec<ColumnValue> = after.values().into_iter().map(|(_, v)| v).collect();
+    short.pop();
+    assert_eq!(ListRow::from_values(short), Err("no column flags".into()));
 }

@@ -1,7 +1,7 @@
 //! The media archive's rules: which URLs are archived, their names, where
 //! credentials may go, and the retry window.
 
-use bw_ledger_core::change::KIND_MEDIA;
+use bw_ledger_core::change::ChangeKind;
 use bw_ledger_core::forward::parse_targets;
 use bw_ledger_core::media::*;
 use bw_ledger_core::projection::project;
@@ -19,12 +19,12 @@ fn inbound_and_accepted_messages_are_archived_status_callbacks_are_not() {
         "https://messaging.bandwidth.com/api/v2/users/9/media/abc/0/a.png",
         "https://messaging.bandwidth.com/api/v2/users/9/media/abc/1/a.smil", 7, null]}})
     .to_string();
-    assert_eq!(urls_to_archive("message-received", &raw).len(), 2);
-    assert_eq!(urls_to_archive("message-accepted", &raw).len(), 2);
-    assert!(urls_to_archive("message-delivered", &raw).is_empty());
-    assert!(urls_to_archive("message-received", r#"{"message":{"media":"x"}}"#).is_empty());
-    assert!(urls_to_archive("message-received", r#"{"message":{}}"#).is_empty());
-    assert!(urls_to_archive("message-received", "not json").is_empty());
+    assert_eq!(urls_to_archive(&"message-received".into(), &raw).len(), 2);
+    assert_eq!(urls_to_archive(&"message-accepted".into(), &raw).len(), 2);
+    assert!(urls_to_archive(&"message-delivered".into(), &raw).is_empty());
+    assert!(urls_to_archive(&"message-received".into(), r#"{"message":{"media":"x"}}"#).is_empty());
+    assert!(urls_to_archive(&"message-received".into(), r#"{"message":{}}"#).is_empty());
+    assert!(urls_to_archive(&"message-received".into(), "not json").is_empty());
 }
 
 #[test]
@@ -104,15 +104,16 @@ fn retries_back_off_until_the_window_closes_then_fail() {
     assert_eq!(next_state(&s, &ok, 1, 0, 100, 0.5), (MediaStatus::Archived, 100));
 }
 
-fn record(path: &str, source: &str, status: &str) -> MediaRecord {
+fn record(path: &str, source: &str, status: MediaStatus) -> MediaRecord {
+    let archived = status == MediaStatus::Archived;
     MediaRecord {
         message_id: "m1".into(),
         path: path.into(),
         source_url: source.into(),
-        status: status.into(),
-        content_type: (status == "archived").then(|| "image/png".into()),
-        size: (status == "archived").then_some(3),
-        sha256: (status == "archived").then(|| "ab".into()),
+        status,
+        content_type: archived.then(|| "image/png".into()),
+        size: archived.then_some(3),
+        sha256: archived.then(|| "ab".into()),
         last_error: Some("answered 404".into()),
     }
 }
@@ -124,8 +125,8 @@ fn a_message_lists_its_archive_in_the_order_of_its_media() {
         "media": ["https://h/media/b.png", "https://h/media/a.smil"]}});
     let mut records: MessageRecords = common_records(&ev);
     records.media = vec![
-        record("bw/a.smil", "https://h/media/a.smil", "failed"),
-        record("bw/b.png", "https://h/media/b.png", "archived"),
+        record("bw/a.smil", "https://h/media/a.smil", MediaStatus::Failed),
+        record("bw/b.png", "https://h/media/b.png", MediaStatus::Archived),
     ];
     let view = project("m1", &records).unwrap();
     let doc = serde_json::to_value(&view).unwrap();
@@ -160,17 +161,17 @@ fn common_records(ev: &serde_json::Value) -> MessageRecords {
 
 #[test]
 fn the_media_forward_has_a_stable_id_and_targets_may_ask_for_it() {
-    let a = media_change("m1", &[record("bw/b.png", "https://h/media/b.png", "archived").view()]);
+    let a = media_change("m1", &[record("bw/b.png", "https://h/media/b.png", MediaStatus::Archived).view()]);
     let b = media_change("m1", &[]);
     assert_eq!(a.webhook_id, b.webhook_id);
     assert_ne!(a.webhook_id, media_change("m2", &[]).webhook_id);
-    assert_eq!(a.kind, KIND_MEDIA);
+    assert_eq!(a.kind, ChangeKind::Media);
     assert_eq!(a.doc["archivedMedia"][0]["url"], "/media/m1/bw/b.png");
     let targets = parse_targets(Some(
         r#"[{"id":"t","url":"https://x.example/h","secret":"whsec_AAAA","events":["message.media"]}]"#,
     ))
     .unwrap();
-    assert!(targets[0].wants(KIND_MEDIA) && !targets[0].wants("message.status"));
+    assert!(targets[0].wants(ChangeKind::Media) && !targets[0].wants(ChangeKind::Status));
 }
 
 #[test]
@@ -233,10 +234,13 @@ fn credentials_go_only_to_the_accounts_media_from_a_callback() {
 
 #[test]
 fn inbound_media_has_its_own_lane_and_sends_get_one_per_origin() {
-    assert_eq!(lane_of("message-received", "https://messaging.bandwidth.com/x"), INBOUND_LANE);
-    assert_eq!(lane_of("message-accepted", "https://cdn.example.com/a.png"), "out:https://cdn.example.com");
-    assert_eq!(lane_of("message-accepted", "http://127.0.0.1:81/a.png?x"), "out:http://127.0.0.1:81");
-    assert_ne!(lane_of("message-accepted", "https://a.example/x"), lane_of("message-accepted", "https://b.example/x"));
+    assert_eq!(lane_of(&"message-received".into(), "https://messaging.bandwidth.com/x"), INBOUND_LANE);
+    assert_eq!(lane_of(&"message-accepted".into(), "https://cdn.example.com/a.png"), "out:https://cdn.example.com");
+    assert_eq!(lane_of(&"message-accepted".into(), "http://127.0.0.1:81/a.png?x"), "out:http://127.0.0.1:81");
+    assert_ne!(
+        lane_of(&"message-accepted".into(), "https://a.example/x"),
+        lane_of(&"message-accepted".into(), "https://b.example/x")
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 mod common;
 use bw_ledger_core::projection::{project, MessageView, RecipientState, StatusFlag};
 use bw_ledger_core::records::MessageRecords;
-use bw_ledger_core::{parse_callback_body, CallbackEvent};
+use bw_ledger_core::{parse_callback_body, CallbackEvent, EventKind};
 use common::*;
 
 fn view(evs: &[CallbackEvent]) -> MessageView {
@@ -149,7 +149,7 @@ fn the_accepted_record_and_callbacks_merge_in_any_order() {
         let v = view(&evs);
         assert_eq!(v.text.as_deref(), Some("Your order shipped"));
         assert_eq!(status_of(&v, "+15552220001").status, RecipientState::Delivered);
-        assert_eq!(v.timeline[0].kind, "message-accepted");
+        assert_eq!(v.timeline[0].kind, EventKind::MessageAccepted);
         assert_eq!(v.timeline.len(), 3);
     }
 }

@@ -49,8 +49,11 @@ fn quarantine_item_and_reply_shapes_are_pinned() {
 fn quarantine_encodings_and_pages() {
     use bw_ledger_core::quarantine::{plan_page, QuarantineCursor, QuarantineIndex, QuarantineMeta, RawEncoding};
     for e in [RawEncoding::Utf8, RawEncoding::Base64] {
-        assert_eq!(RawEncoding::from_stored(e.as_str()), e);
+        assert_eq!(RawEncoding::parse(e.as_str()), Some(e));
+        assert_eq!(serde_json::to_value(e).unwrap(), serde_json::json!(e.as_str()));
     }
+    assert_eq!(RawEncoding::parse("utf-8"), None);
+    assert!(serde_json::from_value::<RawEncoding>(serde_json::json!("utf-8")).is_err());
     let meta = |hash: &str, last_seen_ms: i64, raw_bytes: u64| QuarantineMeta {
         content_hash: hash.into(),
         raw_bytes,

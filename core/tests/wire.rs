@@ -218,7 +218,7 @@ fn ledger_list() {
         recipient_count: 1,
         text: Some("hi".into()),
         media: vec![],
-        state: "failed".into(),
+        state: bw_ledger_core::status::RecipientState::Failed,
         flags: vec![],
     };
     pin::<ledger::List>(
@@ -265,7 +265,7 @@ fn ledger_outbox() {
             webhook_id: "msg_1".into(),
             target: "main".into(),
             message_id: "m1".into(),
-            kind: "message.status".into(),
+            kind: bw_ledger_core::change::ChangeKind::Status,
             state: OutboxState::Dead,
             attempts: 5,
             created_ms: 6,
@@ -408,7 +408,7 @@ fn ledger_media() {
         message_id: "m1".into(),
         path: "bw/a/0/p.png".into(),
         source_url: "https://h/media/a/0/p.png".into(),
-        status: "archived".into(),
+        status: bw_ledger_core::media::MediaStatus::Archived,
         content_type: Some("image/png".into()),
         size: Some(3),
         sha256: Some("ab".into()),
@@ -508,7 +508,7 @@ fn opt_out_book_methods() {
         "/queue-changes",
         vec![QueuedChange {
             webhook_id: "w".into(),
-            kind: "optout.changed".into(),
+            kind: bw_ledger_core::change::ChangeKind::OptOut,
             message_id: "optout:h".into(),
             doc: json!({}),
         }],

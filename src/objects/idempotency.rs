@@ -7,6 +7,12 @@ use bw_ledger_core::idempotency::{decide_begin, BeginDecision, IdemBegin, IdemFi
 use serde::Deserialize;
 use worker::{Result, SqlStorage};
 
+/// The table, defined once for both objects that keep it. (Shards made by
+/// builds before this kept a rowid table of the same columns; every
+/// statement here reads either.)
+pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS idempotency (scope_key TEXT PRIMARY KEY,
+    body_hash TEXT NOT NULL, created_ms INTEGER NOT NULL, response TEXT) WITHOUT ROWID";
+
 #[derive(Deserialize)]
 struct IdempotencyRow {
     body_hash: String,

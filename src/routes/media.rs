@@ -31,7 +31,7 @@ pub async fn serve(
     let item = found
         .item
         .filter(|_| may_read(scope.as_deref(), &found.numbers))
-        .filter(|item| MediaStatus::parse(&item.status) == Some(MediaStatus::Archived))
+        .filter(|item| item.status == MediaStatus::Archived)
         .ok_or(ApiError::NotFound("Archived media"))?;
     let bucket = env.bucket(MEDIA).map_err(|_| ApiError::NotConfigured(MEDIA))?;
     let key = bw_ledger_core::media::object_key(&item.message_id, &item.path);

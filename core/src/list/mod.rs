@@ -9,7 +9,7 @@
 //! a status change updates a row in place, and a new message lands at its
 //! own key, outside pages already handed out.
 
-mod columns;
+pub mod columns;
 mod page;
 mod plan;
 mod query;
@@ -17,6 +17,6 @@ mod row;
 
 pub use columns::ColumnValue;
 pub use page::*;
-pub use plan::{count_plan, page_plan, total_count, SqlPlan, ROW_COLUMNS};
+pub use plan::{count_plan, page_plan, total_count, SqlPlan};
 pub use query::*;
 pub use row::*;

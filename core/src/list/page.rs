@@ -72,7 +72,7 @@ pub fn list_item(row: &ListRow, account_id: &str, include_content: bool) -> Valu
     if include_content {
         item["text"] = Value::String(row.text.clone().unwrap_or_default());
         item["media"] = serde_json::json!(row.media);
-        item["status"] = Value::String(row.state.clone());
+        item["status"] = Value::String(row.state.as_str().to_owned());
         item["flags"] = serde_json::json!(row.flags);
     }
     item

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::query::*;
+use super::row::ROW_COLUMNS;
 
 /// A query for one shard: SQL text and its parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,10 +13,6 @@ pub struct SqlPlan {
     pub sql: String,
     pub params: Vec<SqlParam>,
 }
-
-pub const ROW_COLUMNS: &str = "message_id, destination_tn, source_tn, message_status, message_direction, message_type, \
-segment_count, error_code, receive_time_ms, carrier_name, message_length, attachment_count, recipient_count, text, media, \
-state, flags";
 
 fn where_clause(f: &Filters) -> (String, Vec<SqlParam>) {
     let mut conds: Vec<String> = Vec::new();

@@ -4,33 +4,37 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::columns::list_row;
 use crate::projection::MessageView;
 use crate::status::RecipientState;
 use crate::time::parse_rfc3339_ms;
 
-/// One row per (message, recipient), as stored in each shard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListRow {
-    pub message_id: String,
-    pub destination_tn: String,
-    pub source_tn: String,
-    pub message_status: String,
-    pub message_direction: String,
-    pub message_type: String,
-    pub segment_count: i64,
-    pub error_code: i64,
-    pub receive_time_ms: i64,
-    pub carrier_name: Option<String>,
-    pub message_length: i64,
-    pub attachment_count: i64,
-    pub recipient_count: i64,
-    pub text: Option<String>,
-    pub media: Vec<String>,
-    /// The normalized status (`delivered`, `read`, ...), finer than Bandwidth's.
-    pub state: String,
-    /// `network-handoff-only`, `receipt-expired`, `contradiction`.
-    pub flags: Vec<String>,
+list_row! {
+    /// One row per (message, recipient), as stored in each shard. Its fields
+    /// are its columns, in this order; `columns` defines the rest from here.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ListRow {
+        pub message_id: String,
+        pub destination_tn: String,
+        pub source_tn: String,
+        pub message_status: String,
+        pub message_direction: String,
+        pub message_type: String,
+        pub segment_count: i64,
+        pub error_code: i64,
+        pub receive_time_ms: i64,
+        pub carrier_name: Option<String>,
+        pub message_length: i64,
+        pub attachment_count: i64,
+        pub recipient_count: i64,
+        pub text: Option<String>,
+        pub media: Vec<String>,
+        /// The normalized status (`delivered`, `read`, ...), finer than Bandwidth's.
+        pub state: RecipientState,
+        /// `network-handoff-only`, `receipt-expired`, `contradiction`.
+        pub flags: Vec<String>,
+    }
 }
 
 /// Derives the list rows of a message from its projected view.
@@ -75,7 +79,7 @@ pub fn rows_for(view: &MessageView, first_received_ms: i64) -> Vec<ListRow> {
                 recipient_count,
                 text: text.clone(),
                 media: view.media.clone(),
-                state: r.status.as_str().to_owned(),
+                state: r.status,
                 flags: r
                     .flags
                     .iter()

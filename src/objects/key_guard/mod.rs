@@ -94,11 +94,7 @@ impl KeyGuard {
         let since = match self.records_since.get() {
             Some(since) => since,
             None => {
-                self.sql.exec(
-                    "CREATE TABLE IF NOT EXISTS idempotency (scope_key TEXT PRIMARY KEY, body_hash TEXT NOT NULL,
-                       created_ms INTEGER NOT NULL, response TEXT) WITHOUT ROWID",
-                    None,
-                )?;
+                self.sql.exec(idempotency::CREATE_TABLE, None)?;
                 self.sql.exec(
                     "CREATE TABLE IF NOT EXISTS records_since (id INTEGER PRIMARY KEY CHECK (id = 1), since_ms INTEGER NOT NULL)",
                     None,

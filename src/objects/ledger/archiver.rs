@@ -271,7 +271,7 @@ impl Archiver {
         }
         // The message's files: while any is pending, its forward waits.
         let mut media: Vec<MediaRecord> = of_message(&self.sql, &job.message_id)?;
-        if media.iter().any(|m| MediaStatus::parse(&m.status) == Some(MediaStatus::Pending)) {
+        if media.iter().any(|m| m.status == MediaStatus::Pending) {
             return Ok(0);
         }
         media.sort_by(|a, b| a.path.cmp(&b.path));

@@ -19,6 +19,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bw_ledger_core::forward::{webhook_headers, ForwardTarget, DELIVERY_TIMEOUT_MS};
+use bw_ledger_core::media::MediaStatus;
 use bw_ledger_core::outbox::OutboxState;
 use bw_ledger_core::retry::Schedule;
 use serde::Deserialize;
@@ -216,7 +217,10 @@ impl Deliveries {
         // The next media attempt (or the end of a running one's lease).
         let media: Vec<NextRow> = self
             .sql
-            .exec("SELECT MIN(next_attempt_ms) AS next FROM media WHERE status = 'pending'", None)?
+            .exec(
+                "SELECT MIN(next_attempt_ms) AS next FROM media WHERE status = ?",
+                vec![MediaStatus::Pending.as_str().into()],
+            )?
             .to_array()?;
         if let Some(at) = media.first().and_then(|n| n.next) {
             next = Some(next.map_or(at, |n: i64| n.min(at)));

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use bw_ledger_core::forward::changes;
 use bw_ledger_core::identity::{decide, DedupDecision};
-use bw_ledger_core::list::{receive_time_ms, rows_for, ColumnValue, ListRow, ROW_COLUMNS};
+use bw_ledger_core::list::{receive_time_ms, rows_for, ColumnValue, ListRow, INSERT_ROW, ROW_COLUMNS};
 use bw_ledger_core::live::quarantine_doc;
 use bw_ledger_core::projection::project;
 use bw_ledger_core::quarantine::QuarantineRecord;
@@ -19,7 +19,7 @@ use worker::{Result, SqlStorageValue};
 
 use crate::objects::live_hub::publish;
 
-use super::reads::{self, RowRecord};
+use super::reads;
 use super::shard::LedgerShard;
 
 #[derive(Deserialize)]
@@ -204,16 +204,12 @@ impl LedgerShard {
         // The stored rows are read for every message: an update writes only
         // the columns that changed (`ListRow::changed_since`), and reads cost
         // a thousandth of writes.
-        let stored: Vec<RowRecord> = self
-            .sql
-            .exec(
-                &format!("SELECT {ROW_COLUMNS} FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))"),
-                vec![serde_json::to_string(ids)?.into()],
-            )?
-            .to_array()?;
+        let stored = reads::list_rows(self.sql.exec(
+            &format!("SELECT {ROW_COLUMNS} FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))"),
+            vec![serde_json::to_string(ids)?.into()],
+        )?)?;
         let mut previous: BTreeMap<String, Vec<ListRow>> = BTreeMap::new();
-        for r in stored {
-            let row = r.into_list_row()?;
+        for row in stored {
             previous.entry(row.message_id.clone()).or_default().push(row);
         }
         let mut queued = 0;
@@ -240,10 +236,8 @@ impl LedgerShard {
                 continue;
             }
             if want_changes {
-                let states: Vec<(String, RecipientState)> = before
-                    .iter()
-                    .filter_map(|r| RecipientState::parse(&r.state).map(|s| (r.destination_tn.clone(), s)))
-                    .collect();
+                let states: Vec<(String, RecipientState)> =
+                    before.iter().map(|r| (r.destination_tn.clone(), r.state)).collect();
                 let found = changes(&states, &view);
                 queued += super::outbox::queue(&self.sql, &self.targets, &found, now)?;
                 docs.extend(found.into_iter().map(|c| c.doc));
@@ -274,14 +268,8 @@ impl LedgerShard {
             let key = vec![row.message_id.clone().into(), row.destination_tn.clone().into()];
             match before.iter().find(|b| b.destination_tn == row.destination_tn) {
                 None => {
-                    let mut params = key;
-                    params.extend(row.columns().into_iter().map(|(_, v)| sql_value(v)));
-                    self.sql.exec(
-                        &format!(
-                            "INSERT INTO message_rows ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                        ),
-                        params,
-                    )?;
+                    let params: Vec<SqlStorageValue> = row.values().into_iter().map(|(_, v)| sql_value(v)).collect();
+                    self.sql.exec(INSERT_ROW, params)?;
                 }
                 Some(b) => {
                     let changed = row.changed_since(b);
@@ -320,7 +308,7 @@ impl LedgerShard {
             vec![
                 ev.event_key.clone().into(),
                 ev.message_id.clone().into(),
-                ev.kind.clone().into(),
+                ev.kind.as_str().into(),
                 ev.recipient.clone().into(),
                 ev.time.clone().into(),
                 ev.time_ms.into(),

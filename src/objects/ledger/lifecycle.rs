@@ -174,13 +174,18 @@ impl LedgerShard {
         let text: Vec<serde::de::IgnoredAny> = self
             .sql
             .exec(
-                "DELETE FROM quarantine WHERE raw_encoding = 'utf8' AND instr(raw, ?) > 0 RETURNING content_hash",
-                vec![needle.into()],
+                "DELETE FROM quarantine WHERE raw_encoding = ? AND instr(raw, ?) > 0 RETURNING content_hash",
+                vec![RawEncoding::Utf8.as_str().into(), needle.into()],
             )?
             .to_array()?;
         let mut quarantined = text.len() as u32;
-        let binary: Vec<QuarantineRaw> =
-            self.sql.exec("SELECT content_hash, raw FROM quarantine WHERE raw_encoding != 'utf8'", None)?.to_array()?;
+        let binary: Vec<QuarantineRaw> = self
+            .sql
+            .exec(
+                "SELECT content_hash, raw FROM quarantine WHERE raw_encoding != ?",
+                vec![RawEncoding::Utf8.as_str().into()],
+            )?
+            .to_array()?;
         for q in binary {
             if raw_mentions(&q.raw, RawEncoding::Base64, needle) {
                 self.sql.exec("DELETE FROM quarantine WHERE content_hash = ?", vec![q.content_hash.into()])?;

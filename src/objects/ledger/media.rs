@@ -39,7 +39,7 @@ pub(super) struct MediaRow {
     message_id: String,
     path: String,
     source_url: String,
-    status: String,
+    status: MediaStatus,
     content_type: Option<String>,
     size: Option<i64>,
     sha256: Option<String>,

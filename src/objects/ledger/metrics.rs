@@ -40,16 +40,20 @@ struct Sum {
     n: Option<i64>,
 }
 
+/// The `counters` row that checkpoints the count of stored events.
+const EVENTS_COUNTER: &str = "events";
+
 fn checkpoint_row(sql: &SqlStorage) -> Result<Checkpoint> {
-    let rows: Vec<Checkpoint> = sql.exec("SELECT value, seq FROM counters WHERE name = 'events'", None)?.to_array()?;
+    let rows: Vec<Checkpoint> =
+        sql.exec("SELECT value, seq FROM counters WHERE name = ?", vec![EVENTS_COUNTER.into()])?.to_array()?;
     Ok(rows.into_iter().next().unwrap_or(Checkpoint { value: 0, seq: 0 }))
 }
 
 fn save(sql: &SqlStorage, value: i64, seq: i64) -> Result<()> {
     sql.exec(
-        "INSERT INTO counters (name, value, seq) VALUES ('events', ?, ?)
+        "INSERT INTO counters (name, value, seq) VALUES (?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value, seq = excluded.seq",
-        vec![value.into(), seq.into()],
+        vec![EVENTS_COUNTER.into(), value.into(), seq.into()],
     )?;
     Ok(())
 }

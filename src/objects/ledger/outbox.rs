@@ -1,7 +1,7 @@
 //! The operations over a ledger shard's outbox (API token): counts and
 //! health per target, dead letters, and replay. Delivery is `delivery.rs`.
 
-use bw_ledger_core::change::{Change, KIND_OPTOUT};
+use bw_ledger_core::change::{Change, ChangeKind};
 use bw_ledger_core::forward::ForwardTarget;
 use bw_ledger_core::outbox::{merge_stats, OutboxItem, OutboxState, ReplayRequest, TargetStats};
 use bw_ledger_core::wire::{DeadQuery, QueuedChange};
@@ -13,7 +13,7 @@ use super::delivery::{state, SeqRow};
 #[derive(Deserialize)]
 struct StatsRow {
     target_id: String,
-    state: String,
+    state: OutboxState,
     n: i64,
     oldest: Option<i64>,
 }
@@ -28,8 +28,7 @@ pub fn stats(sql: &SqlStorage) -> Result<Vec<TargetStats>> {
         .to_array()?;
     let mut stats: Vec<TargetStats> = Vec::new();
     for r in rows {
-        let Some(s) = OutboxState::parse(&r.state) else { continue };
-        merge_stats(&mut stats, vec![TargetStats::of_state(r.target_id, s, r.n, r.oldest)]);
+        merge_stats(&mut stats, vec![TargetStats::of_state(r.target_id, r.state, r.n, r.oldest)]);
     }
     let health: Vec<HealthRow> = sql
         .exec("SELECT target_id, last_error, last_error_ms, consecutive_failures FROM target_health", None)?
@@ -62,7 +61,7 @@ struct OutboxItemRow {
     webhook_id: String,
     target_id: String,
     message_id: String,
-    kind: String,
+    kind: ChangeKind,
     attempts: i64,
     created_ms: i64,
     last_error: Option<String>,
@@ -152,12 +151,12 @@ pub(super) fn queue_handed_over(
 ) -> Result<u32> {
     let mut found = Vec::with_capacity(handed.len());
     for h in handed {
-        if h.kind != KIND_OPTOUT {
+        if h.kind != ChangeKind::OptOut {
             return Err(worker::Error::RustError(format!("{} is not a kind handed over to the outbox", h.kind)));
         }
         found.push(Change {
             webhook_id: h.webhook_id.clone(),
-            kind: KIND_OPTOUT,
+            kind: ChangeKind::OptOut,
             message_id: h.message_id.clone(),
             doc: h.doc.clone(),
         });
@@ -179,7 +178,7 @@ pub(super) fn queue(sql: &SqlStorage, targets: &[ForwardTarget], found: &[Change
                         change.webhook_id.clone().into(),
                         target.id.clone().into(),
                         change.message_id.clone().into(),
-                        change.kind.into(),
+                        change.kind.as_str().into(),
                         payload.clone().into(),
                         OutboxState::Pending.as_str().into(),
                         now.into(),

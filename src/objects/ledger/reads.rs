@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use bw_ledger_core::list::{page_plan, ListQuery, ListRow, SqlParam, SqlPlan};
+use bw_ledger_core::list::{page_plan, ColumnValue, ListQuery, ListRow, SqlParam, SqlPlan};
 use bw_ledger_core::media::{MediaLookup, MediaQuery};
 use bw_ledger_core::quarantine::{QuarantineBody, QuarantineIndex, QuarantineMeta, QuarantinePageQuery, RawEncoding};
 use bw_ledger_core::records::{EventRecord, MessageRecords, StoredConflict, StoredEvent};
-use bw_ledger_core::EventKey;
+use bw_ledger_core::{EventKey, EventKind};
 use serde::Deserialize;
-use worker::{Result, SqlCursor, SqlStorage};
+use worker::{Result, SqlCursor, SqlStorage, SqlStorageValue};
 
 #[derive(Deserialize)]
 struct EventRow {
@@ -17,7 +17,7 @@ struct EventRow {
     event_key: String,
     message_id: String,
     #[serde(rename = "type")]
-    kind: String,
+    kind: EventKind,
     recipient: Option<String>,
     time: Option<String>,
     time_ms: Option<i64>,
@@ -116,7 +116,7 @@ pub fn message(sql: &SqlStorage, message_id: &str) -> Result<MessageRecords> {
 struct QuarantineRow {
     content_hash: String,
     raw_bytes: i64,
-    raw_encoding: String,
+    raw_encoding: RawEncoding,
     reason: String,
     first_seen_ms: i64,
     last_seen_ms: i64,
@@ -144,7 +144,7 @@ pub fn quarantine_index(sql: &SqlStorage, q: &QuarantinePageQuery) -> Result<Qua
             .map(|r| QuarantineMeta {
                 content_hash: r.content_hash,
                 raw_bytes: r.raw_bytes.max(0) as u64,
-                raw_encoding: RawEncoding::from_stored(&r.raw_encoding),
+                raw_encoding: r.raw_encoding,
                 reason: r.reason,
                 first_seen_ms: r.first_seen_ms,
                 last_seen_ms: r.last_seen_ms,
@@ -163,49 +163,25 @@ pub fn quarantine_bodies(sql: &SqlStorage, hashes: &[String]) -> Result<Vec<Quar
     .to_array()
 }
 
-/// A `message_rows` row as SQLite returns it (`ROW_COLUMNS`).
-#[derive(Deserialize)]
-pub(super) struct RowRecord {
-    message_id: String,
-    destination_tn: String,
-    source_tn: String,
-    message_status: String,
-    message_direction: String,
-    message_type: String,
-    segment_count: i64,
-    error_code: i64,
-    receive_time_ms: i64,
-    carrier_name: Option<String>,
-    message_length: i64,
-    attachment_count: i64,
-    recipient_count: i64,
-    text: Option<String>,
-    media: String,
-    state: String,
-    flags: String,
+/// The list rows a `SELECT {ROW_COLUMNS}` found, read by position (the
+/// columns' order is `ListRow`'s, defined once in the core).
+pub(super) fn list_rows(cursor: SqlCursor) -> Result<Vec<ListRow>> {
+    cursor
+        .raw()
+        .map(|values| {
+            let values = values?.into_iter().map(column_value).collect();
+            ListRow::from_values(values).map_err(|e| worker::Error::RustError(format!("a stored list row: {e}")))
+        })
+        .collect()
 }
 
-impl RowRecord {
-    pub(super) fn into_list_row(self) -> Result<ListRow> {
-        Ok(ListRow {
-            message_id: self.message_id,
-            destination_tn: self.destination_tn,
-            source_tn: self.source_tn,
-            message_status: self.message_status,
-            message_direction: self.message_direction,
-            message_type: self.message_type,
-            segment_count: self.segment_count,
-            error_code: self.error_code,
-            receive_time_ms: self.receive_time_ms,
-            carrier_name: self.carrier_name,
-            message_length: self.message_length,
-            attachment_count: self.attachment_count,
-            recipient_count: self.recipient_count,
-            text: self.text,
-            media: serde_json::from_str(&self.media)?,
-            state: self.state,
-            flags: serde_json::from_str(&self.flags)?,
-        })
+fn column_value(v: SqlStorageValue) -> ColumnValue {
+    match v {
+        SqlStorageValue::Integer(n) => ColumnValue::Int(n),
+        SqlStorageValue::Float(f) => ColumnValue::Int(f as i64),
+        SqlStorageValue::String(s) => ColumnValue::Text(s),
+        SqlStorageValue::Boolean(b) => ColumnValue::Int(i64::from(b)),
+        SqlStorageValue::Null | SqlStorageValue::Blob(_) => ColumnValue::Null,
     }
 }
 
@@ -229,8 +205,7 @@ pub(crate) fn run(sql: &SqlStorage, plan: SqlPlan) -> Result<SqlCursor> {
 
 /// One shard's page for a list query planned by the core.
 pub fn list_page(sql: &SqlStorage, q: &ListQuery) -> Result<Vec<ListRow>> {
-    let rows: Vec<RowRecord> = run(sql, page_plan(q))?.to_array()?;
-    rows.into_iter().map(RowRecord::into_list_row).collect()
+    list_rows(run(sql, page_plan(q))?)
 }
 
 /// One shard's count of the rows a list query matches (`count_plan`).

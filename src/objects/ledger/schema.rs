@@ -1,6 +1,7 @@
 //! A ledger shard's tables and indexes, created on first use.
 
-use bw_ledger_core::media::{MediaStatus, INBOUND_LANE};
+use bw_ledger_core::event::EventKind;
+use bw_ledger_core::media::{lane_of, MediaStatus, INBOUND_LANE};
 use serde::Deserialize;
 use worker::{Result, SqlStorage};
 
@@ -44,11 +45,7 @@ const SCHEMA: &[&str] = &[
         last_seen_ms INTEGER NOT NULL,
         seen_count INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS quarantine_by_last_seen ON quarantine (last_seen_ms)",
-    "CREATE TABLE IF NOT EXISTS idempotency (
-        scope_key TEXT PRIMARY KEY,
-        body_hash TEXT NOT NULL,
-        created_ms INTEGER NOT NULL,
-        response TEXT)",
+    crate::objects::idempotency::CREATE_TABLE,
     "CREATE INDEX IF NOT EXISTS idempotency_by_created ON idempotency (created_ms)",
     // The transactional outbox: one row per (target, change), written in the
     // same synchronous section as the event that caused it.
@@ -145,14 +142,22 @@ fn ensure_lanes(sql: &SqlStorage) -> Result<()> {
     if table.first().is_none_or(|t| t.sql.contains(" lane ")) {
         return Ok(());
     }
-    sql.exec("ALTER TABLE media ADD COLUMN lane TEXT NOT NULL DEFAULT 'out:'", None)?;
+    // Earlier jobs of sends: a send's lane, of no origin in particular
+    // (a DDL default cannot be a bound parameter).
+    sql.exec(
+        &format!(
+            "ALTER TABLE media ADD COLUMN lane TEXT NOT NULL DEFAULT '{}'",
+            lane_of(&EventKind::MessageAccepted, "")
+        ),
+        None,
+    )?;
     let pending: Vec<IdRow> = sql
         .exec("SELECT DISTINCT message_id FROM media WHERE status = ?", vec![status(MediaStatus::Pending)])?
         .to_array()?;
     let ids: Vec<String> = pending.into_iter().map(|r| r.message_id).collect();
     let inbound: Vec<String> = reads::events_of(sql, &ids)?
         .into_iter()
-        .filter(|(_, events)| events.iter().any(|e| e.record.kind == "message-received"))
+        .filter(|(_, events)| events.iter().any(|e| e.record.kind == EventKind::MessageReceived))
         .map(|(id, _)| id)
         .collect();
     sql.exec(

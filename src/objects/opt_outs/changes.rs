@@ -162,7 +162,7 @@ impl OptOutBook {
                 subject: c.subject.to_owned(),
                 scope_number: c.scope_number.to_owned(),
                 number: Some(c.number.to_owned()),
-                reason: c.reason.as_str().to_owned(),
+                reason: c.reason,
                 message_id: c.message_id.map(str::to_owned),
                 note: c.note.map(str::to_owned),
                 changed_ms: c.now,

@@ -20,8 +20,9 @@
 mod changes;
 mod reads;
 
+use bw_ledger_core::change::ChangeKind;
 use bw_ledger_core::identity::hex;
-use bw_ledger_core::optout::{keyed_hash, KIND_OPTOUT};
+use bw_ledger_core::optout::keyed_hash;
 use bw_ledger_core::wire::{ledger, opt_outs, Method, QueuedChange};
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
@@ -216,7 +217,7 @@ impl OptOutBook {
             let doc: serde_json::Value = serde_json::from_str(&f.doc).map_err(|e| e.to_string())?;
             let change = QueuedChange {
                 webhook_id: f.webhook_id.clone(),
-                kind: KIND_OPTOUT.to_owned(),
+                kind: ChangeKind::OptOut,
                 message_id: format!("optout:{}", f.subject),
                 doc,
             };

@@ -19,7 +19,7 @@ pub(super) struct OptOutRow {
     pub(super) subject: String,
     pub(super) scope_number: String,
     pub(super) number: Option<String>,
-    pub(super) reason: String,
+    pub(super) reason: Reason,
     pub(super) message_id: Option<String>,
     pub(super) note: Option<String>,
     pub(super) changed_ms: i64,
@@ -37,7 +37,7 @@ impl OptOutRow {
             number_hash: self.subject,
             scope,
             scope_number,
-            reason: Reason::parse(&self.reason).unwrap_or(Reason::Operator),
+            reason: self.reason,
             message_id: self.message_id,
             note: self.note,
             time: format_rfc3339_ms(self.changed_ms),
@@ -47,11 +47,11 @@ impl OptOutRow {
 
 #[derive(Deserialize)]
 struct HistoryRow {
-    state: String,
+    state: OptState,
     subject: String,
     scope_number: String,
     number: Option<String>,
-    reason: String,
+    reason: Reason,
     message_id: Option<String>,
     note: Option<String>,
     changed_ms: i64,
@@ -59,7 +59,7 @@ struct HistoryRow {
 
 impl HistoryRow {
     fn entry(self) -> HistoryEntry {
-        let state = OptState::parse(&self.state).unwrap_or(OptState::OptedOut);
+        let state = self.state;
         let row = OptOutRow {
             subject: self.subject,
             scope_number: self.scope_number,
@@ -75,7 +75,7 @@ impl HistoryRow {
 
 #[derive(Deserialize)]
 struct CountRow {
-    scope: String,
+    account_wide: i64,
     n: i64,
 }
 
@@ -130,16 +130,16 @@ impl OptOutBook {
         let rows: Vec<CountRow> = self
             .sql
             .exec(
-                "SELECT CASE WHEN scope_number = ? THEN 'account' ELSE 'number' END AS scope, COUNT(*) AS n
-                 FROM optouts GROUP BY 1",
+                "SELECT scope_number = ? AS account_wide, COUNT(*) AS n FROM optouts GROUP BY 1",
                 vec![ACCOUNT_WIDE.into()],
             )?
             .to_array()?;
         let mut c = Counts::default();
         for r in rows {
-            match r.scope.as_str() {
-                "account" => c.account = r.n as u64,
-                _ => c.number = r.n as u64,
+            if r.account_wide != 0 {
+                c.account = r.n as u64;
+            } else {
+                c.number = r.n as u64;
             }
         }
         Ok(c)
