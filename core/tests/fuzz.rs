@@ -6,6 +6,7 @@
 //! far more in release mode). Each run prints how many inputs it tried.
 #![cfg(not(target_arch = "wasm32"))]
 
+#[path = "suite/common.rs"]
 mod common;
 use std::cell::Cell;
 

@@ -3,13 +3,12 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
+use crate::common::Rng;
 use bw_ledger_core::event::EventKind;
 use bw_ledger_core::projection::project;
 use bw_ledger_core::records::{EventRecord, MessageRecords, StoredEvent};
 use bw_ledger_core::status::{next, RecipientState, STATES, TABLE};
 use bw_ledger_core::{parse_callback_body, CallbackEvent};
-use common::Rng;
 use RecipientState::*;
 
 #[test]

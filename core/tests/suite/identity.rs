@@ -2,10 +2,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
+use crate::common::*;
 use bw_ledger_core::identity::{canonical_json, decide, sha256_hex, DedupDecision};
 use bw_ledger_core::{content_hash, parse_callback_body, CallbackEvent, EventKey};
-use common::*;
 
 fn one(body: &str) -> CallbackEvent {
     let mut p = parse_callback_body(body.as_bytes());

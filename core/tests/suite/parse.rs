@@ -2,9 +2,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
+use crate::common::*;
 use bw_ledger_core::{parse_callback_body, EventKind};
-use common::*;
 use serde_json::Value;
 
 #[test]

@@ -6,7 +6,7 @@ use bw_ledger_core::error::ApiError;
 use bw_ledger_core::event::Rejected;
 use bw_ledger_core::percent::percent_decode;
 use bw_ledger_core::quarantine::{QuarantineRecord, RawEncoding};
-use bw_ledger_core::route::{query_limit, resolve, Route};
+use bw_ledger_core::route::{query_int, query_limit, resolve, Route};
 use bw_ledger_core::shard::{parse_shard_count, shard_for, shard_name};
 use bw_ledger_core::time::{format_rfc3339_ms, parse_rfc3339_ms};
 
@@ -17,6 +17,9 @@ fn rfc3339_parses_offsets_and_precision() {
     assert_eq!(parse_rfc3339_ms("2026-11-20T16:04:07.45+01:00"), Some(1_795_187_047_450));
     assert_eq!(parse_rfc3339_ms("2026-11-20T15:04:07.450999999Z"), Some(1_795_187_047_450));
     assert_eq!(parse_rfc3339_ms("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+    // The offset forms JSON Schema's date-time format accepts besides ±HH:MM.
+    assert_eq!(parse_rfc3339_ms("2026-11-20T16:34:07.450+0130"), Some(1_795_187_047_450));
+    assert_eq!(parse_rfc3339_ms("2026-11-20T13:04:07.450-02"), Some(1_795_187_047_450));
     for bad in [
         "",
         "2026-11-20",
@@ -25,6 +28,10 @@ fn rfc3339_parses_offsets_and_precision() {
         "2026-11-20T15:04:07",
         "2026-11-20T15:04:07.Z",
         "2026-11-20T15:04:07Zjunk",
+        "2026-11-20T15:04:07+1",
+        "2026-11-20T15:04:07+01:0",
+        "2026-11-20T15:04:07+01-00",
+        "2026-11-20T15:04:07+0100Z",
     ] {
         assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
     }
@@ -171,4 +178,15 @@ fn opt_out_routes_and_who_may_call_each_route() {
     ] {
         assert!(!resolve(method, path).unwrap().operator_only(), "{method} {path}");
     }
+}
+
+#[test]
+fn a_query_integer_is_digits_with_an_optional_minus() {
+    assert_eq!(query_int::<i64>("15"), Some(15));
+    assert_eq!(query_int::<i64>("-15"), Some(-15));
+    for bad in ["+15", " 15", "15 ", "", "-", "1.5", "1e3", "0x10"] {
+        assert_eq!(query_int::<i64>(bad), None, "{bad:?}");
+    }
+    assert_eq!(query_int::<u32>("4294967296"), None);
+    assert!(query_limit(Some("limit=+15"), 100, 1000).is_err());
 }

@@ -2,7 +2,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
+use crate::common::*;
 use bw_ledger_core::change::*;
 use bw_ledger_core::forward::*;
 use bw_ledger_core::outbox::*;
@@ -10,7 +10,6 @@ use bw_ledger_core::projection::project;
 use bw_ledger_core::retry::Schedule;
 use bw_ledger_core::status::RecipientState;
 use bw_ledger_core::CallbackEvent;
-use common::*;
 
 /// The Standard Webhooks reference vector (the same value the
 /// `standardwebhooks` npm package computes).

@@ -3,14 +3,13 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
+use crate::common::{ready, Rng};
 use bw_ledger_core::group::{store_group, Arrival, GroupQueue, GroupStore, Limits, Ticket, Turn};
 use bw_ledger_core::records::EventRecord;
 use bw_ledger_core::wire::{IngestBatch, IngestReply};
-use common::{ready, Rng};
 
 const LEASE: i64 = 3000;
 const LIMITS: Limits = Limits { max_items: 4, max_weight: 1000, call_lease_ms: LEASE };

@@ -2,11 +2,10 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
+use crate::common::*;
 use bw_ledger_core::list::*;
 use bw_ledger_core::projection::project;
 use bw_ledger_core::status::RecipientState;
-use common::*;
 
 fn rows(fixture: &str) -> Vec<ListRow> {
     let evs = events(fixture);

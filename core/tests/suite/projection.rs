@@ -2,11 +2,10 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
+use crate::common::*;
 use bw_ledger_core::projection::{project, MessageView, RecipientState, StatusFlag};
 use bw_ledger_core::records::MessageRecords;
 use bw_ledger_core::{parse_callback_body, CallbackEvent, EventKind};
-use common::*;
 
 fn view(evs: &[CallbackEvent]) -> MessageView {
     project(&evs[0].message_id, &stored(evs)).expect("events exist")

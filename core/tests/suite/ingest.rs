@@ -2,16 +2,15 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+use crate::common::*;
 use bw_ledger_core::identity::{decide, DedupDecision};
 use bw_ledger_core::ingest::{ingest, plan, ShardStore};
 use bw_ledger_core::shard::shard_for;
 use bw_ledger_core::wire::{IngestBatch, IngestReply};
 use bw_ledger_core::{parse_callback_body, ApiError};
-use common::*;
 
 /// An in-memory ledger with the shard's dedup rule; shards listed in
 /// `failing` refuse every write, like a storage outage.
