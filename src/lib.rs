@@ -41,7 +41,9 @@ pub use objects::token_broker::TokenBroker;
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let started = clock::now_ms();
     let config = Config::from_env(&env);
-    let route = resolve(req.method().as_ref(), &req.path());
+    // The method as sent: `Request::method` reads any method it does not
+    // know (`QUERY`, `PROPFIND`) as GET, which would serve it as one.
+    let route = resolve(&req.inner().method(), &req.path());
     let mut trace = log::Trace::default();
     let resp = match handle(&mut req, route.clone(), &env, &config, &mut trace).await {
         Ok(resp) => resp,

@@ -196,14 +196,24 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
     }
 }
 
+/// A whole number as a query string writes one: digits, with `-` for a
+/// negative one; never `+15` or ` 15` (which Rust's `parse` would take).
+pub fn query_int<T: std::str::FromStr>(v: &str) -> Option<T> {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
 /// Reads `limit` from a query string: default `default`, capped at `max`.
 pub fn query_limit(query: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
     let raw =
         query.unwrap_or("").split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == "limit").map(|(_, v)| v);
     match raw {
         None => Ok(default),
-        Some(v) => match v.parse::<u32>() {
-            Ok(n) if n >= 1 => Ok(n.min(max)),
+        Some(v) => match query_int::<u32>(v) {
+            Some(n) if n >= 1 => Ok(n.min(max)),
             _ => Err(ApiError::BadRequest(format!("`limit` must be a whole number from 1 to {max}."))),
         },
     }

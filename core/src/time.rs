@@ -4,7 +4,8 @@
 //! ordered by the instant, not the string, so offsets and precision differ
 //! safely. Only the conversions live here; "now" always comes from the caller.
 
-/// Parses an RFC 3339 date-time (`T` or space separator, `Z` or `±HH:MM`,
+/// Parses an RFC 3339 date-time (`T` or space separator, `Z` or `±HH:MM`
+/// (or `±HHMM`, `±HH`),
 /// any fractional precision, truncated to milliseconds) into Unix ms.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -50,8 +51,16 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     }
     let offset_min = match b.get(i)? {
         b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+        // `±HH:MM` (RFC 3339), and `±HHMM` and `±HH`, which ISO 8601 and
+        // JSON Schema's `date-time` validators accept too.
+        sign @ (b'+' | b'-') if matches!(b.len() - i, 3 | 5 | 6) => {
+            let minutes_at = match b.len() - i {
+                6 if b[i + 3] == b':' => Some(i + 4),
+                6 => return None,
+                5 => Some(i + 3),
+                _ => None,
+            };
+            let (oh, om) = (num(i + 1..i + 3)?, minutes_at.map_or(Some(0), |m| num(m..m + 2))?);
             if oh > 23 || om > 59 {
                 return None;
             }

@@ -4,20 +4,17 @@
 // set, and one structured log line per request.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer as netServer } from 'node:net';
 import WebSocket from 'ws';
-import Ajv2020 from 'ajv/dist/2020.js';
-import addFormats from 'ajv-formats';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { startWorker, postCallback, uniqueId, basic, API, SECRETS } from './harness.mjs';
-import { startFakeBandwidth } from './fake-bandwidth.mjs';
+import { Contract } from '../support/openapi.mjs';
+import { startWorker, postCallback, uniqueId, basic, API, SECRETS, sha256, inboundEvent } from './harness.mjs';
+import { freePort } from '../support/ports.mjs';
+import { startFakeBandwidth } from '../support/fake-bandwidth.mjs';
 
 const ACCOUNT = '9900000';
 const KEY = 'operability-client-key';
 const OTHER = 'operability-other-key';
-const sha = (s) => createHash('sha256').update(s).digest('hex');
 const PNG = Buffer.from(
   'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==', 'base64');
 
@@ -25,7 +22,7 @@ let fake;
 let deadPort;
 before(async () => {
   fake = await startFakeBandwidth();
-  deadPort = await new Promise((res) => { const s = netServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+  deadPort = await freePort();
 });
 after(async () => { await fake?.close(); });
 
@@ -34,8 +31,8 @@ const vars = (extra = {}) => ({
   BW_CLIENT_ID: 'ops-client', BW_CLIENT_SECRET: 'ops-client-secret',
   BANDWIDTH_API_BASE: `${fake.url}/api/v2`, BANDWIDTH_TOKEN_URL: `${fake.url}/api/v1/oauth2/token`,
   CLIENT_KEYS: JSON.stringify([
-    { id: 'web', key_sha256: sha(KEY), allowed_from: ['+15551110000'], allowed_origins: ['https://app.example.com'] },
-    { id: 'other', key_sha256: sha(OTHER), allowed_from: ['+15559990000'] },
+    { id: 'web', key_sha256: sha256(KEY), allowed_from: ['+15551110000'], allowed_origins: ['https://app.example.com'] },
+    { id: 'other', key_sha256: sha256(OTHER), allowed_from: ['+15559990000'] },
   ]),
   FORWARD_TARGETS: JSON.stringify([{ id: 'down', url: `http://127.0.0.1:${deadPort}/down`, secret: 'whsec_' + Buffer.from('ops-target-secret').toString('base64') }]),
   FORWARD_RETRY_BASE_MS: '100', FORWARD_RETRY_MAX_MS: '200', FORWARD_GIVE_UP_MS: '600',
@@ -49,12 +46,7 @@ function outbound(id, type, { to = '+15552220001', time = new Date().toISOString
     message: { id, owner: '+15551110000', applicationId: 'app', time, segmentCount: 1, direction: 'out', to: [to], from: '+15551110000', text: '' },
   }];
 }
-function inbound(id, from, { media, time = new Date().toISOString() } = {}) {
-  return [{
-    type: 'message-received', time, description: 'in', to: '+15551110000',
-    message: { id, owner: '+15551110000', applicationId: 'app', time, segmentCount: 1, direction: 'in', to: ['+15551110000'], from, text: 'hi', ...(media ? { media } : {}) },
-  }];
-}
+const inbound = (id, from, { media, time } = {}) => [inboundEvent({ id, from, media, time, description: 'in' })];
 
 const metric = (text, line) => {
   const found = text.split('\n').find((l) => l.startsWith(`${line} `));
@@ -152,58 +144,9 @@ test('metrics equal a known set of callbacks, exactly, and stay true across an e
 // ---- The OpenAPI document, and every route's real answers against it ----
 
 let doc;
-let ajv;
-const validators = new Map();
-/** A schema of the document, compiled with the document's components at
- * its root, so its `#/components/schemas/…` references resolve. */
-function compiled(schema) {
-  if (!validators.has(schema)) validators.set(schema, ajv.compile({ ...schema, components: doc.components }));
-  return validators.get(schema);
-}
-const covered = new Set(); // "METHOD /template STATUS"
-
-function operationOf(method, path) {
-  for (const [template, item] of Object.entries(doc.paths)) {
-    // A parameter is one segment, but the media file's name, the last
-    // parameter of its path, spans the rest.
-    const pattern = template.replace(/[.*+?^$()|[\]\\]/g, '\\$&')
-      .replace(/\{name\}$/, '(.+)').replace(/\{[^}]+\}/g, '([^/]+)');
-    if (new RegExp(`^${pattern}$`).test(path) && item[method.toLowerCase()]) return { template, op: item[method.toLowerCase()] };
-  }
-  return null;
-}
-
-function resolveRef(x) {
-  while (x && x.$ref) x = x.$ref.split('/').slice(1).reduce((o, k) => o[k], doc);
-  return x;
-}
-
-/** Checks a real answer against the document: the route, the status and,
- * for JSON (and NDJSON lines), the body's schema. */
-async function checked(method, path, res, { body } = {}) {
-  const url = new URL(path, 'http://x');
-  const found = operationOf(method, url.pathname);
-  assert.ok(found, `${method} ${url.pathname} is not in the document`);
-  const response = resolveRef(found.op.responses[String(res.status)] ?? found.op.responses.default);
-  assert.ok(response, `${method} ${found.template} answered ${res.status}, which the document does not list`);
-  covered.add(`${method} ${found.template} ${res.status}`);
-  const text = body ?? (res.status === 101 ? '' : await res.text());
-  const content = response.content;
-  if (!content) return text;
-  const type = (res.headers.get('content-type') ?? '').split(';')[0].trim();
-  const media = content[type] ?? content['*/*'];
-  assert.ok(media, `${method} ${found.template} ${res.status}: Content-Type ${type} is not documented (${Object.keys(content)})`);
-  const validate = (schema, value, what) => {
-    const v = compiled(schema);
-    assert.ok(v(value), `${what}: ${JSON.stringify(v.errors, null, 1)}\n${JSON.stringify(value).slice(0, 800)}`);
-  };
-  if (type === 'application/json') {
-    validate(media.schema, JSON.parse(text), `${method} ${found.template} ${res.status}`);
-  } else if (type === 'application/x-ndjson') {
-    for (const line of text.split('\n').filter(Boolean)) validate(media['x-line-schema'], JSON.parse(line), `${found.template} line`);
-  }
-  return text;
-}
+/** The document as a contract (`tests/support/openapi.mjs`). */
+let contract;
+const checked = (...args) => contract.checked(...args);
 
 test('GET /openapi.json is a valid OpenAPI 3.1 document, served without credentials', async () => {
   const w = await startWorker({ vars: vars() });
@@ -215,10 +158,9 @@ test('GET /openapi.json is a valid OpenAPI 3.1 document, served without credenti
     assert.equal(doc.openapi, '3.1.0');
     const result = await new Validator().validate(doc);
     assert.equal(result.valid, true, JSON.stringify(result.errors, null, 1));
-    ajv = new Ajv2020({ strict: false, allErrors: true });
-    addFormats(ajv);
+    contract = new Contract(doc);
     // Every component schema compiles.
-    for (const schema of Object.values(doc.components.schemas)) compiled(schema);
+    for (const schema of Object.values(doc.components.schemas)) contract.compiled(schema);
     await checked('GET', '/openapi.json', r, { body: JSON.stringify(doc) });
   } finally {
     await w.stop();
@@ -348,12 +290,12 @@ test('every route answers as the OpenAPI document says, errors included', async 
     const missing = [];
     for (const [template, item] of Object.entries(doc.paths)) {
       for (const method of Object.keys(item)) {
-        const ok = [...covered].some((c) => c.startsWith(`${method.toUpperCase()} ${template} `) && /\s(2\d\d|101)$/.test(c));
+        const ok = [...contract.covered].some((c) => c.startsWith(`${method.toUpperCase()} ${template} `) && /\s(2\d\d|101)$/.test(c));
         if (!ok) missing.push(`${method.toUpperCase()} ${template}`);
       }
     }
     assert.deepEqual(missing, [], 'operations never seen answering 2xx');
-    console.log(`${covered.size} (operation, status) pairs checked against the document`);
+    console.log(`${contract.covered.size} (operation, status) pairs checked against the document`);
   } finally {
     await w.stop();
   }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 use crate::identity::sha256_hex;
 use crate::percent::percent_decode;
+use crate::route::query_int;
 use crate::send::is_e164;
 use crate::time::parse_rfc3339_ms;
 
@@ -228,14 +229,14 @@ fn parse_tn(name: &str, v: &str) -> Result<TnFilter, ApiError> {
 }
 
 fn parse_limit(v: &str) -> Result<u32, ApiError> {
-    match v.parse::<u32>() {
-        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+    match query_int::<u32>(v) {
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
         _ => Err(bad(format!("`limit` must be a whole number from 1 to {MAX_LIMIT}."))),
     }
 }
 
 fn parse_int(name: &str, v: &str) -> Result<i64, ApiError> {
-    v.parse().map_err(|_| bad(format!("`{name}` must be a whole number.")))
+    query_int(v).ok_or_else(|| bad(format!("`{name}` must be a whole number.")))
 }
 
 fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
