@@ -10,8 +10,8 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ROOT, LEDGER_BUILD, freePort, writeConfig, startWorkerd, readWranglerToml, loadgen } from './workerd.mjs';
-import { startFakeBandwidth } from '../tests/e2e/fake-bandwidth.mjs';
-import { crashRestart } from '../tests/e2e/crash.mjs';
+import { startFakeBandwidth } from '../tests/support/fake-bandwidth.mjs';
+import { crashRestart } from '../tests/support/crash.mjs';
 import WebSocket from 'ws';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);

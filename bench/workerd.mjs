@@ -3,7 +3,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFileSync, writeFileSync, mkdirSync, createWriteStream } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,13 +20,7 @@ export async function loadgen(addr, args) {
   return JSON.parse(stdout.trim().split('\n').at(-1));
 }
 
-export async function freePort() {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.on('error', rej);
-    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => res(port)); });
-  });
-}
+export { freePort } from '../tests/support/ports.mjs';
 
 /** The bits of wrangler.toml the config needs: vars, DO bindings, date. */
 export function readWranglerToml() {

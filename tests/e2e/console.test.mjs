@@ -4,14 +4,13 @@
 // shown inline. Saves a screenshot.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { createServer as netServer } from 'node:net';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
-import { startWorker, postCallback, uniqueId, SECRETS, ROOT } from './harness.mjs';
-import { startFakeBandwidth } from './fake-bandwidth.mjs';
+import { startWorker, postCallback, uniqueId, SECRETS, ROOT, sha256 } from './harness.mjs';
+import { freePort } from '../support/ports.mjs';
+import { startFakeBandwidth } from '../support/fake-bandwidth.mjs';
 
 const KEY = 'console-client-key';
 
@@ -50,14 +49,14 @@ before(async () => {
   assert.ok(executablePath, `no Chromium found (tried ${CANDIDATES.join(', ')}): scripts/setup.sh installs Debian's chromium, or set CHROMIUM_PATH`);
   fake = await startFakeBandwidth();
   // A forwarding target nobody listens on: its forwards die quickly.
-  const deadPort = await new Promise((res) => { const s = netServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+  const deadPort = await freePort();
   w = await startWorker({ vars: {
     FORWARD_TARGETS: JSON.stringify([{ id: 'down', url: `http://127.0.0.1:${deadPort}/down`, secret: 'whsec_' + Buffer.from('console-target').toString('base64') }]),
     FORWARD_RETRY_BASE_MS: '100', FORWARD_RETRY_MAX_MS: '200', FORWARD_GIVE_UP_MS: '800',
     BW_ACCOUNT_ID: '9900000', BW_APPLICATION_ID: 'console-app',
     BANDWIDTH_API_BASE: `${fake.url}/api/v2`, BANDWIDTH_TOKEN_URL: `${fake.url}/api/v1/oauth2/token`,
     BW_CLIENT_ID: 'id', BW_CLIENT_SECRET: 'secret',
-    CLIENT_KEYS: JSON.stringify([{ id: 'console', key_sha256: createHash('sha256').update(KEY).digest('hex'), allowed_from: ['+15551110000'], allowed_origins: [] }]),
+    CLIENT_KEYS: JSON.stringify([{ id: 'console', key_sha256: sha256(KEY), allowed_from: ['+15551110000'], allowed_origins: [] }]),
   } });
   browser = await chromium.launch({
     executablePath, headless: true,
@@ -235,7 +234,7 @@ test('a wrong token is refused and the console asks again', async () => {
 });
 
 test('search, filters, pages, the outcomes chart for a known data set, and replaying one dead forward', async () => {
-  const deadPort = await new Promise((res) => { const s = netServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+  const deadPort = await freePort();
   const ops = await startWorker({ vars: {
     FORWARD_TARGETS: JSON.stringify([{ id: 'down', url: `http://127.0.0.1:${deadPort}/down`, secret: 'whsec_' + Buffer.from('console-ops-target').toString('base64'), events: ['message.received'] }]),
     FORWARD_RETRY_BASE_MS: '100', FORWARD_RETRY_MAX_MS: '200', FORWARD_GIVE_UP_MS: '600',

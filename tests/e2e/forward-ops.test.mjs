@@ -4,57 +4,17 @@
 // GET /outbox shows about a broken endpoint.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
 import { Webhook } from 'standardwebhooks';
-import { startWorker, postCallback, getJson, uniqueId, statusEvent, API } from './harness.mjs';
+import { startReceiver, whsec } from '../support/receiver.mjs';
+import { startWorker, postCallback, getJson, uniqueId, statusEvent, API, waitFor } from './harness.mjs';
 
-const secret = (name) => 'whsec_' + Buffer.from(`secret-for-${name}`).toString('base64');
-
-/** Per-target behaviour, changeable by each test. */
-const behaviour = {};
-/** Every request the receiver saw: { target, id, at, status, body, headers }. */
-const seen = [];
+/** Per-target behaviour and every request seen (`startReceiver`). */
+let behaviour;
+let seen;
 let receiver;
-
-async function startReceiver() {
-  const srv = createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const target = req.url.slice(1);
-      const id = req.headers['webhook-id'];
-      const b = behaviour[target] ?? {};
-      const attempt = seen.filter((s) => s.target === target && s.id === id).length + 1;
-      const entry = { target, id, at: Date.now(), attempt, headers: req.headers, raw: Buffer.concat(chunks).toString('utf8') };
-      entry.body = JSON.parse(entry.raw);
-      seen.push(entry);
-      if (b.hang) return; // never answers
-      entry.status = b.failFirst && attempt === 1 ? 503 : (b.status ?? 204);
-      if (b.bigBody) {
-        res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
-        const chunk = Buffer.alloc(1024 * 1024, 'x');
-        for (let i = 0; i < 10; i++) res.write(chunk);
-        return res.end();
-      }
-      res.writeHead(entry.status);
-      res.end(entry.status >= 300 ? 'not now' : '');
-    });
-  });
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  return { srv, url: `http://127.0.0.1:${srv.address().port}` };
-}
 
 const sent = (target, messageId) => seen.filter((s) => s.target === target && s.body.messageId === messageId);
 
-async function waitFor(pred, ms) {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    const v = await pred();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return pred();
-}
 
 /** A group message to three recipients, delivered to each. */
 function groupMessage(id) {
@@ -63,12 +23,15 @@ function groupMessage(id) {
   return to.map((n) => ({ ...statusEvent(id, { type: 'message-delivered', to: n }), message }));
 }
 
-before(async () => { receiver = await startReceiver(); });
-after(() => { receiver?.srv.closeAllConnections?.(); receiver?.srv.close(); });
+before(async () => {
+  receiver = await startReceiver();
+  ({ behaviour, seen } = receiver);
+});
+after(() => { receiver?.close(); });
 
 test('default schedule: every refused first attempt is retried on time, across a restart, with no request to wake it', async () => {
-  behaviour.flaky = { failFirst: true };
-  const targets = JSON.stringify([{ id: 'flaky', url: `${receiver.url}/flaky`, secret: secret('flaky') }]);
+  behaviour.flaky = { failEachFirstAttempt: true };
+  const targets = JSON.stringify([{ id: 'flaky', url: `${receiver.url}/flaky`, secret: whsec('flaky') }]);
   let w = await startWorker({ vars: { FORWARD_TARGETS: targets } });
   try {
     const id = uniqueId('default-schedule');
@@ -95,11 +58,11 @@ test('default schedule: every refused first attempt is retried on time, across a
 
 let w;
 const TARGETS = () => JSON.stringify([
-  { id: 'healthy', url: `${receiver.url}/healthy`, secret: secret('healthy') },
-  { id: 'hang', url: `${receiver.url}/hang`, secret: secret('hang') },
-  { id: 'rotating', url: `${receiver.url}/rotating`, secrets: [secret('new'), secret('old')], events: ['message.status'] },
-  { id: 'down', url: `${receiver.url}/down`, secret: secret('down'), events: ['message.status'] },
-  { id: 'big', url: `${receiver.url}/big`, secret: secret('big'), events: ['message.status'] },
+  { id: 'healthy', url: `${receiver.url}/healthy`, secret: whsec('healthy') },
+  { id: 'hang', url: `${receiver.url}/hang`, secret: whsec('hang') },
+  { id: 'rotating', url: `${receiver.url}/rotating`, secrets: [whsec('new'), whsec('old')], events: ['message.status'] },
+  { id: 'down', url: `${receiver.url}/down`, secret: whsec('down'), events: ['message.status'] },
+  { id: 'big', url: `${receiver.url}/big`, secret: whsec('big'), events: ['message.status'] },
 ]);
 
 test('compressed schedule: start a Worker with a hanging, a rotating, a down and a big-reply target', async () => {
@@ -132,14 +95,14 @@ test('rotation: each delivery carries a signature per secret, and either secret 
   assert.ok(d, 'delivered');
   assert.equal(d.headers['webhook-signature'].split(' ').length, 2);
   for (const name of ['new', 'old']) {
-    const verified = new Webhook(secret(name)).verify(d.raw, {
+    const verified = new Webhook(whsec(name)).verify(d.raw, {
       'webhook-id': d.headers['webhook-id'],
       'webhook-timestamp': d.headers['webhook-timestamp'],
       'webhook-signature': d.headers['webhook-signature'],
     });
     assert.equal(verified.messageId, id, `verified with the ${name} secret`);
   }
-  assert.throws(() => new Webhook(secret('other')).verify(d.raw, {
+  assert.throws(() => new Webhook(whsec('other')).verify(d.raw, {
     'webhook-id': d.headers['webhook-id'], 'webhook-timestamp': d.headers['webhook-timestamp'], 'webhook-signature': d.headers['webhook-signature'],
   }), 'a secret not configured does not verify');
 });

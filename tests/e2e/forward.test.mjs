@@ -3,67 +3,29 @@
 // independent `standardwebhooks` implementation.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { createServer as netServer } from 'node:net';
-import { Webhook } from 'standardwebhooks';
-import { startWorker, postCallback, getJson, uniqueId, statusEvent, API } from './harness.mjs';
+import { startReceiver, whsec } from '../support/receiver.mjs';
+import { startWorker, postCallback, getJson, uniqueId, statusEvent, API, waitFor, inboundEvent } from './harness.mjs';
+import { freePort } from '../support/ports.mjs';
 
-const secret = (s) => 'whsec_' + Buffer.from(`secret-for-${s}-0123456789abcdef`).toString('base64');
-const received = []; // { target, id, body, headers, verified }
-const behaviour = {}; // target -> { failFirst: n, status }
-const attempts = {}; // target -> count
+/** Every request the receiver saw, and how each target answers (`startReceiver`). */
+let received;
+let behaviour;
+/** Requests target `t` has had. */
+const count = (t) => received.filter((r) => r.target === t).length;
 
 let receiver;
 let w;
 let deadPort;
 
-async function startReceiver() {
-  const srv = createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const target = req.url.slice(1);
-      const body = Buffer.concat(chunks).toString('utf8');
-      attempts[target] = (attempts[target] ?? 0) + 1;
-      const b = behaviour[target] ?? {};
-      if (b.hang) { // never answers: the delivery times out
-        let messageId;
-        try { messageId = JSON.parse(body).messageId; } catch { /* not JSON */ }
-        received.push({ target, failed: true, held: true, id: req.headers['webhook-id'], messageId });
-        return;
-      }
-      if (b.status || (b.failFirst && attempts[target] <= b.failFirst)) {
-        received.push({ target, failed: true, id: req.headers['webhook-id'] });
-        res.writeHead(b.status ?? 503);
-        return res.end('not now');
-      }
-      let verified = false;
-      try {
-        new Webhook(secret(target)).verify(body, {
-          'webhook-id': req.headers['webhook-id'],
-          'webhook-timestamp': req.headers['webhook-timestamp'],
-          'webhook-signature': req.headers['webhook-signature'],
-        });
-        verified = true;
-      } catch { verified = false; }
-      received.push({ target, id: req.headers['webhook-id'], body: JSON.parse(body), verified, at: Date.now() });
-      res.writeHead(204);
-      res.end();
-    });
-  });
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  return { srv, url: `http://127.0.0.1:${srv.address().port}` };
-}
-
 function targets(url) {
-  const t = (id, extra = {}) => ({ id, url: `${url}/${id}`, secret: secret(id), ...extra });
+  const t = (id, extra = {}) => ({ id, url: `${url}/${id}`, secret: whsec(id), ...extra });
   return JSON.stringify([
     t('main'),
     t('flaky'),
     t('down'),
     t('statusonly', { events: ['message.status'] }),
     t('hang'),
-    { id: 'refused', url: `http://127.0.0.1:${deadPort}/refused`, secret: secret('refused') },
+    { id: 'refused', url: `http://127.0.0.1:${deadPort}/refused`, secret: whsec('refused') },
   ]);
 }
 
@@ -73,31 +35,18 @@ const vars = () => ({
 });
 
 before(async () => {
-  deadPort = await new Promise((res) => { const s = netServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
-  receiver = await startReceiver();
+  deadPort = await freePort();
+  receiver = await startReceiver({ secretOf: whsec });
+  ({ seen: received, behaviour } = receiver);
   behaviour.down = { status: 500 };
   behaviour.hang = { hang: true };
   w = await startWorker({ vars: vars() });
 });
-after(async () => { await w?.stop(); receiver?.srv.closeAllConnections?.(); receiver?.srv.close(); });
+after(async () => { await w?.stop(); receiver?.close(); });
 
-async function waitFor(pred, ms = 8000) {
-  const t0 = Date.now();
-  for (;;) {
-    const v = pred();
-    if (v) return v;
-    if (Date.now() - t0 > ms) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 const docs = (target, messageId) => received.filter((r) => r.target === target && !r.failed && r.body.messageId === messageId);
 
-function inbound(id, text) {
-  return {
-    type: 'message-received', time: new Date().toISOString(), description: 'Incoming message received', to: '+15551110000',
-    message: { id, owner: '+15551110000', applicationId: 'app', time: new Date().toISOString(), segmentCount: 1, direction: 'in', to: ['+15551110000'], from: '+15554440001', text, media: [] },
-  };
-}
+const inbound = (id, text) => inboundEvent({ id, text, media: [] });
 
 test('an inbound message is forwarded once, signed per Standard Webhooks, with its content', async () => {
   const id = uniqueId('fwd-in');
@@ -121,7 +70,7 @@ test('an inbound message is forwarded once, signed per Standard Webhooks, with i
 
 test('a receiver failing the first attempts gets it eventually, with the same webhook-id', async () => {
   const id = uniqueId('fwd-flaky');
-  behaviour.flaky = { failFirst: (attempts.flaky ?? 0) + 3 };
+  behaviour.flaky = { failFirst: count('flaky') + 3 };
   await postCallback(w.url, [statusEvent(id, { type: 'message-delivered' })]);
   const ok = await waitFor(() => docs('flaky', id).find((d) => d.body.status === 'delivered'));
   assert.ok(ok, 'eventually delivered');
@@ -237,10 +186,10 @@ test('killed mid-delivery (the target holds the request open): the lease runs ou
   try {
     const id = uniqueId('fwd-held');
     behaviour.main = { hang: true };
-    const heldBefore = attempts.main ?? 0;
+    const heldBefore = count('main');
     await postCallback(rt.url, [statusEvent(id, { type: 'message-sent' })]);
     // The delivery is open at the receiver, unanswered, when the runtime dies.
-    assert.ok(await waitFor(() => (attempts.main ?? 0) > heldBefore, 10000), 'the delivery reached the target');
+    assert.ok(await waitFor(() => count('main') > heldBefore, 10000), 'the delivery reached the target');
     await rt.kill();
     behaviour.main = {};
     rt = await startWorker({ persistDir: rt.persistDir, vars: restartVars });

@@ -1,13 +1,16 @@
 // Starts the built Worker under real workerd (wrangler dev, local mode) on a
-// free port with its own persistence directory, and stops or kills it.
+// free port with its own persistence directory, and stops or kills it; and
+// the helpers the end-to-end tests share (one meaning each).
 // The Worker must already be built (scripts/test.sh builds it once): the
 // generated config has no [build] step, so wrangler starts in seconds.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, createWriteStream } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../support/ports.mjs';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 
@@ -23,18 +26,6 @@ export function basic(user = SECRETS.CALLBACK_USER, pass = SECRETS.CALLBACK_PASS
   return 'Basic ' + Buffer.from(`${user}:${pass}`).toString('base64');
 }
 export const API = { Authorization: `Bearer ${SECRETS.API_TOKEN}` };
-
-async function freePort() {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => res(port));
-    });
-  });
-}
 
 /** wrangler.toml without its [build] section, pointing at the built output
  * (`build/`, or `build-test/` for the fault-injection variant). */
@@ -214,4 +205,52 @@ export async function settled(url, id, { timeoutMs = 20_000 } = {}) {
     if (Date.now() > deadline) throw new Error(`media of ${id} still pending: ${JSON.stringify(media)}`);
     await new Promise((res) => setTimeout(res, 100));
   }
+}
+
+/** SHA-256 of a string or bytes, as hex (how `CLIENT_KEYS` holds a key). */
+export function sha256(data) {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * Calls `pred` (sync or async) until it answers something truthy, and
+ * answers that; after `ms` it answers `pred`'s last answer, falsy, for the
+ * caller to assert on.
+ */
+export async function waitFor(pred, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await pred();
+    if (v || Date.now() > deadline) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Runs one SQL statement on a ledger shard of a test build (`build-test`):
+ * the shard that holds message `where`, or shard number `where`. Answers
+ * the rows.
+ */
+export async function shardSql(url, where, sql, params = []) {
+  const target = typeof where === 'number' ? { shard: where } : { messageId: where };
+  return testSql(url, '/__test/shard-sql', { ...target, sql, params });
+}
+
+/** One SQL statement on client key `keyId`'s guard (a test build). */
+export async function guardSql(url, keyId, sql, params = []) {
+  return testSql(url, '/__test/guard-sql', { keyId, sql, params });
+}
+
+async function testSql(url, route, body) {
+  const r = await fetch(`${url}${route}`, { method: 'POST', headers: { ...API, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await r.text();
+  assert.equal(r.status, 200, `${route} ${body.sql}: ${text}`);
+  return JSON.parse(text).rows;
+}
+
+/** A `message-received` event: `from` texted our number `to`. */
+export function inboundEvent({ id = uniqueId('in'), from = '+15554440001', to = '+15551110000', text = 'hi', media, time = new Date().toISOString(), applicationId = 'app', description = 'Incoming message received' } = {}) {
+  const message = { id, owner: to, applicationId, time, segmentCount: 1, direction: 'in', to: [to], from, text };
+  if (media !== undefined) message.media = media;
+  return { type: 'message-received', time, description, to, message };
 }

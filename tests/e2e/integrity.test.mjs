@@ -5,35 +5,27 @@
 // install a failing trigger and to delete derived rows by hand.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
 import { request } from 'node:http';
-import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
-import { startWorker, postCallback, getJson, uniqueId, statusEvent, API, SECRETS } from './harness.mjs';
+import { startReceiver } from '../support/receiver.mjs';
+import { startWorker, postCallback, getJson, uniqueId, statusEvent, API, SECRETS, sha256, waitFor, shardSql } from './harness.mjs';
 
 const ACCOUNT = '9900000';
 const KEY = 'integrity-client-key';
 const CLIENT_KEYS = JSON.stringify([
-  { id: 'web', key_sha256: createHash('sha256').update(KEY).digest('hex'), allowed_from: ['+15551110000'] },
+  { id: 'web', key_sha256: sha256(KEY), allowed_from: ['+15551110000'] },
 ]);
 const SECRET = 'whsec_' + Buffer.from('integrity-target-secret').toString('base64');
 
 let w;
 let receiver;
-const received = [];
+/** Every forward the receiver saw. */
+let received;
 
 before(async () => {
-  receiver = createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      received.push({ id: req.headers['webhook-id'], body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
-      res.writeHead(204);
-      res.end();
-    });
-  });
-  await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
-  const target = { id: 'main', url: `http://127.0.0.1:${receiver.address().port}/main`, secret: SECRET };
+  receiver = await startReceiver();
+  received = receiver.seen;
+  const target = { id: 'main', url: `${receiver.url}/main`, secret: SECRET };
   w = await startWorker({
     build: 'build-test',
     vars: {
@@ -43,17 +35,8 @@ before(async () => {
     },
   });
 });
-after(async () => { await w?.stop(); receiver?.closeAllConnections?.(); receiver?.close(); });
+after(async () => { await w?.stop(); receiver?.close(); });
 
-async function shardSql(messageId, sql, params = []) {
-  const r = await fetch(`${w.url}/__test/shard-sql`, {
-    method: 'POST', headers: { ...API, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ messageId, sql, params }),
-  });
-  const text = await r.text();
-  assert.equal(r.status, 200, `shard-sql ${sql}: ${text}`);
-  return JSON.parse(text).rows;
-}
 
 const listed = async (id) => {
   const r = await getJson(w.url, `/api/v2/users/${ACCOUNT}/messages?messageId=${encodeURIComponent(id)}`);
@@ -61,14 +44,6 @@ const listed = async (id) => {
   return r.json.messages;
 };
 
-async function waitFor(pred, ms = 15000) {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await pred()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return pred();
-}
 
 function subscribe() {
   return new Promise((resolve, reject) => {
@@ -95,7 +70,7 @@ test('a statement failing after the events were written leaves nothing; the retr
   const id = uniqueId('atomic');
   // Fails the first outbox insert for this message: after the events are
   // inserted, before the list rows are written.
-  await shardSql(id, `CREATE TRIGGER fail_${id.replace(/\W/g, '_')} BEFORE INSERT ON outbox
+  await shardSql(w.url, id, `CREATE TRIGGER fail_${id.replace(/\W/g, '_')} BEFORE INSERT ON outbox
     WHEN NEW.message_id = '${id}' BEGIN SELECT RAISE(ABORT, 'injected fault'); END`);
   const events = groupEvents(id);
   const refused = await postCallback(w.url, events);
@@ -106,12 +81,12 @@ test('a statement failing after the events were written leaves nothing; the retr
   assert.equal(refused.headers.get('retry-after'), '1');
 
   // Nothing of that write remains: no event, no list row, no outbox row.
-  assert.deepEqual(await shardSql(id, 'SELECT COUNT(*) AS n FROM events WHERE message_id = ?', [id]), [{ n: 0 }]);
-  assert.deepEqual(await shardSql(id, 'SELECT COUNT(*) AS n FROM message_rows WHERE message_id = ?', [id]), [{ n: 0 }]);
-  assert.deepEqual(await shardSql(id, 'SELECT COUNT(*) AS n FROM outbox WHERE message_id = ?', [id]), [{ n: 0 }]);
+  assert.deepEqual(await shardSql(w.url, id, 'SELECT COUNT(*) AS n FROM events WHERE message_id = ?', [id]), [{ n: 0 }]);
+  assert.deepEqual(await shardSql(w.url, id, 'SELECT COUNT(*) AS n FROM message_rows WHERE message_id = ?', [id]), [{ n: 0 }]);
+  assert.deepEqual(await shardSql(w.url, id, 'SELECT COUNT(*) AS n FROM outbox WHERE message_id = ?', [id]), [{ n: 0 }]);
   assert.equal((await getJson(w.url, `/messages/${id}`)).status, 404);
 
-  await shardSql(id, `DROP TRIGGER fail_${id.replace(/\W/g, '_')}`);
+  await shardSql(w.url, id, `DROP TRIGGER fail_${id.replace(/\W/g, '_')}`);
   const live = await subscribe();
   try {
     // Bandwidth's retry: every event is new (a partial commit would have
@@ -140,7 +115,7 @@ test('a duplicate of a message whose list rows were lost rebuilds them, with its
   const before = await listed(id);
   assert.equal(before.length, 2);
 
-  await shardSql(id, 'DELETE FROM message_rows WHERE message_id = ?', [id]);
+  await shardSql(w.url, id, 'DELETE FROM message_rows WHERE message_id = ?', [id]);
   assert.deepEqual(await listed(id), [], 'the damage is visible');
 
   const dup = await postCallback(w.url, [events[1]]);
@@ -152,19 +127,19 @@ test('a duplicate of a message whose list rows were lost rebuilds them, with its
 
   // A healthy duplicate writes nothing: the rows are compared, not
   // rewritten. Triggers note any write to the list rows meanwhile.
-  await shardSql(id, 'CREATE TABLE row_writes (op TEXT)');
+  await shardSql(w.url, id, 'CREATE TABLE row_writes (op TEXT)');
   for (const op of ['INSERT', 'UPDATE', 'DELETE']) {
-    await shardSql(id, `CREATE TRIGGER watch_${op.toLowerCase()} AFTER ${op} ON message_rows BEGIN INSERT INTO row_writes VALUES ('${op}'); END`);
+    await shardSql(w.url, id, `CREATE TRIGGER watch_${op.toLowerCase()} AFTER ${op} ON message_rows BEGIN INSERT INTO row_writes VALUES ('${op}'); END`);
   }
   try {
     assert.equal((await postCallback(w.url, [events[2]])).status, 200);
-    assert.deepEqual(await shardSql(id, 'SELECT op FROM row_writes'), []);
+    assert.deepEqual(await shardSql(w.url, id, 'SELECT op FROM row_writes'), []);
     // The watch works: a real change is seen.
-    await shardSql(id, "UPDATE message_rows SET flags = flags WHERE message_id = ?", [id]);
-    assert.deepEqual(await shardSql(id, 'SELECT DISTINCT op FROM row_writes'), [{ op: 'UPDATE' }]);
+    await shardSql(w.url, id, "UPDATE message_rows SET flags = flags WHERE message_id = ?", [id]);
+    assert.deepEqual(await shardSql(w.url, id, 'SELECT DISTINCT op FROM row_writes'), [{ op: 'UPDATE' }]);
   } finally {
-    for (const op of ['insert', 'update', 'delete']) await shardSql(id, `DROP TRIGGER watch_${op}`);
-    await shardSql(id, 'DROP TABLE row_writes');
+    for (const op of ['insert', 'update', 'delete']) await shardSql(w.url, id, `DROP TRIGGER watch_${op}`);
+    await shardSql(w.url, id, 'DROP TABLE row_writes');
   }
 });
 
@@ -177,8 +152,8 @@ test('a lost forward is rebuilt by the next duplicate when the list row is stale
   assert.equal((await postCallback(w.url, [delivered1])).status, 200);
   assert.ok(await waitFor(() => received.some((r) => r.body.messageId === id && r.body.status === 'delivered')));
   const forwarded = received.filter((r) => r.body.messageId === id).length;
-  await shardSql(id, "UPDATE message_rows SET state = 'sending', message_status = 'SENDING' WHERE message_id = ?", [id]);
-  await shardSql(id, "DELETE FROM outbox WHERE message_id = ? AND payload LIKE '%\"status\":\"delivered\"%'", [id]);
+  await shardSql(w.url, id, "UPDATE message_rows SET state = 'sending', message_status = 'SENDING' WHERE message_id = ?", [id]);
+  await shardSql(w.url, id, "DELETE FROM outbox WHERE message_id = ? AND payload LIKE '%\"status\":\"delivered\"%'", [id]);
 
   assert.equal((await postCallback(w.url, [delivered1])).status, 200);
   assert.equal((await listed(id)).find((r) => r.destinationTn === '+15552220001').messageStatus, 'DELIVERED');
@@ -228,7 +203,7 @@ test('an unmodelled number of any size is stored exactly and the message reads b
     const m = await getJson(w.url, `/messages/${id}`);
     assert.equal(m.status, 200, m.text);
     assert.equal((await listed(id)).length, 1);
-    const raw = await shardSql(id, 'SELECT raw FROM events WHERE message_id = ?', [id]);
+    const raw = await shardSql(w.url, id, 'SELECT raw FROM events WHERE message_id = ?', [id]);
     assert.equal(raw[0].raw, body.slice(1, -1), 'kept byte for byte');
   }
 });
@@ -290,10 +265,10 @@ test('a message\'s events are found through the event key index, with no per-mes
   const id = uniqueId('plan');
   await postCallback(w.url, [statusEvent(id, { type: 'message-sending', time: '2026-11-20T15:04:05.000Z' })]);
   await postCallback(w.url, [statusEvent(id, { type: 'message-delivered', time: '2026-11-20T15:04:07.000Z' })]);
-  const indexes = (await shardSql(id, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")).map((r) => r.name);
+  const indexes = (await shardSql(w.url, id, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")).map((r) => r.name);
   assert.deepEqual(indexes, ['sqlite_autoindex_events_1'], 'only the unique index on event_key');
   // The query of reads::events_of (EVENTS_IN_RANGES): a seek per range.
-  const plan = (await shardSql(id, `EXPLAIN QUERY PLAN SELECT e.seq FROM json_each(?) AS r CROSS JOIN events AS e
+  const plan = (await shardSql(w.url, id, `EXPLAIN QUERY PLAN SELECT e.seq FROM json_each(?) AS r CROSS JOIN events AS e
      WHERE e.event_key >= json_extract(r.value, '$[0]') AND e.event_key < json_extract(r.value, '$[1]') ORDER BY e.seq`,
   [JSON.stringify([[`["${id}",`, `["${id}"-`]])])).map((r) => r.detail).join(' | ');
   assert.match(plan, /^SCAN r VIRTUAL TABLE .*\| SEARCH e USING (COVERING )?INDEX sqlite_autoindex_events_1 \(event_key>\? AND event_key<\?\)/, plan);

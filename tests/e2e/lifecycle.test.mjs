@@ -3,17 +3,16 @@
 // tombstones, and NDJSON/CSV export of a time window.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { createServer } from 'node:net';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { startWorker, postCallback, getJson, uniqueId, API } from './harness.mjs';
-import { startFakeBandwidth } from './fake-bandwidth.mjs';
+import { startWorker, postCallback, getJson, uniqueId, API, sha256, shardSql } from './harness.mjs';
+import { freePort } from '../support/ports.mjs';
+import { startFakeBandwidth } from '../support/fake-bandwidth.mjs';
 
 const ACCOUNT = '9900000';
 const DAY = 86_400_000;
 const KEY = 'lifecycle-client-key';
 const CLIENT_KEYS = JSON.stringify([{
-  id: 'web', key_sha256: createHash('sha256').update(KEY).digest('hex'), allowed_from: ['+15556000000'],
+  id: 'web', key_sha256: sha256(KEY), allowed_from: ['+15556000000'],
 }]);
 
 let w;
@@ -21,7 +20,7 @@ let fake;
 before(async () => {
   fake = await startFakeBandwidth();
   // A forwarding target nobody listens on: forwards stay queued (pending).
-  const closed = await new Promise((res) => { const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+  const closed = await freePort();
   w = await startWorker({
     build: 'build-test',
     vars: {
@@ -49,20 +48,11 @@ async function store(events) {
   assert.equal(r.status, 200, text);
   return JSON.parse(text);
 }
-async function shardSql(where, sql, params = []) {
-  const r = await fetch(`${w.url}/__test/shard-sql`, {
-    method: 'POST', headers: { ...API, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ ...(typeof where === 'number' ? { shard: where } : { messageId: where }), sql, params }),
-  });
-  const text = await r.text();
-  assert.equal(r.status, 200, text);
-  return JSON.parse(text).rows;
-}
 /** What a shard holds of message `id`, table by table. */
 async function held(id) {
   const out = {};
   for (const table of ['events', 'event_conflicts', 'message_rows', 'outbox']) {
-    out[table] = (await shardSql(id, `SELECT count(*) AS n FROM ${table} WHERE message_id = ?`, [id]))[0].n;
+    out[table] = (await shardSql(w.url, id, `SELECT count(*) AS n FROM ${table} WHERE message_id = ?`, [id]))[0].n;
   }
   return out;
 }
@@ -219,7 +209,7 @@ test('retention deletes exactly the messages older than the window, with everyth
     assert.ok(h.events >= 2 && h.event_conflicts === 1 && h.message_rows === 1 && h.outbox >= 1, JSON.stringify(h));
   }
   // An old saved send answer goes too.
-  await shardSql(old[0], 'INSERT INTO idempotency (scope_key, body_hash, created_ms, response) VALUES (?, ?, ?, NULL)', [`["web","${old[0]}"]`, 'h', now - 31 * DAY]);
+  await shardSql(w.url, old[0], 'INSERT INTO idempotency (scope_key, body_hash, created_ms, response) VALUES (?, ?, ?, NULL)', [`["web","${old[0]}"]`, 'h', now - 31 * DAY]);
   const youngBefore = await Promise.all(young.map((id) => getJson(w.url, `/messages/${encodeURIComponent(id)}`)));
 
   const r = await post('/retention/run', {});
@@ -232,7 +222,7 @@ test('retention deletes exactly the messages older than the window, with everyth
     assert.equal((await getJson(w.url, `/messages/${encodeURIComponent(id)}`)).status, 404);
     assert.deepEqual(await held(id), { events: 0, event_conflicts: 0, message_rows: 0, outbox: 0 }, id);
   }
-  assert.equal((await shardSql(old[0], 'SELECT count(*) AS n FROM idempotency WHERE scope_key = ?', [`["web","${old[0]}"]`]))[0].n, 0);
+  assert.equal((await shardSql(w.url, old[0], 'SELECT count(*) AS n FROM idempotency WHERE scope_key = ?', [`["web","${old[0]}"]`]))[0].n, 0);
   for (const [i, id] of young.entries()) {
     const now2 = await getJson(w.url, `/messages/${encodeURIComponent(id)}`);
     assert.deepEqual(now2.json, youngBefore[i].json, 'younger messages are untouched');

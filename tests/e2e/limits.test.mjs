@@ -4,13 +4,11 @@
 // Every refused send is checked to leave the fake and the ledger untouched.
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
-import { startWorker, API, SECRETS, getJson, postCallback, uniqueId } from './harness.mjs';
-import { startFakeBandwidth } from './fake-bandwidth.mjs';
+import { startWorker, API, SECRETS, getJson, postCallback, uniqueId, sha256 } from './harness.mjs';
+import { startFakeBandwidth } from '../support/fake-bandwidth.mjs';
 
 const ACCOUNT = '9900000';
-const sha = (s) => createHash('sha256').update(s).digest('hex');
 // Each key sends from its own number, so the ledger can be counted per key.
 const KEYS = {
   quota: { secret: 'quota-key', from: '+15553330001', daily_quota: 10 },
@@ -23,7 +21,7 @@ const KEYS = {
 };
 const CLIENT_KEYS = JSON.stringify(Object.entries(KEYS).map(([id, k]) => {
   const { secret, from, ...limits } = k;
-  return { id, key_sha256: sha(secret), allowed_from: [from], ...limits };
+  return { id, key_sha256: sha256(secret), allowed_from: [from], ...limits };
 }));
 
 let w;

@@ -1,16 +1,15 @@
 // List Messages and conversations against the Worker under workerd.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yaml from 'js-yaml';
 import { Configuration, MessagesApi } from 'bandwidth-sdk';
-import { startWorker, postCallback, getJson, uniqueId, ROOT, API } from './harness.mjs';
+import { startWorker, postCallback, getJson, uniqueId, ROOT, API, sha256 } from './harness.mjs';
 
 const ACCOUNT = '9900000';
 const CLIENT_KEY = 'list-client-key';
-const CLIENT_KEYS = JSON.stringify([{ id: 'reader', key_sha256: createHash('sha256').update(CLIENT_KEY).digest('hex'), allowed_from: ['+18005550100'] }]);
+const CLIENT_KEYS = JSON.stringify([{ id: 'reader', key_sha256: sha256(CLIENT_KEY), allowed_from: ['+18005550100'] }]);
 
 let w;
 before(async () => { w = await startWorker({ vars: { BW_ACCOUNT_ID: ACCOUNT, CLIENT_KEYS } }); });

@@ -2,12 +2,11 @@
 // callback's 2xx never waits for subscribers.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
-import { startWorker, postCallback, statusEvent, uniqueId, SECRETS } from './harness.mjs';
+import { startWorker, postCallback, statusEvent, uniqueId, SECRETS, sha256, waitFor } from './harness.mjs';
 
 const KEY = 'live-client-key';
-const CLIENT_KEYS = JSON.stringify([{ id: 'live', key_sha256: createHash('sha256').update(KEY).digest('hex'), allowed_from: ['+15557000001'] }]);
+const CLIENT_KEYS = JSON.stringify([{ id: 'live', key_sha256: sha256(KEY), allowed_from: ['+15557000001'] }]);
 let w;
 before(async () => { w = await startWorker({ vars: { CLIENT_KEYS, BW_ACCOUNT_ID: '9900000' } }); });
 after(async () => { await w?.stop(); });
@@ -25,7 +24,6 @@ function subscribe(query = '', token = SECRETS.API_TOKEN) {
     ws.on('error', reject);
   });
 }
-const until = async (pred, ms = 5000) => { const t0 = Date.now(); while (!pred() && Date.now() - t0 < ms) await new Promise((r) => setTimeout(r, 25)); return pred(); };
 
 test('authentication: a token only as a subprotocol; a query token or anything else is refused', async () => {
   const a = await subscribe();
@@ -42,7 +40,7 @@ test('authentication: a token only as a subprotocol; a query token or anything e
   const b2 = await subscribe();
   const id = uniqueId('live');
   await postCallback(w.url, [statusEvent(id, { type: 'message-sent' })]);
-  assert.ok(await until(() => a.messages.some((m) => m.messageId === id) && b2.messages.some((m) => m.messageId === id)));
+  assert.ok(await waitFor(() => a.messages.some((m) => m.messageId === id) && b2.messages.some((m) => m.messageId === id)));
   const doc = a.messages.find((m) => m.messageId === id);
   assert.equal(doc.type, 'message.status');
   assert.equal(doc.status, 'sent');
@@ -58,14 +56,14 @@ test('a client key sees only changes that involve its own numbers; filters by me
   const byNumber = await subscribe(`?number=${encodeURIComponent('+15557000099')}`);
   const ev = (id, from, to) => ({ ...statusEvent(id, { type: 'message-delivered', to }), message: { ...statusEvent(id).message, from, to: [to] } });
   await postCallback(w.url, [ev(mine, '+15557000001', '+15550000001'), ev(theirs, '+15559999999', '+15557000099')]);
-  assert.ok(await until(() => operator.messages.filter((m) => [mine, theirs].includes(m.messageId)).length === 2));
+  assert.ok(await waitFor(() => operator.messages.filter((m) => [mine, theirs].includes(m.messageId)).length === 2));
   await new Promise((r) => setTimeout(r, 300));
   assert.deepEqual(keyed.messages.map((m) => m.messageId), [mine]);
   assert.deepEqual(byMessage.messages.map((m) => m.messageId), [mine]);
   assert.deepEqual(byNumber.messages.map((m) => m.messageId), [theirs]);
   // Quarantine items are for the operator only.
   await postCallback(w.url, `not json ${uniqueId('q')}`);
-  assert.ok(await until(() => operator.messages.some((m) => m.type === 'quarantine.item')));
+  assert.ok(await waitFor(() => operator.messages.some((m) => m.type === 'quarantine.item')));
   await new Promise((r) => setTimeout(r, 200));
   assert.ok(!keyed.messages.some((m) => m.type === 'quarantine.item'));
   for (const s of [keyed, operator, byMessage, byNumber]) s.ws.close();
@@ -96,7 +94,7 @@ test('the callback 2xx does not wait for subscribers: a stalled subscriber chang
   assert.ok(latencies[99] < 10_000, `every callback answered within Bandwidth's 10 s: max ${latencies[99].toFixed(0)} ms`);
   // Resumed, a subscriber gets what was sent while it stalled.
   stalled[0].ws._socket.resume();
-  assert.ok(await until(() => ids.every((id) => stalled[0].messages.some((m) => m.messageId === id)), 10000));
+  assert.ok(await waitFor(() => ids.every((id) => stalled[0].messages.some((m) => m.messageId === id)), 10000));
   for (const s of stalled) s.ws.terminate();
 });
 

@@ -5,20 +5,18 @@
 // token it issued; a second host on another origin records every header.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import { Webhook } from 'standardwebhooks';
-import { startWorker, postCallback, getJson, uniqueId, settled, API } from './harness.mjs';
-import { startFakeBandwidth, startMediaHost } from './fake-bandwidth.mjs';
+import { startWorker, postCallback, getJson, uniqueId, settled, API, sha256, inboundEvent } from './harness.mjs';
+import { startFakeBandwidth, startMediaHost } from '../support/fake-bandwidth.mjs';
 
 const ACCOUNT = '9900000';
 const OUR = '+15551110000';
 const THEM = '+15554440001';
-const sha = (b) => createHash('sha256').update(b).digest('hex');
 const KEYS = { mine: 'media-key-mine', other: 'media-key-other' };
 const CLIENT_KEYS = JSON.stringify([
-  { id: 'mine', key_sha256: sha(KEYS.mine), allowed_from: [OUR] },
-  { id: 'other', key_sha256: sha(KEYS.other), allowed_from: ['+15559990000'] },
+  { id: 'mine', key_sha256: sha256(KEYS.mine), allowed_from: [OUR] },
+  { id: 'other', key_sha256: sha256(KEYS.other), allowed_from: ['+15559990000'] },
 ]);
 const SECRET = 'whsec_' + Buffer.from('media-forward-secret-0123456789ab').toString('base64');
 
@@ -86,13 +84,7 @@ after(async () => {
 
 const bwPath = (name) => `/api/v2/users/${ACCOUNT}/media/${name}`;
 
-function inbound(id, media, { text = 'look', time = new Date().toISOString() } = {}) {
-  return [{
-    type: 'message-received', time, description: 'Incoming message received', to: OUR,
-    message: { id, owner: OUR, applicationId: 'app', time, segmentCount: 1,
-      direction: 'in', to: [OUR], from: THEM, text, media },
-  }];
-}
+const inbound = (id, media, { text = 'look', time } = {}) => [inboundEvent({ id, media, text, time, from: THEM, to: OUR })];
 
 async function r2Keys(url, prefix) {
   const r = await fetch(`${url}/__test/r2-keys`, { method: 'POST', headers: API, body: JSON.stringify({ prefix }) });
@@ -113,9 +105,9 @@ test('a PNG and a .smil part are archived byte for byte, and served after Bandwi
 
   const media = await settled(w.url, id);
   assert.deepEqual(media, [
-    { url: `/media/${id}/bw/${id}/0/pic.png`, contentType: 'image/png', size: PNG.length, sha256: sha(PNG),
+    { url: `/media/${id}/bw/${id}/0/pic.png`, contentType: 'image/png', size: PNG.length, sha256: sha256(PNG),
       status: 'archived', sourceUrl: `${fake.url}${png}` },
-    { url: `/media/${id}/bw/${id}/1/part.smil`, contentType: 'application/smil', size: SMIL.length, sha256: sha(SMIL),
+    { url: `/media/${id}/bw/${id}/1/part.smil`, contentType: 'application/smil', size: SMIL.length, sha256: sha256(SMIL),
       status: 'archived', sourceUrl: `${fake.url}${smil}` },
   ]);
   // Bandwidth-shaped answers keep Bandwidth's URLs.
@@ -205,7 +197,7 @@ test('a server that fails twice then succeeds ends archived; one that always fai
   await postCallback(w.url, inbound(id, [`${host.url}${flaky}`, `${host.url}${down}`]));
   const media = await settled(w.url, id);
   assert.equal(media[0].status, 'archived');
-  assert.equal(media[0].sha256, sha(PNG));
+  assert.equal(media[0].sha256, sha256(PNG));
   assert.equal(host.media.requestsFor(flaky).length, 3);
   assert.equal(media[1].status, 'failed');
   assert.equal(media[1].error, 'answered 503');
@@ -289,7 +281,7 @@ test('export shows the archive; retention deletes a message\'s files from R2 wit
   const lines = (await exported.text()).trim().split('\n').map((l) => JSON.parse(l));
   const line = lines.find((l) => l.messageId === old);
   assert.equal(line.archivedMedia[0].status, 'archived');
-  assert.equal(line.archivedMedia[0].sha256, sha(PNG));
+  assert.equal(line.archivedMedia[0].sha256, sha256(PNG));
 
   assert.equal((await r2Keys(w.url, `${old}/`)).length, 1);
   const run = await fetch(`${w.url}/retention/run`, { method: 'POST', headers: API });
@@ -320,7 +312,7 @@ test('a restart between the callback and the fetch still archives', async () => 
     // would, when the lease ran out).
     const [m] = await settled(again.url, id);
     assert.equal(m.status, 'archived');
-    assert.equal(m.sha256, sha(PNG));
+    assert.equal(m.sha256, sha256(PNG));
     assert.equal(host.media.requestsFor(path).length, 2);
   } finally {
     await again.stop();

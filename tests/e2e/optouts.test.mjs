@@ -4,16 +4,14 @@
 // erasure keeps the suppression.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
-import { startWorker, postCallback, getJson, uniqueId, API } from './harness.mjs';
-import { startFakeBandwidth } from './fake-bandwidth.mjs';
+import { startWorker, postCallback, getJson, uniqueId, API, sha256, waitFor, inboundEvent } from './harness.mjs';
+import { startFakeBandwidth } from '../support/fake-bandwidth.mjs';
 
 const ACCOUNT = '9900000';
 const OUR = '+15551110000';
 const OUR2 = '+15551110002';
 const KEY = 'optout-client-key';
-const sha = (b) => createHash('sha256').update(b).digest('hex');
 const REPLY = 'You are unsubscribed. Reply START to resubscribe.';
 const SECRET = 'whsec_' + Buffer.from('optout-forward-secret-0123456789').toString('base64');
 
@@ -27,7 +25,7 @@ function vars(extra = {}) {
   return {
     BW_ACCOUNT_ID: ACCOUNT, BW_APPLICATION_ID: 'app', BW_CLIENT_ID: 'id', BW_CLIENT_SECRET: 'secret',
     BANDWIDTH_API_BASE: `${fake.url}/api/v2`, BANDWIDTH_TOKEN_URL: `${fake.url}/api/v1/oauth2/token`,
-    CLIENT_KEYS: JSON.stringify([{ id: 'web', key_sha256: sha(KEY), allowed_from: [OUR, OUR2] }]),
+    CLIENT_KEYS: JSON.stringify([{ id: 'web', key_sha256: sha256(KEY), allowed_from: [OUR, OUR2] }]),
     FORWARD_TARGETS: JSON.stringify([{ id: 'compliance', url: `${receiver.url}/hook`, secret: SECRET, events: ['optout.changed'] }]),
     FORWARD_RETRY_BASE_MS: '200',
     OPT_OUT_REPLY: REPLY,
@@ -57,11 +55,7 @@ after(async () => {
 /** A person's number no other test uses. */
 const person = () => `+1555${String(7000000 + process.pid % 1000 * 1000 + ++seq).slice(-7)}`;
 
-function inbound(from, text, { to = OUR, id = uniqueId('in') } = {}) {
-  const time = new Date().toISOString();
-  return [{ type: 'message-received', time, description: 'Incoming message received', to,
-    message: { id, owner: to, applicationId: 'app', time, segmentCount: 1, direction: 'in', to: [to], from, text } }];
-}
+const inbound = (from, text, { to = OUR, id } = {}) => [inboundEvent({ id, from, to, text })];
 
 function send(to, { from = OUR, auth = `Bearer ${KEY}`, extra = {}, url = w.url } = {}) {
   return fetch(`${url}/api/v2/users/${ACCOUNT}/messages`, {
@@ -83,11 +77,6 @@ async function refused(r, numbers) {
   assert.deepEqual(body.numbers, numbers);
 }
 
-const until = async (pred, ms = 10_000) => {
-  const t0 = Date.now();
-  while (!(await pred()) && Date.now() - t0 < ms) await new Promise((r) => setTimeout(r, 50));
-  return pred();
-};
 
 test('each of the FCC\'s seven keywords, in any case and with punctuation, opts out; "stop texting me" too; "don\'t stop" and "STOPPED" do not', async () => {
   const says = ['  STOP! ', 'Quit.', 'end', 'REVOKE 🛑', 'opt-out', 'Cancel!!!', 'unsubscribe', 'stop texting me', 'StopAll', 'STOP ALL'];
@@ -149,7 +138,7 @@ test('OPT_OUT_REPLY goes out exactly once, from the number that got the STOP, ho
   const answers = await Promise.all(Array.from({ length: 5 }, () => postCallback(w.url, body)));
   assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200, 200]);
   const replies = () => fake.messageRequests.filter((m) => JSON.parse(m.body).to?.[0] === p);
-  assert.ok(await until(() => replies().length >= 1), 'the confirmation was sent');
+  assert.ok(await waitFor(() => replies().length >= 1), 'the confirmation was sent');
   await new Promise((r) => setTimeout(r, 1000)); // room for a wrong second one
   assert.equal(replies().length, 1);
   const sent = JSON.parse(replies()[0].body);
@@ -184,7 +173,7 @@ test('operator add, lift and history round-trip; lifting needs a note; changes a
     [['opted-out', 'operator', 'asked by phone'], ['opted-in', 'operator', 'opted in on the web form']]);
   assert.equal((await fetch(`${w.url}/optouts/${encodeURIComponent(p)}`, { method: 'DELETE', headers: API, body: JSON.stringify({ note: 'again' }) })).status, 404);
   assert.equal((await fetch(`${w.url}/optouts`, { headers: { Authorization: `Bearer ${KEY}` } })).status, 401);
-  assert.ok(await until(() => forwards.filter((f) => f.number === p).length === 2), 'both changes forwarded');
+  assert.ok(await waitFor(() => forwards.filter((f) => f.number === p).length === 2), 'both changes forwarded');
   const docs = forwards.filter((f) => f.number === p);
   assert.deepEqual(docs.map((d) => [d.type, d.state, d.scope, d.reason]),
     [['optout.changed', 'opted-out', 'account', 'operator'], ['optout.changed', 'opted-in', 'account', 'operator']]);

@@ -5,51 +5,35 @@
 // cached OAuth token dropped (everywhere) after Bandwidth's 401.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
-import { startWorker, postCallback, getJson, uniqueId, statusEvent, API, SECRETS } from './harness.mjs';
-import { startFakeBandwidth } from './fake-bandwidth.mjs';
+import { startReceiver } from '../support/receiver.mjs';
+import { startWorker, postCallback, getJson, uniqueId, statusEvent, API, SECRETS, sha256, waitFor } from './harness.mjs';
+import { startFakeBandwidth } from '../support/fake-bandwidth.mjs';
 
 const ACCOUNT = '9900000';
 const KEY = 'promises-client-key';
-const seen = []; // forwards: { id, body }
+/** Every forward the receiver saw. */
+let seen;
 let receiver;
 let fake;
 let w;
 
 before(async () => {
-  receiver = createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      seen.push({ id: req.headers['webhook-id'], body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
-      res.writeHead(204);
-      res.end();
-    });
-  });
-  await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
+  receiver = await startReceiver();
+  seen = receiver.seen;
   fake = await startFakeBandwidth();
   w = await startWorker({
     vars: {
       LEDGER_SHARDS: '3', BW_ACCOUNT_ID: ACCOUNT, BW_APPLICATION_ID: 'app',
-      FORWARD_TARGETS: JSON.stringify([{ id: 'hook', url: `http://127.0.0.1:${receiver.address().port}/hook`, secret: 'whsec_' + Buffer.from('promises').toString('base64') }]),
+      FORWARD_TARGETS: JSON.stringify([{ id: 'hook', url: `${receiver.url}/hook`, secret: 'whsec_' + Buffer.from('promises').toString('base64') }]),
       BANDWIDTH_API_BASE: `${fake.url}/api/v2`, BANDWIDTH_TOKEN_URL: `${fake.url}/api/v1/oauth2/token`,
       BW_CLIENT_ID: 'id', BW_CLIENT_SECRET: 'secret',
-      CLIENT_KEYS: JSON.stringify([{ id: 'web', key_sha256: createHash('sha256').update(KEY).digest('hex'), allowed_from: ['+15558000000'] }]),
+      CLIENT_KEYS: JSON.stringify([{ id: 'web', key_sha256: sha256(KEY), allowed_from: ['+15558000000'] }]),
     },
   });
 });
-after(async () => { await w?.stop(); await fake?.close(); receiver?.closeAllConnections?.(); receiver?.close(); });
+after(async () => { await w?.stop(); await fake?.close(); receiver?.close(); });
 
-async function waitFor(pred, ms = 15000) {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await pred();
-    if (v || Date.now() - t0 > ms) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 async function list(query) {
   const r = await getJson(w.url, `/api/v2/users/${ACCOUNT}/messages?${query}`);
   assert.equal(r.status, 200, r.text);

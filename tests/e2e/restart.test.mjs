@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker, basic, SECRETS, postCallback, statusEvent } from './harness.mjs';
-import { crashRestart } from './crash.mjs';
+import { crashRestart } from '../support/crash.mjs';
 
 test('SIGKILL at random moments, restart, resend as Bandwidth would: every callback stored exactly once', async () => {
   let last;

@@ -4,9 +4,8 @@
 // Idempotency-Key records earlier builds saved in the shards.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { startWorker, uniqueId, API } from './harness.mjs';
-import { startFakeBandwidth } from './fake-bandwidth.mjs';
+import { startWorker, uniqueId, API, sha256 } from './harness.mjs';
+import { startFakeBandwidth } from '../support/fake-bandwidth.mjs';
 
 const ACCOUNT = '9900000';
 const KEY = 'send-calls-key';
@@ -20,7 +19,7 @@ before(async () => {
     vars: {
       BW_ACCOUNT_ID: ACCOUNT, BW_APPLICATION_ID: 'app', BW_CLIENT_ID: 'id', BW_CLIENT_SECRET: 'secret',
       BANDWIDTH_API_BASE: `${fake.url}/api/v2`, BANDWIDTH_TOKEN_URL: `${fake.url}/api/v1/oauth2/token`,
-      CLIENT_KEYS: JSON.stringify([{ id: 'calls', key_sha256: createHash('sha256').update(KEY).digest('hex'), allowed_from: ['+15551110000'] }]),
+      CLIENT_KEYS: JSON.stringify([{ id: 'calls', key_sha256: sha256(KEY), allowed_from: ['+15551110000'] }]),
     },
   });
 });
@@ -65,7 +64,7 @@ test('an Idempotency-Key record saved in a shard by an earlier build is still re
   const scope = JSON.stringify(['calls', key]);
   // As earlier builds kept it: on the shard the scope key maps to.
   const body = { to: ['+15552220001'], from: '+15551110000', text: 'counted', applicationId: 'app' };
-  const bodyHash = createHash('sha256').update(canonical(body)).digest('hex');
+  const bodyHash = sha256(canonical(body));
   const saved = { status: 202, body: '{"id":"from-an-earlier-build"}', contentType: 'application/json', retryAfter: null };
   const r = await fetch(`${w.url}/__test/shard-sql`, {
     method: 'POST', headers: API,

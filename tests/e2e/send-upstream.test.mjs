@@ -1,13 +1,12 @@
 // Token refresh and the legacy Basic fallback, each on its own Worker.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { createServer } from 'node:net';
-import { startWorker } from './harness.mjs';
-import { startFakeBandwidth } from './fake-bandwidth.mjs';
+import { startWorker, sha256 } from './harness.mjs';
+import { freePort } from '../support/ports.mjs';
+import { startFakeBandwidth } from '../support/fake-bandwidth.mjs';
 
 const KEY = 'refresh-key';
-const CLIENT_KEYS = JSON.stringify([{ id: 'k', key_sha256: createHash('sha256').update(KEY).digest('hex'), allowed_from: ['+15551110000'] }]);
+const CLIENT_KEYS = JSON.stringify([{ id: 'k', key_sha256: sha256(KEY), allowed_from: ['+15551110000'] }]);
 const base = (fakeUrl) => ({
   BW_ACCOUNT_ID: '9900000', BW_APPLICATION_ID: 'app', CLIENT_KEYS, UPSTREAM_TIMEOUT_MS: '1000',
   BANDWIDTH_API_BASE: `${fakeUrl}/api/v2`, BANDWIDTH_TOKEN_URL: `${fakeUrl}/api/v1/oauth2/token`,
@@ -45,7 +44,7 @@ test('the token is refreshed 60 s before it expires', async () => {
 
 test('legacy Basic credentials are the fallback, and an unreachable Bandwidth is 502', async () => {
   const fake = await startFakeBandwidth();
-  const closed = await new Promise((res) => { const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+  const closed = await freePort();
   const w = await startWorker({ vars: { ...base(fake.url), BW_USERNAME: 'api-user', BW_PASSWORD: 'api-pass' } });
   const dead = await startWorker({ vars: { ...base(`http://127.0.0.1:${closed}`), BW_USERNAME: 'u', BW_PASSWORD: 'p' } });
   try {

@@ -1,20 +1,18 @@
 // The send proxy against a local fake Bandwidth, under workerd.
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { startWorker, postCallback, getJson, statusEvent, uniqueId } from './harness.mjs';
-import { startFakeBandwidth } from './fake-bandwidth.mjs';
+import { startWorker, postCallback, getJson, statusEvent, uniqueId, sha256 } from './harness.mjs';
+import { startFakeBandwidth } from '../support/fake-bandwidth.mjs';
 import { Configuration, MessagesApi } from 'bandwidth-sdk';
 
 const ACCOUNT = '9900000';
-const sha = (s) => createHash('sha256').update(s).digest('hex');
 const KEYS = {
   web: 'web-client-key-1',
   ops: 'ops-client-key-2',
 };
 const CLIENT_KEYS = JSON.stringify([
-  { id: 'web', key_sha256: sha(KEYS.web), allowed_from: ['+15551110000'], allowed_origins: ['https://app.example.com'] },
-  { id: 'ops', key_sha256: sha(KEYS.ops), allowed_from: ['+15551110001', 'ACME'], allowed_origins: ['https://ops.example.com'], allowed_applications: ['app-sdk'] },
+  { id: 'web', key_sha256: sha256(KEYS.web), allowed_from: ['+15551110000'], allowed_origins: ['https://app.example.com'] },
+  { id: 'ops', key_sha256: sha256(KEYS.ops), allowed_from: ['+15551110001', 'ACME'], allowed_origins: ['https://ops.example.com'], allowed_applications: ['app-sdk'] },
 ]);
 
 let w;

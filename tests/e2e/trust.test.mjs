@@ -4,19 +4,17 @@
 // and retention reach every copy; the smaller leaks stay shut.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
-import { startWorker, postCallback, getJson, uniqueId, settled, API, SECRETS } from './harness.mjs';
-import { startFakeBandwidth, startMediaHost } from './fake-bandwidth.mjs';
+import { startWorker, postCallback, getJson, uniqueId, settled, API, SECRETS, sha256, shardSql, guardSql, inboundEvent } from './harness.mjs';
+import { startFakeBandwidth, startMediaHost } from '../support/fake-bandwidth.mjs';
 
 const ACCOUNT = '9900000';
 const OUR = '+15551110000';
-const sha = (b) => createHash('sha256').update(b).digest('hex');
 const KEYS = { web: 'trust-key-web', other: 'trust-key-other', apps: 'trust-key-apps' };
 const KEY_ENTRIES = [
-  { id: 'web', key_sha256: sha(KEYS.web), allowed_from: [OUR], allowed_destinations: ['+1'], rate_per_minute: 1000 },
-  { id: 'other', key_sha256: sha(KEYS.other), allowed_from: ['+15559990000'] },
-  { id: 'apps', key_sha256: sha(KEYS.apps), allowed_from: [OUR], allowed_applications: ['app-2'] },
+  { id: 'web', key_sha256: sha256(KEYS.web), allowed_from: [OUR], allowed_destinations: ['+1'], rate_per_minute: 1000 },
+  { id: 'other', key_sha256: sha256(KEYS.other), allowed_from: ['+15559990000'] },
+  { id: 'apps', key_sha256: sha256(KEYS.apps), allowed_from: [OUR], allowed_applications: ['app-2'] },
 ];
 const PNG = Buffer.from(
   'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAAJJRU5ErkJggg==', 'base64');
@@ -62,23 +60,8 @@ function send(body, { key = KEYS.web, headers = {} } = {}) {
   });
 }
 
-function inbound(id, { media = [], from = '+15554440001', time = new Date().toISOString() } = {}) {
-  return [{
-    type: 'message-received', time, description: 'Incoming message received', to: OUR,
-    message: { id, owner: OUR, applicationId: 'app-1', time, segmentCount: 1, direction: 'in', to: [OUR], from, text: 'pic', media },
-  }];
-}
+const inbound = (id, { media = [], from, time } = {}) => [inboundEvent({ id, media, from, time, to: OUR, text: 'pic', applicationId: 'app-1' })];
 
-const shardSql = async (sql, params = []) => {
-  const r = await fetch(`${w.url}/__test/shard-sql`, { method: 'POST', headers: API, body: JSON.stringify({ shard: 0, sql, params }) });
-  assert.equal(r.status, 200, await r.clone().text());
-  return (await r.json()).rows;
-};
-const guardSql = async (url, keyId, sql, params = []) => {
-  const r = await fetch(`${url}/__test/guard-sql`, { method: 'POST', headers: API, body: JSON.stringify({ keyId, sql, params }) });
-  assert.equal(r.status, 200, await r.clone().text());
-  return (await r.json()).rows;
-};
 const erase = async (url, number) => {
   const r = await fetch(`${url}/erasure`, { method: 'POST', headers: API, body: JSON.stringify({ number }) });
   assert.equal(r.status, 200);
@@ -163,7 +146,7 @@ test('an inbound MMS is archived at once while 10 hostile sends of 10 URLs hang;
 
   const [m] = await settled(w.url, id, { timeoutMs: 2000 }); // within one retry window (MEDIA_RETRY_BASE_MS)
   assert.equal(m.status, 'archived');
-  assert.equal(m.sha256, sha(PNG));
+  assert.equal(m.sha256, sha256(PNG));
   const [h] = await settled(w.url, sentId, { timeoutMs: 5000 });
   assert.equal(h.status, 'archived');
   console.log(`inbound archived ${Date.now() - t0} ms after its callback, with 100 hostile URLs hanging`);
@@ -249,15 +232,15 @@ test('erasure reaches a renamed key\'s saved answers, messages with no recipient
   assert.ok(!(await exported()).includes(orphan));
 
   // 26 hours on (the tombstone's clock moved back), the first delivery receipt arrives.
-  await shardSql('UPDATE erased SET erased_ms = erased_ms - ?', [26 * 3_600_000]);
+  await shardSql(w.url, 0, 'UPDATE erased SET erased_ms = erased_ms - ?', [26 * 3_600_000]);
   const again = await postCallback(w.url, [delivered]);
   assert.equal(again.status, 200);
   assert.equal((await again.json()).erased, 1);
   assert.equal((await getJson(w.url, `/messages/${late}`)).status, 404, 'the erased message did not come back');
   // Past ERASURE_TOMBSTONE_DAYS (30), the id is free again: tombstones are pruned by retention.
-  await shardSql('UPDATE erased SET erased_ms = erased_ms - ?', [30 * 86_400_000]);
+  await shardSql(w.url, 0, 'UPDATE erased SET erased_ms = erased_ms - ?', [30 * 86_400_000]);
   assert.equal((await fetch(`${w.url}/retention/run`, { method: 'POST', headers: API })).status, 200);
-  assert.equal((await shardSql('SELECT COUNT(*) AS n FROM erased WHERE message_id = ?', [late]))[0].n, 0);
+  assert.equal((await shardSql(w.url, 0, 'SELECT COUNT(*) AS n FROM erased WHERE message_id = ?', [late]))[0].n, 0);
 });
 
 test('retention purges messages with no recipient, and saved answers of guards whose key is gone', async () => {
@@ -312,7 +295,7 @@ test('the console cannot be framed; five 1 MiB quarantined bodies come back in t
   const hashes = [];
   for (let i = 0; i < 5; i++) {
     const body = `${i}`.repeat(1024 * 1024 - 64); // not JSON: quarantined byte for byte
-    hashes.push(sha(body));
+    hashes.push(sha256(body));
     assert.equal((await postCallback(w.url, body)).status, 200);
   }
   const count = await (await fetch(`${w.url}/quarantine/count`, { headers: API })).json();
