@@ -11,7 +11,10 @@ out=build
 extra=()
 if [ "${1:-}" = "--test-hooks" ]; then
   out=build-test
-  extra=(--features test-hooks)
+  # The test variant skips wasm-opt (npm's binaryen runs it as wasm under
+  # Node: a minute or more per build): only tests run it, and size is the
+  # deployed build's concern.
+  extra=(--no-opt --features test-hooks)
 fi
 # worker-build re-runs wasm-opt (about a minute) even when nothing changed:
 # skip the whole build when the sources are exactly those of the last build.
