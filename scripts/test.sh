@@ -34,6 +34,9 @@ echo "== end to end under workerd: node --test"
 # appear in any of those logs (tests/log-secrets.test.mjs).
 export E2E_RUN_DIR="$ROOT/tests/artifacts/run-logs"
 rm -rf "$E2E_RUN_DIR"
-node --test --test-concurrency=1 tests/e2e/*.test.mjs
+# Two test files at a time (E2E_CONCURRENCY): each starts its own runtimes
+# on free ports with their own storage, and most of a file's time is spent
+# waiting (retry schedules, timers), so two overlap on a 2-core machine.
+node --test --test-concurrency="${E2E_CONCURRENCY:-2}" tests/e2e/*.test.mjs
 echo "== the whole run's logs hold no secret"
 node --test tests/log-secrets.test.mjs
