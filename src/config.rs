@@ -65,7 +65,7 @@ pub struct Config {
 /// The settings every callback reads, read once per isolate: an isolate
 /// runs one deployed version, whose vars and secrets never change (a new
 /// value is a new deployment, hence new isolates), and reading `env` on
-/// every callback showed in the ingest profile (bench/README.md).
+/// every callback showed in the ingest profile (docs/decisions/0001).
 struct Hot {
     callback: Vec<BasicCredential>,
     api_token: Option<String>,

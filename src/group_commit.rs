@@ -9,7 +9,7 @@
 //! workerd refuses ("Cannot perform I/O on behalf of a different request").
 //! A waiting request looks at its queue on its own short timers instead,
 //! which always fire in a turn of its own request. Only outcomes cross
-//! between requests. (bench/README.md records the designs that were tried.)
+//! between requests. (docs/decisions/0001 records the designs that were tried.)
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -48,7 +48,7 @@ struct Slot {
 
 /// How long a waiter sleeps before it looks again: a group's call takes a
 /// few milliseconds under load, then backing off (every look costs a timer
-/// and a poll; bench/README.md has the measurements).
+/// and a poll; docs/decisions/0001 has the measurements).
 fn poll_interval(looks: u32) -> i64 {
     match looks {
         0..=1 => 2,

@@ -47,7 +47,7 @@ pub async fn read_bounded(req: &mut Request, limit: usize) -> std::result::Resul
     if declared.is_some() {
         // The runtime delivers exactly the declared length, so the whole
         // body is read at once: reading a stream chunk by chunk costs the
-        // ack path (bench/README.md).
+        // ack path (docs/decisions/0001).
         let body = req.bytes().await.map_err(|_| unreadable())?;
         return if body.len() > limit { Err(too_large) } else { Ok(body) };
     }

@@ -7,7 +7,7 @@
 //! with `text()`: the `worker` crate's wrappers build each request from
 //! `Headers`/`RequestInit` objects and read a response body chunk by chunk
 //! through a stream reader, which the ingest path pays on every callback
-//! (bench/README.md has the profile).
+//! (docs/decisions/0001 has the profile).
 
 use std::borrow::Borrow;
 

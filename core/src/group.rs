@@ -1,7 +1,7 @@
 //! Group commit for shard writes: the bookkeeping, without the runtime.
 //!
 //! Every callback costs one round trip to its ledger shard and one SQLite
-//! commit, and that fixed cost dominated ingest (see `bench/README.md`).
+//! commit, and that fixed cost dominated ingest (see `docs/decisions/0001-group-commit.md`).
 //! Within one isolate, callbacks bound for the same shard share a call:
 //!
 //! - A write that arrives while nothing is in flight for its shard is

@@ -46,7 +46,7 @@ impl LedgerShard {
     /// savepoint inside workerd's implicit transaction, and SQLite journals
     /// every page a savepoint changes; past 64 KiB (a group of a few new
     /// messages) that journal spills to a temporary file on disk, which cost
-    /// a tenth of ingest throughput (bench/README.md). One callback's pages
+    /// a tenth of ingest throughput (docs/decisions/0002). One callback's pages
     /// stay in memory. If one fails, the call fails: what the callbacks
     /// before it stored is complete and stays (their retry finds duplicates),
     /// and nothing of the failed one remains.
@@ -90,7 +90,7 @@ impl LedgerShard {
     /// is held until these writes are durable (output gate).
     ///
     /// Values are bound per row: a whole group as one JSON parameter hits
-    /// SQLite's 2 MB string limit with large events (bench/README.md).
+    /// SQLite's 2 MB string limit with large events (docs/decisions/0001).
     fn store_batch(&self, batch: &IngestBatch) -> Result<Stored> {
         let mut reply = IngestReply::default();
         // The messages the callback names, each once.

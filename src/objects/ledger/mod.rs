@@ -8,8 +8,10 @@
 //! made: every write runs in one transaction (all or nothing), and replies
 //! leave only through the output gate, after the writes are durable.
 //!
-//! This file is the table of contents: the object, its methods
-//! (`bw_ledger_core::wire::ledger`) and its alarm.
+//! This file is the table of contents: the object's methods
+//! (`bw_ledger_core::wire::ledger`, one arm each of an exhaustive match)
+//! and its alarm.
+//! - `shard`: the object's state, which the files below add methods to;
 //! - `schema`: tables and indexes; `list_rows`: the list rows' table, and
 //!   moving an older layout's rows into it;
 //! - `ingest`: the write path;
@@ -21,7 +23,8 @@
 //! - `lifecycle`: retention, erasure (and its tombstones), export;
 //! - `media`: the media archive's jobs and trash; `archiver`: fetching
 //!   them into R2, lane by lane;
-//! - `metrics`: the figures of `GET /metrics`.
+//! - `metrics`: the figures of `GET /metrics`;
+//! - `test_methods`: the e2e suite's methods, only in the test build.
 
 mod archiver;
 mod delivery;
