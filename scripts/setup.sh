@@ -35,34 +35,12 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
-# 2. wasm-bindgen-cli, at exactly the version Cargo.lock resolved.
-[ -n "$WASM_BINDGEN_VERSION" ] || die "could not read the wasm-bindgen version from Cargo.lock"
-# `wasm-bindgen --version` prints "wasm-bindgen X", `worker-build --version` just "X".
-installed_version() { "$1" --version 2>/dev/null | awk '{print $NF}'; }
-# Both tools are built once per machine, in one target directory (they
-# share dependencies), with a light release profile: their own speed hardly
-# matters, and a full release build of both took about 14 minutes on
-# 2 cores (docs/decisions/0008-first-run.md has the figures).
-tool_install() {
-  CARGO_TARGET_DIR="$TOOLS_DIR/target" \
-  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 \
-  CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_INCREMENTAL=false \
-    cargo install "$@"
-}
-if [ "$(installed_version "$WASM_BINDGEN_BIN")" != "$WASM_BINDGEN_VERSION" ]; then
-  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION into $WASM_BINDGEN_ROOT (about 3 minutes, once)"
-  # --locked can fail when a locked dependency has left the index; retry unlocked.
-  tool_install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" --locked --root "$WASM_BINDGEN_ROOT" \
-    || tool_install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" --root "$WASM_BINDGEN_ROOT"
+# 2 and 3. wasm-bindgen-cli and worker-build (scripts/setup-tools.sh);
+# `npm test` builds them in the background instead (--tools-later), while
+# its first layers, which need neither, run.
+if [ "${1:-}" != "--tools-later" ]; then
+  bash scripts/setup-tools.sh
 fi
-
-# 3. worker-build.
-if [ "$(installed_version "$WORKER_BUILD_ROOT/bin/worker-build")" != "$WORKER_BUILD_VERSION" ]; then
-  say "installing worker-build $WORKER_BUILD_VERSION into $WORKER_BUILD_ROOT (about 4 minutes, once)"
-  tool_install worker-build --version "=$WORKER_BUILD_VERSION" --locked --root "$WORKER_BUILD_ROOT"
-fi
-# The tools are installed; their build directory is not needed again.
-rm -rf "$TOOLS_DIR/target"
 
 # 4. npm dependencies, reinstalled only when package-lock.json changed.
 stamp="node_modules/.bw-ledger-setup"

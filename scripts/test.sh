@@ -8,7 +8,30 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
-bash scripts/setup.sh
+bash scripts/setup.sh --tools-later
+# The build tools compile (once per machine) while the layers that need
+# neither run: wasm-bindgen first (the wasm32 tests need its test runner),
+# then worker-build (the Worker builds need it).
+tools_log="$(mktemp)"
+wasm_bindgen_ready="$tools_log.wasm-bindgen"
+{ bash scripts/setup-tools.sh wasm-bindgen && touch "$wasm_bindgen_ready" && bash scripts/setup-tools.sh worker-build; } \
+  >"$tools_log" 2>&1 &
+tools_pid=$!
+tools_failed() {
+  cat "$tools_log" >&2
+  echo "setup: the build tools could not be installed" >&2
+  exit 1
+}
+wait_for_wasm_bindgen() {
+  while [ ! -f "$wasm_bindgen_ready" ]; do
+    kill -0 "$tools_pid" 2>/dev/null || { wait "$tools_pid" || tools_failed; [ -f "$wasm_bindgen_ready" ] || tools_failed; }
+    sleep 1
+  done
+}
+wait_for_tools() {
+  wait "$tools_pid" || tools_failed
+  cat "$tools_log" >&2
+}
 
 echo "== house rules: cargo fmt --check, clippy -D warnings, no import circle, no function over 80 lines"
 cargo fmt --all --check
@@ -21,9 +44,11 @@ cargo test -p bw-ledger-core -- --skip fuzz_
 echo "== core, native: fuzzing the callback parser and the send validator (FUZZ_CASES per strategy, default 2000)"
 cargo test -p bw-ledger-core --test fuzz -- --nocapture
 
+wait_for_wasm_bindgen
 echo "== core, wasm32 under Node: wasm-bindgen-test"
 cargo test -p bw-ledger-core --target wasm32-unknown-unknown
 
+wait_for_tools
 echo "== Worker build, and its test-hooks variant for fault injection (build-test/)"
 bash scripts/build.sh
 bash scripts/build.sh --test-hooks
