@@ -21,6 +21,10 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::media::MediaStatus;
+use crate::outbox::OutboxState;
+use crate::status::RecipientState;
+
 /// One shard's figures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -59,10 +63,6 @@ impl ShardMetrics {
     }
 }
 
-const RECIPIENT_STATES: [&str; 7] = ["accepted", "sending", "sent", "delivered", "read", "failed", "received"];
-const OUTBOX_STATES: [&str; 3] = ["pending", "delivered", "dead"];
-const MEDIA_STATES: [&str; 3] = ["pending", "archived", "failed"];
-
 /// A label value, escaped as the text format requires.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -82,8 +82,9 @@ pub fn render(m: &ShardMetrics, targets: &[String]) -> String {
     }
     let _ = writeln!(out, "# HELP bw_ledger_recipients Recipients by current normalized status.");
     let _ = writeln!(out, "# TYPE bw_ledger_recipients gauge");
-    let mut statuses: Vec<&str> = RECIPIENT_STATES.to_vec();
-    statuses.extend(m.recipients.keys().map(String::as_str).filter(|s| !RECIPIENT_STATES.contains(s)));
+    let known: Vec<&str> = RecipientState::ALL.iter().map(|s| s.as_str()).collect();
+    let mut statuses = known.clone();
+    statuses.extend(m.recipients.keys().map(String::as_str).filter(|s| !known.contains(s)));
     for s in statuses {
         let n = m.recipients.get(s).copied().unwrap_or(0);
         let _ = writeln!(out, "bw_ledger_recipients{{status=\"{}\"}} {n}", label(s));
@@ -92,8 +93,8 @@ pub fn render(m: &ShardMetrics, targets: &[String]) -> String {
     let _ = writeln!(out, "# TYPE bw_ledger_outbox_items gauge");
     let mut rows: BTreeMap<(String, String), i64> = BTreeMap::new();
     for t in targets {
-        for s in OUTBOX_STATES {
-            rows.insert((t.clone(), s.to_owned()), 0);
+        for s in OutboxState::ALL {
+            rows.insert((t.clone(), s.as_str().to_owned()), 0);
         }
     }
     for (t, s, n) in &m.outbox {
@@ -104,7 +105,7 @@ pub fn render(m: &ShardMetrics, targets: &[String]) -> String {
     }
     let _ = writeln!(out, "# HELP bw_ledger_media_items Archived media files by status.");
     let _ = writeln!(out, "# TYPE bw_ledger_media_items gauge");
-    for s in MEDIA_STATES {
+    for s in MediaStatus::ALL.iter().map(|s| s.as_str()) {
         let n = m.media.get(s).copied().unwrap_or(0);
         let _ = writeln!(out, "bw_ledger_media_items{{status=\"{s}\"}} {n}");
     }

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::status::RecipientState;
 use crate::time::format_rfc3339_ms;
 
 pub const HOUR_MS: i64 = 3_600_000;
@@ -30,11 +31,12 @@ pub struct ShardOutcomes {
 
 /// The chart's column for a normalized status; `None` for inbound.
 pub fn outcome_of(status: &str) -> Option<Outcome> {
-    match status {
-        "delivered" | "read" => Some(Outcome::Delivered),
-        "failed" => Some(Outcome::Failed),
-        "accepted" | "sending" | "sent" => Some(Outcome::Pending),
-        _ => None,
+    use RecipientState as S;
+    match RecipientState::parse(status)? {
+        S::Delivered | S::Read => Some(Outcome::Delivered),
+        S::Failed => Some(Outcome::Failed),
+        S::Accepted | S::Sending | S::Sent => Some(Outcome::Pending),
+        S::Received => None,
     }
 }
 
