@@ -2,7 +2,10 @@
 //!
 //! Each connection is a thread with one keep-alive HTTP/1.1 connection. It
 //! sends realistic Bandwidth callbacks (a `message-delivered` event with a
-//! fresh message id each time) or a fixed body, and waits for each answer,
+//! fresh message id each time; with `--statuses`, `message-sending`,
+//! `message-sent` and `message-delivered` for each message in turn, so two
+//! callbacks in three update a stored message) or a fixed body, and waits
+//! for each answer,
 //! so the count of 2xx answers is exact: nothing is in flight when it stops.
 //! With `--rate`, sends follow a fixed schedule and latency is measured from
 //! the scheduled time (no coordinated omission).
@@ -26,6 +29,8 @@ struct Args {
     prefix: String,
     /// Writes the id of every acknowledged (2xx) callback here, one per line.
     acked_file: Option<String>,
+    /// Three status callbacks per message instead of one fresh message each.
+    statuses: bool,
 }
 
 fn parse_args() -> Args {
@@ -40,6 +45,7 @@ fn parse_args() -> Args {
         body: None,
         prefix: format!("bench-{}", std::process::id()),
         acked_file: None,
+        statuses: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,15 +61,22 @@ fn parse_args() -> Args {
             "--body" => a.body = Some(val()),
             "--prefix" => a.prefix = val(),
             "--acked-file" => a.acked_file = Some(val()),
+            "--statuses" => a.statuses = true,
             other => panic!("unknown flag {other}"),
         }
     }
     a
 }
 
-fn callback_body(id: &str, n: u64) -> String {
+/// The status callbacks of one message, in the order Bandwidth sends them.
+const STATUSES: [&str; 3] = ["message-sending", "message-sent", "message-delivered"];
+
+/// One callback: status `STATUSES[step]` of message `id`, whose own time
+/// second is `n % 60`.
+fn callback_body(step: usize, id: &str, n: u64) -> String {
+    let (kind, second) = (STATUSES[step], 7 + step);
     format!(
-        r#"[{{"type":"message-delivered","time":"2026-11-20T15:04:07.450Z","description":"ok","to":"+15552220001","message":{{"id":"{id}","owner":"+15551110000","applicationId":"93de2206-9669-4e07-948d-329f4b722ee2","time":"2026-11-20T15:04:{:02}.000Z","segmentCount":1,"direction":"out","to":["+15552220001"],"from":"+15551110000","text":"","tag":"bench","priority":"default"}},"carrierName":"Example Wireless"}}]"#,
+        r#"[{{"type":"{kind}","time":"2026-11-20T15:04:{second:02}.450Z","description":"ok","to":"+15552220001","message":{{"id":"{id}","owner":"+15551110000","applicationId":"93de2206-9669-4e07-948d-329f4b722ee2","time":"2026-11-20T15:04:{:02}.000Z","segmentCount":1,"direction":"out","to":["+15552220001"],"from":"+15551110000","text":"","tag":"bench","priority":"default"}},"carrierName":"Example Wireless"}}]"#,
         n % 60
     )
 }
@@ -153,8 +166,12 @@ fn run_connection(a: &Args, idx: usize, start: Instant, per_conn_total: Option<u
             }
             None => Instant::now(),
         };
-        let id = format!("{}-{idx}-{n}", a.prefix);
-        let body = a.body.clone().unwrap_or_else(|| callback_body(&id, n));
+        let (id, step, seq) = if a.statuses {
+            (format!("{}-{idx}-{}", a.prefix, n / 3), (n % 3) as usize, n / 3)
+        } else {
+            (format!("{}-{idx}-{n}", a.prefix), 2, n)
+        };
+        let body = a.body.clone().unwrap_or_else(|| callback_body(step, &id, seq));
         let auth = a.auth.as_ref().map(|v| format!("Authorization: {v}\r\n")).unwrap_or_default();
         let req = format!(
             "POST {} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
