@@ -21,6 +21,8 @@ export const ONLY_COST = process.env.BENCH_ONLY === 'cost';
 // opt-outs in the book, and the operator's override that skips the book);
 // RESULTS.md is not written.
 export const ONLY_SEND = process.env.BENCH_ONLY === 'send';
+// `BENCH_ONLY=profile`: only the CPU per callback by phase (about a minute).
+export const ONLY_PROFILE = process.env.BENCH_ONLY === 'profile';
 // Outbound messages in the realistic mix (3 callbacks each, plus one inbound
 // message for every three outbound).
 export const MIX_MESSAGES = Number(process.env.BENCH_MIX_MESSAGES ?? 1500);

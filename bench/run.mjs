@@ -19,7 +19,7 @@ import { gzipSync } from 'node:zlib';
 import { ROOT, LEDGER_BUILD, freePort, writeConfig, startWorkerd, readWranglerToml, loadgen } from './workerd.mjs';
 import { startFakeBandwidth } from '../tests/support/fake-bandwidth.mjs';
 import {
-  ACCOUNT, API_TOKEN, CLIENT_KEY, CONNECTIONS, ONLY_COST, ONLY_INGEST, ONLY_SEND, OUT, SECONDS, SHARDS, log,
+  ACCOUNT, API_TOKEN, CLIENT_KEY, CONNECTIONS, ONLY_COST, ONLY_INGEST, ONLY_PROFILE, ONLY_SEND, OUT, SECONDS, SHARDS, log,
 } from './lib.mjs';
 import { measureCost, printCost } from './measure/cost.mjs';
 import { measureSend } from './measure/send.mjs';
@@ -29,6 +29,7 @@ import { measureExport } from './measure/export.mjs';
 import { measureLive } from './measure/live.mjs';
 import { measureCrash } from './measure/crash.mjs';
 import { measureFuzz } from './measure/fuzz.mjs';
+import { measureProfile } from './measure/profile.mjs';
 import { writeResults } from './results.mjs';
 
 async function main() {
@@ -45,6 +46,13 @@ async function main() {
     CLIENT_KEYS: JSON.stringify([{ id: 'bench', key_sha256: createHash('sha256').update(CLIENT_KEY).digest('hex'), allowed_from: ['+15551110000'] }]),
     ...(SHARDS ? { LEDGER_SHARDS: SHARDS } : {}),
   };
+  if (ONLY_PROFILE) {
+    try {
+      return await measureProfile({ results, vars });
+    } finally {
+      await fake.close();
+    }
+  }
   const config = writeConfig(OUT, { ports, vars, storage, emptyRustBuild: join(ROOT, 'bench/empty-rust/build') });
   const wd = await startWorkerd(config, ports.ledger, join(OUT, 'workerd.log'));
   const ackedFiles = [];
@@ -93,12 +101,15 @@ async function main() {
   } finally {
     await wd.stop();
     if (partial) {
+      // Where the CPU goes, phase by phase, on every ingest run too.
+      if (ONLY_INGEST) await measureProfile(ctx);
       await fake.close();
       rmSync(storage, { recursive: true, force: true });
     }
   }
   if (partial) return;
   const crashStorage = await measureCrash(ctx);
+  await measureProfile(ctx);
   await fake.close();
   measureFuzz(ctx);
   rmSync(storage, { recursive: true, force: true });

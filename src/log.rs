@@ -44,6 +44,7 @@ impl Line<'_> {
 }
 
 /// The request's line, once it is answered.
+#[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
 pub fn request(route: &str, status: u16, duration_ms: i64, trace: &Trace) {
     let line = Line {
         level: "info",

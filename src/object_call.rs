@@ -71,7 +71,7 @@ where
         ns.get(&ns.id_from_name(name).map_err(|e| js_error("idFromName", e))?).map_err(|e| js_error("get", e))?;
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
-    init.set_body(&JsValue::from_str(&serde_json::to_string(request)?));
+    init.set_body(&encode(request)?);
     let resp: web_sys::Response = JsFuture::from(stub.fetch(&url, &init).map_err(|e| js_error(&url, e))?)
         .await
         .map_err(|e| js_error(&url, e))?
@@ -80,16 +80,28 @@ where
     if !resp.ok() {
         return Err(worker::Error::RustError(format!("{url} answered {}", resp.status())));
     }
-    Ok(serde_json::from_str(&text.as_string().unwrap_or_default())?)
+    decode(&text.as_string().unwrap_or_default())
+}
+
+/// A method's request or reply as the JSON text a call carries.
+#[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
+fn encode<Q: Serialize + ?Sized>(value: &Q) -> worker::Result<JsValue> {
+    Ok(JsValue::from_str(&serde_json::to_string(value)?))
+}
+
+#[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
+fn decode<T: serde::de::DeserializeOwned>(text: &str) -> worker::Result<T> {
+    Ok(serde_json::from_str(text)?)
 }
 
 /// The object's side: reads `M`'s request. Parsed from text in wasm:
 /// `Request::json` converts the JS object field by field.
 pub async fn request<M: Method>(req: &mut Request) -> worker::Result<M::Request> {
-    Ok(serde_json::from_str(&req.text().await?)?)
+    decode(&req.text().await?)
 }
 
 /// The object's side: answers `M`'s reply.
+#[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
 pub fn reply<M: Method>(reply: &M::Reply) -> worker::Result<Response> {
     Response::from_json(reply)
 }

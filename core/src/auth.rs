@@ -57,6 +57,7 @@ pub fn decode_basic(header: &str) -> Option<(String, String)> {
 
 /// Checks a Basic header against every configured pair. All pairs are
 /// compared, so timing does not tell which one (if any) matched.
+#[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
 pub fn check_basic(header: Option<&str>, allowed: &[BasicCredential]) -> AuthOutcome {
     let Some(header) = header else { return AuthOutcome::Missing };
     let Some((user, password)) = decode_basic(header) else { return AuthOutcome::Rejected };

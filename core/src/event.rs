@@ -142,6 +142,7 @@ pub struct ParsedCallback {
 /// Splits an authenticated callback body into events and quarantine items.
 /// Each event keeps its exact JSON text, so nothing Bandwidth sent is
 /// reformatted or rounded on its way into storage.
+#[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
 pub fn parse_callback_body(body: &[u8]) -> ParsedCallback {
     let whole =
         |reason: String| ParsedCallback { events: Vec::new(), rejected: vec![Rejected { raw: body.to_vec(), reason }] };

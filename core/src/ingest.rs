@@ -16,6 +16,7 @@ use crate::wire::{IngestBatch, IngestReply};
 
 /// Groups a parsed callback into one batch per shard: events by message id,
 /// quarantine items by content hash. Empty shards get no batch.
+#[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
 pub fn plan(parsed: &ParsedCallback, shards: u32, received_at_ms: i64) -> BTreeMap<u32, IngestBatch> {
     let mut batches: BTreeMap<u32, IngestBatch> = BTreeMap::new();
     let new_batch = || IngestBatch { received_at_ms, ..Default::default() };

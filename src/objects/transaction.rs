@@ -38,6 +38,7 @@ impl Transactions {
     /// Runs `work` inside one SQLite savepoint: if it returns an error,
     /// every statement it ran is rolled back and the error is returned.
     /// `work` cannot await (the savepoint spans one synchronous call).
+    #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
     pub fn atomically<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
         let mut work = Some(work);
         let mut outcome: Option<Result<T>> = None;

@@ -91,6 +91,7 @@ impl LedgerShard {
     ///
     /// Values are bound per row: a whole group as one JSON parameter hits
     /// SQLite's 2 MB string limit with large events (docs/decisions/0001).
+    #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
     fn store_batch(&self, batch: &IngestBatch) -> Result<Stored> {
         let mut reply = IngestReply::default();
         // The messages the callback names, each once.
@@ -134,6 +135,7 @@ impl LedgerShard {
     /// conflict. The insert comes first: a new event (the common case) costs
     /// one statement; only an existing identity is read back. A copy that
     /// rode in the same group finds the first one here.
+    #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
     fn store_event(&self, ev: &EventRecord, now: i64) -> Result<DedupDecision> {
         if self.insert_event(ev, now)? {
             return Ok(DedupDecision::Insert);
@@ -197,6 +199,7 @@ impl LedgerShard {
     /// forwards they imply. Runs in the ingest's transaction: events,
     /// rows and outbox commit together or not at all. Returns the outbox
     /// rows queued (at `now`) and the live documents.
+    #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
     fn refresh_rows(&self, ids: &[&str], now: i64) -> Result<(u32, Vec<serde_json::Value>)> {
         let mut events = reads::events_of(&self.sql, ids)?;
         // Changes feed the outbox and live subscribers.
@@ -263,6 +266,7 @@ impl LedgerShard {
     /// Brings a message's stored list rows (`before`) to `fresh`: inserts
     /// new recipients' rows, updates only the changed columns of the others,
     /// and deletes rows no event supports any more.
+    #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
     fn write_rows(&self, fresh: &[ListRow], before: &[ListRow]) -> Result<()> {
         for row in fresh {
             let key = vec![row.message_id.clone().into(), row.destination_tn.clone().into()];
@@ -299,6 +303,7 @@ impl LedgerShard {
     }
 
     /// Inserts the event unless its identity is already stored; true if inserted.
+    #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
     fn insert_event(&self, ev: &EventRecord, now: i64) -> Result<bool> {
         let inserted = self.sql.exec(
             "INSERT INTO events (event_key, message_id, type, recipient, time, time_ms, error_code, content_hash, raw,

@@ -222,6 +222,7 @@ impl LedgerShard {
     /// The messages among `events` erased within `ERASURE_TOMBSTONE_DAYS`:
     /// their callbacks, retried or first sent late, are answered, not
     /// stored. A shard with no tombstones (the common case) reads nothing.
+    #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
     pub(super) fn erased_among(&self, events: &[EventRecord], now_ms: i64) -> Result<Vec<String>> {
         let known = match self.tombstones.get() {
             Some(known) => known,

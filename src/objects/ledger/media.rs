@@ -91,6 +91,7 @@ impl LedgerShard {
     /// Queues an archive job per media URL of a newly stored event; returns
     /// how many were new. A URL that cannot be archived (not http(s)) is
     /// recorded as failed at once, so the message shows why.
+    #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
     pub(super) fn queue_media(&self, ev: &EventRecord, now: i64) -> Result<u32> {
         let urls = urls_to_archive(&ev.kind, &ev.raw);
         let mut queued = 0;

@@ -164,6 +164,7 @@ pub(super) fn queue_handed_over(
     queue(sql, targets, &found, now)
 }
 
+#[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
 pub(super) fn queue(sql: &SqlStorage, targets: &[ForwardTarget], found: &[Change], now: i64) -> Result<u32> {
     let mut queued = 0;
     for change in found {
