@@ -11,7 +11,7 @@ use bw_ledger_core::list::{receive_time_ms, rows_for, ColumnValue, ListRow, INSE
 use bw_ledger_core::live::quarantine_doc;
 use bw_ledger_core::projection::project;
 use bw_ledger_core::quarantine::QuarantineRecord;
-use bw_ledger_core::records::{EventRecord, MessageRecords};
+use bw_ledger_core::records::{EventRecord, MessageRecords, StoredEvent};
 use bw_ledger_core::status::RecipientState;
 use bw_ledger_core::wire::{IngestBatch, IngestReply};
 use serde::Deserialize;
@@ -99,6 +99,9 @@ impl LedgerShard {
         let now = batch.received_at_ms;
         let erased = self.erased_among(&batch.events, now)?;
         let mut media_jobs = 0;
+        // The events this callback inserted: the projection below takes
+        // them from here, not back from SQLite.
+        let mut inserted: Vec<&EventRecord> = Vec::new();
         for ev in &batch.events {
             if erased.contains(&ev.message_id) {
                 reply.erased += 1;
@@ -107,6 +110,7 @@ impl LedgerShard {
             let decision = self.store_event(ev, now)?;
             if decision == DedupDecision::Insert {
                 media_jobs += self.queue_media(ev, now)?;
+                inserted.push(ev);
             }
             // Every message the callback names gets its derived state
             // checked, duplicates included: a message whose events exist
@@ -125,7 +129,8 @@ impl LedgerShard {
             live.extend(self.quarantine(q, now)?);
             reply.quarantined += 1;
         }
-        let (queued, docs) = if touched.is_empty() { (0, Vec::new()) } else { self.refresh_rows(&touched, now)? };
+        let (queued, docs) =
+            if touched.is_empty() { (0, Vec::new()) } else { self.refresh_rows(&touched, &inserted, now)? };
         live.extend(docs);
         // Media jobs are alarm work like outbox rows: counted together.
         Ok((reply, queued + media_jobs, live))
@@ -199,27 +204,38 @@ impl LedgerShard {
     /// forwards they imply. Runs in the ingest's transaction: events,
     /// rows and outbox commit together or not at all. Returns the outbox
     /// rows queued (at `now`) and the live documents.
+    ///
+    /// `inserted` are the events this transaction has just stored: they are
+    /// taken as they are, and only the messages' other events are read. A
+    /// message with no other event is new to this shard, so it has no list
+    /// row (rows exist only beside their events: erasure and retention
+    /// remove both together) and its rows are neither read nor cleared.
     #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
-    fn refresh_rows(&self, ids: &[&str], now: i64) -> Result<(u32, Vec<serde_json::Value>)> {
-        let mut events = reads::events_of(&self.sql, ids)?;
+    fn refresh_rows(&self, ids: &[&str], inserted: &[&EventRecord], now: i64) -> Result<(u32, Vec<serde_json::Value>)> {
+        let keys: Vec<&str> = inserted.iter().map(|e| e.event_key.as_str()).collect();
+        let mut events = reads::events_except(&self.sql, ids, &keys)?;
+        let known: Vec<&str> = ids.iter().copied().filter(|id| events.contains_key(*id)).collect();
         // Changes feed the outbox and live subscribers.
         let want_changes = !self.targets.is_empty() || self.live.is_on();
-        // The stored rows are read for every message: an update writes only
-        // the columns that changed (`ListRow::changed_since`), and reads cost
-        // a thousandth of writes.
-        let stored = reads::list_rows(self.sql.exec(
-            &format!("SELECT {ROW_COLUMNS} FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))"),
-            vec![serde_json::to_string(ids)?.into()],
-        )?)?;
+        // The stored rows are read for every message the shard knew: an
+        // update writes only the columns that changed
+        // (`ListRow::changed_since`), and reads cost a thousandth of writes.
         let mut previous: BTreeMap<String, Vec<ListRow>> = BTreeMap::new();
-        for row in stored {
-            previous.entry(row.message_id.clone()).or_default().push(row);
+        if !known.is_empty() {
+            let stored = reads::list_rows(self.sql.exec(
+                &format!("SELECT {ROW_COLUMNS} FROM message_rows WHERE message_id IN (SELECT value FROM json_each(?))"),
+                vec![serde_json::to_string(&known)?.into()],
+            )?)?;
+            for row in stored {
+                previous.entry(row.message_id.clone()).or_default().push(row);
+            }
         }
         let mut queued = 0;
         let mut docs = Vec::new();
         for &message_id in ids {
+            let new_here = !known.contains(&message_id);
             let records = MessageRecords {
-                events: events.remove(message_id).unwrap_or_default(),
+                events: with_inserted(events.remove(message_id).unwrap_or_default(), message_id, inserted, now),
                 conflicts: Vec::new(),
                 media: Vec::new(),
             };
@@ -229,7 +245,7 @@ impl LedgerShard {
             let mut before = previous.remove(message_id).unwrap_or_default();
             if fresh.is_empty() {
                 self.keep_unlisted(message_id, receive_time_ms(&view, first_received))?;
-            } else if before.is_empty() {
+            } else if before.is_empty() && !new_here {
                 // A message that had no recipient may have gained one.
                 self.sql.exec("DELETE FROM unlisted WHERE message_id = ?", vec![message_id.into()])?;
             }
@@ -328,6 +344,25 @@ impl LedgerShard {
         // instead costs a JS array per event.)
         Ok(inserted.rows_written() > 0)
     }
+}
+
+/// A message's stored events followed by those of `inserted` that are its
+/// own, in the order they were inserted (after every stored one, as their
+/// sequence numbers in the table are).
+fn with_inserted(
+    mut stored: Vec<StoredEvent>,
+    message_id: &str,
+    inserted: &[&EventRecord],
+    now: i64,
+) -> Vec<StoredEvent> {
+    let after = stored.last().map_or(0, |e| e.seq);
+    let own = inserted.iter().filter(|e| e.message_id == message_id);
+    stored.extend(own.enumerate().map(|(i, e)| StoredEvent {
+        seq: after + 1 + i as i64,
+        record: (*e).clone(),
+        received_at_ms: now,
+    }));
+    stored
 }
 
 fn sql_value(v: ColumnValue) -> SqlStorageValue {

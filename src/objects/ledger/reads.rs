@@ -61,15 +61,31 @@ pub fn key_ranges(ids: &[impl AsRef<str>]) -> Result<String> {
 pub const EVENTS_IN_RANGES: &str = "FROM json_each(?) AS r CROSS JOIN events AS e
      WHERE e.event_key >= json_extract(r.value, '$[0]') AND e.event_key < json_extract(r.value, '$[1]')";
 
+const EXCEPT_KEYS: &str = " AND e.event_key NOT IN (SELECT value FROM json_each(?))";
+
 /// The stored events of the messages in `ids`, by message in arrival order.
 pub fn events_of(sql: &SqlStorage, ids: &[impl AsRef<str>]) -> Result<BTreeMap<String, Vec<StoredEvent>>> {
+    events_except(sql, ids, &[])
+}
+
+/// The same, without the events whose keys are in `except` (those the
+/// caller holds already: a callback's own events, just inserted).
+pub fn events_except(
+    sql: &SqlStorage,
+    ids: &[impl AsRef<str>],
+    except: &[&str],
+) -> Result<BTreeMap<String, Vec<StoredEvent>>> {
+    let (filter, mut params) = (if except.is_empty() { "" } else { EXCEPT_KEYS }, vec![key_ranges(ids)?.into()]);
+    if !except.is_empty() {
+        params.push(serde_json::to_string(except)?.into());
+    }
     let rows: Vec<EventRow> = sql
         .exec(
             &format!(
                 "SELECT e.seq, e.event_key, e.message_id, e.type, e.recipient, e.time, e.time_ms, e.error_code,
-                   e.content_hash, e.raw, e.received_at_ms {EVENTS_IN_RANGES} ORDER BY e.seq"
+                   e.content_hash, e.raw, e.received_at_ms {EVENTS_IN_RANGES}{filter} ORDER BY e.seq"
             ),
-            vec![key_ranges(ids)?.into()],
+            params,
         )?
         .to_array()?;
     let mut by_message: BTreeMap<String, Vec<StoredEvent>> = BTreeMap::new();
