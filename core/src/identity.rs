@@ -98,7 +98,7 @@ fn write_canonical(value: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
+                write_string(k, out);
                 out.push(':');
                 write_canonical(&map[k], out);
             }
@@ -114,6 +114,21 @@ fn write_canonical(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
+        Value::String(text) => write_string(text, out),
         scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// A JSON string exactly as serde_json writes it: text that needs no
+/// escape (almost every key and value in a callback) is copied as it is,
+/// anything else goes through serde_json. Stored hashes depend on this
+/// being byte-identical to serde_json's output.
+fn write_string(text: &str, out: &mut String) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&Value::String(text.to_owned()).to_string());
     }
 }

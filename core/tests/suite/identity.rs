@@ -66,6 +66,20 @@ fn canonical_json_sorts_keys_at_every_depth() {
 }
 
 #[test]
+fn canonical_strings_are_written_exactly_as_serde_json_writes_them() {
+    // Stored content hashes depend on this: every ASCII character, and
+    // text beyond it, as a key and as a value.
+    let mut samples: Vec<String> = (0u8..0x80).map(|b| format!("a{}b", b as char)).collect();
+    samples.extend(["", "plain", "é\u{2028}😀", "quote\"back\\slash", "\u{7f}del", "tab\tnew\nline"].map(String::from));
+    for text in samples {
+        let v = serde_json::json!({ text.clone(): text.clone() });
+        let expected =
+            format!("{{{}:{}}}", serde_json::to_string(&text).unwrap(), serde_json::to_string(&text).unwrap());
+        assert_eq!(canonical_json(&v), expected, "{text:?}");
+    }
+}
+
+#[test]
 fn sha256_matches_the_standard_vector() {
     assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
