@@ -111,8 +111,15 @@ impl Parsed<'_> {
             _ => Vec::new(),
         }
     }
-    fn text(&self) -> String {
-        self.msg_str("text").unwrap_or_default()
+    /// The length of `message.text`, and whether it or `message.media`
+    /// has content, read in place (this runs for every event on every
+    /// callback of the message).
+    fn text_len(&self) -> usize {
+        self.message().and_then(|m| m.get("text")?.as_str()).map_or(0, str::len)
+    }
+    fn has_content(&self) -> bool {
+        self.text_len() > 0
+            || self.message().and_then(|m| m.get("media")?.as_array()).is_some_and(|a| a.iter().any(Value::is_string))
     }
     /// Order key: event time (else arrival time), then fields that do not
     /// depend on arrival, so that events stamped with the same time sort the
@@ -146,10 +153,9 @@ pub fn project(message_id: &str, records: &MessageRecords) -> Option<MessageView
 
     // Content: the richest message object seen. Status callbacks carry
     // empty text, so prefer events with text or media, then inbound ones.
-    let richest = events.iter().max_by_key(|e| {
-        let has_content = !e.text().is_empty() || !e.msg_strings("media").is_empty();
-        (has_content, e.kind.is_inbound(), e.text().len(), std::cmp::Reverse(e.order()))
-    })?;
+    let richest = events
+        .iter()
+        .max_by_key(|e| (e.has_content(), e.kind.is_inbound(), e.text_len(), std::cmp::Reverse(e.order())))?;
     let first_str = |field: &str| events.iter().find_map(|e| e.msg_str(field));
     let to = events.iter().map(|e| e.msg_strings("to")).find(|t| !t.is_empty()).unwrap_or_default();
     let media = richest.msg_strings("media");
@@ -158,11 +164,33 @@ pub fn project(message_id: &str, records: &MessageRecords) -> Option<MessageView
     let is_mms = !media.is_empty() || events.iter().any(|e| !e.msg_strings("media").is_empty());
 
     let recipients = project_recipients(&events, &to, direction.as_deref(), is_group || is_mms);
-    let contradicted: Vec<&str> =
-        recipients.iter().filter(|r| r.flags.contains(&StatusFlag::Contradiction)).map(|r| r.number.as_str()).collect();
-
-    let timeline = events
+    let mut view = MessageView {
+        message_id: message_id.to_owned(),
+        direction,
+        from: first_str("from"),
+        to,
+        owner: first_str("owner"),
+        application_id: first_str("applicationId"),
+        text: richest.msg_str("text"),
+        archived_media: archived_media(&records.media, &media),
+        media,
+        tag: first_str("tag"),
+        segment_count: events.iter().find_map(|e| e.message()?.get("segmentCount")?.as_i64()),
+        priority: first_str("priority"),
+        time: first_str("time"),
+        recipients,
+        timeline: Vec::new(),
+        conflicts: records.conflicts.iter().map(conflict_entry).collect(),
+    };
+    // Last, the timeline takes each parsed event over (no copy of its JSON).
+    let contradicted: Vec<&str> = view
+        .recipients
         .iter()
+        .filter(|r| r.flags.contains(&StatusFlag::Contradiction))
+        .map(|r| r.number.as_str())
+        .collect();
+    let timeline = events
+        .into_iter()
         .map(|e| {
             let recipient = e.stored.record.recipient.clone();
             let contradicted = matches!(e.kind, EventKind::MessageDelivered | EventKind::MessageRead)
@@ -174,30 +202,12 @@ pub fn project(message_id: &str, records: &MessageRecords) -> Option<MessageView
                 error_code: e.stored.record.error_code,
                 received_at: format_rfc3339_ms(e.stored.received_at_ms),
                 contradicted,
-                event: e.raw.clone(),
+                event: e.raw,
             }
         })
         .collect();
-
-    let archived_media = archived_media(&records.media, &media);
-    Some(MessageView {
-        message_id: message_id.to_owned(),
-        direction,
-        from: first_str("from"),
-        to,
-        owner: first_str("owner"),
-        application_id: first_str("applicationId"),
-        text: richest.msg_str("text"),
-        media,
-        tag: first_str("tag"),
-        segment_count: events.iter().find_map(|e| e.message()?.get("segmentCount")?.as_i64()),
-        priority: first_str("priority"),
-        time: first_str("time"),
-        recipients,
-        timeline,
-        conflicts: records.conflicts.iter().map(conflict_entry).collect(),
-        archived_media,
-    })
+    view.timeline = timeline;
+    Some(view)
 }
 
 /// The archive entries, in the order their source URLs have in `media`.
