@@ -1,11 +1,10 @@
 //! The Worker's clock and randomness, in one place; the core takes both as
 //! values. (`std::time::SystemTime::now()` panics on wasm32.)
 
-use worker::Date;
-
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch. `Date.now()`, not `new Date()`
+/// (`worker::Date::now`): no object per call for the collector to sweep.
 pub fn now_ms() -> i64 {
-    Date::now().as_millis() as i64
+    worker::js_sys::Date::now() as i64
 }
 
 /// Uniform in [0, 1), for retry jitter; 0.5 if the source fails.
