@@ -10,9 +10,9 @@
 // rows to print. It also lists the longest stretches of the isolate thread
 // busy without a break. The raw profile goes to bench/out/ledger.cpuprofile
 // (loadable in Chrome DevTools).
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, freePort, writeConfig, startWorkerd, loadgen as runLoadgen } from './workerd.mjs';
+import { ROOT, freePort, writeConfig, startWorkerd, loadgen as runLoadgen, removeStorage } from './workerd.mjs';
 import { busyStretches, inspect, selfTimes } from './inspect.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -48,7 +48,7 @@ async function main() {
     }
   } finally {
     await wd.stop();
-    rmSync(storage, { recursive: true, force: true });
+    removeStorage(storage);
   }
 }
 

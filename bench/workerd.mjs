@@ -2,7 +2,7 @@
 // a config generated from wrangler.toml: no wrangler dev proxy in the path.
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { readFileSync, writeFileSync, mkdirSync, createWriteStream } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, createWriteStream, rmSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -129,6 +129,12 @@ const emptyRust :Workerd.Worker = (
   const path = join(dir, 'workerd.capnp');
   writeFileSync(path, config);
   return path;
+}
+
+/** Removes a config's storage: the ledger's directory and those of the
+ * JS peer and the metered ledger beside it. */
+export function removeStorage(storage) {
+  for (const dir of [storage, `${storage}-peer`, `${storage}-metered`]) rmSync(dir, { recursive: true, force: true });
 }
 
 /** Starts workerd on a config; resolves once the ledger answers /healthz. */

@@ -8,7 +8,7 @@
 // in the same run (profiler attached) is beside it.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, freePort, loadgen, startWorkerd, writeConfig } from '../workerd.mjs';
+import { ROOT, freePort, loadgen, removeStorage, startWorkerd, writeConfig } from '../workerd.mjs';
 import { busyStretches, inspect, phases } from '../inspect.mjs';
 import { classifyLedger, crossing, LEDGER_PHASES, peerClassifier } from '../phases.mjs';
 import { AUTH, CONNECTIONS, OUT, log } from '../lib.mjs';
@@ -45,11 +45,11 @@ export async function measureProfile({ results, vars }) {
       await loadgen(at(port), [...args, '--duration', '2', '--connections', String(CONNECTIONS), '--prefix', `warm-${label.length}`]);
       const session = await inspect(inspector, service);
       const c0 = cpu();
-      const load_ = [...args, '--duration', String(SECONDS), '--connections', String(CONNECTIONS), '--prefix', `prof-${label.length}`, ...(RATE ? ['--rate', RATE] : [])];
-      const { result: load, profile } = await session.during(() => loadgen(at(port), load_));
+      const loadArgs = [...args, '--duration', String(SECONDS), '--connections', String(CONNECTIONS), '--prefix', `prof-${label.length}`, ...(RATE ? ['--rate', RATE] : [])];
+      const { result: load, profile } = await session.during(() => loadgen(at(port), loadArgs));
       const cpuMs = cpu() - c0;
       session.close();
-      // Loadable in Chrome DevTools, or by `node bench/profile.mjs --read`.
+      // bench/out/<run>.cpuprofile: loadable in Chrome DevTools.
       writeFileSync(join(OUT, `${label.replace(/\W+/g, '-')}.cpuprofile`), JSON.stringify(profile));
       const perCallback = (ms) => (ms * 1000) / Math.max(1, load.ok);
       const measured = [...phases(profile, classify, service === 'ledger' ? crossing : undefined)];
@@ -61,6 +61,7 @@ export async function measureProfile({ results, vars }) {
     }
   } finally {
     await wd.stop();
+    removeStorage(storage);
   }
   results.profile = profiled;
   printProfile(profiled);
