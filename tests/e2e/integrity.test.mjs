@@ -143,6 +143,41 @@ test('a duplicate of a message whose list rows were lost rebuilds them, with its
   }
 });
 
+test('a new message\'s rows, projected from the events its own callback just stored, equal the rows rebuilt from storage', async () => {
+  // The first callback's projection takes its events from memory (the
+  // shard does not read back what it just wrote); healing rebuilds from
+  // SQLite. Both must give the same rows, column for column: here a group
+  // message whose first callback carries an event twice, a contradiction
+  // (failed, then delivered, for one recipient) and events out of order.
+  const id = uniqueId('own-events');
+  const message = { ...statusEvent(id).message, to: ['+15552220001', '+15552220002'], media: ['https://example.com/a.png'] };
+  const ev = (type, to, time, extra = {}) => ({ ...statusEvent(id, { type, to, time, ...extra }), message });
+  const first = [
+    ev('message-delivered', '+15552220001', '2026-11-20T15:04:09.000Z'),
+    ev('message-sending', '+15552220001', '2026-11-20T15:04:05.000Z'),
+    ev('message-failed', '+15552220002', '2026-11-20T15:04:06.000Z', { errorCode: 4720, description: 'invalid' }),
+    ev('message-delivered', '+15552220002', '2026-11-20T15:04:08.000Z'),
+  ];
+  const r = await postCallback(w.url, [...first, first[1]]);
+  assert.deepEqual(await r.json(), { stored: 4, duplicates: 1, conflicts: 0, quarantined: 0 });
+  const rows = () => shardSql(w.url, id, 'SELECT * FROM message_rows WHERE message_id = ? ORDER BY destination_tn', [id]);
+  const fromMemory = await rows();
+  assert.equal(fromMemory.length, 2);
+  assert.deepEqual(fromMemory.map((x) => x.destination_tn), ['+15552220001', '+15552220002']);
+
+  await shardSql(w.url, id, 'DELETE FROM message_rows WHERE message_id = ?', [id]);
+  assert.deepEqual(await (await postCallback(w.url, [first[0]])).json(), { stored: 0, duplicates: 1, conflicts: 0, quarantined: 0 });
+  assert.deepEqual(await rows(), fromMemory, 'rebuilt from storage, column for column');
+
+  // A later callback adds to the stored events; its rows equal a rebuild too.
+  const later = ev('message-sent', '+15552220001', '2026-11-20T15:04:07.000Z');
+  assert.equal((await postCallback(w.url, [later])).status, 200);
+  const afterLater = await rows();
+  await shardSql(w.url, id, 'DELETE FROM message_rows WHERE message_id = ?', [id]);
+  assert.equal((await postCallback(w.url, [later])).status, 200);
+  assert.deepEqual(await rows(), afterLater);
+});
+
 test('a lost forward is rebuilt by the next duplicate when the list row is stale', async () => {
   const id = uniqueId('stale');
   const [sending, delivered1] = groupEvents(id);
