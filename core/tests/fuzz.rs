@@ -12,7 +12,7 @@ use std::cell::Cell;
 
 use bw_ledger_core::parse_callback_body;
 use bw_ledger_core::projection::project;
-use bw_ledger_core::records::{EventRecord, MessageRecords, StoredEvent};
+use bw_ledger_core::records::EventRecord;
 use bw_ledger_core::send::validate_send;
 use common::*;
 use proptest::prelude::*;
@@ -56,15 +56,7 @@ fn check_callback(body: &[u8]) {
     }
     if let Some(first) = parsed.events.first() {
         let same: Vec<_> = parsed.events.iter().filter(|e| e.message_id == first.message_id).collect();
-        let records = MessageRecords {
-            events: same
-                .iter()
-                .enumerate()
-                .map(|(i, e)| StoredEvent { seq: i as i64, record: EventRecord::from_event(e), received_at_ms: 0 })
-                .collect(),
-            conflicts: Vec::new(),
-            media: Vec::new(),
-        };
+        let records = arrived_together(same.iter().copied());
         let view = project(&first.message_id, &records).expect("events exist");
         assert_eq!(view.timeline.len(), same.len());
         let _ = bw_ledger_core::list::rows_for(&view, 0);

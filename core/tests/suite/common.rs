@@ -37,6 +37,20 @@ pub fn stored(events: &[CallbackEvent]) -> MessageRecords {
     }
 }
 
+/// The same, all received at one instant (time 0): a projection of them
+/// then depends on nothing but the events and their order.
+pub fn arrived_together<'a>(events: impl IntoIterator<Item = &'a CallbackEvent>) -> MessageRecords {
+    MessageRecords {
+        events: events
+            .into_iter()
+            .enumerate()
+            .map(|(i, ev)| StoredEvent { seq: i as i64, record: EventRecord::from_event(ev), received_at_ms: 0 })
+            .collect(),
+        conflicts: Vec::new(),
+        media: Vec::new(),
+    }
+}
+
 /// Runs a future that never waits (in-memory stores) to completion.
 pub fn ready<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);

@@ -3,10 +3,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use crate::common::Rng;
+use crate::common::{arrived_together, Rng};
 use bw_ledger_core::event::EventKind;
 use bw_ledger_core::projection::project;
-use bw_ledger_core::records::{EventRecord, MessageRecords, StoredEvent};
 use bw_ledger_core::status::{next, RecipientState, STATES, TABLE};
 use bw_ledger_core::{parse_callback_body, CallbackEvent};
 use RecipientState::*;
@@ -90,18 +89,6 @@ fn random_events(rng: &mut Rng) -> Vec<CallbackEvent> {
     parsed.events
 }
 
-fn records(evs: &[CallbackEvent]) -> MessageRecords {
-    MessageRecords {
-        events: evs
-            .iter()
-            .enumerate()
-            .map(|(i, e)| StoredEvent { seq: i as i64, record: EventRecord::from_event(e), received_at_ms: 0 })
-            .collect(),
-        conflicts: Vec::new(),
-        media: Vec::new(),
-    }
-}
-
 /// Property: for random event sets (with duplicates of the same identity
 /// removed, as the shard does), every shuffled arrival order projects to
 /// the same recipients and timeline.
@@ -113,13 +100,13 @@ fn random_event_sets_project_the_same_in_any_order() {
         let mut evs = random_events(&mut rng);
         let mut seen = std::collections::BTreeSet::new();
         evs.retain(|e| seen.insert(bw_ledger_core::EventKey::of(e)));
-        let reference = serde_json::to_value(project("prop", &records(&evs)).unwrap()).unwrap();
+        let reference = serde_json::to_value(project("prop", &arrived_together(&evs)).unwrap()).unwrap();
         for _ in 0..10 {
             for i in (1..evs.len()).rev() {
                 let j = rng.below(i + 1);
                 evs.swap(i, j);
             }
-            let got = serde_json::to_value(project("prop", &records(&evs)).unwrap()).unwrap();
+            let got = serde_json::to_value(project("prop", &arrived_together(&evs)).unwrap()).unwrap();
             assert_eq!(got["recipients"], reference["recipients"]);
             assert_eq!(got["timeline"], reference["timeline"]);
             checked += 1;
