@@ -75,10 +75,13 @@ pub fn events_except(
     ids: &[impl AsRef<str>],
     except: &[&str],
 ) -> Result<BTreeMap<String, Vec<StoredEvent>>> {
-    let (filter, mut params) = (if except.is_empty() { "" } else { EXCEPT_KEYS }, vec![key_ranges(ids)?.into()]);
-    if !except.is_empty() {
+    let mut params = vec![key_ranges(ids)?.into()];
+    let filter = if except.is_empty() {
+        ""
+    } else {
         params.push(serde_json::to_string(except)?.into());
-    }
+        EXCEPT_KEYS
+    };
     let rows: Vec<EventRow> = sql
         .exec(
             &format!(
