@@ -3,7 +3,21 @@
 // function, the isolate's longest busy stretches, and time per phase by a
 // classifier over each sample's stack. Used by `BENCH_ONLY=profile`
 // (bench/measure/profile.mjs) and `node bench/profile.mjs`.
+import { join } from 'node:path';
 import WebSocket from 'ws';
+import { ROOT, freePort, removeStorage, startWorkerd, writeConfig } from './workerd.mjs';
+
+/** A workerd of its own with the inspector on, on fresh storage in `out`:
+ * the ledger, the empty Workers and (with `peer`) the JS peer. `stop()`
+ * stops it and removes its storage. */
+export async function startInspectedWorkerd(out, vars, { peer = false } = {}) {
+  const storage = join(out, `profile-${Date.now()}`);
+  const ports = { ledger: await freePort(), emptyJs: await freePort(), emptyRust: await freePort(), ...(peer ? { peer: await freePort() } : {}) };
+  const inspector = await freePort();
+  const config = writeConfig(out, { ports, vars, storage, emptyRustBuild: join(ROOT, 'bench/empty-rust/build') });
+  const wd = await startWorkerd(config, ports.ledger, join(out, 'workerd-profile.log'), [`--inspector-addr=127.0.0.1:${inspector}`]);
+  return { ports, inspector, wd, async stop() { await wd.stop(); removeStorage(storage); } };
+}
 
 /** Opens the inspector session of the Worker whose title names `service`. */
 export async function inspect(inspectorPort, service) {

@@ -12,8 +12,8 @@
 // (loadable in Chrome DevTools).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, freePort, writeConfig, startWorkerd, loadgen as runLoadgen, removeStorage } from './workerd.mjs';
-import { busyStretches, inspect, selfTimes } from './inspect.mjs';
+import { ROOT, loadgen as runLoadgen } from './workerd.mjs';
+import { busyStretches, inspect, selfTimes, startInspectedWorkerd } from './inspect.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -24,12 +24,8 @@ const AUTH = 'Basic ' + Buffer.from('bench:bench-pass').toString('base64');
 
 async function main() {
   mkdirSync(OUT, { recursive: true });
-  const storage = join(OUT, `profile-${Date.now()}`);
-  const ports = { ledger: await freePort(), emptyJs: await freePort(), emptyRust: await freePort() };
-  const inspector = await freePort();
   const vars = { CALLBACK_USER: 'bench', CALLBACK_PASSWORD: 'bench-pass', API_TOKEN: 'bench-api-token', BW_ACCOUNT_ID: '9900000' };
-  const config = writeConfig(OUT, { ports, vars, storage, emptyRustBuild: join(ROOT, 'bench/empty-rust/build') });
-  const wd = await startWorkerd(config, ports.ledger, join(OUT, 'workerd-profile.log'), [`--inspector-addr=127.0.0.1:${inspector}`]);
+  const { ports, inspector, stop } = await startInspectedWorkerd(OUT, vars);
   try {
     const loadgen = (args) => runLoadgen(`127.0.0.1:${ports.ledger}`, ['--auth', AUTH, '--connections', String(CONNECTIONS), ...(process.env.PROFILE_STATUSES ? ['--statuses'] : []), ...args]);
     await loadgen(['--duration', '2', '--prefix', 'warm']);
@@ -47,8 +43,7 @@ async function main() {
       console.log(`  ${st.ms.toFixed(1)} ms: ${top}`);
     }
   } finally {
-    await wd.stop();
-    removeStorage(storage);
+    await stop();
   }
 }
 

@@ -59,11 +59,7 @@ async function main() {
   const ctx = {
     results, fake, ports, vars, ackedFiles, acked: 0,
     at: (p) => `127.0.0.1:${p}`,
-    // CPU seconds of the workerd process (user + system), from /proc.
-    cpu: () => {
-      const f = readFileSync(`/proc/${wd.child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      return (Number(f[11]) + Number(f[12])) / 100;
-    },
+    cpu: () => wd.cpuSeconds(),
     rss: () => Number(execSync(`ps -o rss= -p ${wd.child.pid}`).toString().trim()) * 1024,
     ackedFile: (name) => { const f = join(OUT, `acked-${name}.txt`); ackedFiles.push(f); return ['--acked-file', f]; },
   };

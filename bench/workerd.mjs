@@ -157,6 +157,11 @@ export async function startWorkerd(configPath, ledgerPort, logPath, extraArgs = 
   const waitExit = () => new Promise((r) => (exited ? r() : child.once('exit', r)));
   return {
     child,
+    /** CPU seconds of the process so far (user + system), from /proc. */
+    cpuSeconds() {
+      const f = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100;
+    },
     async kill() { child.kill('SIGKILL'); await waitExit(); },
     async stop() { child.kill('SIGTERM'); await waitExit(); },
   };

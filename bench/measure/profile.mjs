@@ -8,8 +8,8 @@
 // in the same run (profiler attached) is beside it.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, freePort, loadgen, removeStorage, startWorkerd, writeConfig } from '../workerd.mjs';
-import { busyStretches, inspect, phases } from '../inspect.mjs';
+import { ROOT, loadgen } from '../workerd.mjs';
+import { busyStretches, inspect, phases, startInspectedWorkerd } from '../inspect.mjs';
 import { classifyLedger, crossing, LEDGER_PHASES, peerClassifier } from '../phases.mjs';
 import { AUTH, CONNECTIONS, OUT, log } from '../lib.mjs';
 
@@ -24,15 +24,8 @@ function peerLines() {
 }
 
 export async function measureProfile({ results, vars }) {
-  const storage = join(OUT, `profile-${Date.now()}`);
-  const ports = { ledger: await freePort(), emptyJs: await freePort(), emptyRust: await freePort(), peer: await freePort() };
-  const inspector = await freePort();
-  const config = writeConfig(OUT, { ports, vars, storage, emptyRustBuild: join(ROOT, 'bench/empty-rust/build') });
-  const wd = await startWorkerd(config, ports.ledger, join(OUT, 'workerd-profile.log'), [`--inspector-addr=127.0.0.1:${inspector}`]);
-  const cpu = () => {
-    const f = readFileSync(`/proc/${wd.child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10;
-  };
+  const { ports, inspector, wd, stop } = await startInspectedWorkerd(OUT, vars, { peer: true });
+  const cpuMs = () => wd.cpuSeconds() * 1000;
   const at = (p) => `127.0.0.1:${p}`;
   const runs = [
     ['ledger, fresh messages', 'ledger', ports.ledger, ['--auth', AUTH], classifyLedger],
@@ -44,10 +37,10 @@ export async function measureProfile({ results, vars }) {
     for (const [label, service, port, args, classify] of runs) {
       await loadgen(at(port), [...args, '--duration', '2', '--connections', String(CONNECTIONS), '--prefix', `warm-${label.length}`]);
       const session = await inspect(inspector, service);
-      const c0 = cpu();
+      const c0 = cpuMs();
       const loadArgs = [...args, '--duration', String(SECONDS), '--connections', String(CONNECTIONS), '--prefix', `prof-${label.length}`, ...(RATE ? ['--rate', RATE] : [])];
       const { result: load, profile } = await session.during(() => loadgen(at(port), loadArgs));
-      const cpuMs = cpu() - c0;
+      const cpuUsed = cpuMs() - c0;
       session.close();
       // bench/out/<run>.cpuprofile: loadable in Chrome DevTools.
       writeFileSync(join(OUT, `${label.replace(/\W+/g, '-')}.cpuprofile`), JSON.stringify(profile));
@@ -57,11 +50,10 @@ export async function measureProfile({ results, vars }) {
       const crossingUs = Object.fromEntries(measured.map(([p, t]) => [p, perCallback(t.crossingMs)]));
       const busy = Object.values(byPhase).reduce((a, b) => a + b, 0);
       const crossed = Object.values(crossingUs).reduce((a, b) => a + b, 0);
-      profiled[label] = { load, byPhase, crossingUs, busyUs: busy, crossedUs: crossed, processUs: perCallback(cpuMs), stretches: busyStretches(profile, 3).map((s) => s.ms) };
+      profiled[label] = { load, byPhase, crossingUs, busyUs: busy, crossedUs: crossed, processUs: perCallback(cpuUsed), stretches: busyStretches(profile, 3).map((s) => s.ms) };
     }
   } finally {
-    await wd.stop();
-    removeStorage(storage);
+    await stop();
   }
   results.profile = profiled;
   printProfile(profiled);
