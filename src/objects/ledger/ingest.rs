@@ -233,7 +233,7 @@ impl LedgerShard {
         let mut queued = 0;
         let mut docs = Vec::new();
         for &message_id in ids {
-            let new_here = !known.contains(&message_id);
+            let new_here = !events.contains_key(message_id);
             let records = MessageRecords {
                 events: with_inserted(events.remove(message_id).unwrap_or_default(), message_id, inserted, now),
                 conflicts: Vec::new(),
