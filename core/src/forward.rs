@@ -21,6 +21,9 @@ use crate::identity::sha256_hex;
 use crate::projection::MessageView;
 use crate::status::RecipientState;
 
+/// The highest `ratePerSecond` a target may have.
+pub const RATE_MAX: u32 = 1_000;
+
 /// A delivery counts only if the target answers 2xx within this time.
 pub const DELIVERY_TIMEOUT_MS: u64 = 10_000;
 
@@ -39,6 +42,9 @@ pub struct ForwardTarget {
     /// Normalized kinds to send; all when absent.
     #[serde(default)]
     pub events: Option<Vec<String>>,
+    /// Deliveries per second at most, across every shard (`targets::pace`).
+    #[serde(default, rename = "ratePerSecond")]
+    pub rate_per_second: Option<u32>,
 }
 
 impl std::fmt::Debug for ForwardTarget {
@@ -48,10 +54,6 @@ impl std::fmt::Debug for ForwardTarget {
 }
 
 impl ForwardTarget {
-    pub fn wants(&self, kind: ChangeKind) -> bool {
-        self.events.as_ref().is_none_or(|e| e.iter().any(|k| k == kind.as_str()))
-    }
-
     /// The HMAC keys (the base64 after `whsec_`) of `secrets`, or of
     /// `secret`; `None` if there are none or any is malformed.
     pub fn keys(&self) -> Option<Vec<Vec<u8>>> {
@@ -60,12 +62,14 @@ impl ForwardTarget {
             (None, Some(one)) => vec![one],
             (None, None) => Vec::new(),
         };
-        let keys: Option<Vec<Vec<u8>>> = secrets
-            .into_iter()
-            .map(|s| STANDARD.decode(s.strip_prefix("whsec_")?).ok().filter(|k| !k.is_empty()))
-            .collect();
+        let keys: Option<Vec<Vec<u8>>> = secrets.into_iter().map(|s| secret_key(s)).collect();
         keys.filter(|k| !k.is_empty())
     }
+}
+
+/// The HMAC key of a `whsec_` secret; `None` if malformed.
+pub fn secret_key(secret: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(secret.strip_prefix("whsec_")?).ok().filter(|k| !k.is_empty())
 }
 
 /// Parses and checks `FORWARD_TARGETS`; empty or absent means no targets.
@@ -82,6 +86,9 @@ pub fn parse_targets(json: Option<&str>) -> Result<Vec<ForwardTarget>, String> {
                 "FORWARD_TARGETS: target {:?} needs a \"secret\" (or \"secrets\") of the form whsec_<base64>",
                 t.id
             ));
+        }
+        if t.rate_per_second.is_some_and(|r| !(1..=RATE_MAX).contains(&r)) {
+            return Err(format!("FORWARD_TARGETS: target {:?} needs a ratePerSecond from 1 to 1000", t.id));
         }
         if let Some(kinds) = &t.events {
             if let Some(k) = kinds.iter().find(|k| ChangeKind::parse(k).is_none()) {

@@ -39,6 +39,7 @@ pub mod shard;
 pub mod stats;
 pub mod status;
 pub mod stored;
+pub mod targets;
 pub mod time;
 pub mod wire;
 

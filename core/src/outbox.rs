@@ -144,9 +144,23 @@ pub struct ReplayRequest {
     pub to: Option<String>,
     #[serde(default)]
     pub ids: Option<Vec<String>>,
+    /// Another target to deliver them to instead (a deleted target's dead
+    /// letters, replayed elsewhere). Checked to exist by the Worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<String>,
     /// Filled in by the Worker.
     #[serde(default)]
     pub now_ms: i64,
+}
+
+/// `POST /outbox/discard`: a target's dead letters, all or these ids,
+/// deleted for good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiscardRequest {
+    pub target: String,
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
 }
 
 impl ReplayRequest {

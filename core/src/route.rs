@@ -63,6 +63,24 @@ pub enum Route {
     OptOutLift(String),
     /// `GET /optouts/{number}/history`: a number's audit trail.
     OptOutHistory(String),
+    /// `POST /outbox/discard`: delete a target's dead letters.
+    OutboxDiscard,
+    /// `GET /targets`: every forwarding target, with its state.
+    Targets,
+    /// `POST /targets`: make a target and its secret.
+    TargetCreate,
+    /// `GET /targets/{id}`.
+    Target(String),
+    /// `PATCH /targets/{id}`.
+    TargetPatch(String),
+    /// `DELETE /targets/{id}`.
+    TargetDelete(String),
+    /// `POST /targets/{id}/secret/rotate`.
+    TargetRotate(String),
+    /// `POST /targets/{id}/enable`: deliveries resume.
+    TargetEnable(String),
+    /// `POST /targets/{id}/disable`: deliveries pause.
+    TargetDisable(String),
 }
 
 impl Route {
@@ -86,6 +104,15 @@ impl Route {
                 | Self::OptOutAdd
                 | Self::OptOutLift(_)
                 | Self::OptOutHistory(_)
+                | Self::OutboxDiscard
+                | Self::Targets
+                | Self::TargetCreate
+                | Self::Target(_)
+                | Self::TargetPatch(_)
+                | Self::TargetDelete(_)
+                | Self::TargetRotate(_)
+                | Self::TargetEnable(_)
+                | Self::TargetDisable(_)
         )
     }
 
@@ -119,6 +146,15 @@ impl Route {
             Self::OptOutAdd => "POST /optouts",
             Self::OptOutLift(_) => "DELETE /optouts/{number}",
             Self::OptOutHistory(_) => "GET /optouts/{number}/history",
+            Self::OutboxDiscard => "POST /outbox/discard",
+            Self::Targets => "GET /targets",
+            Self::TargetCreate => "POST /targets",
+            Self::Target(_) => "GET /targets/{id}",
+            Self::TargetPatch(_) => "PATCH /targets/{id}",
+            Self::TargetDelete(_) => "DELETE /targets/{id}",
+            Self::TargetRotate(_) => "POST /targets/{id}/secret/rotate",
+            Self::TargetEnable(_) => "POST /targets/{id}/enable",
+            Self::TargetDisable(_) => "POST /targets/{id}/disable",
         }
     }
 }
@@ -144,6 +180,12 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         "/outbox" => only("GET", Route::OutboxStats),
         "/outbox/dead" => only("GET", Route::OutboxDead),
         "/outbox/replay" => only("POST", Route::OutboxReplay),
+        "/outbox/discard" => only("POST", Route::OutboxDiscard),
+        "/targets" => match method {
+            "POST" => Ok(Route::TargetCreate),
+            _ => only("GET", Route::Targets).map_err(|_| ApiError::MethodNotAllowed { allow: "GET, POST" }),
+        },
+        p if p.starts_with("/targets/") => target_route(method, &p["/targets/".len()..]),
         "/keys" => only("GET", Route::Keys),
         "/retention/run" => only("POST", Route::RetentionRun),
         "/erasure" => only("POST", Route::Erasure),
@@ -193,6 +235,27 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
             }
             _ => Err(ApiError::NotFound("Route")),
         },
+    }
+}
+
+/// `/targets/{id}` and what is under it.
+fn target_route(method: &str, rest: &str) -> Result<Route, ApiError> {
+    let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    if id.is_empty() {
+        return Err(ApiError::NotFound("Route"));
+    }
+    let id = percent_decode(id).ok_or(ApiError::BadRequest("The target id is not valid UTF-8.".into()))?;
+    let post =
+        |route: Route| if method == "POST" { Ok(route) } else { Err(ApiError::MethodNotAllowed { allow: "POST" }) };
+    match (tail, method) {
+        ("", "GET" | "HEAD") => Ok(Route::Target(id)),
+        ("", "PATCH") => Ok(Route::TargetPatch(id)),
+        ("", "DELETE") => Ok(Route::TargetDelete(id)),
+        ("", _) => Err(ApiError::MethodNotAllowed { allow: "GET, PATCH, DELETE" }),
+        ("secret/rotate", _) => post(Route::TargetRotate(id)),
+        ("enable", _) => post(Route::TargetEnable(id)),
+        ("disable", _) => post(Route::TargetDisable(id)),
+        _ => Err(ApiError::NotFound("Route")),
     }
 }
 

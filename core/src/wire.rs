@@ -137,6 +137,11 @@ pub mod ledger {
         /// Queues changes from elsewhere (the opt-out book) into the
         /// outbox, once per webhook id; answers the rows queued.
         QueueChanges = "/queue-changes": Vec<QueuedChange> => u32;
+        /// The registry's targets at a version; an older one than the
+        /// shard holds is ignored (`crate::targets`).
+        Targets = "/targets": crate::targets::TargetSnapshot => Empty;
+        /// Deletes dead-lettered outbox items of a target.
+        OutboxDiscard = "/outbox/discard": crate::outbox::DiscardRequest => DiscardReply;
     }
 
     /// Shard `index`'s object name (`crate::shard` picks the index).
@@ -189,6 +194,68 @@ pub struct QueuedChange {
     pub kind: crate::change::ChangeKind,
     pub message_id: String,
     pub doc: serde_json::Value,
+}
+
+/// Methods of the target registry (`TargetRegistry`, one object): the
+/// targets made through the API (`crate::targets`).
+pub mod target_registry {
+    use super::*;
+    use crate::targets::{NewTarget, Outcome, TargetPatch, TargetRecord, WithSecret};
+
+    object! {
+        binding = "TARGET_REGISTRY";
+        /// Every API-made target, without its secrets' values.
+        List = "/list": Empty => Vec<TargetRecord>;
+        /// Makes a target and its first secret.
+        Create = "/create": NewTarget => Outcome<WithSecret>;
+        /// Changes a target's url, events, rate or description.
+        Patch = "/patch": PatchRequest => Outcome<TargetRecord>;
+        /// A new secret; the old ones sign on for the overlap.
+        Rotate = "/rotate": TargetId => Outcome<WithSecret>;
+        /// Pauses (`disable`) or resumes (`enable`) deliveries.
+        SetPaused = "/paused": PausedRequest => Outcome<TargetRecord>;
+        /// Removes a target; shards dead-letter its pending forwards.
+        Delete = "/delete": TargetId => Outcome<Empty>;
+    }
+
+    /// The one registry's object name.
+    pub const NAME: &str = "targets";
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct TargetId {
+        pub id: String,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PatchRequest {
+        pub id: String,
+        pub patch: TargetPatch,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PausedRequest {
+        pub id: String,
+        pub paused: bool,
+    }
+}
+
+/// Methods of a target's pacer (`TargetPacer`, one object per paced target).
+pub mod target_pacer {
+    use crate::targets::pace::{Slot as SlotReply, SlotRequest};
+
+    object! {
+        binding = "TARGET_PACER";
+        /// A send time that keeps the target's rate (`crate::targets::pace`).
+        Slot = "/slot": SlotRequest => SlotReply;
+    }
+
+    /// Target `id`'s pacer: a digest, as for key guards.
+    pub fn name(id: &str) -> String {
+        format!("pace-{}", &crate::identity::sha256_hex(id.as_bytes())[..32])
+    }
 }
 
 /// Methods of the live hub (`LiveHub`).
@@ -332,6 +399,12 @@ pub struct MessageQuery {
 pub struct DeadQuery {
     pub target: Option<String>,
     pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscardReply {
+    pub discarded: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

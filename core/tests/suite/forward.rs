@@ -21,6 +21,7 @@ fn signature_matches_the_standard_webhooks_vector() {
         secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
         secrets: None,
         events: None,
+        rate_per_second: None,
     };
     let sig = sign(&t.keys().unwrap()[0], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, r#"{"test": 2432232314}"#);
     assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
@@ -114,7 +115,8 @@ fn targets_are_checked() {
     assert_eq!(parse_targets(Some("  ")).unwrap(), vec![]);
     let ok = r#"[{"id":"a","url":"https://example.com/h","secret":"whsec_c2VjcmV0","events":["message.status"]}]"#;
     let t = parse_targets(Some(ok)).unwrap();
-    assert!(t[0].wants(ChangeKind::Status) && !t[0].wants(ChangeKind::Received));
+    let t0 = bw_ledger_core::targets::Target::from_config(&t[0]);
+    assert!(t0.wants(ChangeKind::Status) && !t0.wants(ChangeKind::Received));
     for bad in [
         "nope",
         r#"[{"id":"a","url":"ftp://x","secret":"whsec_c2VjcmV0"}]"#,
@@ -240,6 +242,7 @@ fn replay_takes_ids_a_range_or_the_target_alone() {
         from: from.map(Into::into),
         to: None,
         ids,
+        into: None,
         now_ms: 0,
     };
     assert!(r(None, None).validate().is_ok() && r(None, None).all_dead());

@@ -22,5 +22,6 @@ mod records;
 mod redact;
 mod send;
 mod status;
+mod targets;
 mod units;
 mod wire;

@@ -171,7 +171,8 @@ fn the_media_forward_has_a_stable_id_and_targets_may_ask_for_it() {
         r#"[{"id":"t","url":"https://x.example/h","secret":"whsec_AAAA","events":["message.media"]}]"#,
     ))
     .unwrap();
-    assert!(targets[0].wants(ChangeKind::Media) && !targets[0].wants(ChangeKind::Status));
+    let t0 = bw_ledger_core::targets::Target::from_config(&targets[0]);
+    assert!(t0.wants(ChangeKind::Media) && !t0.wants(ChangeKind::Status));
 }
 
 #[test]

@@ -24,8 +24,8 @@ use bw_ledger_core::quarantine::{
 use bw_ledger_core::records::{EventRecord, MessageRecords, StoredConflict, StoredEvent};
 use bw_ledger_core::wire::live_hub::Published;
 use bw_ledger_core::wire::{
-    key_guard, ledger, live_hub, opt_outs, token_broker, DeadQuery, Empty, IngestBatch, IngestReply, MessageQuery,
-    Method, ReplayReply,
+    key_guard, ledger, live_hub, opt_outs, target_pacer, target_registry, token_broker, DeadQuery, DiscardReply, Empty,
+    IngestBatch, IngestReply, MessageQuery, Method, ReplayReply,
 };
 use serde_json::{json, Value};
 
@@ -276,7 +276,14 @@ fn ledger_outbox() {
     );
     pin::<ledger::OutboxReplay>(
         "/outbox/replay",
-        ReplayRequest { target: "main".into(), from: None, to: None, ids: Some(vec!["msg_1".into()]), now_ms: 7 },
+        ReplayRequest {
+            target: "main".into(),
+            from: None,
+            to: None,
+            ids: Some(vec!["msg_1".into()]),
+            into: None,
+            now_ms: 7,
+        },
         json!({"target": "main", "from": null, "to": null, "ids": ["msg_1"], "nowMs": 7}),
         ReplayReply { replayed: 1 },
         json!({"replayed": 1}),
@@ -518,17 +525,107 @@ fn opt_out_book_methods() {
     );
 }
 
+/// The targets' methods: what the registry and the pacers answer, and the
+/// snapshot every shard is handed.
+#[test]
+fn target_methods_are_pinned() {
+    use bw_ledger_core::targets::pace::{Slot, SlotRequest};
+    use bw_ledger_core::targets::{Outcome, StoredSecret, TargetPatch, TargetRecord, TargetSnapshot, WithSecret};
+    let record = TargetRecord {
+        id: "crm".into(),
+        url: "https://x".into(),
+        events: Some(vec![bw_ledger_core::change::ChangeKind::Status]),
+        rate_per_second: Some(2),
+        description: None,
+        paused: false,
+        secrets: vec![StoredSecret { sealed: "aes256gcm:AAAA".into(), created_ms: 1, expires_ms: Some(9) }],
+        created_ms: 1,
+        updated_ms: 2,
+    };
+    let record_json = json!({"id": "crm", "url": "https://x", "events": ["message.status"], "ratePerSecond": 2,
+        "paused": false, "secrets": [{"sealed": "aes256gcm:AAAA", "createdMs": 1, "expiresMs": 9}],
+        "createdMs": 1, "updatedMs": 2});
+    pin::<ledger::Targets>(
+        "/targets",
+        TargetSnapshot { version: 3, targets: vec![record.clone()] },
+        json!({"version": 3, "targets": [record_json.clone()]}),
+        Empty {},
+        json!({}),
+    );
+    pin::<ledger::OutboxDiscard>(
+        "/outbox/discard",
+        bw_ledger_core::outbox::DiscardRequest { target: "gone".into(), ids: None },
+        json!({"target": "gone", "ids": null}),
+        DiscardReply { discarded: 2 },
+        json!({"discarded": 2}),
+    );
+    let shown = record.without_secrets();
+    let shown_json = json!({"id": "crm", "url": "https://x", "events": ["message.status"], "ratePerSecond": 2,
+        "paused": false, "secrets": [{"createdMs": 1, "expiresMs": 9}], "createdMs": 1, "updatedMs": 2});
+    pin::<target_registry::List>("/list", Empty {}, json!({}), vec![shown.clone()], json!([shown_json.clone()]));
+    let new = bw_ledger_core::targets::parse_new(br#"{"url": "https://x"}"#).unwrap();
+    pin::<target_registry::Create>(
+        "/create",
+        new,
+        json!({"id": null, "url": "https://x", "events": null, "ratePerSecond": null, "description": null}),
+        Outcome::Done(WithSecret { target: shown.clone(), secret: "whsec_AAAA".into() }),
+        json!({"outcome": "done", "value": {"target": shown_json.clone(), "secret": "whsec_AAAA"}}),
+    );
+    pin::<target_registry::Patch>(
+        "/patch",
+        target_registry::PatchRequest {
+            id: "crm".into(),
+            patch: TargetPatch { rate_per_second: Some(None), ..Default::default() },
+        },
+        json!({"id": "crm", "patch": {"ratePerSecond": null}}),
+        Outcome::NotFound,
+        json!({"outcome": "notFound"}),
+    );
+    pin::<target_registry::Rotate>(
+        "/rotate",
+        target_registry::TargetId { id: "cfg".into() },
+        json!({"id": "cfg"}),
+        Outcome::Conflict("edit FORWARD_TARGETS".into()),
+        json!({"outcome": "conflict", "value": "edit FORWARD_TARGETS"}),
+    );
+    pin::<target_registry::SetPaused>(
+        "/paused",
+        target_registry::PausedRequest { id: "crm".into(), paused: true },
+        json!({"id": "crm", "paused": true}),
+        Outcome::Done(shown),
+        json!({"outcome": "done", "value": shown_json}),
+    );
+    pin::<target_registry::Delete>(
+        "/delete",
+        target_registry::TargetId { id: "crm".into() },
+        json!({"id": "crm"}),
+        Outcome::Done(Empty {}),
+        json!({"outcome": "done", "value": {}}),
+    );
+    pin::<target_pacer::Slot>(
+        "/slot",
+        SlotRequest { rate_per_second: 2 },
+        json!({"ratePerSecond": 2}),
+        Slot { at_ms: 5, granted: true },
+        json!({"atMs": 5, "granted": true}),
+    );
+    assert_eq!(target_pacer::name("crm"), target_pacer::name("crm"));
+    assert!(target_pacer::name("crm").starts_with("pace-") && target_pacer::name("crm").len() == 37);
+}
+
 /// Every method of every object answers at one path, and that path is
 /// pinned by a test in this file (a new method without a pin fails here).
 #[test]
 fn every_method_is_pinned() {
     let source = include_str!("wire.rs");
-    let objects: [(&str, Vec<&str>); 5] = [
+    let objects: [(&str, Vec<&str>); 7] = [
         ("ledger", ledger::Call::ALL.iter().map(|c| c.path()).collect()),
         ("opt_outs", opt_outs::Call::ALL.iter().map(|c| c.path()).collect()),
         ("live_hub", live_hub::Call::ALL.iter().map(|c| c.path()).collect()),
         ("token_broker", token_broker::Call::ALL.iter().map(|c| c.path()).collect()),
         ("key_guard", key_guard::Call::ALL.iter().map(|c| c.path()).collect()),
+        ("target_registry", target_registry::Call::ALL.iter().map(|c| c.path()).collect()),
+        ("target_pacer", target_pacer::Call::ALL.iter().map(|c| c.path()).collect()),
     ];
     for (object, paths) in objects {
         let mut unique = paths.clone();

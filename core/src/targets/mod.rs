@@ -1,0 +1,284 @@
+//! Webhook targets made through the API (`/targets`), beside those of the
+//! `FORWARD_TARGETS` secret: their stored records, the snapshot every shard
+//! holds, what a shard delivers with, and what an operator is shown.
+//!
+//! One object (the registry) keeps the records; every change to them makes
+//! a new snapshot version, which it hands to every shard. A shard keeps the
+//! newest version it was given, so a change applies to its next delivery
+//! attempt, and survives restarts on both sides.
+//!
+//! - `input`: what `POST` and `PATCH` accept;
+//! - `seal`: secrets, generated and sealed at rest;
+//! - `pace`: `ratePerSecond` across every shard.
+
+pub mod input;
+pub mod pace;
+pub mod seal;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::change::ChangeKind;
+use crate::forward::{secret_key, ForwardTarget};
+use crate::outbox::TargetStats;
+use crate::time::format_rfc3339_ms;
+pub use input::{parse_new, parse_patch, NewTarget, TargetPatch};
+use seal::Sealer;
+
+/// How long a rotated-out secret still signs (`FORWARD_ROTATION_OVERLAP_MS`).
+pub const DEFAULT_ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
+
+/// An API-made target as the registry stores it and shards hold it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRecord {
+    pub id: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<ChangeKind>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Paused by an operator: nothing is attempted; changes still queue.
+    #[serde(default)]
+    pub paused: bool,
+    /// Newest first. Every one not expired signs each delivery.
+    #[serde(default)]
+    pub secrets: Vec<StoredSecret>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl std::fmt::Debug for TargetRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetRecord").field("id", &self.id).field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+/// One signing secret, as stored (`seal`); `sealed` is empty in what the
+/// registry hands out for display.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredSecret {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sealed: String,
+    pub created_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret").field("created_ms", &self.created_ms).finish_non_exhaustive()
+    }
+}
+
+impl StoredSecret {
+    fn signs_at(&self, now_ms: i64) -> bool {
+        self.expires_ms.is_none_or(|at| at > now_ms)
+    }
+}
+
+impl TargetRecord {
+    pub fn new(t: NewTarget, id: String, sealed_secret: String, now_ms: i64) -> Self {
+        Self {
+            id,
+            url: t.url,
+            events: t.events,
+            rate_per_second: t.rate_per_second,
+            description: t.description,
+            paused: false,
+            secrets: vec![StoredSecret { sealed: sealed_secret, created_ms: now_ms, expires_ms: None }],
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        }
+    }
+
+    pub fn apply(&mut self, patch: &TargetPatch, now_ms: i64) {
+        if let Some(url) = &patch.url {
+            self.url = url.clone();
+        }
+        if let Some(events) = &patch.events {
+            self.events = events.clone();
+        }
+        if let Some(rate) = patch.rate_per_second {
+            self.rate_per_second = rate;
+        }
+        if let Some(description) = &patch.description {
+            self.description = description.clone();
+        }
+        self.updated_ms = now_ms;
+    }
+
+    /// A new secret signs from now; those that signed until now keep
+    /// signing for `overlap_ms` (an earlier overlap is never extended), and
+    /// expired ones are dropped.
+    pub fn rotate(&mut self, sealed_secret: String, now_ms: i64, overlap_ms: i64) {
+        let until = now_ms + overlap_ms.max(0);
+        self.secrets.retain(|s| s.signs_at(now_ms));
+        for s in &mut self.secrets {
+            s.expires_ms = Some(s.expires_ms.map_or(until, |at| at.min(until)));
+        }
+        self.secrets.retain(|s| s.signs_at(now_ms));
+        self.secrets.insert(0, StoredSecret { sealed: sealed_secret, created_ms: now_ms, expires_ms: None });
+        self.updated_ms = now_ms;
+    }
+
+    /// The record with its secrets' values left out.
+    pub fn without_secrets(&self) -> Self {
+        let mut r = self.clone();
+        for s in &mut r.secrets {
+            s.sealed.clear();
+        }
+        r
+    }
+}
+
+/// What every shard holds: the registry's targets at one version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetSnapshot {
+    pub version: i64,
+    pub targets: Vec<TargetRecord>,
+}
+
+/// What a registry method did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "value", rename_all = "camelCase")]
+pub enum Outcome<T> {
+    Done(T),
+    NotFound,
+    /// The target comes from `FORWARD_TARGETS`, or the id is taken.
+    Conflict(String),
+}
+
+/// A target made or rotated: the record (without secrets) and the new
+/// secret, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WithSecret {
+    pub target: TargetRecord,
+    pub secret: String,
+}
+
+/// A target as a shard delivers to it, from either source.
+#[derive(Clone)]
+pub struct Target {
+    pub id: String,
+    pub url: String,
+    pub events: Option<Vec<ChangeKind>>,
+    pub rate_per_second: Option<u32>,
+    pub paused: bool,
+    /// HMAC keys and until when each signs; or why there are none.
+    keys: Result<Vec<SigningKey>, String>,
+}
+
+/// An HMAC key, and until when it signs (`None`: until rotated out).
+type SigningKey = (Vec<u8>, Option<i64>);
+
+impl Target {
+    pub fn wants(&self, kind: ChangeKind) -> bool {
+        self.events.as_ref().is_none_or(|e| e.contains(&kind))
+    }
+
+    /// The keys that sign a delivery made at `now_ms`.
+    pub fn keys_at(&self, now_ms: i64) -> Result<Vec<Vec<u8>>, String> {
+        let keys = self.keys.as_ref().map_err(Clone::clone)?;
+        let live: Vec<Vec<u8>> =
+            keys.iter().filter(|(_, until)| until.is_none_or(|at| at > now_ms)).map(|(k, _)| k.clone()).collect();
+        if live.is_empty() {
+            return Err("the target has no signing secret".into());
+        }
+        Ok(live)
+    }
+
+    pub fn from_config(t: &ForwardTarget) -> Self {
+        Self {
+            id: t.id.clone(),
+            url: t.url.clone(),
+            events: t.events.as_ref().map(|e| e.iter().filter_map(|k| ChangeKind::parse(k)).collect()),
+            rate_per_second: t.rate_per_second,
+            paused: false,
+            keys: t.keys().map(|k| k.into_iter().map(|k| (k, None)).collect()).ok_or("malformed secret".into()),
+        }
+    }
+
+    pub fn from_record(r: &TargetRecord, sealer: Option<&Sealer>) -> Self {
+        let keys = r
+            .secrets
+            .iter()
+            .map(|s| {
+                let secret = seal::open(sealer, &r.id, &s.sealed)?;
+                let key = secret_key(&secret).ok_or("a stored secret is not whsec_<base64>")?;
+                Ok((key, s.expires_ms))
+            })
+            .collect();
+        Self {
+            id: r.id.clone(),
+            url: r.url.clone(),
+            events: r.events.clone(),
+            rate_per_second: r.rate_per_second,
+            paused: r.paused,
+            keys,
+        }
+    }
+}
+
+/// Every target a shard delivers to: the configured ones, then the API's
+/// (an API target whose id a configured one took later is left out).
+pub fn runtime(config: &[ForwardTarget], api: &[TargetRecord], sealer: Option<&Sealer>) -> Vec<Target> {
+    let mut all: Vec<Target> = config.iter().map(Target::from_config).collect();
+    for r in api {
+        if !config.iter().any(|c| c.id == r.id) {
+            all.push(Target::from_record(r, sealer));
+        }
+    }
+    all
+}
+
+fn time(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |ms| Value::String(format_rfc3339_ms(ms)))
+}
+
+/// How `GET /targets` shows an API-made target: never a secret.
+pub fn api_view(r: &TargetRecord, now_ms: i64) -> Value {
+    let signing: Vec<&StoredSecret> = r.secrets.iter().filter(|s| s.signs_at(now_ms)).collect();
+    let previous_until = signing.iter().filter_map(|s| s.expires_ms).max();
+    serde_json::json!({
+        "id": r.id, "url": r.url, "events": r.events, "ratePerSecond": r.rate_per_second,
+        "description": r.description, "source": "api",
+        "state": if r.paused { "disabled" } else { "active" },
+        "createdAt": time(Some(r.created_ms)), "updatedAt": time(Some(r.updated_ms)),
+        "secretCreatedAt": time(r.secrets.first().map(|s| s.created_ms)),
+        "previousSecretExpiresAt": time(previous_until),
+    })
+}
+
+/// How `GET /targets` shows a target of `FORWARD_TARGETS`.
+pub fn config_view(t: &ForwardTarget) -> Value {
+    serde_json::json!({
+        "id": t.id, "url": t.url, "events": t.events, "ratePerSecond": t.rate_per_second,
+        "description": null, "source": "config", "state": "active",
+        "createdAt": null, "updatedAt": null, "secretCreatedAt": null, "previousSecretExpiresAt": null,
+    })
+}
+
+/// A target's view with its outbox figures, summed over the shards.
+pub fn with_stats(mut view: Value, stats: Option<&TargetStats>) -> Value {
+    let s = stats.cloned().unwrap_or_default();
+    view["pending"] = s.pending.into();
+    view["delivered"] = s.delivered.into();
+    view["dead"] = s.dead.into();
+    view["consecutiveFailures"] = s.consecutive_failures.into();
+    view["lastError"] = s.last_error.into();
+    view["lastErrorAt"] = time(s.last_error_ms);
+    view
+}
+
+/// The 409 for changing a `FORWARD_TARGETS` target through the API.
+pub fn config_conflict(id: &str) -> String {
+    format!(
+        "Target `{id}` comes from the FORWARD_TARGETS secret (\"source\": \"config\"): edit that secret to change it."
+    )
+}
