@@ -34,6 +34,10 @@ pub const FORWARD_RETRY_BASE_MS: &str = "FORWARD_RETRY_BASE_MS";
 pub const FORWARD_RETRY_MAX_MS: &str = "FORWARD_RETRY_MAX_MS";
 pub const FORWARD_GIVE_UP_MS: &str = "FORWARD_GIVE_UP_MS";
 pub const FORWARD_KEEP_DELIVERED_MS: &str = "FORWARD_KEEP_DELIVERED_MS";
+/// How long a rotated-out target secret still signs (ms, default 24 h).
+pub const FORWARD_ROTATION_OVERLAP_MS: &str = "FORWARD_ROTATION_OVERLAP_MS";
+/// 32 bytes (base64 or hex) that seal API-made targets' secrets at rest.
+pub const TARGET_SECRETS_KEY: &str = "TARGET_SECRETS_KEY";
 pub const RETENTION_DAYS: &str = "RETENTION_DAYS";
 /// Live sockets one client key may hold open at once (default 10).
 pub const LIVE_MAX_SOCKETS_PER_KEY: &str = "LIVE_MAX_SOCKETS_PER_KEY";

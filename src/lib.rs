@@ -35,6 +35,8 @@ pub use objects::key_guard::KeyGuard;
 pub use objects::ledger::LedgerShard;
 pub use objects::live_hub::LiveHub;
 pub use objects::opt_outs::OptOutBook;
+pub use objects::target_pacer::TargetPacer;
+pub use objects::target_registry::TargetRegistry;
 pub use objects::token_broker::TokenBroker;
 
 #[event(fetch)]
@@ -116,5 +118,14 @@ async fn handle(
         Route::OptOutLift(number) => routes::optouts::lift(req, env, &number).await,
         Route::OptOutHistory(number) => routes::optouts::history(env, &number).await,
         Route::Export => routes::lifecycle::export(req, env, config).await,
+        Route::OutboxDiscard => routes::outbox::discard(req, env, config).await,
+        Route::Targets => routes::targets::list(env, config).await,
+        Route::TargetCreate => routes::targets::create(req, env).await,
+        Route::Target(id) => routes::targets::get(env, config, &id).await,
+        Route::TargetPatch(id) => routes::targets::patch(req, env, config, id).await,
+        Route::TargetDelete(id) => routes::targets::delete(env, id).await,
+        Route::TargetRotate(id) => routes::targets::rotate(env, id).await,
+        Route::TargetEnable(id) => routes::targets::set_paused(env, config, id, false).await,
+        Route::TargetDisable(id) => routes::targets::set_paused(env, config, id, true).await,
     }
 }

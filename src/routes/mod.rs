@@ -13,6 +13,7 @@ pub mod optouts;
 pub mod outbox;
 pub mod read;
 pub mod send;
+pub mod targets;
 #[cfg(feature = "test-hooks")]
 pub mod test_routes;
 

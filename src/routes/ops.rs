@@ -2,7 +2,6 @@
 //! /stats/outcomes` (the console's chart) and `GET /openapi.json` (the API
 //! described). Figures come from every shard, merged in the core.
 
-use bw_ledger_core::forward::parse_targets;
 use bw_ledger_core::metrics::{render, ShardMetrics};
 use bw_ledger_core::stats::{merge, window_start, OutcomeQuery};
 use bw_ledger_core::wire::{ledger, opt_outs, Empty};
@@ -10,7 +9,7 @@ use bw_ledger_core::ApiError;
 use worker::{Env, Response};
 
 use crate::clock::now_ms;
-use crate::config::{Config, FORWARD_TARGETS};
+use crate::config::Config;
 use crate::http;
 use crate::shard_client::ShardClient;
 
@@ -23,9 +22,7 @@ pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
     for figures in shards.call_all::<ledger::Metrics>(&Empty {}).await? {
         total.add(figures);
     }
-    let targets = env.var(FORWARD_TARGETS).ok().map(|v| v.to_string());
-    let targets: Vec<String> =
-        parse_targets(targets.as_deref()).unwrap_or_default().into_iter().map(|t| t.id).collect();
+    let targets = crate::routes::targets::ids(env).await?;
     let optouts = crate::objects::opt_outs::book::<opt_outs::Counts>(env, &Empty {}).await?;
     let mut text = render(&total, &targets);
     text.push_str(&optouts.render());

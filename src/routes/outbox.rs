@@ -1,9 +1,10 @@
 //! Operations API over the forwarding outbox (API token): counts, dead
-//! letters and replay, fanned out to every shard and merged in the core.
+//! letters, replay (to the same target or into another) and discard,
+//! fanned out to every shard and merged in the core.
 
-use bw_ledger_core::outbox::{merge_dead, merge_stats, stats_view, ReplayRequest};
+use bw_ledger_core::outbox::{merge_dead, merge_stats, stats_view, DiscardRequest, ReplayRequest};
 use bw_ledger_core::route::query_limit;
-use bw_ledger_core::wire::{ledger, DeadQuery, Empty, ReplayReply};
+use bw_ledger_core::wire::{ledger, DeadQuery, DiscardReply, Empty, ReplayReply};
 use bw_ledger_core::ApiError;
 use worker::{Env, Request, Response};
 
@@ -42,8 +43,24 @@ pub async fn replay(req: &mut Request, env: &Env, config: &Config) -> Result<Res
         ApiError::BadRequest(format!("The body must be {{\"target\", \"from\"/\"to\" or \"ids\"}}: {e}"))
     })?;
     replay.validate().map_err(ApiError::BadRequest)?;
+    if let Some(into) = &replay.into {
+        if !crate::routes::targets::ids(env).await?.contains(into) {
+            return Err(ApiError::NotFound("Target"));
+        }
+    }
     replay.now_ms = now_ms();
     let shards = ShardClient::open(env, config)?;
     let per_shard = shards.call_all::<ledger::OutboxReplay>(&replay).await?;
     http::json(&ReplayReply { replayed: per_shard.iter().map(|r| r.replayed).sum() })
+}
+
+/// `POST /outbox/discard`: a target's dead letters (all, or `ids`) are
+/// deleted for good.
+pub async fn discard(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
+    let body = http::read_bounded(req, MAX_REPLAY_BODY).await?;
+    let discard: DiscardRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("The body must be {{\"target\", \"ids\"?}}: {e}")))?;
+    let shards = ShardClient::open(env, config)?;
+    let per_shard = shards.call_all::<ledger::OutboxDiscard>(&discard).await?;
+    http::json(&DiscardReply { discarded: per_shard.iter().map(|r| r.discarded).sum() })
 }

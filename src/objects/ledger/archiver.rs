@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use bw_ledger_core::forward::ForwardTarget;
 use bw_ledger_core::identity::sha256_hex;
 use bw_ledger_core::media::{
     content_type, media_change, next_state, object_key, Attempt, CredentialChain, CredentialScope, MediaRecord,
@@ -90,7 +89,7 @@ pub struct Archiver {
     env: Env,
     in_flight: Rc<InFlight>,
     schedule: Schedule,
-    targets: Rc<Vec<ForwardTarget>>,
+    targets: Rc<super::targets::TargetBook>,
     /// Where Bandwidth's credentials may go; `None`: nowhere.
     scope: Option<Rc<CredentialScope>>,
 }
@@ -276,6 +275,6 @@ impl Archiver {
         }
         media.sort_by(|a, b| a.path.cmp(&b.path));
         let views: Vec<_> = media.iter().map(MediaRecord::view).collect();
-        super::outbox::queue(&self.sql, &self.targets, &[media_change(&job.message_id, &views)], now)
+        super::outbox::queue(&self.sql, &self.targets.current(), &[media_change(&job.message_id, &views)], now)
     }
 }

@@ -18,13 +18,15 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bw_ledger_core::forward::{webhook_headers, ForwardTarget, DELIVERY_TIMEOUT_MS};
+use bw_ledger_core::forward::{webhook_headers, DELIVERY_TIMEOUT_MS};
 use bw_ledger_core::media::MediaStatus;
 use bw_ledger_core::outbox::OutboxState;
 use bw_ledger_core::retry::Schedule;
+use bw_ledger_core::targets::Target;
 use serde::Deserialize;
-use worker::{Result, SqlStorage, SqlStorageValue, Storage};
+use worker::{Env, Result, SqlStorage, SqlStorageValue, Storage};
 
+use super::pacing::{wait_turn, Turn};
 use crate::clock::{jitter, now_ms};
 use crate::fetch::{fetch_status_with_timeout, FetchFailure};
 use crate::objects::transaction::Transactions;
@@ -100,11 +102,14 @@ struct NextRow {
     next: Option<i64>,
 }
 
-/// The earliest-due deliverable row: pending, and the oldest pending row of
-/// its (target, message), so per-message order holds. Rows waiting behind
-/// an older one are not due, whatever their own time says.
+/// The earliest-due deliverable row: pending, of a target that is not
+/// paused, and the oldest pending row of its (target, message), so
+/// per-message order holds. Rows waiting behind an older one are not due,
+/// whatever their own time says. Parameters: pending, pending, the paused
+/// targets' ids as a JSON list.
 const HEAD: &str = "state = ? AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.target_id = o.target_id
-    AND p.message_id = o.message_id AND p.state = ? AND p.seq < o.seq)";
+    AND p.message_id = o.message_id AND p.state = ? AND p.seq < o.seq)
+    AND o.target_id NOT IN (SELECT value FROM json_each(?))";
 
 /// A row of a statement's `RETURNING seq`, counted.
 #[derive(Deserialize)]
@@ -118,8 +123,9 @@ pub(super) struct SeqRow {
 pub struct Deliveries {
     pub sql: SqlStorage,
     pub storage: Rc<Storage>,
+    pub env: Env,
     pub txn: Transactions,
-    pub targets: Rc<Vec<ForwardTarget>>,
+    pub targets: Rc<super::targets::TargetBook>,
     pub schedule: Schedule,
     pub keep_delivered_ms: i64,
     pub in_flight: Rc<InFlight>,
@@ -139,6 +145,7 @@ impl Deliveries {
                 vec![
                     state(OutboxState::Pending),
                     state(OutboxState::Pending),
+                    self.targets.paused_json().into(),
                     now.into(),
                     i64::from(DUE_WINDOW).into(),
                 ],
@@ -210,7 +217,7 @@ impl Deliveries {
             .sql
             .exec(
                 &format!("SELECT next_attempt_ms AS next FROM outbox o WHERE {HEAD} ORDER BY next_attempt_ms LIMIT 1"),
-                vec![state(OutboxState::Pending), state(OutboxState::Pending)],
+                vec![state(OutboxState::Pending), state(OutboxState::Pending), self.targets.paused_json().into()],
             )?
             .to_array()?;
         let mut next = head.first().and_then(|n| n.next);
@@ -266,7 +273,22 @@ impl Deliveries {
     }
 
     pub async fn deliver_and_record(self, h: OutboxRow) {
-        let outcome = self.deliver(&h).await;
+        // The target as it is now: a change made through the API applies
+        // to the next attempt.
+        let target = self.targets.find(&h.target_id);
+        if let Some(rate) = target.as_ref().and_then(|t| t.rate_per_second) {
+            if let Turn::Later(at) = wait_turn(&self.env, &h.target_id, rate).await {
+                self.in_flight.finish(&h.target_id);
+                if let Err(e) = self.defer(&h, at) {
+                    crate::log::log_error!("outbox: {} could not be deferred (its lease ends): {e}", h.webhook_id);
+                }
+                if let Err(e) = self.reschedule(false).await {
+                    crate::log::log_error!("outbox: alarm could not be rescheduled: {e}");
+                }
+                return;
+            }
+        }
+        let outcome = self.deliver(target.as_ref(), &h).await;
         self.in_flight.finish(&h.target_id);
         if let Err(e) = self.txn.atomically(|| self.record(&h, outcome)) {
             crate::log::log_error!(
@@ -279,7 +301,18 @@ impl Deliveries {
         }
     }
 
+    /// A paced row waits until `at`, with no attempt counted.
+    fn defer(&self, h: &OutboxRow, at: i64) -> Result<()> {
+        self.sql.exec(
+            "UPDATE outbox SET next_attempt_ms = ? WHERE seq = ? AND state = ?",
+            vec![at.into(), h.seq.into(), state(OutboxState::Pending)],
+        )?;
+        Ok(())
+    }
+
     /// Records an attempt's outcome on its row and on its target's health.
+    /// A row no longer pending (its target was deleted while the attempt
+    /// ran) keeps its state.
     fn record(&self, h: &OutboxRow, outcome: std::result::Result<(), String>) -> Result<()> {
         let now = now_ms();
         let attempts = h.attempts + 1;
@@ -287,8 +320,15 @@ impl Deliveries {
             Ok(()) => {
                 self.sql.exec(
                     "UPDATE outbox SET state = ?, attempts = ?, delivered_ms = ?, next_attempt_ms = ?,
-                       last_error = NULL WHERE seq = ?",
-                    vec![state(OutboxState::Delivered), attempts.into(), now.into(), now.into(), h.seq.into()],
+                       last_error = NULL WHERE seq = ? AND state = ?",
+                    vec![
+                        state(OutboxState::Delivered),
+                        attempts.into(),
+                        now.into(),
+                        now.into(),
+                        h.seq.into(),
+                        state(OutboxState::Pending),
+                    ],
                 )?;
                 // Written only when a failure streak ends (or on a target's
                 // first success), not on every delivery.
@@ -314,8 +354,16 @@ impl Deliveries {
                     );
                 }
                 self.sql.exec(
-                    "UPDATE outbox SET state = ?, attempts = ?, next_attempt_ms = ?, last_error = ? WHERE seq = ?",
-                    vec![state(next_state), attempts.into(), next.into(), why.clone().into(), h.seq.into()],
+                    "UPDATE outbox SET state = ?, attempts = ?, next_attempt_ms = ?, last_error = ?
+                     WHERE seq = ? AND state = ?",
+                    vec![
+                        state(next_state),
+                        attempts.into(),
+                        next.into(),
+                        why.clone().into(),
+                        h.seq.into(),
+                        state(OutboxState::Pending),
+                    ],
                 )?;
                 self.sql.exec(
                     "INSERT INTO target_health (target_id, last_error, last_error_ms, consecutive_failures)
@@ -330,12 +378,13 @@ impl Deliveries {
     }
 
     /// Posts one outbox row to its target, signed per Standard Webhooks.
-    async fn deliver(&self, row: &OutboxRow) -> std::result::Result<(), String> {
-        let Some(target) = self.targets.iter().find(|t| t.id == row.target_id) else {
+    async fn deliver(&self, target: Option<&Target>, row: &OutboxRow) -> std::result::Result<(), String> {
+        let Some(target) = target else {
             return Err("target is no longer configured".into());
         };
-        let keys = target.keys().ok_or("target secret is not whsec_<base64>")?;
-        let headers = webhook_headers(&keys, &row.webhook_id, now_ms() / 1000, &row.payload);
+        let now = now_ms();
+        let keys = target.keys_at(now)?;
+        let headers = webhook_headers(&keys, &row.webhook_id, now / 1000, &row.payload);
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let req = crate::http::post(&target.url, &headers, &row.payload)
             .map_err(|e| format!("request could not be built: {e}"))?;

@@ -216,7 +216,8 @@ impl LedgerShard {
         let mut events = reads::events_except(&self.sql, ids, &keys)?;
         let known: Vec<&str> = ids.iter().copied().filter(|id| events.contains_key(*id)).collect();
         // Changes feed the outbox and live subscribers.
-        let want_changes = !self.targets.is_empty() || self.live.is_on();
+        let targets = self.targets.current();
+        let want_changes = !targets.is_empty() || self.live.is_on();
         // The stored rows are read for every message the shard knew: an
         // update writes only the columns that changed
         // (`ListRow::changed_since`), and reads cost a thousandth of writes.
@@ -258,7 +259,7 @@ impl LedgerShard {
                 let states: Vec<(String, RecipientState)> =
                     before.iter().map(|r| (r.destination_tn.clone(), r.state)).collect();
                 let found = changes(&states, &view);
-                queued += super::outbox::queue(&self.sql, &self.targets, &found, now)?;
+                queued += super::outbox::queue(&self.sql, &targets, &found, now)?;
                 docs.extend(found.into_iter().map(|c| c.doc));
             }
             self.write_rows(&fresh, &before)?;

@@ -18,6 +18,7 @@
 //! - `reads`: messages, list pages, the quarantine;
 //! - `delivery`: delivering and pruning the outbox (the alarm's work);
 //! - `outbox`: the operations over the outbox;
+//! - `targets`: the targets delivered to, and their hand-over;
 //! - the send proxy's idempotency records of earlier builds, read only
 //!   (`objects::idempotency`);
 //! - `lifecycle`: retention, erasure (and its tombstones), export;
@@ -34,15 +35,17 @@ mod list_rows;
 mod media;
 mod metrics;
 mod outbox;
+mod pacing;
 mod reads;
 mod schema;
 mod shard;
+mod targets;
 #[cfg(feature = "test-hooks")]
 pub(crate) mod test_methods;
 
 use bw_ledger_core::lifecycle::{SweepRequest, BATCH};
 use bw_ledger_core::list::{count_plan, ListQuery, ShardPage};
-use bw_ledger_core::wire::{ledger, Empty, ReplayReply};
+use bw_ledger_core::wire::{ledger, DiscardReply, Empty, ReplayReply};
 use worker::{DurableObject, Env, Request, Response, Result, State};
 
 use crate::clock::now_ms;
@@ -144,8 +147,9 @@ impl LedgerShard {
             }
             C::QueueChanges => {
                 let handed = request::<ledger::QueueChanges>(req).await?;
-                let queued =
-                    self.txn.atomically(|| outbox::queue_handed_over(&self.sql, &self.targets, &handed, now_ms()))?;
+                let queued = self
+                    .txn
+                    .atomically(|| outbox::queue_handed_over(&self.sql, &self.targets.current(), &handed, now_ms()))?;
                 self.wake_if(queued > 0).await?;
                 reply::<ledger::QueueChanges>(&queued)
             }
@@ -171,6 +175,21 @@ impl LedgerShard {
                 let replayed = self.txn.atomically(|| outbox::replay(&self.sql, &r))?;
                 self.wake_if(replayed > 0).await?;
                 reply::<ledger::OutboxReplay>(&ReplayReply { replayed })
+            }
+            C::Targets => {
+                let snapshot = request::<ledger::Targets>(req).await?;
+                let now = now_ms();
+                if self.txn.atomically(|| self.targets.store(&self.sql, &snapshot, now))? {
+                    self.targets.adopt(snapshot);
+                    // Resumed targets' rows are due; deleted ones' are done.
+                    self.deliveries().reschedule(false).await?;
+                }
+                reply::<ledger::Targets>(&Empty {})
+            }
+            C::OutboxDiscard => {
+                let q = request::<ledger::OutboxDiscard>(req).await?;
+                let discarded = self.txn.atomically(|| outbox::discard(&self.sql, &q))?;
+                reply::<ledger::OutboxDiscard>(&DiscardReply { discarded })
             }
             C::Sweep => {
                 let q = request::<ledger::Sweep>(req).await?;
@@ -244,6 +263,7 @@ impl LedgerShard {
             return Ok(false);
         }
         let moving = schema::ensure(&self.sql, &self.txn)? == list_rows::Layout::Moving;
+        self.targets.load(&self.sql)?;
         self.rows_moving.set(moving);
         self.schema_ready.set(true);
         Ok(moving)

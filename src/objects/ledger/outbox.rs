@@ -2,8 +2,8 @@
 //! health per target, dead letters, and replay. Delivery is `delivery.rs`.
 
 use bw_ledger_core::change::{Change, ChangeKind};
-use bw_ledger_core::forward::ForwardTarget;
-use bw_ledger_core::outbox::{merge_stats, OutboxItem, OutboxState, ReplayRequest, TargetStats};
+use bw_ledger_core::outbox::{merge_stats, DiscardRequest, OutboxItem, OutboxState, ReplayRequest, TargetStats};
+use bw_ledger_core::targets::Target;
 use bw_ledger_core::wire::{DeadQuery, QueuedChange};
 use serde::Deserialize;
 use worker::{Result, SqlStorage, SqlStorageValue};
@@ -107,8 +107,11 @@ pub fn dead(sql: &SqlStorage, q: &DeadQuery) -> Result<Vec<OutboxItem>> {
 pub fn replay(sql: &SqlStorage, r: &ReplayRequest) -> Result<u32> {
     let (from, to) = r.validate().map_err(worker::Error::RustError)?;
     let mut conds = vec!["target_id = ?".to_string()];
+    // Into another target, a row whose webhook id that target already has
+    // stays where it is (`OR IGNORE`): it is never sent there twice.
+    let into = r.into.clone().unwrap_or_else(|| r.target.clone());
     let mut params: Vec<SqlStorageValue> =
-        vec![state(OutboxState::Pending), r.now_ms.into(), r.now_ms.into(), r.target.clone().into()];
+        vec![into.into(), state(OutboxState::Pending), r.now_ms.into(), r.now_ms.into(), r.target.clone().into()];
     if r.all_dead() {
         conds.push("state = ?".into());
         params.push(state(OutboxState::Dead));
@@ -129,8 +132,8 @@ pub fn replay(sql: &SqlStorage, r: &ReplayRequest) -> Result<u32> {
     let written = sql
         .exec(
             &format!(
-                "UPDATE outbox SET state = ?, attempts = 0, next_attempt_ms = ?, window_start_ms = ?,
-                   last_error = NULL WHERE {} RETURNING seq",
+                "UPDATE OR IGNORE outbox SET target_id = ?, state = ?, attempts = 0, next_attempt_ms = ?,
+                   window_start_ms = ?, last_error = NULL WHERE {} RETURNING seq",
                 conds.join(" AND ")
             ),
             params,
@@ -139,13 +142,29 @@ pub fn replay(sql: &SqlStorage, r: &ReplayRequest) -> Result<u32> {
     Ok(written.len() as u32)
 }
 
+/// Deletes a target's dead rows, all or those of `ids`; returns how many.
+pub fn discard(sql: &SqlStorage, r: &DiscardRequest) -> Result<u32> {
+    let mut params: Vec<SqlStorageValue> = vec![r.target.clone().into(), state(OutboxState::Dead)];
+    let only = match &r.ids {
+        Some(ids) => {
+            params.push(serde_json::to_string(ids)?.into());
+            "AND webhook_id IN (SELECT value FROM json_each(?))"
+        }
+        None => "",
+    };
+    let gone = sql
+        .exec(&format!("DELETE FROM outbox WHERE target_id = ? AND state = ? {only} RETURNING seq"), params)?
+        .to_array::<SeqRow>()?;
+    Ok(gone.len() as u32)
+}
+
 /// One outbox row per (change, interested target); returns how many.
 /// Queues changes another object hands over (the opt-out book's
 /// `optout.changed`), once per (target, webhook id) however often the
 /// hand-over is retried. Only kinds forwarded from elsewhere are taken.
 pub(super) fn queue_handed_over(
     sql: &SqlStorage,
-    targets: &[ForwardTarget],
+    targets: &[Target],
     handed: &[QueuedChange],
     now: i64,
 ) -> Result<u32> {
@@ -165,7 +184,7 @@ pub(super) fn queue_handed_over(
 }
 
 #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
-pub(super) fn queue(sql: &SqlStorage, targets: &[ForwardTarget], found: &[Change], now: i64) -> Result<u32> {
+pub(super) fn queue(sql: &SqlStorage, targets: &[Target], found: &[Change], now: i64) -> Result<u32> {
     let mut queued = 0;
     for change in found {
         let payload = change.doc.to_string();

@@ -74,6 +74,12 @@ const SCHEMA: &[&str] = &[
         last_error_ms INTEGER,
         consecutive_failures INTEGER NOT NULL,
         last_success_ms INTEGER) WITHOUT ROWID",
+    // The registry's API-made targets at the newest version handed to this
+    // shard (`targets.rs`): one row.
+    "CREATE TABLE IF NOT EXISTS api_targets (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL,
+        snapshot TEXT NOT NULL)",
     // Erased messages: their ids for 25 hours, so Bandwidth's retries are
     // answered without storing them again (see `lifecycle`).
     "CREATE TABLE IF NOT EXISTS erased (

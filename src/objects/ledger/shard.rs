@@ -9,14 +9,16 @@ use bw_ledger_core::forward::{parse_targets, ForwardTarget};
 use bw_ledger_core::lifecycle::{parse_tombstone_ms, DEFAULT_TOMBSTONE_DAYS, DEFAULT_TOMBSTONE_MS};
 use bw_ledger_core::media::CredentialScope;
 use bw_ledger_core::retry::Schedule;
+use bw_ledger_core::targets::seal::Sealer;
 use worker::{durable_object, Env, SqlStorage, State, Storage};
 
 use super::delivery::{Deliveries, InFlight, DEFAULT_KEEP_DELIVERED_MS};
 use super::list_rows;
+use super::targets::TargetBook;
 use crate::config::{
     Config, ERASURE_TOMBSTONE_DAYS, FORWARD_GIVE_UP_MS, FORWARD_KEEP_DELIVERED_MS, FORWARD_RETRY_BASE_MS,
     FORWARD_RETRY_MAX_MS, FORWARD_TARGETS, MEDIA_GIVE_UP_MS, MEDIA_RETRY_BASE_MS, MEDIA_RETRY_MAX_MS,
-    MIGRATION_BATCH_ROWS,
+    MIGRATION_BATCH_ROWS, TARGET_SECRETS_KEY,
 };
 use crate::objects::live_hub::LiveSwitch;
 use crate::objects::transaction::Transactions;
@@ -37,8 +39,9 @@ pub struct LedgerShard {
     /// Whether live subscribers may be listening; starts true, cleared when
     /// the hub reports none, set again by the hub's `LiveOn`.
     pub(super) live: Rc<LiveSwitch>,
-    /// Forwarding targets and schedule, read once per object instance.
-    pub(super) targets: Rc<Vec<ForwardTarget>>,
+    /// Forwarding targets (`FORWARD_TARGETS` read once per instance, and
+    /// the registry's as handed over) and the retry schedule.
+    pub(super) targets: Rc<TargetBook>,
     pub(super) schedule: Schedule,
     pub(super) keep_delivered_ms: i64,
     /// Media archive jobs' retry schedule, and the origin Bandwidth's
@@ -82,7 +85,7 @@ impl LedgerShard {
             rows_moving: Cell::new(false),
             move_batch: s.move_batch,
             live: LiveSwitch::new(),
-            targets: Rc::new(s.targets),
+            targets: Rc::new(TargetBook::new(s.targets, s.sealer)),
             schedule: s.schedule,
             keep_delivered_ms: s.keep_delivered_ms,
             media_schedule: s.media_schedule,
@@ -103,6 +106,7 @@ impl LedgerShard {
         Deliveries {
             sql: self.sql.clone(),
             storage: self.storage.clone(),
+            env: self.env.clone(),
             txn: self.txn.clone(),
             targets: self.targets.clone(),
             schedule: self.schedule,
@@ -115,6 +119,7 @@ impl LedgerShard {
 /// What an instance reads from its vars and secrets once, at start.
 struct Settings {
     targets: Vec<ForwardTarget>,
+    sealer: Option<Sealer>,
     schedule: Schedule,
     keep_delivered_ms: i64,
     media_schedule: Schedule,
@@ -131,6 +136,10 @@ impl Settings {
             // Ingest must never fail over forwarding config: log it loudly.
             crate::log::log_error!("config: {why}; forwarding is off until it is fixed");
             Vec::new()
+        });
+        let sealer = Sealer::from_var(var(TARGET_SECRETS_KEY).as_deref()).unwrap_or_else(|why| {
+            crate::log::log_error!("config: {why}; sealed target secrets cannot be opened until it is fixed");
+            None
         });
         let schedule = Schedule::from_vars(
             var(FORWARD_RETRY_BASE_MS).as_deref(),
@@ -158,6 +167,16 @@ impl Settings {
             .and_then(|v| v.trim().parse::<i64>().ok())
             .filter(|n| *n > 0)
             .unwrap_or(list_rows::DEFAULT_MOVE_BATCH);
-        Self { targets, schedule, keep_delivered_ms, media_schedule, api_base, media_scope, tombstone_ms, move_batch }
+        Self {
+            targets,
+            sealer,
+            schedule,
+            keep_delivered_ms,
+            media_schedule,
+            api_base,
+            media_scope,
+            tombstone_ms,
+            move_batch,
+        }
     }
 }

@@ -1,0 +1,287 @@
+//! `TargetRegistry`: the one object that keeps the webhook targets made
+//! through the API (`bw_ledger_core::targets`).
+//!
+//! Every change is a new snapshot version, committed here first, then
+//! handed to every ledger shard before the change is answered, so the next
+//! delivery attempt on every shard sees it. A shard that could not be
+//! reached gets it from the alarm, which retries every few seconds until
+//! every shard holds the newest version. Shards keep what they were handed
+//! in their own storage, and ignore an older version than the one they
+//! hold, so hand-overs may repeat and cross.
+//!
+//! Secrets are made here, from `getrandom`, and stored sealed under
+//! `TARGET_SECRETS_KEY` when it is set; only the create and rotate answers
+//! carry one, once.
+
+use bw_ledger_core::forward::parse_targets;
+use bw_ledger_core::targets::input::generated_id;
+use bw_ledger_core::targets::seal::{new_secret, seal, Sealer, NONCE_LEN, SECRET_BYTES};
+use bw_ledger_core::targets::{
+    config_conflict, NewTarget, Outcome, TargetRecord, TargetSnapshot, WithSecret, DEFAULT_ROTATION_OVERLAP_MS,
+};
+use bw_ledger_core::wire::target_registry::{self as registry, PatchRequest, PausedRequest, TargetId};
+use bw_ledger_core::wire::{ledger, Empty, Method};
+use serde::Deserialize;
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
+
+use crate::clock::now_ms;
+use crate::config::{Config, FORWARD_ROTATION_OVERLAP_MS, FORWARD_TARGETS, TARGET_SECRETS_KEY};
+use crate::object_call::{call, reply, request};
+use crate::objects::transaction::Transactions;
+use crate::shard_client::ShardClient;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS targets (id TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID",
+    // The newest version, and the newest every shard is known to hold.
+    "CREATE TABLE IF NOT EXISTS versions (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL,
+       handed INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO versions (id, version, handed) VALUES (1, 0, 0)",
+];
+
+/// A hand-over that failed is tried again this much later.
+const RETRY_MS: i64 = 2_000;
+
+#[durable_object]
+pub struct TargetRegistry {
+    state: State,
+    env: Env,
+    sql: SqlStorage,
+    txn: Transactions,
+    ready: std::cell::Cell<bool>,
+}
+
+#[derive(Deserialize)]
+struct RecordRow {
+    record: String,
+}
+
+#[derive(Deserialize)]
+struct VersionRow {
+    version: i64,
+    handed: i64,
+}
+
+impl DurableObject for TargetRegistry {
+    fn new(state: State, env: Env) -> Self {
+        let txn = match Transactions::of(&state) {
+            Ok(txn) => txn,
+            Err(e) => panic!("TargetRegistry without storage: {e}"),
+        };
+        Self { sql: state.storage().sql(), state, env, txn, ready: std::cell::Cell::new(false) }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        self.ensure_schema()?;
+        let Some(call) = registry::Call::from_path(&req.path()) else {
+            return Response::error("unknown target registry method", 404);
+        };
+        use registry::Call as C;
+        let now = now_ms();
+        let answer = match call {
+            C::List => {
+                let all: Vec<TargetRecord> = self.records()?.iter().map(TargetRecord::without_secrets).collect();
+                return reply::<registry::List>(&all);
+            }
+            C::Create => {
+                let new = request::<registry::Create>(&mut req).await?;
+                let done = self.txn.atomically(|| self.create(new, now))?;
+                self.answer::<registry::Create>(done).await
+            }
+            C::Patch => {
+                let PatchRequest { id, patch } = request::<registry::Patch>(&mut req).await?;
+                let done = self.txn.atomically(|| {
+                    self.change(&id, |r| {
+                        r.apply(&patch, now);
+                        Ok(r.without_secrets())
+                    })
+                })?;
+                self.answer::<registry::Patch>(done).await
+            }
+            C::Rotate => {
+                let TargetId { id } = request::<registry::Rotate>(&mut req).await?;
+                let overlap = self.overlap_ms();
+                let done = self.txn.atomically(|| {
+                    self.change(&id, |r| {
+                        let secret = self.new_secret(&id)?;
+                        r.rotate(secret.1, now, overlap);
+                        Ok(WithSecret { target: r.without_secrets(), secret: secret.0 })
+                    })
+                })?;
+                self.answer::<registry::Rotate>(done).await
+            }
+            C::SetPaused => {
+                let PausedRequest { id, paused } = request::<registry::SetPaused>(&mut req).await?;
+                let done = self.txn.atomically(|| {
+                    self.change(&id, |r| {
+                        r.paused = paused;
+                        r.updated_ms = now;
+                        Ok(r.without_secrets())
+                    })
+                })?;
+                self.answer::<registry::SetPaused>(done).await
+            }
+            C::Delete => {
+                let TargetId { id } = request::<registry::Delete>(&mut req).await?;
+                let done = self.txn.atomically(|| self.delete(&id))?;
+                self.answer::<registry::Delete>(done).await
+            }
+        };
+        answer
+    }
+
+    /// Hands the newest version to every shard that may lack it.
+    async fn alarm(&self) -> Result<Response> {
+        self.ensure_schema()?;
+        self.hand_over().await?;
+        Response::empty()
+    }
+}
+
+impl TargetRegistry {
+    fn ensure_schema(&self) -> Result<()> {
+        if !self.ready.get() {
+            for stmt in SCHEMA {
+                self.sql.exec(stmt, None)?;
+            }
+            self.ready.set(true);
+        }
+        Ok(())
+    }
+
+    fn records(&self) -> Result<Vec<TargetRecord>> {
+        let rows: Vec<RecordRow> = self.sql.exec("SELECT record FROM targets", None)?.to_array()?;
+        let mut all = rows.iter().map(|r| serde_json::from_str(&r.record)).collect::<serde_json::Result<Vec<_>>>()?;
+        all.sort_by(|a: &TargetRecord, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.id.cmp(&b.id)));
+        Ok(all)
+    }
+
+    fn find(&self, id: &str) -> Result<Option<TargetRecord>> {
+        let rows: Vec<RecordRow> =
+            self.sql.exec("SELECT record FROM targets WHERE id = ?", vec![id.into()])?.to_array()?;
+        Ok(match rows.first() {
+            Some(r) => Some(serde_json::from_str(&r.record)?),
+            None => None,
+        })
+    }
+
+    /// Writes a record and makes a new version (in the caller's transaction).
+    fn save(&self, r: &TargetRecord) -> Result<()> {
+        self.sql.exec(
+            "INSERT INTO targets (id, record) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+            vec![r.id.clone().into(), serde_json::to_string(r)?.into()],
+        )?;
+        self.bump()
+    }
+
+    fn bump(&self) -> Result<()> {
+        self.sql.exec("UPDATE versions SET version = version + 1 WHERE id = 1", None)?;
+        Ok(())
+    }
+
+    /// The ids `FORWARD_TARGETS` holds: the API may not touch them.
+    fn configured(&self, id: &str) -> bool {
+        let json = self.env.var(FORWARD_TARGETS).ok().map(|v| v.to_string());
+        parse_targets(json.as_deref()).unwrap_or_default().iter().any(|t| t.id == id)
+    }
+
+    /// A new secret, as shown and as stored.
+    fn new_secret(&self, id: &str) -> Result<(String, String)> {
+        let mut bytes = [0u8; SECRET_BYTES];
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut bytes).map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut nonce).map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
+        let key = self.env.var(TARGET_SECRETS_KEY).ok().map(|v| v.to_string());
+        // The Worker refuses the request before it gets here if the key is malformed.
+        let sealer = Sealer::from_var(key.as_deref()).map_err(worker::Error::RustError)?;
+        let secret = new_secret(&bytes);
+        let sealed = seal(sealer.as_ref(), id, &secret, &nonce);
+        Ok((secret, sealed))
+    }
+
+    fn overlap_ms(&self) -> i64 {
+        let raw = self.env.var(FORWARD_ROTATION_OVERLAP_MS).ok().map(|v| v.to_string());
+        raw.and_then(|v| v.trim().parse::<i64>().ok()).filter(|ms| *ms >= 0).unwrap_or(DEFAULT_ROTATION_OVERLAP_MS)
+    }
+
+    fn create(&self, new: NewTarget, now: i64) -> Result<Outcome<WithSecret>> {
+        let id = match &new.id {
+            Some(id) => id.clone(),
+            None => {
+                let mut random = [0u8; 8];
+                getrandom::fill(&mut random).map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
+                generated_id(&random)
+            }
+        };
+        if self.configured(&id) {
+            return Ok(Outcome::Conflict(config_conflict(&id)));
+        }
+        if self.find(&id)?.is_some() {
+            return Ok(Outcome::Conflict(format!("A target `{id}` already exists.")));
+        }
+        let (secret, sealed) = self.new_secret(&id)?;
+        let record = TargetRecord::new(new, id, sealed, now);
+        self.save(&record)?;
+        Ok(Outcome::Done(WithSecret { target: record.without_secrets(), secret }))
+    }
+
+    /// Changes a stored target with `edit`, which answers what to reply.
+    fn change<T>(&self, id: &str, edit: impl FnOnce(&mut TargetRecord) -> Result<T>) -> Result<Outcome<T>> {
+        if self.configured(id) {
+            return Ok(Outcome::Conflict(config_conflict(id)));
+        }
+        let Some(mut record) = self.find(id)? else { return Ok(Outcome::NotFound) };
+        let answer = edit(&mut record)?;
+        self.save(&record)?;
+        Ok(Outcome::Done(answer))
+    }
+
+    fn delete(&self, id: &str) -> Result<Outcome<Empty>> {
+        if self.configured(id) {
+            return Ok(Outcome::Conflict(config_conflict(id)));
+        }
+        if self.find(id)?.is_none() {
+            return Ok(Outcome::NotFound);
+        }
+        self.sql.exec("DELETE FROM targets WHERE id = ?", vec![id.into()])?;
+        self.bump()?;
+        Ok(Outcome::Done(Empty {}))
+    }
+
+    /// After a change committed: hands it to the shards, then answers.
+    async fn answer<M: Method>(&self, done: M::Reply) -> Result<Response> {
+        self.hand_over().await?;
+        reply::<M>(&done)
+    }
+
+    /// Gives every shard the newest version, unless all hold it already;
+    /// on any failure the alarm tries again shortly.
+    async fn hand_over(&self) -> Result<()> {
+        let rows: Vec<VersionRow> =
+            self.sql.exec("SELECT version, handed FROM versions WHERE id = 1", None)?.to_array()?;
+        let Some(v) = rows.first() else { return Ok(()) };
+        if v.handed >= v.version {
+            return Ok(());
+        }
+        let snapshot = TargetSnapshot { version: v.version, targets: self.records()? };
+        let config = Config::from_env(&self.env);
+        let handed = match ShardClient::open(&self.env, &config) {
+            Ok(shards) => shards.call_all::<ledger::Targets>(&snapshot).await.is_ok(),
+            Err(_) => false,
+        };
+        if handed {
+            self.sql.exec("UPDATE versions SET handed = MAX(handed, ?) WHERE id = 1", vec![snapshot.version.into()])?;
+        } else {
+            crate::log::log_warn!("targets: version {} not yet held by every shard (retrying)", snapshot.version);
+            self.state.storage().set_alarm(RETRY_MS).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Calls method `M` of the registry.
+pub async fn registry<M: Method<Object = registry::Object>>(
+    env: &Env,
+    request: &M::Request,
+) -> std::result::Result<M::Reply, bw_ledger_core::ApiError> {
+    call::<M>(env, registry::NAME, request).await
+}
