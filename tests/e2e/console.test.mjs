@@ -223,6 +223,40 @@ test('the targets table shows a failing endpoint, and "Replay all dead" queues i
   assert.ok(replayed >= dead, `replayed ${replayed}, ${dead} were shown dead`);
 });
 
+test('the console adds a target showing its secret once, then rotates, pauses, enables and deletes it', async () => {
+  await page.getByLabel('Target URL').fill('http://127.0.0.1:9/console-api');
+  await page.getByLabel('Target id (optional)').fill('console-api');
+  await page.getByLabel('Events (comma-separated, empty: all)').fill('message.status');
+  await page.getByRole('button', { name: 'Add target' }).click();
+  const secret = page.locator('#target-secret');
+  await page.waitForFunction(() => /^whsec_/.test(document.getElementById('target-secret').textContent), null, { timeout: 10000 });
+  const first = await secret.textContent();
+  w.noteSecret(first);
+  const row = page.locator('#target-rows tr[data-target="console-api"]');
+  await row.waitFor({ timeout: 10000 });
+  assert.match(await row.innerText(), /console-api \(api\)[\s\S]*active/);
+  assert.ok(!(await row.innerText()).includes('whsec_'), 'the table never shows a secret');
+
+  await page.getByRole('button', { name: 'Rotate the secret of console-api' }).click();
+  await page.waitForFunction((old) => { const s = document.getElementById('target-secret').textContent; return /^whsec_/.test(s) && s !== old; }, first, { timeout: 10000 });
+  w.noteSecret(await secret.textContent());
+
+  await page.getByRole('button', { name: 'Pause console-api' }).click();
+  await page.getByRole('button', { name: 'Enable console-api' }).waitFor({ timeout: 10000 });
+  assert.match(await row.innerText(), /disabled/);
+  await page.getByRole('button', { name: 'Enable console-api' }).click();
+  await page.getByRole('button', { name: 'Pause console-api' }).waitFor({ timeout: 10000 });
+  assert.match(await row.innerText(), /active/);
+
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Delete console-api' }).click();
+  await row.waitFor({ state: 'detached', timeout: 10000 });
+  const res = await fetch(`${w.url}/targets/console-api`, { headers: { Authorization: `Bearer ${SECRETS.API_TOKEN}` } });
+  assert.equal(res.status, 404, 'deleted through the console');
+  // The config target has no such buttons: it is read only here.
+  assert.equal(await page.getByRole('button', { name: 'Delete down' }).count(), 0);
+});
+
 test('a wrong token is refused and the console asks again', async () => {
   const p = await browser.newPage();
   await p.goto(`${w.url}/`);

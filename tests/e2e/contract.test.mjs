@@ -37,6 +37,8 @@ function pool(schema) {
     ' +15551234567 , +15559876543 ', 'true', 'false', 'null', '2026-11-20T15:04:07Z', '2026-11-20T15:04:07.123+05:30',
     '2026-11-20t15:04:07z', '2026-11-20 15:04:07Z', '2026-11-20T15:04:07+0530', '2026-11-20T15:04:07-02',
     '2026-02-30T00:00:00Z', '2026-11-20', 'yesterday', 'receiveTime', 'receiveTime:desc', 'messageId:sideways',
+    // A URL (a webhook target's); port 9 refuses every connection.
+    'http://127.0.0.1:9/hook', 'ftp://127.0.0.1/hook', 'http://',
   ];
   return [...numbers, ...strings, null, true, ...(schema.enum ?? [])];
 }

@@ -74,7 +74,7 @@ const RUN_DIR = process.env.E2E_RUN_DIR;
  * never appear in a log, and the SHA-256 of every client key (whose raw
  * value only the tests know). */
 function recordSecrets(dir, vars) {
-  const values = ['CALLBACK_PASSWORD', 'CALLBACK_PASSWORD_2', 'API_TOKEN', 'BW_CLIENT_SECRET', 'BW_PASSWORD']
+  const values = ['CALLBACK_PASSWORD', 'CALLBACK_PASSWORD_2', 'API_TOKEN', 'BW_CLIENT_SECRET', 'BW_PASSWORD', 'TARGET_SECRETS_KEY']
     .map((k) => vars[k]).filter((v) => typeof v === 'string' && v.length >= 4);
   const keyHashes = [];
   try {
@@ -84,6 +84,14 @@ function recordSecrets(dir, vars) {
     for (const k of JSON.parse(vars.CLIENT_KEYS ?? '[]')) if (k.key_sha256) keyHashes.push(k.key_sha256.toLowerCase());
   } catch { /* a test of bad config */ }
   writeFileSync(join(dir, 'secrets.json'), JSON.stringify({ values, keyHashes }));
+}
+
+/** Adds a secret the Worker made (a target's) to the log check's list. */
+function noteSecret(dir, value) {
+  const path = join(dir, 'secrets.json');
+  const given = JSON.parse(readFileSync(path, 'utf8'));
+  given.values.push(value);
+  writeFileSync(path, JSON.stringify(given));
 }
 
 async function startWorkerOnce({ persistDir, vars = {}, build = 'build' } = {}) {
@@ -145,6 +153,9 @@ async function startWorkerOnce({ persistDir, vars = {}, build = 'build' } = {}) 
     url,
     persistDir,
     logFile: join(dir, 'wrangler.log'),
+    /** A secret the Worker made and answered (a target's): the log check
+     * looks for it in this Worker's log too. */
+    noteSecret(value) { noteSecret(dir, value); },
     /** Graceful stop. */
     async stop() { signalGroup('SIGTERM'); await waitExit(); await groupGone(); },
     /** Crash: SIGKILL the whole process group (wrangler and workerd). */
