@@ -176,16 +176,7 @@ impl LedgerShard {
                 self.wake_if(replayed > 0).await?;
                 reply::<ledger::OutboxReplay>(&ReplayReply { replayed })
             }
-            C::Targets => {
-                let snapshot = request::<ledger::Targets>(req).await?;
-                let now = now_ms();
-                if self.txn.atomically(|| self.targets.store(&self.sql, &snapshot, now))? {
-                    self.targets.adopt(snapshot);
-                    // Resumed targets' rows are due; deleted ones' are done.
-                    self.deliveries().reschedule(false).await?;
-                }
-                reply::<ledger::Targets>(&Empty {})
-            }
+            C::Targets => self.take_targets(request::<ledger::Targets>(req).await?).await,
             C::OutboxDiscard => {
                 let q = request::<ledger::OutboxDiscard>(req).await?;
                 let discarded = self.txn.atomically(|| outbox::discard(&self.sql, &q))?;
@@ -236,6 +227,18 @@ impl LedgerShard {
             None => None,
         };
         Ok(ShardPage { rows, total })
+    }
+
+    /// The registry's targets at a version (`targets`): stored if newer,
+    /// with the outbox rows it settles, then used from the next attempt.
+    async fn take_targets(&self, snapshot: bw_ledger_core::targets::TargetSnapshot) -> Result<Response> {
+        let now = now_ms();
+        if self.txn.atomically(|| self.targets.store(&self.sql, &snapshot, now))? {
+            self.targets.adopt(snapshot);
+            // Resumed targets' rows are due; deleted ones' are done.
+            self.deliveries().reschedule(false).await?;
+        }
+        reply::<ledger::Targets>(&Empty {})
     }
 
     /// New outbox work: the alarm runs now.

@@ -16,9 +16,11 @@ use bw_ledger_core::outbox::OutboxState;
 use bw_ledger_core::targets::seal::Sealer;
 use bw_ledger_core::targets::{runtime, Target, TargetSnapshot};
 use serde::Deserialize;
-use worker::{Result, SqlStorage};
+use worker::{Result, SqlStorage, SqlStorageValue};
 
-use super::delivery::state;
+fn state(s: OutboxState) -> SqlStorageValue {
+    s.as_str().into()
+}
 
 /// Why a deleted target's pending rows are dead.
 pub const DELETED: &str = "the target was deleted";
