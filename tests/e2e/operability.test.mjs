@@ -256,6 +256,26 @@ test('every route answers as the OpenAPI document says, errors included', async 
     await call('GET', '/outbox/dead?limit=0', { headers: API });
     await call('POST', '/outbox/replay', { headers: API, body: JSON.stringify({ target: 'down', ids: [dead.items[0].webhookId] }) });
     await call('POST', '/outbox/replay', { headers: API, body: '{"not":"a replay"}' });
+    // Webhook targets through the API.
+    const json = { ...API, 'Content-Type': 'application/json' };
+    const made = JSON.parse(await call('POST', '/targets', { headers: json, body: JSON.stringify({ id: 'oa-api', url: 'http://127.0.0.1:9/oa' }) }));
+    w.noteSecret(made.secret);
+    await call('POST', '/targets', { headers: json, body: JSON.stringify({ id: 'oa-api', url: 'http://127.0.0.1:9/oa' }) });
+    await call('POST', '/targets', { headers: json, body: JSON.stringify({ url: 'ftp://nope' }) });
+    await call('POST', '/targets', { headers: key, body: JSON.stringify({ url: 'http://127.0.0.1:9/oa' }) });
+    await call('GET', '/targets', { headers: API });
+    await call('GET', '/targets/oa-api', { headers: API });
+    await call('GET', '/targets/no-such', { headers: API });
+    await call('PATCH', '/targets/oa-api', { headers: json, body: JSON.stringify({ events: ['message.status'], ratePerSecond: null }) });
+    await call('PATCH', '/targets/down', { headers: json, body: JSON.stringify({ description: 'config' }) });
+    const rotated = JSON.parse(await call('POST', '/targets/oa-api/secret/rotate', { headers: API }));
+    w.noteSecret(rotated.secret);
+    await call('POST', '/targets/oa-api/disable', { headers: API });
+    await call('POST', '/targets/oa-api/enable', { headers: API });
+    await call('DELETE', '/targets/oa-api', { headers: API });
+    await call('DELETE', '/targets/oa-api', { headers: API });
+    await call('POST', '/outbox/discard', { headers: json, body: JSON.stringify({ target: 'oa-api' }) });
+    await call('POST', '/outbox/discard', { headers: json, body: '{"target": 7}' });
     await call('GET', '/keys', { headers: API });
     await call('GET', '/keys', { headers: key });
     // Lifecycle.
