@@ -55,7 +55,7 @@ before(async () => {
     FORWARD_RETRY_BASE_MS: '100', FORWARD_RETRY_MAX_MS: '200', FORWARD_GIVE_UP_MS: '800',
     BW_ACCOUNT_ID: '9900000', BW_APPLICATION_ID: 'console-app',
     BANDWIDTH_API_BASE: `${fake.url}/api/v2`, BANDWIDTH_TOKEN_URL: `${fake.url}/api/v1/oauth2/token`,
-    BW_CLIENT_ID: 'id', BW_CLIENT_SECRET: 'secret',
+    BW_CLIENT_ID: 'id', BW_CLIENT_SECRET: 'console-client-secret',
     CLIENT_KEYS: JSON.stringify([{ id: 'console', key_sha256: sha256(KEY), allowed_from: ['+15551110000'], allowed_origins: [] }]),
   } });
   browser = await chromium.launch({
