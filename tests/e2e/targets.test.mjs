@@ -230,6 +230,24 @@ test('delete: nothing delivered after it; pending forwards are dead letters, rep
   assert.deepEqual((await getJson(w.url, '/outbox/dead?target=api-gone')).json.items, []);
 });
 
+test('a shard that missed a change gets it from the registry within seconds', async () => {
+  const version = async (shard) => (await shardSql(w.url, shard, 'SELECT version FROM api_targets'))[0]?.version ?? 0;
+  // Shard 3 fails every write to its copy, as a shard that cannot be reached would.
+  for (const op of ['INSERT', 'UPDATE']) {
+    await shardSql(w.url, 3, `CREATE TRIGGER refuse_${op.toLowerCase()} BEFORE ${op} ON api_targets BEGIN SELECT RAISE(ABORT, 'injected'); END`);
+  }
+  const before = await version(3);
+  const res = await call('PATCH', '/targets/api-filter', { description: 'changed while shard 3 was down' });
+  assert.equal(res.status, 200, 'the change is made, and answered');
+  const now = await version(0);
+  assert.ok(now > before, 'the other shards hold it at once');
+  assert.equal(await version(3), before, 'shard 3 does not');
+  for (const op of ['insert', 'update']) await shardSql(w.url, 3, `DROP TRIGGER refuse_${op}`);
+  const healedAt = Date.now();
+  assert.ok(await waitFor(async () => (await version(3)) === now, 10_000), 'the registry hands it over again');
+  console.log(`# shard 3 caught up ${Date.now() - healedAt} ms after it could take the change`);
+});
+
 test('a restart keeps API-made targets and their secrets', async () => {
   const before = (await getJson(w.url, '/targets')).json.targets.map((t) => t.id).sort();
   const { persistDir } = w;
