@@ -257,6 +257,43 @@ test('the console adds a target showing its secret once, then rotates, pauses, e
   assert.equal(await page.getByRole('button', { name: 'Delete down' }).count(), 0);
 });
 
+test('on a phone (390 × 844) every section shows without a sideways scroll', async () => {
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  try {
+    await phone.goto(`${w.url}/`);
+    await phone.getByLabel('API token (kept in this tab only)').fill(SECRETS.API_TOKEN);
+    await phone.getByRole('button', { name: 'Open the ledger' }).click();
+    await phone.getByRole('heading', { name: 'Recent messages' }).waitFor();
+    // Rows in every table that has any: messages, targets (with buttons), keys.
+    await phone.locator('#rows tr').first().waitFor({ timeout: 10000 });
+    await phone.locator('#target-rows tr').first().waitFor({ timeout: 10000 });
+    await phone.locator('#key-rows tr').first().waitFor({ timeout: 10000 });
+    const layout = await phone.evaluate(() => {
+      const width = document.documentElement.clientWidth;
+      const sections = [...document.querySelectorAll('section')].filter((s) => s.offsetParent !== null);
+      return {
+        width,
+        scrollWidth: document.documentElement.scrollWidth,
+        sections: sections.map((s) => ({ id: s.getAttribute('aria-labelledby'), left: s.getBoundingClientRect().left, right: s.getBoundingClientRect().right })),
+        labelled: [...document.querySelectorAll('#target-rows td[data-label]')].map((td) => td.dataset.label),
+      };
+    });
+    assert.equal(layout.width, 390);
+    assert.ok(layout.scrollWidth <= layout.width, `the page is ${layout.scrollWidth} px wide`);
+    const names = layout.sections.map((s) => s.id);
+    for (const want of ['outcomes-h', 'messages-h', 'dead-h', 'counts-h', 'targets-h', 'keys-h', 'optouts-h', 'send-h']) {
+      assert.ok(names.includes(want), `${want} is shown`);
+    }
+    for (const s of layout.sections) assert.ok(s.left >= 0 && s.right <= layout.width + 0.5, `${s.id} spans ${s.left}–${s.right}`);
+    assert.ok(layout.labelled.includes('Pending') && layout.labelled.includes('State'), 'cells name their column');
+    const dir = join(ROOT, 'tests/artifacts');
+    mkdirSync(dir, { recursive: true });
+    await phone.screenshot({ path: join(dir, 'console-phone.png'), fullPage: true });
+  } finally {
+    await phone.close();
+  }
+});
+
 test('a wrong token is refused and the console asks again', async () => {
   const p = await browser.newPage();
   await p.goto(`${w.url}/`);
