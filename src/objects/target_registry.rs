@@ -77,10 +77,10 @@ impl DurableObject for TargetRegistry {
         };
         use registry::Call as C;
         let now = now_ms();
-        let answer = match call {
+        match call {
             C::List => {
                 let all: Vec<TargetRecord> = self.records()?.iter().map(TargetRecord::without_secrets).collect();
-                return reply::<registry::List>(&all);
+                reply::<registry::List>(&all)
             }
             C::Create => {
                 let new = request::<registry::Create>(&mut req).await?;
@@ -125,8 +125,7 @@ impl DurableObject for TargetRegistry {
                 let done = self.txn.atomically(|| self.delete(&id))?;
                 self.answer::<registry::Delete>(done).await
             }
-        };
-        answer
+        }
     }
 
     /// Hands the newest version to every shard that may lack it.
