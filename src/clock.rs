@@ -15,3 +15,8 @@ pub fn jitter() -> f64 {
         Err(_) => 0.5,
     }
 }
+
+/// Fills `bytes` from the platform's secure source (secrets, keys, ids).
+pub fn random(bytes: &mut [u8]) -> worker::Result<()> {
+    getrandom::fill(bytes).map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))
+}

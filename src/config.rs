@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use bw_ledger_core::auth::{callback_credentials, BasicCredential};
 use bw_ledger_core::client::{parse_client_keys, ClientKey};
+use bw_ledger_core::forward::{parse_targets, ForwardTarget};
 use bw_ledger_core::lifecycle::parse_retention_days;
 use bw_ledger_core::oauth::UpstreamAuth;
 use bw_ledger_core::optout::Rules;
 use bw_ledger_core::shard::parse_shard_count;
+use bw_ledger_core::targets::seal::Sealer;
 use bw_ledger_core::ApiError;
 use worker::Env;
 
@@ -206,4 +208,16 @@ impl Config {
             ApiError::NotConfigured(CLIENT_KEYS)
         })
     }
+}
+
+/// The targets of `FORWARD_TARGETS`, checked (`forward::parse_targets`).
+/// Each caller decides what a malformed value means to it.
+pub fn forward_targets(env: &Env) -> Result<Vec<ForwardTarget>, String> {
+    parse_targets(read(env, FORWARD_TARGETS).as_deref())
+}
+
+/// The key of `TARGET_SECRETS_KEY` (`None`: unset); the error names what is
+/// wrong, never the value.
+pub fn target_sealer(env: &Env) -> Result<Option<Sealer>, String> {
+    Sealer::from_var(read(env, TARGET_SECRETS_KEY).as_deref())
 }

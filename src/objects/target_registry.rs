@@ -13,9 +13,8 @@
 //! `TARGET_SECRETS_KEY` when it is set; only the create and rotate answers
 //! carry one, once.
 
-use bw_ledger_core::forward::parse_targets;
 use bw_ledger_core::targets::input::generated_id;
-use bw_ledger_core::targets::seal::{new_secret, seal, Sealer, NONCE_LEN, SECRET_BYTES};
+use bw_ledger_core::targets::seal::{new_secret, seal, NONCE_LEN, SECRET_BYTES};
 use bw_ledger_core::targets::{
     config_conflict, NewTarget, Outcome, TargetRecord, TargetSnapshot, WithSecret, DEFAULT_ROTATION_OVERLAP_MS,
 };
@@ -24,8 +23,8 @@ use bw_ledger_core::wire::{ledger, Empty, Method};
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
-use crate::clock::now_ms;
-use crate::config::{Config, FORWARD_ROTATION_OVERLAP_MS, FORWARD_TARGETS, TARGET_SECRETS_KEY};
+use crate::clock::{now_ms, random};
+use crate::config::{forward_targets, target_sealer, Config, FORWARD_ROTATION_OVERLAP_MS};
 use crate::object_call::{call, reply, request};
 use crate::objects::transaction::Transactions;
 use crate::shard_client::ShardClient;
@@ -179,19 +178,17 @@ impl TargetRegistry {
 
     /// The ids `FORWARD_TARGETS` holds: the API may not touch them.
     fn configured(&self, id: &str) -> bool {
-        let json = self.env.var(FORWARD_TARGETS).ok().map(|v| v.to_string());
-        parse_targets(json.as_deref()).unwrap_or_default().iter().any(|t| t.id == id)
+        forward_targets(&self.env).unwrap_or_default().iter().any(|t| t.id == id)
     }
 
     /// A new secret, as shown and as stored.
     fn new_secret(&self, id: &str) -> Result<(String, String)> {
         let mut bytes = [0u8; SECRET_BYTES];
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut bytes).map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
-        getrandom::fill(&mut nonce).map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
-        let key = self.env.var(TARGET_SECRETS_KEY).ok().map(|v| v.to_string());
+        random(&mut bytes)?;
+        random(&mut nonce)?;
         // The Worker refuses the request before it gets here if the key is malformed.
-        let sealer = Sealer::from_var(key.as_deref()).map_err(worker::Error::RustError)?;
+        let sealer = target_sealer(&self.env).map_err(worker::Error::RustError)?;
         let secret = new_secret(&bytes);
         let sealed = seal(sealer.as_ref(), id, &secret, &nonce);
         Ok((secret, sealed))
@@ -206,9 +203,9 @@ impl TargetRegistry {
         let id = match &new.id {
             Some(id) => id.clone(),
             None => {
-                let mut random = [0u8; 8];
-                getrandom::fill(&mut random).map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
-                generated_id(&random)
+                let mut bytes = [0u8; 8];
+                random(&mut bytes)?;
+                generated_id(&bytes)
             }
         };
         if self.configured(&id) {

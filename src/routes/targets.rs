@@ -3,9 +3,7 @@
 //! (`objects::target_registry`), which hands every change to every shard
 //! before it answers. A secret is in the create and rotate answers only.
 
-use bw_ledger_core::forward::{parse_targets, ForwardTarget};
 use bw_ledger_core::outbox::{merge_stats, TargetStats};
-use bw_ledger_core::targets::seal::Sealer;
 use bw_ledger_core::targets::{api_view, config_view, parse_new, parse_patch, with_stats, Outcome, WithSecret};
 use bw_ledger_core::wire::target_registry::{self as reg, PatchRequest, PausedRequest, TargetId};
 use bw_ledger_core::wire::{ledger, Empty};
@@ -14,7 +12,7 @@ use serde_json::Value;
 use worker::{Env, Request, Response};
 
 use crate::clock::now_ms;
-use crate::config::{Config, FORWARD_TARGETS, TARGET_SECRETS_KEY};
+use crate::config::{forward_targets, target_sealer, Config, TARGET_SECRETS_KEY};
 use crate::http;
 use crate::objects::target_registry::registry;
 use crate::shard_client::ShardClient;
@@ -22,16 +20,10 @@ use crate::shard_client::ShardClient;
 /// A target's body is a URL, a few kinds, a number and a description.
 const MAX_BODY: usize = 16 * 1024;
 
-/// The targets of `FORWARD_TARGETS` (none if it is malformed: the shards
-/// log that, and forward nothing to them either).
-pub fn configured(env: &Env) -> Vec<ForwardTarget> {
-    let json = env.var(FORWARD_TARGETS).ok().map(|v| v.to_string());
-    parse_targets(json.as_deref()).unwrap_or_default()
-}
-
-/// The ids of every target, from both sources.
+/// The ids of every target, from both sources (none of `FORWARD_TARGETS`
+/// if it is malformed: the shards log that, and forward nothing to them).
 pub async fn ids(env: &Env) -> Result<Vec<String>, ApiError> {
-    let mut ids: Vec<String> = configured(env).into_iter().map(|t| t.id).collect();
+    let mut ids: Vec<String> = forward_targets(env).unwrap_or_default().into_iter().map(|t| t.id).collect();
     ids.extend(registry::<reg::List>(env, &Empty {}).await?.into_iter().map(|r| r.id));
     Ok(ids)
 }
@@ -53,7 +45,7 @@ async fn views(env: &Env, config: &Config) -> Result<Vec<Value>, ApiError> {
     }
     let of = |id: &str| stats.iter().find(|s| s.target == id);
     let now = now_ms();
-    let configured = configured(env);
+    let configured = forward_targets(env).unwrap_or_default();
     let mut all: Vec<Value> = configured.iter().map(|t| with_stats(config_view(t), of(&t.id))).collect();
     for r in api.iter().filter(|r| !configured.iter().any(|c| c.id == r.id)) {
         all.push(with_stats(api_view(r, now), of(&r.id)));
@@ -76,8 +68,7 @@ pub async fn get(env: &Env, config: &Config, id: &str) -> Result<Response, ApiEr
 /// A malformed `TARGET_SECRETS_KEY` refuses to make secrets rather than
 /// keep them in the clear.
 fn check_key(env: &Env) -> Result<(), ApiError> {
-    let key = env.var(TARGET_SECRETS_KEY).ok().map(|v| v.to_string());
-    Sealer::from_var(key.as_deref()).map(|_| ()).map_err(|why| {
+    target_sealer(env).map(|_| ()).map_err(|why| {
         crate::log::log_error!("config: {why}");
         ApiError::NotConfigured(TARGET_SECRETS_KEY)
     })

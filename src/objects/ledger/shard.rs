@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use bw_ledger_core::forward::{parse_targets, ForwardTarget};
+use bw_ledger_core::forward::ForwardTarget;
 use bw_ledger_core::lifecycle::{parse_tombstone_ms, DEFAULT_TOMBSTONE_DAYS, DEFAULT_TOMBSTONE_MS};
 use bw_ledger_core::media::CredentialScope;
 use bw_ledger_core::retry::Schedule;
@@ -16,9 +16,9 @@ use super::delivery::{Deliveries, InFlight, DEFAULT_KEEP_DELIVERED_MS};
 use super::list_rows;
 use super::targets::TargetBook;
 use crate::config::{
-    Config, ERASURE_TOMBSTONE_DAYS, FORWARD_GIVE_UP_MS, FORWARD_KEEP_DELIVERED_MS, FORWARD_RETRY_BASE_MS,
-    FORWARD_RETRY_MAX_MS, FORWARD_TARGETS, MEDIA_GIVE_UP_MS, MEDIA_RETRY_BASE_MS, MEDIA_RETRY_MAX_MS,
-    MIGRATION_BATCH_ROWS, TARGET_SECRETS_KEY,
+    forward_targets, target_sealer, Config, ERASURE_TOMBSTONE_DAYS, FORWARD_GIVE_UP_MS, FORWARD_KEEP_DELIVERED_MS,
+    FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS, MEDIA_GIVE_UP_MS, MEDIA_RETRY_BASE_MS, MEDIA_RETRY_MAX_MS,
+    MIGRATION_BATCH_ROWS,
 };
 use crate::objects::live_hub::LiveSwitch;
 use crate::objects::transaction::Transactions;
@@ -132,12 +132,12 @@ struct Settings {
 impl Settings {
     fn read(env: &Env) -> Self {
         let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
-        let targets = parse_targets(var(FORWARD_TARGETS).as_deref()).unwrap_or_else(|why| {
+        let targets = forward_targets(env).unwrap_or_else(|why| {
             // Ingest must never fail over forwarding config: log it loudly.
             crate::log::log_error!("config: {why}; forwarding is off until it is fixed");
             Vec::new()
         });
-        let sealer = Sealer::from_var(var(TARGET_SECRETS_KEY).as_deref()).unwrap_or_else(|why| {
+        let sealer = target_sealer(env).unwrap_or_else(|why| {
             crate::log::log_error!("config: {why}; sealed target secrets cannot be opened until it is fixed");
             None
         });

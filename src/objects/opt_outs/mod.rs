@@ -101,7 +101,7 @@ impl OptOutBook {
             Some(r) => r.key.clone(),
             None => {
                 let mut bytes = [0u8; 32];
-                getrandom::fill(&mut bytes).map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
+                crate::clock::random(&mut bytes)?;
                 let key = hex(&bytes);
                 self.sql.exec("INSERT INTO book_key (id, key) VALUES (1, ?)", vec![key.clone().into()])?;
                 key
