@@ -30,8 +30,6 @@ pub struct TargetBook {
     sealer: Option<Sealer>,
     api: RefCell<TargetSnapshot>,
     all: RefCell<Rc<Vec<Target>>>,
-    /// The paused targets' ids as a JSON list, made when `all` changes.
-    paused: RefCell<Rc<str>>,
 }
 
 #[derive(Deserialize)]
@@ -42,7 +40,7 @@ struct SnapshotRow {
 impl TargetBook {
     pub fn new(config: Vec<ForwardTarget>, sealer: Option<Sealer>) -> Self {
         let all = Rc::new(runtime(&config, &[], sealer.as_ref()));
-        Self { config, sealer, api: RefCell::default(), all: RefCell::new(all), paused: RefCell::new("[]".into()) }
+        Self { config, sealer, api: RefCell::default(), all: RefCell::new(all) }
     }
 
     /// Every target, as of the newest version this shard holds.
@@ -56,24 +54,18 @@ impl TargetBook {
 
     /// The ids of paused targets, as a JSON list (a statement parameter).
     pub fn paused_json(&self) -> String {
-        self.paused.borrow().to_string()
+        let all = self.current();
+        let paused: Vec<&str> = all.iter().filter(|t| t.paused).map(|t| t.id.as_str()).collect();
+        serde_json::to_string(&paused).unwrap_or_else(|_| "[]".into())
     }
 
     /// Reads the stored version (once per instance, after the schema).
     pub fn load(&self, sql: &SqlStorage) -> Result<()> {
         let rows: Vec<SnapshotRow> = sql.exec("SELECT snapshot FROM api_targets WHERE id = 1", None)?.to_array()?;
         if let Some(row) = rows.first() {
-            self.set(serde_json::from_str(&row.snapshot)?);
+            self.adopt(serde_json::from_str(&row.snapshot)?);
         }
         Ok(())
-    }
-
-    fn set(&self, snapshot: TargetSnapshot) {
-        let all = runtime(&self.config, &snapshot.targets, self.sealer.as_ref());
-        let paused: Vec<&str> = all.iter().filter(|t| t.paused).map(|t| t.id.as_str()).collect();
-        *self.paused.borrow_mut() = serde_json::to_string(&paused).unwrap_or_else(|_| "[]".into()).into();
-        *self.all.borrow_mut() = Rc::new(all);
-        *self.api.borrow_mut() = snapshot;
     }
 
     /// Stores `snapshot` if it is newer than the one held, and settles the
@@ -121,8 +113,10 @@ impl TargetBook {
         Ok(true)
     }
 
-    /// Holds `snapshot` from now on (after [`TargetBook::store`] committed).
+    /// Holds `snapshot` from now on: the stored one, or a newer one after
+    /// [`TargetBook::store`] committed it.
     pub fn adopt(&self, snapshot: TargetSnapshot) {
-        self.set(snapshot);
+        *self.all.borrow_mut() = Rc::new(runtime(&self.config, &snapshot.targets, self.sealer.as_ref()));
+        *self.api.borrow_mut() = snapshot;
     }
 }
