@@ -200,7 +200,8 @@ pub struct QueuedChange {
 /// targets made through the API (`crate::targets`).
 pub mod target_registry {
     use super::*;
-    use crate::targets::{NewTarget, Outcome, TargetPatch, TargetRecord, WithSecret};
+    use crate::targets::{NewTarget, Outcome, TargetRecord, WithSecret};
+    pub use crate::targets::{PatchRequest, PausedRequest, TargetId};
 
     object! {
         binding = "TARGET_REGISTRY";
@@ -220,26 +221,6 @@ pub mod target_registry {
 
     /// The one registry's object name.
     pub const NAME: &str = "targets";
-
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct TargetId {
-        pub id: String,
-    }
-
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct PatchRequest {
-        pub id: String,
-        pub patch: TargetPatch,
-    }
-
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct PausedRequest {
-        pub id: String,
-        pub paused: bool,
-    }
 }
 
 /// Methods of a target's pacer (`TargetPacer`, one object per paced target).

@@ -162,6 +162,29 @@ pub struct WithSecret {
     pub secret: String,
 }
 
+/// The registry's requests naming a target (`wire::target_registry`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetId {
+    pub id: String,
+}
+
+/// `PATCH /targets/{id}`, as the registry takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchRequest {
+    pub id: String,
+    pub patch: TargetPatch,
+}
+
+/// `enable` (`paused: false`) or `disable` (`true`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PausedRequest {
+    pub id: String,
+    pub paused: bool,
+}
+
 /// A target as a shard delivers to it, from either source.
 #[derive(Clone)]
 pub struct Target {
