@@ -62,10 +62,7 @@ struct VersionRow {
 
 impl DurableObject for TargetRegistry {
     fn new(state: State, env: Env) -> Self {
-        let txn = match Transactions::of(&state) {
-            Ok(txn) => txn,
-            Err(e) => panic!("TargetRegistry without storage: {e}"),
-        };
+        let txn = Transactions::of_object(&state, "TargetRegistry");
         Self { sql: state.storage().sql(), state, env, txn, ready: std::cell::Cell::new(false) }
     }
 

@@ -30,9 +30,20 @@ extern "C" {
 pub struct Transactions(SyncStorage);
 
 impl Transactions {
-    pub fn of(state: &State) -> Result<Self> {
+    fn of(state: &State) -> Result<Self> {
         let storage = state.as_raw().storage().map_err(|e| Error::RustError(format!("storage: {e:?}")))?;
         Ok(Self(storage.unchecked_into()))
+    }
+
+    /// As [`Transactions::of`], for an object's constructor, which cannot
+    /// fail: the runtime gives every object its storage (`State::storage`
+    /// in the worker crate unwraps this same call), so its absence is a
+    /// panic naming the object.
+    pub fn of_object(state: &State, object: &str) -> Self {
+        match Self::of(state) {
+            Ok(txn) => txn,
+            Err(e) => panic!("{object} without storage: {e}"),
+        }
     }
 
     /// Runs `work` inside one SQLite savepoint: if it returns an error,

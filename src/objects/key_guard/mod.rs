@@ -175,10 +175,7 @@ impl KeyGuard {
 
 impl DurableObject for KeyGuard {
     fn new(state: State, _env: Env) -> Self {
-        let txn = match Transactions::of(&state) {
-            Ok(txn) => txn,
-            Err(e) => panic!("KeyGuard without storage: {e}"),
-        };
+        let txn = Transactions::of_object(&state, "KeyGuard");
         Self {
             sql: state.storage().sql(),
             txn,

@@ -69,12 +69,7 @@ impl LedgerShard {
     /// A new instance, its settings read from `env`.
     pub(super) fn from_env(state: State, env: Env) -> Self {
         let s = Settings::read(&env);
-        let txn = match Transactions::of(&state) {
-            Ok(txn) => txn,
-            // The runtime gives every object its storage; `State::storage`
-            // in the worker crate unwraps this same call.
-            Err(e) => panic!("LedgerShard without storage: {e}"),
-        };
+        let txn = Transactions::of_object(&state, "LedgerShard");
         Self {
             txn,
             sql: state.storage().sql(),

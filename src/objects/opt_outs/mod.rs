@@ -132,10 +132,7 @@ impl OptOutBook {
 
 impl DurableObject for OptOutBook {
     fn new(state: State, env: Env) -> Self {
-        let txn = match Transactions::of(&state) {
-            Ok(txn) => txn,
-            Err(e) => panic!("OptOutBook without storage: {e}"),
-        };
+        let txn = Transactions::of_object(&state, "OptOutBook");
         Self { sql: state.storage().sql(), state, env, txn, key: std::cell::RefCell::new(None) }
     }
 
