@@ -11,7 +11,9 @@ use bw_ledger_core::lifecycle::parse_retention_days;
 use bw_ledger_core::oauth::UpstreamAuth;
 use bw_ledger_core::optout::Rules;
 use bw_ledger_core::shard::parse_shard_count;
+use bw_ledger_core::targets::health::Policy;
 use bw_ledger_core::targets::seal::Sealer;
+use bw_ledger_core::targets::Target;
 use bw_ledger_core::ApiError;
 use worker::Env;
 
@@ -40,6 +42,15 @@ pub const FORWARD_KEEP_DELIVERED_MS: &str = "FORWARD_KEEP_DELIVERED_MS";
 pub const FORWARD_ROTATION_OVERLAP_MS: &str = "FORWARD_ROTATION_OVERLAP_MS";
 /// 32 bytes (base64 or hex) that seal API-made targets' secrets at rest.
 pub const TARGET_SECRETS_KEY: &str = "TARGET_SECRETS_KEY";
+/// Consecutive failed attempts that make a target failing (default 5).
+pub const FORWARD_FAILING_AFTER: &str = "FORWARD_FAILING_AFTER";
+/// How long a target fails before it is disabled (ms, default 5 days).
+pub const FORWARD_DISABLE_AFTER_MS: &str = "FORWARD_DISABLE_AFTER_MS";
+/// Where operational events also go, and in what form (`slack`: `{"text"}`).
+pub const ALERT_WEBHOOK_URL: &str = "ALERT_WEBHOOK_URL";
+pub const ALERT_FORMAT: &str = "ALERT_FORMAT";
+/// Optional `whsec_` secret that signs what `ALERT_WEBHOOK_URL` receives.
+pub const ALERT_WEBHOOK_SECRET: &str = "ALERT_WEBHOOK_SECRET";
 pub const RETENTION_DAYS: &str = "RETENTION_DAYS";
 /// Live sockets one client key may hold open at once (default 10).
 pub const LIVE_MAX_SOCKETS_PER_KEY: &str = "LIVE_MAX_SOCKETS_PER_KEY";
@@ -220,4 +231,21 @@ pub fn forward_targets(env: &Env) -> Result<Vec<ForwardTarget>, String> {
 /// wrong, never the value.
 pub fn target_sealer(env: &Env) -> Result<Option<Sealer>, String> {
     Sealer::from_var(read(env, TARGET_SECRETS_KEY).as_deref())
+}
+
+/// When targets become failing, then disabled.
+pub fn health_policy(env: &Env) -> Policy {
+    Policy::from_vars(read(env, FORWARD_FAILING_AFTER).as_deref(), read(env, FORWARD_DISABLE_AFTER_MS).as_deref())
+}
+
+/// The `ALERT_WEBHOOK_URL` target, if one is set (an empty value is none).
+pub fn alert_target(env: &Env) -> Option<Target> {
+    let url = read(env, ALERT_WEBHOOK_URL).filter(|u| !u.trim().is_empty())?;
+    let secret = read(env, ALERT_WEBHOOK_SECRET).filter(|s| !s.trim().is_empty());
+    Some(Target::alert_webhook(url.trim(), secret.as_deref()))
+}
+
+/// `ALERT_FORMAT=slack`: the alert webhook gets `{"text": ...}`.
+pub fn alerts_for_slack(env: &Env) -> bool {
+    read(env, ALERT_FORMAT).is_some_and(|f| f.trim().eq_ignore_ascii_case("slack"))
 }

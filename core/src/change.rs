@@ -15,6 +15,20 @@ crate::stored_enum! {
         Media = "message.media",
         /// An opt-out that changed (`crate::optout`).
         OptOut = "optout.changed",
+        /// Operational events about the targets themselves
+        /// (`crate::targets::health`): sent only to targets that name them.
+        TargetFailing = "target.failing",
+        TargetDisabled = "target.disabled",
+        TargetRecovered = "target.recovered",
+        ForwardExhausted = "forward.exhausted",
+    }
+}
+
+impl ChangeKind {
+    /// An event about forwarding itself, not about messages: a target
+    /// whose `events` is absent ("everything") does not get these.
+    pub const fn is_operational(self) -> bool {
+        matches!(self, Self::TargetFailing | Self::TargetDisabled | Self::TargetRecovered | Self::ForwardExhausted)
     }
 }
 

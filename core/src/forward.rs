@@ -181,10 +181,14 @@ pub fn webhook_headers(
     payload: &str,
 ) -> Vec<(&'static str, String)> {
     let signatures: Vec<String> = keys.iter().map(|k| sign(k, webhook_id, timestamp_secs, payload)).collect();
-    vec![
+    let mut headers = vec![
         ("Content-Type", "application/json".to_owned()),
         ("webhook-id", webhook_id.to_owned()),
         ("webhook-timestamp", timestamp_secs.to_string()),
-        ("webhook-signature", signatures.join(" ")),
-    ]
+    ];
+    // No keys: an unsigned target (the alert webhook without a secret).
+    if !signatures.is_empty() {
+        headers.push(("webhook-signature", signatures.join(" ")));
+    }
+    headers
 }

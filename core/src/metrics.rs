@@ -64,7 +64,7 @@ impl ShardMetrics {
 }
 
 /// A label value, escaped as the text format requires.
-fn label(v: &str) -> String {
+pub(crate) fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

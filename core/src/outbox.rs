@@ -12,13 +12,20 @@ crate::stored_enum! {
     /// Where an outbox row is in its life; stored by name in its `state`
     /// column. `Pending` rows are attempted (and retried) until they are
     /// `Delivered`, or `Dead` once the schedule gives up; a replay makes a
-    /// row `Pending` again.
+    /// row `Pending` again. `Paused` rows belong to a disabled target: never
+    /// attempted, they wait for it to be enabled (then `Pending`, with a new
+    /// retry window), for at most [`KEEP_PAUSED_MS`].
     pub enum OutboxState {
         Pending = "pending",
         Delivered = "delivered",
         Dead = "dead",
+        Paused = "paused",
     }
 }
+
+/// A paused row is kept this long (from when it was paused or queued),
+/// then dead.
+pub const KEEP_PAUSED_MS: i64 = 30 * 24 * 3_600_000;
 
 impl OutboxState {
     /// The state after a failed attempt of a row first queued at
@@ -40,6 +47,9 @@ pub struct TargetStats {
     pub pending: i64,
     pub delivered: i64,
     pub dead: i64,
+    /// Held for a disabled target.
+    #[serde(default)]
+    pub paused: i64,
     pub oldest_pending_ms: Option<i64>,
     /// The last failed attempt's reason and time.
     #[serde(default)]
@@ -63,6 +73,7 @@ impl TargetStats {
             }
             OutboxState::Delivered => s.delivered = n,
             OutboxState::Dead => s.dead = n,
+            OutboxState::Paused => s.paused = n,
         }
         s
     }
@@ -75,6 +86,7 @@ pub fn stats_view(stats: &[TargetStats], now_ms: i64) -> Value {
         .map(|t| {
             serde_json::json!({
                 "target": t.target, "pending": t.pending, "delivered": t.delivered, "dead": t.dead,
+                "paused": t.paused,
                 "oldestPendingAgeMs": t.oldest_pending_ms.map(|ms| (now_ms - ms).max(0)),
                 "lastError": t.last_error,
                 "lastErrorAt": t.last_error_ms.map(crate::time::format_rfc3339_ms),
@@ -102,6 +114,7 @@ pub fn merge_stats(total: &mut Vec<TargetStats>, shard: Vec<TargetStats>) {
                 t.pending += s.pending;
                 t.delivered += s.delivered;
                 t.dead += s.dead;
+                t.paused += s.paused;
                 t.oldest_pending_ms = match (t.oldest_pending_ms, s.oldest_pending_ms) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),

@@ -194,29 +194,37 @@ pub struct QueuedChange {
     pub kind: crate::change::ChangeKind,
     pub message_id: String,
     pub doc: serde_json::Value,
+    /// For this target only (an operational event, whose document differs
+    /// per target); otherwise every target that wants the kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// Methods of the target registry (`TargetRegistry`, one object): the
 /// targets made through the API (`crate::targets`).
 pub mod target_registry {
     use super::*;
-    use crate::targets::{NewTarget, Outcome, TargetRecord, WithSecret};
+    use crate::targets::health::Report as AttemptReport;
+    use crate::targets::{Listing, NewTarget, Outcome, TargetRecord, WithSecret};
     pub use crate::targets::{PatchRequest, PausedRequest, TargetId};
 
     object! {
         binding = "TARGET_REGISTRY";
-        /// Every API-made target, without its secrets' values.
-        List = "/list": Empty => Vec<TargetRecord>;
+        /// Every API-made target, without its secrets' values, and every
+        /// target's health.
+        List = "/list": Empty => Listing;
         /// Makes a target and its first secret.
         Create = "/create": NewTarget => Outcome<WithSecret>;
         /// Changes a target's url, events, rate or description.
         Patch = "/patch": PatchRequest => Outcome<TargetRecord>;
         /// A new secret; the old ones sign on for the overlap.
         Rotate = "/rotate": TargetId => Outcome<WithSecret>;
-        /// Pauses (`disable`) or resumes (`enable`) deliveries.
-        SetPaused = "/paused": PausedRequest => Outcome<TargetRecord>;
+        /// Disables or enables a target of either source.
+        SetPaused = "/paused": PausedRequest => Outcome<Empty>;
         /// Removes a target; shards dead-letter its pending forwards.
         Delete = "/delete": TargetId => Outcome<Empty>;
+        /// A shard's attempts since its last report, per target.
+        Report = "/report": Vec<AttemptReport> => Empty;
     }
 
     /// The one registry's object name.

@@ -4,6 +4,7 @@
 
 use bw_ledger_core::metrics::{render, ShardMetrics};
 use bw_ledger_core::stats::{merge, window_start, OutcomeQuery};
+use bw_ledger_core::targets::views::render_states;
 use bw_ledger_core::wire::{ledger, opt_outs, Empty};
 use bw_ledger_core::ApiError;
 use worker::{Env, Response};
@@ -22,9 +23,11 @@ pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
     for figures in shards.call_all::<ledger::Metrics>(&Empty {}).await? {
         total.add(figures);
     }
-    let targets = crate::routes::targets::ids(env).await?;
+    let known = crate::routes::targets::Known::read(env).await?;
     let optouts = crate::objects::opt_outs::book::<opt_outs::Counts>(env, &Empty {}).await?;
-    let mut text = render(&total, &targets);
+    let mut text = render(&total, &known.ids());
+    let stats = crate::routes::targets::outbox_stats(env, config).await?;
+    text.push_str(&render_states(&known.states(&stats)));
     text.push_str(&optouts.render());
     http::text(text, "text/plain; version=0.0.4; charset=utf-8")
 }

@@ -44,7 +44,7 @@ pub async fn replay(req: &mut Request, env: &Env, config: &Config) -> Result<Res
     })?;
     replay.validate().map_err(ApiError::BadRequest)?;
     if let Some(into) = &replay.into {
-        if !crate::routes::targets::ids(env).await?.contains(into) {
+        if !crate::routes::targets::Known::read(env).await?.ids().contains(into) {
             return Err(ApiError::NotFound("Target"));
         }
     }

@@ -3,8 +3,11 @@
 //! (`objects::target_registry`), which hands every change to every shard
 //! before it answers. A secret is in the create and rotate answers only.
 
+use bw_ledger_core::forward::ForwardTarget;
 use bw_ledger_core::outbox::{merge_stats, TargetStats};
-use bw_ledger_core::targets::{api_view, config_view, parse_new, parse_patch, with_stats, Outcome, WithSecret};
+use bw_ledger_core::targets::health::{Health, TargetState};
+use bw_ledger_core::targets::views::{api_view, config_view, other_view, with_stats};
+use bw_ledger_core::targets::{parse_new, parse_patch, Listing, Outcome, Target, TargetRecord, WithSecret};
 use bw_ledger_core::wire::target_registry::{self as reg, PatchRequest, PausedRequest, TargetId};
 use bw_ledger_core::wire::{ledger, Empty};
 use bw_ledger_core::ApiError;
@@ -12,7 +15,7 @@ use serde_json::Value;
 use worker::{Env, Request, Response};
 
 use crate::clock::now_ms;
-use crate::config::{forward_targets, target_sealer, Config, TARGET_SECRETS_KEY};
+use crate::config::{alert_target, forward_targets, target_sealer, Config, TARGET_SECRETS_KEY};
 use crate::http;
 use crate::objects::target_registry::registry;
 use crate::shard_client::ShardClient;
@@ -20,12 +23,53 @@ use crate::shard_client::ShardClient;
 /// A target's body is a URL, a few kinds, a number and a description.
 const MAX_BODY: usize = 16 * 1024;
 
-/// The ids of every target, from both sources (none of `FORWARD_TARGETS`
-/// if it is malformed: the shards log that, and forward nothing to them).
-pub async fn ids(env: &Env) -> Result<Vec<String>, ApiError> {
-    let mut ids: Vec<String> = forward_targets(env).unwrap_or_default().into_iter().map(|t| t.id).collect();
-    ids.extend(registry::<reg::List>(env, &Empty {}).await?.into_iter().map(|r| r.id));
-    Ok(ids)
+/// Every target an operator can see: `FORWARD_TARGETS`' (none if it is
+/// malformed: the shards log that, and forward nothing to them), the alert
+/// webhook, the API's, and every target's health.
+pub struct Known {
+    configured: Vec<ForwardTarget>,
+    alert: Option<Target>,
+    listing: Listing,
+}
+
+impl Known {
+    pub async fn read(env: &Env) -> Result<Self, ApiError> {
+        let listing = registry::<reg::List>(env, &Empty {}).await?;
+        Ok(Self { configured: forward_targets(env).unwrap_or_default(), alert: alert_target(env), listing })
+    }
+
+    fn api(&self) -> impl Iterator<Item = &TargetRecord> {
+        self.listing.targets.iter().filter(|r| !self.configured.iter().any(|c| c.id == r.id))
+    }
+
+    /// The ids of every target configured now, either source.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.configured.iter().map(|t| t.id.clone()).collect();
+        ids.extend(self.alert.iter().map(|a| a.id.clone()));
+        ids.extend(self.api().map(|r| r.id.clone()));
+        ids
+    }
+
+    fn health(&self, id: &str) -> Option<&Health> {
+        self.listing.health.iter().find(|h| h.target == id)
+    }
+
+    /// Each target's state, those no longer configured (with outbox rows
+    /// left) `removed`.
+    pub fn states(&self, stats: &[TargetStats]) -> Vec<(String, TargetState)> {
+        let ids = self.ids();
+        let mut all: Vec<(String, TargetState)> =
+            ids.iter().map(|id| (id.clone(), self.health(id).map_or(TargetState::Active, |h| h.state))).collect();
+        all.extend(self.removed(stats).into_iter().map(|id| (id, TargetState::Removed)));
+        all
+    }
+
+    /// Targets no longer configured whose outbox rows remain.
+    fn removed(&self, stats: &[TargetStats]) -> Vec<String> {
+        let ids = self.ids();
+        let held = |s: &&TargetStats| s.pending + s.paused + s.dead + s.delivered > 0;
+        stats.iter().filter(held).map(|s| s.target.clone()).filter(|id| !ids.contains(id)).collect()
+    }
 }
 
 fn done<T>(outcome: Outcome<T>) -> Result<T, ApiError> {
@@ -36,20 +80,30 @@ fn done<T>(outcome: Outcome<T>) -> Result<T, ApiError> {
     }
 }
 
-/// Every target's view with its outbox figures: configured ones first.
-async fn views(env: &Env, config: &Config) -> Result<Vec<Value>, ApiError> {
-    let api = registry::<reg::List>(env, &Empty {}).await?;
+/// The shards' outbox figures, summed per target.
+pub async fn outbox_stats(env: &Env, config: &Config) -> Result<Vec<TargetStats>, ApiError> {
     let mut stats: Vec<TargetStats> = Vec::new();
     for s in ShardClient::open(env, config)?.call_all::<ledger::OutboxStats>(&Empty {}).await? {
         merge_stats(&mut stats, s);
     }
+    Ok(stats)
+}
+
+/// Every target's view with its health and outbox figures: configured ones
+/// first, then the alert webhook, the API's, and those removed.
+async fn views(env: &Env, config: &Config) -> Result<Vec<Value>, ApiError> {
+    let known = Known::read(env).await?;
+    let stats = outbox_stats(env, config).await?;
     let of = |id: &str| stats.iter().find(|s| s.target == id);
+    let view = |v: Value, id: &str, removed: bool| with_stats(v, of(id), known.health(id), removed);
     let now = now_ms();
-    let configured = forward_targets(env).unwrap_or_default();
-    let mut all: Vec<Value> = configured.iter().map(|t| with_stats(config_view(t), of(&t.id))).collect();
-    for r in api.iter().filter(|r| !configured.iter().any(|c| c.id == r.id)) {
-        all.push(with_stats(api_view(r, now), of(&r.id)));
+    let mut all: Vec<Value> = known.configured.iter().map(|t| view(config_view(t), &t.id, false)).collect();
+    if let Some(a) = &known.alert {
+        let events = a.events.as_ref().map(|e| e.iter().map(|k| k.as_str().to_owned()).collect());
+        all.push(view(other_view(&a.id, Some("alert"), Some(&a.url), events, None), &a.id, false));
     }
+    all.extend(known.api().map(|r| view(api_view(r, now), &r.id, false)));
+    all.extend(known.removed(&stats).iter().map(|id| view(other_view(id, None, None, None, None), id, true)));
     Ok(all)
 }
 
@@ -76,7 +130,7 @@ fn check_key(env: &Env) -> Result<(), ApiError> {
 
 /// The view of a made or rotated target, with its secret this once.
 fn with_secret(made: WithSecret, status: u16) -> Result<Response, ApiError> {
-    let mut view = with_stats(api_view(&made.target, now_ms()), None);
+    let mut view = with_stats(api_view(&made.target, now_ms()), None, None, false);
     view["secret"] = Value::String(made.secret);
     Ok(http::json(&view)?.with_status(status))
 }
@@ -104,7 +158,8 @@ pub async fn rotate(env: &Env, id: String) -> Result<Response, ApiError> {
     with_secret(done(registry::<reg::Rotate>(env, &TargetId { id }).await?)?, 200)
 }
 
-/// `POST /targets/{id}/enable` and `/disable`.
+/// `POST /targets/{id}/enable` and `/disable`, for a target of either
+/// source (`enable` ends a failing or disabled state).
 pub async fn set_paused(env: &Env, config: &Config, id: String, paused: bool) -> Result<Response, ApiError> {
     done(registry::<reg::SetPaused>(env, &PausedRequest { id: id.clone(), paused }).await?)?;
     get(env, config, &id).await

@@ -9,19 +9,22 @@
 //!
 //! - `input`: what `POST` and `PATCH` accept;
 //! - `seal`: secrets, generated and sealed at rest;
-//! - `pace`: `ratePerSecond` across every shard.
+//! - `pace`: `ratePerSecond` across every shard;
+//! - `health`: each target's state (active, failing, disabled) and the
+//!   operational events it sends;
+//! - `views`: what `GET /targets` and `/metrics` show.
 
+pub mod health;
 pub mod input;
 pub mod pace;
 pub mod seal;
+pub mod views;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::change::ChangeKind;
 use crate::forward::{secret_key, ForwardTarget};
-use crate::outbox::TargetStats;
-use crate::time::format_rfc3339_ms;
+use health::TargetState;
 pub use input::{parse_new, parse_patch, NewTarget, TargetPatch};
 use seal::Sealer;
 
@@ -40,7 +43,9 @@ pub struct TargetRecord {
     pub rate_per_second: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Paused by an operator: nothing is attempted; changes still queue.
+    /// Disabled (by hand or by the breaker): nothing is attempted; changes
+    /// are kept paused. Kept equal to the registry's health state
+    /// (`TargetSnapshot::states`), for builds that read only this.
     #[serde(default)]
     pub paused: bool,
     /// Newest first. Every one not expired signs each delivery.
@@ -141,6 +146,38 @@ impl TargetRecord {
 pub struct TargetSnapshot {
     pub version: i64,
     pub targets: Vec<TargetRecord>,
+    /// Every target not active, of either source (`health`).
+    #[serde(default)]
+    pub states: Vec<StateEntry>,
+}
+
+/// A target that is not active, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateEntry {
+    pub id: String,
+    pub state: TargetState,
+    pub since_ms: i64,
+}
+
+impl TargetSnapshot {
+    /// A target's state in this snapshot: active unless listed (or, in a
+    /// snapshot from before states, paused).
+    pub fn state_of(&self, id: &str) -> TargetState {
+        match self.states.iter().find(|s| s.id == id) {
+            Some(s) => s.state,
+            None if self.targets.iter().any(|t| t.id == id && t.paused) => TargetState::Disabled,
+            None => TargetState::Active,
+        }
+    }
+}
+
+/// The registry's answer to `List`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Listing {
+    pub targets: Vec<TargetRecord>,
+    pub health: Vec<health::Health>,
 }
 
 /// What a registry method did.
@@ -192,17 +229,31 @@ pub struct Target {
     pub url: String,
     pub events: Option<Vec<ChangeKind>>,
     pub rate_per_second: Option<u32>,
-    pub paused: bool,
+    pub state: TargetState,
     /// HMAC keys and until when each signs; or why there are none.
     keys: Result<Vec<SigningKey>, String>,
+    /// Sent without a signature (the alert webhook with no secret).
+    unsigned: bool,
 }
 
 /// An HMAC key, and until when it signs (`None`: until rotated out).
 type SigningKey = (Vec<u8>, Option<i64>);
 
 impl Target {
+    /// Disabled: nothing is attempted, its changes are kept paused.
+    pub fn paused(&self) -> bool {
+        self.state == TargetState::Disabled
+    }
+
+    pub fn failing(&self) -> bool {
+        self.state == TargetState::Failing
+    }
+
     pub fn wants(&self, kind: ChangeKind) -> bool {
-        self.events.as_ref().is_none_or(|e| e.contains(&kind))
+        match &self.events {
+            Some(e) => e.contains(&kind),
+            None => !kind.is_operational(),
+        }
     }
 
     /// The keys that sign a delivery made at `now_ms`.
@@ -210,7 +261,7 @@ impl Target {
         let keys = self.keys.as_ref().map_err(Clone::clone)?;
         let live: Vec<Vec<u8>> =
             keys.iter().filter(|(_, until)| until.is_none_or(|at| at > now_ms)).map(|(k, _)| k.clone()).collect();
-        if live.is_empty() {
+        if live.is_empty() && !self.unsigned {
             return Err("the target has no signing secret".into());
         }
         Ok(live)
@@ -222,8 +273,29 @@ impl Target {
             url: t.url.clone(),
             events: t.events.as_ref().map(|e| e.iter().filter_map(|k| ChangeKind::parse(k)).collect()),
             rate_per_second: t.rate_per_second,
-            paused: false,
+            state: TargetState::Active,
             keys: t.keys().map(|k| k.into_iter().map(|k| (k, None)).collect()).ok_or("malformed secret".into()),
+            unsigned: false,
+        }
+    }
+
+    /// The `ALERT_WEBHOOK_URL` target: operational events only, signed when
+    /// `ALERT_WEBHOOK_SECRET` is set.
+    pub fn alert_webhook(url: &str, secret: Option<&str>) -> Self {
+        let keys = match secret {
+            Some(s) => {
+                secret_key(s).map(|k| vec![(k, None)]).ok_or("ALERT_WEBHOOK_SECRET is not whsec_<base64>".into())
+            }
+            None => Ok(Vec::new()),
+        };
+        Self {
+            id: ALERT_WEBHOOK_ID.into(),
+            url: url.to_owned(),
+            events: Some(ChangeKind::ALL.iter().copied().filter(|k| k.is_operational()).collect()),
+            rate_per_second: None,
+            state: TargetState::Active,
+            unsigned: secret.is_none(),
+            keys,
         }
     }
 
@@ -242,65 +314,46 @@ impl Target {
             url: r.url.clone(),
             events: r.events.clone(),
             rate_per_second: r.rate_per_second,
-            paused: r.paused,
+            state: if r.paused { TargetState::Disabled } else { TargetState::Active },
             keys,
+            unsigned: false,
         }
     }
 }
 
-/// Every target a shard delivers to: the configured ones, then the API's
-/// (an API target whose id a configured one took later is left out).
-pub fn runtime(config: &[ForwardTarget], api: &[TargetRecord], sealer: Option<&Sealer>) -> Vec<Target> {
+/// The id under which `ALERT_WEBHOOK_URL` is a target (taken by no other).
+pub const ALERT_WEBHOOK_ID: &str = "alert-webhook";
+
+/// Every target a shard delivers to: the configured ones (and the alert
+/// webhook), then the API's (an API target whose id a configured one took
+/// later is left out), each in its state in `snapshot`.
+pub fn runtime(
+    config: &[ForwardTarget],
+    alert: Option<&Target>,
+    snapshot: &TargetSnapshot,
+    sealer: Option<&Sealer>,
+) -> Vec<Target> {
     let mut all: Vec<Target> = config.iter().map(Target::from_config).collect();
-    for r in api {
-        if !config.iter().any(|c| c.id == r.id) {
+    all.extend(alert.cloned());
+    for r in &snapshot.targets {
+        if !all.iter().any(|c| c.id == r.id) {
             all.push(Target::from_record(r, sealer));
         }
+    }
+    for t in &mut all {
+        t.state = snapshot.state_of(&t.id);
     }
     all
 }
 
-fn time(ms: Option<i64>) -> Value {
-    ms.map_or(Value::Null, |ms| Value::String(format_rfc3339_ms(ms)))
-}
-
-/// How `GET /targets` shows an API-made target: never a secret.
-pub fn api_view(r: &TargetRecord, now_ms: i64) -> Value {
-    let signing: Vec<&StoredSecret> = r.secrets.iter().filter(|s| s.signs_at(now_ms)).collect();
-    let previous_until = signing.iter().filter_map(|s| s.expires_ms).max();
-    serde_json::json!({
-        "id": r.id, "url": r.url, "events": r.events, "ratePerSecond": r.rate_per_second,
-        "description": r.description, "source": "api",
-        "state": if r.paused { "disabled" } else { "active" },
-        "createdAt": time(Some(r.created_ms)), "updatedAt": time(Some(r.updated_ms)),
-        "secretCreatedAt": time(r.secrets.first().map(|s| s.created_ms)),
-        "previousSecretExpiresAt": time(previous_until),
-    })
-}
-
-/// How `GET /targets` shows a target of `FORWARD_TARGETS`.
-pub fn config_view(t: &ForwardTarget) -> Value {
-    serde_json::json!({
-        "id": t.id, "url": t.url, "events": t.events, "ratePerSecond": t.rate_per_second,
-        "description": null, "source": "config", "state": "active",
-        "createdAt": null, "updatedAt": null, "secretCreatedAt": null, "previousSecretExpiresAt": null,
-    })
-}
-
-/// A target's view with its outbox figures, summed over the shards.
-pub fn with_stats(mut view: Value, stats: Option<&TargetStats>) -> Value {
-    let s = stats.cloned().unwrap_or_default();
-    view["pending"] = s.pending.into();
-    view["delivered"] = s.delivered.into();
-    view["dead"] = s.dead.into();
-    view["consecutiveFailures"] = s.consecutive_failures.into();
-    view["lastError"] = s.last_error.into();
-    view["lastErrorAt"] = time(s.last_error_ms);
-    view
-}
-
-/// The 409 for changing a `FORWARD_TARGETS` target through the API.
+/// The 409 for changing a `FORWARD_TARGETS` target (or the alert
+/// webhook) through the API.
 pub fn config_conflict(id: &str) -> String {
+    if id == ALERT_WEBHOOK_ID {
+        return format!(
+            "Target `{id}` is the ALERT_WEBHOOK_URL variable (\"source\": \"alert\"): change that to change it."
+        );
+    }
     format!(
         "Target `{id}` comes from the FORWARD_TARGETS secret (\"source\": \"config\"): edit that secret to change it."
     )

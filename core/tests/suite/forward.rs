@@ -85,12 +85,13 @@ fn shard_counts_merge_into_per_target_totals_and_dead_letters_merge_oldest_first
     merge_stats(&mut total, vec![TargetStats::of_state("a".into(), OutboxState::Dead, 1, Some(10))]);
     merge_stats(&mut total, vec![TargetStats::of_state("b".into(), OutboxState::Pending, 3, Some(40))]);
     merge_stats(&mut total, vec![TargetStats::of_state("b".into(), OutboxState::Delivered, 7, Some(1))]);
+    merge_stats(&mut total, vec![TargetStats::of_state("b".into(), OutboxState::Paused, 4, Some(1))]);
     assert_eq!(
         stats_view(&total, 100),
         serde_json::json!({"targets": [
-            {"target": "a", "pending": 0, "delivered": 0, "dead": 1, "oldestPendingAgeMs": null,
+            {"target": "a", "pending": 0, "delivered": 0, "dead": 1, "paused": 0, "oldestPendingAgeMs": null,
                 "lastError": null, "lastErrorAt": null, "consecutiveFailures": 0},
-            {"target": "b", "pending": 5, "delivered": 7, "dead": 0, "oldestPendingAgeMs": 60,
+            {"target": "b", "pending": 5, "delivered": 7, "dead": 0, "paused": 4, "oldestPendingAgeMs": 60,
                 "lastError": null, "lastErrorAt": null, "consecutiveFailures": 0},
         ]})
     );

@@ -7,6 +7,7 @@ use bw_ledger_core::change::ChangeKind;
 use bw_ledger_core::forward::{parse_targets, sign};
 use bw_ledger_core::targets::pace::{Pacer, HORIZON_MS, MARGIN_MS, WINDOW_MS};
 use bw_ledger_core::targets::seal::{is_sealed, new_secret, open, seal, Sealer};
+use bw_ledger_core::targets::views::{api_view, config_view, render_states};
 use bw_ledger_core::targets::*;
 
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
@@ -168,14 +169,172 @@ fn config_targets_win_their_ids_and_may_be_paced() {
     let mut other = record("whsec_BBBB");
     other.id = "other".into();
     other.paused = true;
-    let all = runtime(&config, &[shadowed, other], None);
+    let snapshot = TargetSnapshot { version: 1, targets: vec![shadowed, other], states: vec![] };
+    let all = runtime(&config, None, &snapshot, None);
     assert_eq!(
         all.iter().map(|t| (t.id.as_str(), t.url.as_str())).collect::<Vec<_>>(),
         [("crm", "https://a"), ("other", "https://crm.example/hook")]
     );
     assert_eq!(all[0].rate_per_second, Some(4));
     assert!(all[0].wants(ChangeKind::Status) && !all[0].wants(ChangeKind::Received));
-    assert!(all[1].paused && all[1].wants(ChangeKind::Received));
+    assert!(all[1].paused() && all[1].wants(ChangeKind::Received));
+    // Operational events go only to a target that names them.
+    assert!(!all[1].wants(ChangeKind::TargetFailing));
     assert_eq!(config_view(&config[0])["source"], "config");
     assert!(config_conflict("crm").contains("FORWARD_TARGETS"));
+}
+
+mod health {
+    use super::*;
+    use bw_ledger_core::targets::health::*;
+
+    fn policy() -> Policy {
+        Policy { failing_after: 5, disable_after_ms: 10_000 }
+    }
+
+    fn failures(n: i64, at: i64) -> Report {
+        Report {
+            target: "crm".into(),
+            failures: n,
+            first_failure_ms: Some(at),
+            last_error: Some("target answered 503".into()),
+            last_error_ms: Some(at),
+            ..Report::default()
+        }
+    }
+
+    fn kinds(step: &Step) -> Vec<ChangeKind> {
+        step.alerts.iter().map(|a| a.kind).collect()
+    }
+
+    #[test]
+    fn failures_from_any_shard_make_one_incident_with_one_event_per_step() {
+        let p = policy();
+        let mut h = Health::new("crm", 0);
+        // Four failures over two shards: still active.
+        assert_eq!(h.apply(&failures(2, 100), &p, 100), Step::default());
+        assert_eq!(h.apply(&failures(2, 50), &p, 150), Step::default());
+        assert_eq!(h.state, TargetState::Active);
+        // The fifth: failing since the first failure, one target.failing.
+        let step = h.apply(&failures(1, 200), &p, 200);
+        assert!(step.moved);
+        assert_eq!(kinds(&step), [ChangeKind::TargetFailing]);
+        assert_eq!((h.state, h.since_ms, h.consecutive_failures), (TargetState::Failing, 100, 5));
+        let doc = step.alerts[0].doc("op_1");
+        assert_eq!(doc["type"], "target.failing");
+        assert_eq!(doc["consecutiveFailures"], 5);
+        assert_eq!(doc["lastError"], "target answered 503");
+        assert_eq!(doc["webhookId"], "op_1");
+        // However many more fail, no second event and no new state.
+        for at in [300, 400, 5_000] {
+            assert_eq!(h.apply(&failures(3, at), &p, at), Step::default());
+        }
+        // Past the window with no success: disabled, once.
+        let step = h.tick(&p, 10_100);
+        assert!(step.moved);
+        assert_eq!(kinds(&step), [ChangeKind::TargetDisabled]);
+        assert_eq!(h.state, TargetState::Disabled);
+        assert_eq!(h.tick(&p, 20_000), Step::default());
+        // A straggler's success does not enable a disabled target.
+        let ok = Report { target: "crm".into(), succeeded_ms: Some(20_001), ..Report::default() };
+        assert_eq!(h.apply(&ok, &p, 20_001).alerts, []);
+        assert_eq!(h.state, TargetState::Disabled);
+        // Enable: active, one target.recovered counting from the first failure.
+        let step = h.enable(30_100);
+        assert_eq!(kinds(&step), [ChangeKind::TargetRecovered]);
+        let mut recovered = step.alerts[0].clone();
+        assert!(recovered.needs_held());
+        assert_eq!(recovered.data["downForMs"], 30_000);
+        recovered.set_held(7);
+        assert!(!recovered.needs_held());
+        assert!(recovered.slack_text().contains("7 held changes"));
+        assert_eq!(h.state, TargetState::Active);
+        assert_eq!(h.enable(30_200), Step::default());
+    }
+
+    #[test]
+    fn a_success_ends_the_streak_and_a_failing_state() {
+        let p = policy();
+        let mut h = Health::new("crm", 0);
+        h.apply(&failures(4, 10), &p, 10);
+        let ok = Report {
+            target: "crm".into(),
+            succeeded_ms: Some(20),
+            failures: 1,
+            first_failure_ms: Some(25),
+            ..Report::default()
+        };
+        // A success, then one failure after it: the streak is one.
+        assert_eq!(h.apply(&ok, &p, 30), Step::default());
+        assert_eq!((h.state, h.consecutive_failures), (TargetState::Active, 1));
+        h.apply(&failures(4, 40), &p, 40);
+        assert_eq!(h.state, TargetState::Failing);
+        let ok = Report { target: "crm".into(), succeeded_ms: Some(50), ..Report::default() };
+        let step = h.apply(&ok, &p, 50);
+        assert_eq!(kinds(&step), [ChangeKind::TargetRecovered]);
+        assert_eq!((h.state, h.consecutive_failures), (TargetState::Active, 0));
+        // A new streak is a new incident, with its own target.failing.
+        assert_eq!(kinds(&h.apply(&failures(5, 60), &p, 60)), [ChangeKind::TargetFailing]);
+    }
+
+    #[test]
+    fn a_disable_by_hand_sends_nothing_and_enable_ends_it_quietly() {
+        let p = policy();
+        let mut h = Health::new("crm", 0);
+        let step = h.disable(5);
+        assert!(step.moved && step.alerts.is_empty() && h.by_hand);
+        assert_eq!(h.disable(6), Step::default());
+        assert_eq!(h.tick(&p, 1_000_000), Step::default());
+        let step = h.enable(10);
+        assert!(step.moved && step.alerts.is_empty());
+    }
+
+    #[test]
+    fn dead_changes_make_one_event_per_minute_at_most() {
+        let p = policy();
+        let mut h = Health::new("crm", 0);
+        let dead = |n: usize| Report {
+            target: "crm".into(),
+            exhausted: (0..n)
+                .map(|i| Exhausted {
+                    webhook_id: format!("msg_{i}"),
+                    message_id: "m".into(),
+                    kind: "message.status".into(),
+                    attempts: 3,
+                    last_error: None,
+                })
+                .collect(),
+            exhausted_count: n as i64,
+            ..Report::default()
+        };
+        // The first at once, one change.
+        let step = h.apply(&dead(1), &p, 1_000);
+        assert_eq!(kinds(&step), [ChangeKind::ForwardExhausted]);
+        assert_eq!(step.alerts[0].data["count"], 1);
+        // Many within the minute wait for one event when it is over.
+        assert_eq!(h.apply(&dead(150), &p, 2_000), Step::default());
+        assert_eq!(h.apply(&dead(3), &p, 30_000), Step::default());
+        assert_eq!(h.next_due(&p), Some(1_000 + EXHAUSTED_WINDOW_MS));
+        assert_eq!(h.tick(&p, 60_000), Step::default());
+        let step = h.tick(&p, 61_000);
+        assert_eq!(kinds(&step), [ChangeKind::ForwardExhausted]);
+        assert_eq!(step.alerts[0].data["count"], 153);
+        assert_eq!(step.alerts[0].data["changes"].as_array().unwrap().len(), EXHAUSTED_LISTED);
+        assert_eq!(h.next_due(&p), None);
+    }
+
+    #[test]
+    fn policy_and_metrics() {
+        assert_eq!(Policy::from_vars(None, Some("-3")), Policy::default());
+        assert_eq!(Policy::from_vars(Some("2"), Some("900")), Policy { failing_after: 2, disable_after_ms: 900 });
+        let text = render_states(&[("crm".into(), TargetState::Failing)]);
+        assert!(text.contains("bw_ledger_target_state{target=\"crm\",state=\"failing\"} 1\n"));
+        assert!(text.contains("bw_ledger_target_state{target=\"crm\",state=\"active\"} 0\n"));
+        // A snapshot from before states: a paused record is disabled.
+        let mut r = record("whsec_AAAA");
+        r.paused = true;
+        let old = TargetSnapshot { version: 1, targets: vec![r], states: vec![] };
+        assert_eq!(old.state_of("crm"), TargetState::Disabled);
+        assert_eq!(old.state_of("other"), TargetState::Active);
+    }
 }

@@ -249,12 +249,13 @@ fn ledger_outbox() {
             pending: 1,
             delivered: 2,
             dead: 3,
+            paused: 7,
             oldest_pending_ms: Some(4),
             last_error: Some("target answered 503".into()),
             last_error_ms: Some(5),
             consecutive_failures: 6,
         }],
-        json!([{"target": "main", "pending": 1, "delivered": 2, "dead": 3, "oldestPendingMs": 4,
+        json!([{"target": "main", "pending": 1, "delivered": 2, "dead": 3, "paused": 7, "oldestPendingMs": 4,
             "lastError": "target answered 503", "lastErrorMs": 5, "consecutiveFailures": 6}]),
     );
     pin::<ledger::OutboxDead>(
@@ -518,6 +519,7 @@ fn opt_out_book_methods() {
             kind: bw_ledger_core::change::ChangeKind::OptOut,
             message_id: "optout:h".into(),
             doc: json!({}),
+            target: None,
         }],
         json!([{"webhookId": "w", "kind": "optout.changed", "messageId": "optout:h", "doc": {}}]),
         1,
@@ -529,8 +531,11 @@ fn opt_out_book_methods() {
 /// snapshot every shard is handed.
 #[test]
 fn target_methods_are_pinned() {
+    use bw_ledger_core::targets::health::{Health, Report, TargetState};
     use bw_ledger_core::targets::pace::{Slot, SlotRequest};
-    use bw_ledger_core::targets::{Outcome, StoredSecret, TargetPatch, TargetRecord, TargetSnapshot, WithSecret};
+    use bw_ledger_core::targets::{
+        Listing, Outcome, StateEntry, StoredSecret, TargetPatch, TargetRecord, TargetSnapshot, WithSecret,
+    };
     let record = TargetRecord {
         id: "crm".into(),
         url: "https://x".into(),
@@ -547,8 +552,13 @@ fn target_methods_are_pinned() {
         "createdMs": 1, "updatedMs": 2});
     pin::<ledger::Targets>(
         "/targets",
-        TargetSnapshot { version: 3, targets: vec![record.clone()] },
-        json!({"version": 3, "targets": [record_json.clone()]}),
+        TargetSnapshot {
+            version: 3,
+            targets: vec![record.clone()],
+            states: vec![StateEntry { id: "cfg".into(), state: TargetState::Failing, since_ms: 4 }],
+        },
+        json!({"version": 3, "targets": [record_json.clone()],
+            "states": [{"id": "cfg", "state": "failing", "sinceMs": 4}]}),
         Empty {},
         json!({}),
     );
@@ -562,7 +572,19 @@ fn target_methods_are_pinned() {
     let shown = record.without_secrets();
     let shown_json = json!({"id": "crm", "url": "https://x", "events": ["message.status"], "ratePerSecond": 2,
         "paused": false, "secrets": [{"createdMs": 1, "expiresMs": 9}], "createdMs": 1, "updatedMs": 2});
-    pin::<target_registry::List>("/list", Empty {}, json!({}), vec![shown.clone()], json!([shown_json.clone()]));
+    let mut health = Health::new("cfg", 4);
+    health.state = TargetState::Disabled;
+    let health_json = json!({"target": "cfg", "state": "disabled", "sinceMs": 4, "consecutiveFailures": 0,
+        "firstFailureMs": null, "lastError": null, "lastErrorMs": null, "lastSuccessMs": null, "byHand": false,
+        "incidentMs": null, "alertedDisabled": false, "exhaustedSentMs": null, "exhaustedWaiting": [],
+        "exhaustedWaitingCount": 0});
+    pin::<target_registry::List>(
+        "/list",
+        Empty {},
+        json!({}),
+        Listing { targets: vec![shown.clone()], health: vec![health] },
+        json!({"targets": [shown_json.clone()], "health": [health_json]}),
+    );
     let new = bw_ledger_core::targets::parse_new(br#"{"url": "https://x"}"#).unwrap();
     pin::<target_registry::Create>(
         "/create",
@@ -592,9 +614,25 @@ fn target_methods_are_pinned() {
         "/paused",
         target_registry::PausedRequest { id: "crm".into(), paused: true },
         json!({"id": "crm", "paused": true}),
-        Outcome::Done(shown),
-        json!({"outcome": "done", "value": shown_json}),
+        Outcome::Done(Empty {}),
+        json!({"outcome": "done", "value": {}}),
     );
+    pin::<target_registry::Report>(
+        "/report",
+        vec![Report {
+            target: "crm".into(),
+            failures: 2,
+            first_failure_ms: Some(1),
+            last_error: Some("target answered 500".into()),
+            last_error_ms: Some(3),
+            ..Report::default()
+        }],
+        json!([{"target": "crm", "succeededMs": null, "failures": 2, "firstFailureMs": 1,
+            "lastError": "target answered 500", "lastErrorMs": 3, "exhausted": [], "exhaustedCount": 0}]),
+        Empty {},
+        json!({}),
+    );
+    drop(shown_json);
     pin::<target_registry::Delete>(
         "/delete",
         target_registry::TargetId { id: "crm".into() },

@@ -25,8 +25,9 @@ use crate::config::MEDIA;
 use crate::objects::transaction::Transactions;
 use crate::upstream::download_media;
 
-use super::delivery::{Deliveries, InFlight};
+use super::delivery::Deliveries;
 use super::media::{of_message, status};
+use super::rows::InFlight;
 use super::shard::LedgerShard;
 
 /// The in-flight counters of media fetches start with this (not a target

@@ -13,8 +13,6 @@
 //! which does not keep the object alive; if it is evicted mid-delivery, the
 //! lease ends and the row is sent again with the same webhook-id.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -24,16 +22,15 @@ use bw_ledger_core::outbox::OutboxState;
 use bw_ledger_core::retry::Schedule;
 use bw_ledger_core::targets::Target;
 use serde::Deserialize;
-use worker::{Env, Result, SqlStorage, SqlStorageValue, Storage};
+use worker::{Env, Result, SqlStorage, Storage};
 
+use super::health::{self, Reporter};
 use super::pacing::{wait_turn, Turn};
+use super::rows::{state, InFlight, SeqRow, MAX_IN_FLIGHT};
 use crate::clock::{jitter, now_ms};
 use crate::fetch::{fetch_status_with_timeout, FetchFailure};
 use crate::objects::transaction::Transactions;
 
-/// Deliveries in flight from one object at once: a Durable Object has six
-/// simultaneous outgoing connections.
-const MAX_IN_FLIGHT: u32 = 6;
 /// Deliveries in flight to one target at once, so that a target that hangs
 /// never holds every connection.
 const MAX_IN_FLIGHT_PER_TARGET: u32 = 2;
@@ -41,6 +38,8 @@ const MAX_IN_FLIGHT_PER_TARGET: u32 = 2;
 const DUE_WINDOW: u32 = 256;
 /// A started delivery holds its row this long past the delivery timeout.
 const DELIVERY_LEASE_SLACK_MS: i64 = 5_000;
+/// Why a row of a target no longer configured is dead.
+pub const REMOVED: &str = "the target is no longer configured";
 /// Dead rows are kept this long, unless replayed.
 pub const KEEP_DEAD_MS: i64 = 30 * 24 * 3_600_000;
 /// Delivered rows are kept this long by default (`FORWARD_KEEP_DELIVERED_MS`).
@@ -51,41 +50,6 @@ const PRUNE_BATCH: u32 = 500;
 /// looks again this much later rather than at once; a delivery that
 /// finishes re-arms it sooner.
 const BUSY_RECHECK_MS: i64 = 250;
-
-/// Deliveries in flight from this object instance, per target (and media
-/// fetches, in a lane of their own, `media.rs`). In memory:
-/// after an eviction nothing is in flight, and leases cover what was.
-#[derive(Default)]
-pub struct InFlight(RefCell<HashMap<String, u32>>);
-
-impl InFlight {
-    fn total(&self) -> u32 {
-        self.0.borrow().values().sum()
-    }
-    /// Connections left for new work.
-    pub fn free(&self) -> u32 {
-        MAX_IN_FLIGHT.saturating_sub(self.total())
-    }
-    pub fn of(&self, lane: &str) -> u32 {
-        self.0.borrow().get(lane).copied().unwrap_or(0)
-    }
-    /// In flight in every lane whose name starts with `prefix`.
-    pub fn of_prefix(&self, prefix: &str) -> u32 {
-        self.0.borrow().iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, n)| n).sum()
-    }
-    pub fn start(&self, lane: &str) {
-        *self.0.borrow_mut().entry(lane.to_owned()).or_default() += 1;
-    }
-    pub fn finish(&self, lane: &str) {
-        if let Some(n) = self.0.borrow_mut().get_mut(lane) {
-            *n = n.saturating_sub(1);
-        }
-    }
-}
-
-pub(super) fn state(s: OutboxState) -> SqlStorageValue {
-    s.as_str().into()
-}
 
 #[derive(Deserialize)]
 pub struct OutboxRow {
@@ -102,21 +66,15 @@ struct NextRow {
     next: Option<i64>,
 }
 
-/// The earliest-due deliverable row: pending, of a target that is not
-/// paused, and the oldest pending row of its (target, message), so
-/// per-message order holds. Rows waiting behind an older one are not due,
-/// whatever their own time says. Parameters: pending, pending, the paused
-/// targets' ids as a JSON list.
+/// The earliest-due deliverable row: pending, of a target not blocked
+/// (disabled, or failing and not due for a probe: `health::gates`), and the
+/// oldest pending row of its (target, message), so per-message order holds.
+/// Rows waiting behind an older one are not due, whatever their own time
+/// says. Parameters: pending, pending, the blocked targets' ids as a JSON
+/// list.
 const HEAD: &str = "state = ? AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.target_id = o.target_id
     AND p.message_id = o.message_id AND p.state = ? AND p.seq < o.seq)
     AND o.target_id NOT IN (SELECT value FROM json_each(?))";
-
-/// A row of a statement's `RETURNING seq`, counted.
-#[derive(Deserialize)]
-pub(super) struct SeqRow {
-    #[allow(dead_code)]
-    seq: i64,
-}
 
 /// What a delivery needs, owned, so it can outlive the alarm that started it.
 #[derive(Clone)]
@@ -129,12 +87,15 @@ pub struct Deliveries {
     pub schedule: Schedule,
     pub keep_delivered_ms: i64,
     pub in_flight: Rc<InFlight>,
+    pub reporter: Rc<Reporter>,
 }
 
 impl Deliveries {
     /// Due head rows, as many as the connection limits allow, each leased
     /// for one delivery and counted in flight.
     pub fn lease_due(&self, now: i64) -> Result<Vec<OutboxRow>> {
+        let gates = health::gates(&self.sql, &self.targets, &self.in_flight, &self.schedule, now)?;
+        let failing = self.targets.failing();
         let due: Vec<OutboxRow> = self
             .sql
             .exec(
@@ -145,7 +106,7 @@ impl Deliveries {
                 vec![
                     state(OutboxState::Pending),
                     state(OutboxState::Pending),
-                    self.targets.paused_json().into(),
+                    gates.blocked_json().into(),
                     now.into(),
                     i64::from(DUE_WINDOW).into(),
                 ],
@@ -156,7 +117,9 @@ impl Deliveries {
             if self.in_flight.total() >= MAX_IN_FLIGHT {
                 break;
             }
-            if self.in_flight.of(&row.target_id) < MAX_IN_FLIGHT_PER_TARGET {
+            // A failing target's circuit breaker: one probe at a time.
+            let limit = if failing.contains(&row.target_id) { 1 } else { MAX_IN_FLIGHT_PER_TARGET };
+            if self.in_flight.of(&row.target_id) < limit {
                 self.in_flight.start(&row.target_id);
                 heads.push(row);
             }
@@ -177,8 +140,10 @@ impl Deliveries {
     }
 
     /// Deletes finished rows past their keep time, a bounded batch per
-    /// state; returns how many.
+    /// state, and ends paused rows kept their longest; returns how many
+    /// were deleted.
     pub fn prune(&self, now: i64) -> Result<u32> {
+        self.txn.atomically(|| health::expire_paused(&self.sql, now, PRUNE_BATCH))?;
         let mut pruned = 0;
         for (s, keep) in [(OutboxState::Delivered, self.keep_delivered_ms), (OutboxState::Dead, KEEP_DEAD_MS)] {
             let gone = self
@@ -213,14 +178,20 @@ impl Deliveries {
     /// attempt, the earliest finished row's pruning time, or now while a
     /// sweep, R2 deletions or moving list rows (`list_rows`) are pending.
     fn next_action(&self) -> Result<Option<i64>> {
+        let now = now_ms();
+        let gates = health::gates(&self.sql, &self.targets, &self.in_flight, &self.schedule, now)?;
         let head: Vec<NextRow> = self
             .sql
             .exec(
                 &format!("SELECT next_attempt_ms AS next FROM outbox o WHERE {HEAD} ORDER BY next_attempt_ms LIMIT 1"),
-                vec![state(OutboxState::Pending), state(OutboxState::Pending), self.targets.paused_json().into()],
+                vec![state(OutboxState::Pending), state(OutboxState::Pending), gates.blocked_json().into()],
             )?
             .to_array()?;
         let mut next = head.first().and_then(|n| n.next);
+        // A failing target's next probe, and reports still to send.
+        for at in [gates.next_probe, self.reporter.due(&self.sql, now)?].into_iter().flatten() {
+            next = Some(next.map_or(at, |n: i64| n.min(at)));
+        }
         // The next media attempt (or the end of a running one's lease).
         let media: Vec<NextRow> = self
             .sql
@@ -248,7 +219,13 @@ impl Deliveries {
         if !sweeping.is_empty() {
             next = Some(next.map_or(now_ms(), |n: i64| n.min(now_ms())));
         }
-        for (s, keep) in [(OutboxState::Delivered, self.keep_delivered_ms), (OutboxState::Dead, KEEP_DEAD_MS)] {
+        // Paused rows' `next_attempt_ms` is when they have been kept their longest.
+        let kept = [
+            (OutboxState::Delivered, self.keep_delivered_ms),
+            (OutboxState::Dead, KEEP_DEAD_MS),
+            (OutboxState::Paused, 0),
+        ];
+        for (s, keep) in kept {
             let finished: Vec<NextRow> = self
                 .sql
                 .exec("SELECT MIN(next_attempt_ms) AS next FROM outbox WHERE state = ?", vec![state(s)])?
@@ -288,13 +265,26 @@ impl Deliveries {
                 return;
             }
         }
-        let outcome = self.deliver(target.as_ref(), &h).await;
-        self.in_flight.finish(&h.target_id);
-        if let Err(e) = self.txn.atomically(|| self.record(&h, outcome)) {
-            crate::log::log_error!(
+        let recorded = match &target {
+            Some(t) => {
+                let outcome = self.deliver(t, &h).await;
+                self.in_flight.finish(&h.target_id);
+                self.txn.atomically(|| self.record(&h, outcome, t.failing()))
+            }
+            // Not configured any more: dead at once (replayable if it comes
+            // back), and no failure of a target.
+            None => {
+                self.in_flight.finish(&h.target_id);
+                self.txn.atomically(|| self.record_removed(&h)).map(|()| false)
+            }
+        };
+        match recorded {
+            Ok(true) => self.reporter.flush(&self.env, &self.sql, &self.txn, now_ms()).await,
+            Ok(false) => {}
+            Err(e) => crate::log::log_error!(
                 "outbox: outcome of {} could not be recorded (it will be retried): {e}",
                 h.webhook_id
-            );
+            ),
         }
         if let Err(e) = self.reschedule(false).await {
             crate::log::log_error!("outbox: alarm could not be rescheduled: {e}");
@@ -310,13 +300,21 @@ impl Deliveries {
         Ok(())
     }
 
-    /// Records an attempt's outcome on its row and on its target's health.
-    /// A row no longer pending (its target was deleted while the attempt
-    /// ran) keeps its state.
-    fn record(&self, h: &OutboxRow, outcome: std::result::Result<(), String>) -> Result<()> {
+    fn record_removed(&self, h: &OutboxRow) -> Result<()> {
+        self.sql.exec(
+            "UPDATE outbox SET state = ?, next_attempt_ms = ?, last_error = ? WHERE seq = ? AND state = ?",
+            vec![state(OutboxState::Dead), now_ms().into(), REMOVED.into(), h.seq.into(), state(OutboxState::Pending)],
+        )?;
+        Ok(())
+    }
+
+    /// Records an attempt's outcome on its row and for its target's health
+    /// (`health`); true if the registry is to hear of it. A row no longer
+    /// pending (its target was deleted while the attempt ran) keeps its state.
+    fn record(&self, h: &OutboxRow, outcome: std::result::Result<(), String>, failing: bool) -> Result<bool> {
         let now = now_ms();
         let attempts = h.attempts + 1;
-        match outcome {
+        let why = match outcome {
             Ok(()) => {
                 self.sql.exec(
                     "UPDATE outbox SET state = ?, attempts = ?, delivered_ms = ?, next_attempt_ms = ?,
@@ -330,58 +328,46 @@ impl Deliveries {
                         state(OutboxState::Pending),
                     ],
                 )?;
-                // Written only when a failure streak ends (or on a target's
-                // first success), not on every delivery.
-                self.sql.exec(
-                    "INSERT INTO target_health (target_id, consecutive_failures, last_success_ms) VALUES (?, 0, ?)
-                     ON CONFLICT (target_id) DO UPDATE SET consecutive_failures = 0,
-                       last_success_ms = excluded.last_success_ms WHERE consecutive_failures != 0",
-                    vec![h.target_id.clone().into(), now.into()],
-                )?;
+                return health::on_success(&self.sql, &h.target_id, failing, now);
             }
-            Err(why) => {
-                let next_state = OutboxState::after_failure(&self.schedule, h.window_start_ms, now);
-                let next = match next_state {
-                    OutboxState::Pending => now + self.schedule.backoff_ms(attempts as u32, jitter()),
-                    // Finished now: pruning counts from here.
-                    _ => now,
-                };
-                if next_state == OutboxState::Dead {
-                    crate::log::log_warn!(
-                        "outbox: {} to {} dead after {attempts} attempts: {why}",
-                        h.webhook_id,
-                        h.target_id
-                    );
-                }
-                self.sql.exec(
-                    "UPDATE outbox SET state = ?, attempts = ?, next_attempt_ms = ?, last_error = ?
-                     WHERE seq = ? AND state = ?",
-                    vec![
-                        state(next_state),
-                        attempts.into(),
-                        next.into(),
-                        why.clone().into(),
-                        h.seq.into(),
-                        state(OutboxState::Pending),
-                    ],
-                )?;
-                self.sql.exec(
-                    "INSERT INTO target_health (target_id, last_error, last_error_ms, consecutive_failures)
-                     VALUES (?, ?, ?, 1)
-                     ON CONFLICT (target_id) DO UPDATE SET last_error = excluded.last_error,
-                       last_error_ms = excluded.last_error_ms, consecutive_failures = consecutive_failures + 1",
-                    vec![h.target_id.clone().into(), why.into(), now.into()],
-                )?;
-            }
+            Err(why) => why,
+        };
+        let next_state = OutboxState::after_failure(&self.schedule, h.window_start_ms, now);
+        let next = match next_state {
+            OutboxState::Pending => now + self.schedule.backoff_ms(attempts as u32, jitter()),
+            // Finished now: pruning counts from here.
+            _ => now,
+        };
+        if next_state == OutboxState::Dead {
+            crate::log::log_warn!("outbox: {} to {} dead after {attempts} attempts: {why}", h.webhook_id, h.target_id);
         }
-        Ok(())
+        let dead = self
+            .sql
+            .exec(
+                "UPDATE outbox SET state = ?, attempts = ?, next_attempt_ms = ?, last_error = ?
+                 WHERE seq = ? AND state = ? RETURNING seq",
+                vec![
+                    state(next_state),
+                    attempts.into(),
+                    next.into(),
+                    why.clone().into(),
+                    h.seq.into(),
+                    state(OutboxState::Pending),
+                ],
+            )?
+            .to_array::<SeqRow>()?;
+        if next_state == OutboxState::Dead {
+            health::note_dead(&self.sql, &dead)?;
+        }
+        health::on_failure(&self.sql, &h.target_id, &why, now)?;
+        if failing {
+            health::expire_failing(&self.sql, &h.target_id, &self.schedule, now)?;
+        }
+        Ok(true)
     }
 
     /// Posts one outbox row to its target, signed per Standard Webhooks.
-    async fn deliver(&self, target: Option<&Target>, row: &OutboxRow) -> std::result::Result<(), String> {
-        let Some(target) = target else {
-            return Err("target is no longer configured".into());
-        };
+    async fn deliver(&self, target: &Target, row: &OutboxRow) -> std::result::Result<(), String> {
         let now = now_ms();
         let keys = target.keys_at(now)?;
         let headers = webhook_headers(&keys, &row.webhook_id, now / 1000, &row.payload);

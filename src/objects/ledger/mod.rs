@@ -19,6 +19,7 @@
 //! - `delivery`: delivering and pruning the outbox (the alarm's work);
 //! - `outbox`: the operations over the outbox;
 //! - `targets`: the targets delivered to, and their hand-over;
+//! - `health`: reporting attempts to the registry, and the circuit breaker;
 //! - the send proxy's idempotency records of earlier builds, read only
 //!   (`objects::idempotency`);
 //! - `lifecycle`: retention, erasure (and its tombstones), export;
@@ -29,6 +30,7 @@
 
 mod archiver;
 mod delivery;
+mod health;
 mod ingest;
 mod lifecycle;
 mod list_rows;
@@ -37,6 +39,7 @@ mod metrics;
 mod outbox;
 mod pacing;
 mod reads;
+mod rows;
 mod schema;
 mod shard;
 mod targets;
@@ -110,6 +113,12 @@ impl DurableObject for LedgerShard {
         }
         for head in deliveries.lease_due(now)? {
             self.state.wait_until(deliveries.clone().deliver_and_record(head));
+        }
+        // Attempts not yet reported (a send that failed, or an instance
+        // that ended before it could).
+        if deliveries.reporter.due(&self.sql, now)?.is_some_and(|at| at <= now) {
+            let d = deliveries.clone();
+            self.state.wait_until(async move { d.reporter.flush(&d.env, &d.sql, &d.txn, now).await });
         }
         for job in archiver.lease_due(Lanes::Sent, now)? {
             self.state.wait_until(archiver.clone().archive_and_record(job, deliveries.clone()));

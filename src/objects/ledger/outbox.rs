@@ -2,13 +2,15 @@
 //! health per target, dead letters, and replay. Delivery is `delivery.rs`.
 
 use bw_ledger_core::change::{Change, ChangeKind};
-use bw_ledger_core::outbox::{merge_stats, DiscardRequest, OutboxItem, OutboxState, ReplayRequest, TargetStats};
+use bw_ledger_core::outbox::{
+    merge_stats, DiscardRequest, OutboxItem, OutboxState, ReplayRequest, TargetStats, KEEP_PAUSED_MS,
+};
 use bw_ledger_core::targets::Target;
 use bw_ledger_core::wire::{DeadQuery, QueuedChange};
 use serde::Deserialize;
 use worker::{Result, SqlStorage, SqlStorageValue};
 
-use super::delivery::{state, SeqRow};
+use super::rows::{state, SeqRow};
 
 #[derive(Deserialize)]
 struct StatsRow {
@@ -160,27 +162,37 @@ pub fn discard(sql: &SqlStorage, r: &DiscardRequest) -> Result<u32> {
 
 /// One outbox row per (change, interested target); returns how many.
 /// Queues changes another object hands over (the opt-out book's
-/// `optout.changed`), once per (target, webhook id) however often the
-/// hand-over is retried. Only kinds forwarded from elsewhere are taken.
+/// `optout.changed`, the registry's operational events), once per (target,
+/// webhook id) however often the hand-over is retried. Only kinds
+/// forwarded from elsewhere are taken.
 pub(super) fn queue_handed_over(
     sql: &SqlStorage,
     targets: &[Target],
     handed: &[QueuedChange],
     now: i64,
 ) -> Result<u32> {
-    let mut found = Vec::with_capacity(handed.len());
+    let mut queued = 0;
     for h in handed {
-        if h.kind != ChangeKind::OptOut {
+        if h.kind != ChangeKind::OptOut && !h.kind.is_operational() {
             return Err(worker::Error::RustError(format!("{} is not a kind handed over to the outbox", h.kind)));
         }
-        found.push(Change {
+        let change = Change {
             webhook_id: h.webhook_id.clone(),
-            kind: ChangeKind::OptOut,
+            kind: h.kind,
             message_id: h.message_id.clone(),
             doc: h.doc.clone(),
-        });
+        };
+        let only: Vec<Target>;
+        let to = match &h.target {
+            Some(id) => {
+                only = targets.iter().filter(|t| t.id == *id).cloned().collect();
+                &only[..]
+            }
+            None => targets,
+        };
+        queued += queue(sql, to, std::slice::from_ref(&change), now)?;
     }
-    queue(sql, targets, &found, now)
+    Ok(queued)
 }
 
 #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
@@ -189,6 +201,11 @@ pub(super) fn queue(sql: &SqlStorage, targets: &[Target], found: &[Change], now:
     for change in found {
         let payload = change.doc.to_string();
         for target in targets.iter().filter(|t| t.wants(change.kind)) {
+            // A disabled target's changes are kept paused, their longest.
+            let (held, next) = match target.paused() {
+                true => (OutboxState::Paused, now + KEEP_PAUSED_MS),
+                false => (OutboxState::Pending, now),
+            };
             let written = sql
                 .exec(
                     "INSERT INTO outbox (webhook_id, target_id, message_id, kind, payload, state, attempts,
@@ -200,10 +217,10 @@ pub(super) fn queue(sql: &SqlStorage, targets: &[Target], found: &[Change], now:
                         change.message_id.clone().into(),
                         change.kind.as_str().into(),
                         payload.clone().into(),
-                        OutboxState::Pending.as_str().into(),
+                        held.as_str().into(),
                         now.into(),
                         now.into(),
-                        now.into(),
+                        next.into(),
                     ],
                 )?
                 .to_array::<SeqRow>()?;

@@ -74,6 +74,18 @@ const SCHEMA: &[&str] = &[
         last_error_ms INTEGER,
         consecutive_failures INTEGER NOT NULL,
         last_success_ms INTEGER) WITHOUT ROWID",
+    // Per target: what this shard has not yet told the registry of its
+    // attempts (`health.rs`), written only on a failure, or on the success
+    // that ends a failure streak or a failing state.
+    "CREATE TABLE IF NOT EXISTS target_reports (
+        target_id TEXT PRIMARY KEY,
+        succeeded_ms INTEGER,
+        failures INTEGER NOT NULL,
+        first_failure_ms INTEGER,
+        last_error TEXT,
+        last_error_ms INTEGER) WITHOUT ROWID",
+    // Outbox rows that died, not yet reported (`forward.exhausted`).
+    "CREATE TABLE IF NOT EXISTS exhausted_unreported (seq INTEGER PRIMARY KEY)",
     // The registry's API-made targets at the newest version handed to this
     // shard (`targets.rs`): one row.
     "CREATE TABLE IF NOT EXISTS api_targets (

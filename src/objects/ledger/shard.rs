@@ -12,13 +12,15 @@ use bw_ledger_core::retry::Schedule;
 use bw_ledger_core::targets::seal::Sealer;
 use worker::{durable_object, Env, SqlStorage, State, Storage};
 
-use super::delivery::{Deliveries, InFlight, DEFAULT_KEEP_DELIVERED_MS};
+use super::delivery::{Deliveries, DEFAULT_KEEP_DELIVERED_MS};
+use super::health::Reporter;
 use super::list_rows;
+use super::rows::InFlight;
 use super::targets::TargetBook;
 use crate::config::{
-    forward_targets, target_sealer, Config, ERASURE_TOMBSTONE_DAYS, FORWARD_GIVE_UP_MS, FORWARD_KEEP_DELIVERED_MS,
-    FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS, MEDIA_GIVE_UP_MS, MEDIA_RETRY_BASE_MS, MEDIA_RETRY_MAX_MS,
-    MIGRATION_BATCH_ROWS,
+    alert_target, forward_targets, target_sealer, Config, ERASURE_TOMBSTONE_DAYS, FORWARD_GIVE_UP_MS,
+    FORWARD_KEEP_DELIVERED_MS, FORWARD_RETRY_BASE_MS, FORWARD_RETRY_MAX_MS, MEDIA_GIVE_UP_MS, MEDIA_RETRY_BASE_MS,
+    MEDIA_RETRY_MAX_MS, MIGRATION_BATCH_ROWS,
 };
 use crate::objects::live_hub::LiveSwitch;
 use crate::objects::transaction::Transactions;
@@ -51,6 +53,8 @@ pub struct LedgerShard {
     pub(super) media_scope: Option<Rc<CredentialScope>>,
     /// Deliveries running from this instance, per target.
     pub(super) in_flight: Rc<InFlight>,
+    /// Sends this shard's attempts to the registry (`health`).
+    pub(super) reporter: Rc<Reporter>,
     /// Duplicates answered since this instance started (`GET /metrics`).
     pub(super) duplicates: Cell<i64>,
     /// Whether the `erased` table holds tombstones; unknown until read.
@@ -69,6 +73,7 @@ impl LedgerShard {
     /// A new instance, its settings read from `env`.
     pub(super) fn from_env(state: State, env: Env) -> Self {
         let s = Settings::read(&env);
+        let alert = alert_target(&env);
         let txn = Transactions::of_object(&state, "LedgerShard");
         Self {
             txn,
@@ -80,13 +85,14 @@ impl LedgerShard {
             rows_moving: Cell::new(false),
             move_batch: s.move_batch,
             live: LiveSwitch::new(),
-            targets: Rc::new(TargetBook::new(s.targets, s.sealer)),
+            targets: Rc::new(TargetBook::new(s.targets, alert, s.sealer)),
             schedule: s.schedule,
             keep_delivered_ms: s.keep_delivered_ms,
             media_schedule: s.media_schedule,
             api_base: s.api_base,
             media_scope: s.media_scope,
             in_flight: Rc::new(InFlight::default()),
+            reporter: Rc::new(Reporter::default()),
             tombstones: Cell::new(None),
             tombstone_ms: s.tombstone_ms,
             duplicates: Cell::new(0),
@@ -107,6 +113,7 @@ impl LedgerShard {
             schedule: self.schedule,
             keep_delivered_ms: self.keep_delivered_ms,
             in_flight: self.in_flight.clone(),
+            reporter: self.reporter.clone(),
         }
     }
 }

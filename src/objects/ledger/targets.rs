@@ -4,29 +4,30 @@
 //! storage (`api_targets`) so that they survive a restart.
 //!
 //! Handing over a version also settles the outbox rows it concerns, in the
-//! same transaction: a deleted target's pending rows become dead letters
-//! (`DELETE /targets/{id}`), and a resumed target's pending rows get a new
-//! retry window, counted from the resume.
+//! same transaction: a deleted target's pending and paused rows become dead
+//! letters (`DELETE /targets/{id}`), a disabled target's pending rows are
+//! paused, and an enabled target's paused rows are pending again, with a
+//! new retry window counted from then.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use bw_ledger_core::forward::ForwardTarget;
-use bw_ledger_core::outbox::OutboxState;
+use bw_ledger_core::outbox::{OutboxState, KEEP_PAUSED_MS};
+use bw_ledger_core::targets::health::TargetState;
 use bw_ledger_core::targets::seal::Sealer;
 use bw_ledger_core::targets::{runtime, Target, TargetSnapshot};
 use serde::Deserialize;
-use worker::{Result, SqlStorage, SqlStorageValue};
+use worker::{Result, SqlStorage};
 
-fn state(s: OutboxState) -> SqlStorageValue {
-    s.as_str().into()
-}
+use super::rows::state;
 
 /// Why a deleted target's pending rows are dead.
 pub const DELETED: &str = "the target was deleted";
 
 pub struct TargetBook {
     config: Vec<ForwardTarget>,
+    alert: Option<Target>,
     sealer: Option<Sealer>,
     api: RefCell<TargetSnapshot>,
     all: RefCell<Rc<Vec<Target>>>,
@@ -38,9 +39,9 @@ struct SnapshotRow {
 }
 
 impl TargetBook {
-    pub fn new(config: Vec<ForwardTarget>, sealer: Option<Sealer>) -> Self {
-        let all = Rc::new(runtime(&config, &[], sealer.as_ref()));
-        Self { config, sealer, api: RefCell::default(), all: RefCell::new(all) }
+    pub fn new(config: Vec<ForwardTarget>, alert: Option<Target>, sealer: Option<Sealer>) -> Self {
+        let all = Rc::new(runtime(&config, alert.as_ref(), &TargetSnapshot::default(), sealer.as_ref()));
+        Self { config, alert, sealer, api: RefCell::default(), all: RefCell::new(all) }
     }
 
     /// Every target, as of the newest version this shard holds.
@@ -52,11 +53,14 @@ impl TargetBook {
         self.all.borrow().iter().find(|t| t.id == id).cloned()
     }
 
-    /// The ids of paused targets, as a JSON list (a statement parameter).
-    pub fn paused_json(&self) -> String {
-        let all = self.current();
-        let paused: Vec<&str> = all.iter().filter(|t| t.paused).map(|t| t.id.as_str()).collect();
-        serde_json::to_string(&paused).unwrap_or_else(|_| "[]".into())
+    /// The ids of disabled targets.
+    pub fn paused(&self) -> Vec<String> {
+        self.current().iter().filter(|t| t.paused()).map(|t| t.id.clone()).collect()
+    }
+
+    /// The ids of failing targets (their circuit breaker is open).
+    pub fn failing(&self) -> Vec<String> {
+        self.current().iter().filter(|t| t.failing()).map(|t| t.id.clone()).collect()
     }
 
     /// Reads the stored version (once per instance, after the schema).
@@ -81,33 +85,26 @@ impl TargetBook {
              ON CONFLICT (id) DO UPDATE SET version = excluded.version, snapshot = excluded.snapshot",
             vec![snapshot.version.into(), serde_json::to_string(snapshot)?.into()],
         )?;
+        let before = self.current();
         for old in &held.targets {
-            if self.config.iter().any(|c| c.id == old.id) {
-                continue;
+            let gone = !snapshot.targets.iter().any(|t| t.id == old.id && t.created_ms == old.created_ms);
+            if gone && self.is_api(&old.id) {
+                settle(
+                    sql,
+                    &old.id,
+                    &[OutboxState::Pending, OutboxState::Paused],
+                    OutboxState::Dead,
+                    now,
+                    Some(DELETED),
+                )?;
             }
-            let now_held = snapshot.targets.iter().find(|t| t.id == old.id && t.created_ms == old.created_ms);
-            match now_held {
-                None => {
-                    sql.exec(
-                        "UPDATE outbox SET state = ?, next_attempt_ms = ?, last_error = ?
-                         WHERE target_id = ? AND state = ?",
-                        vec![
-                            state(OutboxState::Dead),
-                            now.into(),
-                            DELETED.into(),
-                            old.id.clone().into(),
-                            state(OutboxState::Pending),
-                        ],
-                    )?;
-                }
-                Some(new) if old.paused && !new.paused => {
-                    sql.exec(
-                        "UPDATE outbox SET window_start_ms = ?, next_attempt_ms = MIN(next_attempt_ms, ?)
-                         WHERE target_id = ? AND state = ?",
-                        vec![now.into(), now.into(), new.id.clone().into(), state(OutboxState::Pending)],
-                    )?;
-                }
-                Some(_) => {}
+        }
+        for t in before.iter() {
+            let (was, is) = (held.state_of(&t.id), snapshot.state_of(&t.id));
+            if was != TargetState::Disabled && is == TargetState::Disabled {
+                settle(sql, &t.id, &[OutboxState::Pending], OutboxState::Paused, now, None)?;
+            } else if was == TargetState::Disabled && is != TargetState::Disabled {
+                settle(sql, &t.id, &[OutboxState::Paused, OutboxState::Pending], OutboxState::Pending, now, None)?;
             }
         }
         Ok(true)
@@ -116,7 +113,47 @@ impl TargetBook {
     /// Holds `snapshot` from now on: the stored one, or a newer one after
     /// [`TargetBook::store`] committed it.
     pub fn adopt(&self, snapshot: TargetSnapshot) {
-        *self.all.borrow_mut() = Rc::new(runtime(&self.config, &snapshot.targets, self.sealer.as_ref()));
+        let all = runtime(&self.config, self.alert.as_ref(), &snapshot, self.sealer.as_ref());
+        *self.all.borrow_mut() = Rc::new(all);
         *self.api.borrow_mut() = snapshot;
     }
+
+    /// Made through the API, not configured here.
+    fn is_api(&self, id: &str) -> bool {
+        !self.config.iter().any(|c| c.id == id) && self.alert.as_ref().is_none_or(|a| a.id != id)
+    }
+}
+
+/// Moves a target's rows in one of `from` to `to`: a dead one with `why`,
+/// a paused one kept [`KEEP_PAUSED_MS`] from now, a pending one with a new
+/// retry window, due now.
+fn settle(
+    sql: &SqlStorage,
+    id: &str,
+    from: &[OutboxState],
+    to: OutboxState,
+    now: i64,
+    why: Option<&str>,
+) -> Result<()> {
+    let next = match to {
+        OutboxState::Paused => now + KEEP_PAUSED_MS,
+        _ => now,
+    };
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    sql.exec(
+        "UPDATE outbox SET state = ?, window_start_ms = ?, next_attempt_ms = CASE WHEN state = ? THEN MIN(next_attempt_ms, ?) ELSE ? END,
+           last_error = COALESCE(?, last_error)
+         WHERE target_id = ? AND state IN (SELECT value FROM json_each(?))",
+        vec![
+            state(to),
+            now.into(),
+            state(to),
+            next.into(),
+            next.into(),
+            why.map(str::to_owned).into(),
+            id.into(),
+            serde_json::to_string(&from)?.into(),
+        ],
+    )?;
+    Ok(())
 }

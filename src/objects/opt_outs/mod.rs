@@ -217,6 +217,7 @@ impl OptOutBook {
                 kind: ChangeKind::OptOut,
                 message_id: format!("optout:{}", f.subject),
                 doc,
+                target: None,
             };
             let shard = shards.shard_of(&change.message_id);
             shards.call::<ledger::QueueChanges>(shard, &vec![change]).await.map_err(|e| e.to_string())?;

@@ -9,6 +9,9 @@
 //! in their own storage, and ignore an older version than the one they
 //! hold, so hand-overs may repeat and cross.
 //!
+//! It also keeps every target's health, and sends the operational events
+//! (`health`).
+//!
 //! Secrets are made here, from `getrandom`, and stored sealed under
 //! `TARGET_SECRETS_KEY` when it is set; only the create and rotate answers
 //! carry one, once.
@@ -16,7 +19,8 @@
 use bw_ledger_core::targets::input::generated_id;
 use bw_ledger_core::targets::seal::{new_secret, seal, NONCE_LEN, SECRET_BYTES};
 use bw_ledger_core::targets::{
-    config_conflict, NewTarget, Outcome, TargetRecord, TargetSnapshot, WithSecret, DEFAULT_ROTATION_OVERLAP_MS,
+    config_conflict, Listing, NewTarget, Outcome, TargetRecord, TargetSnapshot, WithSecret, ALERT_WEBHOOK_ID,
+    DEFAULT_ROTATION_OVERLAP_MS,
 };
 use bw_ledger_core::wire::target_registry::{self as registry, PatchRequest, PausedRequest, TargetId};
 use bw_ledger_core::wire::{ledger, Empty, Method};
@@ -35,7 +39,13 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS versions (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL,
        handed INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO versions (id, version, handed) VALUES (1, 0, 0)",
+    // Every target's health (`health`), of either source.
+    "CREATE TABLE IF NOT EXISTS health (target_id TEXT PRIMARY KEY, health TEXT NOT NULL) WITHOUT ROWID",
+    // Operational events made, not yet handed to a shard's outbox.
+    "CREATE TABLE IF NOT EXISTS alerts (seq INTEGER PRIMARY KEY, webhook_id TEXT NOT NULL, alert TEXT NOT NULL)",
 ];
+
+mod health;
 
 /// A hand-over that failed is tried again this much later.
 const RETRY_MS: i64 = 2_000;
@@ -75,8 +85,8 @@ impl DurableObject for TargetRegistry {
         let now = now_ms();
         match call {
             C::List => {
-                let all: Vec<TargetRecord> = self.records()?.iter().map(TargetRecord::without_secrets).collect();
-                reply::<registry::List>(&all)
+                let targets: Vec<TargetRecord> = self.records()?.iter().map(TargetRecord::without_secrets).collect();
+                reply::<registry::List>(&Listing { targets, health: self.healths()? })
             }
             C::Create => {
                 let new = request::<registry::Create>(&mut req).await?;
@@ -107,14 +117,13 @@ impl DurableObject for TargetRegistry {
             }
             C::SetPaused => {
                 let PausedRequest { id, paused } = request::<registry::SetPaused>(&mut req).await?;
-                let done = self.txn.atomically(|| {
-                    self.change(&id, |r| {
-                        r.paused = paused;
-                        r.updated_ms = now;
-                        Ok(r.without_secrets())
-                    })
-                })?;
+                let done = self.txn.atomically(|| self.set_state(&id, paused, now))?;
                 self.answer::<registry::SetPaused>(done).await
+            }
+            C::Report => {
+                let reports = request::<registry::Report>(&mut req).await?;
+                self.txn.atomically(|| self.take_reports(&reports, now))?;
+                self.answer::<registry::Report>(Empty {}).await
             }
             C::Delete => {
                 let TargetId { id } = request::<registry::Delete>(&mut req).await?;
@@ -124,10 +133,11 @@ impl DurableObject for TargetRegistry {
         }
     }
 
-    /// Hands the newest version to every shard that may lack it.
+    /// Moves health by the clock, then hands over what waits.
     async fn alarm(&self) -> Result<Response> {
         self.ensure_schema()?;
-        self.hand_over().await?;
+        self.txn.atomically(|| self.tick(now_ms()))?;
+        self.settle().await?;
         Response::empty()
     }
 }
@@ -138,19 +148,20 @@ impl TargetRegistry {
             for stmt in SCHEMA {
                 self.sql.exec(stmt, None)?;
             }
+            self.txn.atomically(|| self.adopt_paused())?;
             self.ready.set(true);
         }
         Ok(())
     }
 
-    fn records(&self) -> Result<Vec<TargetRecord>> {
+    pub(super) fn records(&self) -> Result<Vec<TargetRecord>> {
         let rows: Vec<RecordRow> = self.sql.exec("SELECT record FROM targets", None)?.to_array()?;
         let mut all = rows.iter().map(|r| serde_json::from_str(&r.record)).collect::<serde_json::Result<Vec<_>>>()?;
         all.sort_by(|a: &TargetRecord, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.id.cmp(&b.id)));
         Ok(all)
     }
 
-    fn find(&self, id: &str) -> Result<Option<TargetRecord>> {
+    pub(super) fn find(&self, id: &str) -> Result<Option<TargetRecord>> {
         let rows: Vec<RecordRow> =
             self.sql.exec("SELECT record FROM targets WHERE id = ?", vec![id.into()])?.to_array()?;
         Ok(match rows.first() {
@@ -168,14 +179,15 @@ impl TargetRegistry {
         self.bump()
     }
 
-    fn bump(&self) -> Result<()> {
+    pub(super) fn bump(&self) -> Result<()> {
         self.sql.exec("UPDATE versions SET version = version + 1 WHERE id = 1", None)?;
         Ok(())
     }
 
-    /// The ids `FORWARD_TARGETS` holds: the API may not touch them.
+    /// The ids `FORWARD_TARGETS` holds, and the alert webhook's: the API
+    /// may not touch them (but may enable and disable them).
     fn configured(&self, id: &str) -> bool {
-        forward_targets(&self.env).unwrap_or_default().iter().any(|t| t.id == id)
+        id == ALERT_WEBHOOK_ID || forward_targets(&self.env).unwrap_or_default().iter().any(|t| t.id == id)
     }
 
     /// A new secret, as shown and as stored.
@@ -236,26 +248,45 @@ impl TargetRegistry {
             return Ok(Outcome::NotFound);
         }
         self.sql.exec("DELETE FROM targets WHERE id = ?", vec![id.into()])?;
+        self.sql.exec("DELETE FROM health WHERE target_id = ?", vec![id.into()])?;
         self.bump()?;
         Ok(Outcome::Done(Empty {}))
     }
 
-    /// After a change committed: hands it to the shards, then answers.
+    /// After a change committed: hands it over, then answers.
     async fn answer<M: Method>(&self, done: M::Reply) -> Result<Response> {
-        self.hand_over().await?;
+        self.settle().await?;
         reply::<M>(&done)
     }
 
+    /// Hands over what waits, in order: a recovery's count of held changes
+    /// (before the shards start draining them), the newest version to every
+    /// shard, then the alerts. Whatever could not be done, the alarm
+    /// retries shortly; it also comes back for health's next move.
+    async fn settle(&self) -> Result<()> {
+        let done = self.count_held().await? && self.hand_over().await? && self.hand_alerts().await?;
+        let now = now_ms();
+        let retry = (!done || self.alerts_waiting()?).then_some(now + RETRY_MS);
+        let next = match (retry, self.next_tick()?) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = next {
+            self.state.storage().set_alarm((at - now).max(0)).await?;
+        }
+        Ok(())
+    }
+
     /// Gives every shard the newest version, unless all hold it already;
-    /// on any failure the alarm tries again shortly.
-    async fn hand_over(&self) -> Result<()> {
+    /// false if one could not take it.
+    async fn hand_over(&self) -> Result<bool> {
         let rows: Vec<VersionRow> =
             self.sql.exec("SELECT version, handed FROM versions WHERE id = 1", None)?.to_array()?;
-        let Some(v) = rows.first() else { return Ok(()) };
+        let Some(v) = rows.first() else { return Ok(true) };
         if v.handed >= v.version {
-            return Ok(());
+            return Ok(true);
         }
-        let snapshot = TargetSnapshot { version: v.version, targets: self.records()? };
+        let snapshot = TargetSnapshot { version: v.version, targets: self.records()?, states: self.states()? };
         let config = Config::from_env(&self.env);
         let handed = match ShardClient::open(&self.env, &config) {
             Ok(shards) => shards.call_all::<ledger::Targets>(&snapshot).await.is_ok(),
@@ -265,9 +296,8 @@ impl TargetRegistry {
             self.sql.exec("UPDATE versions SET handed = MAX(handed, ?) WHERE id = 1", vec![snapshot.version.into()])?;
         } else {
             crate::log::log_warn!("targets: version {} not yet held by every shard (retrying)", snapshot.version);
-            self.state.storage().set_alarm(RETRY_MS).await?;
         }
-        Ok(())
+        Ok(handed)
     }
 }
 
