@@ -83,7 +83,7 @@ test('a target made through the API gets the next message, signed with the secre
   assert.ok(metrics.includes('target="api-main"'), 'metrics label the API target');
 });
 
-test('a client key, or no token, gets 401 on every targets route; a config target gets 409', async () => {
+test('a client key, or no token, gets 401 on every targets route; a config target gets 409 but for enable/disable', async () => {
   const routes = [
     ['GET', '/targets'], ['POST', '/targets', { url: `${receiver.url}/x` }], ['GET', '/targets/api-main'],
     ['PATCH', '/targets/api-main', { description: 'x' }], ['DELETE', '/targets/api-main'],
@@ -98,12 +98,18 @@ test('a client key, or no token, gets 401 on every targets route; a config targe
   }
   for (const [method, path, body] of [
     ['POST', '/targets', { id: 'cfg', url: `${receiver.url}/cfg` }], ['PATCH', '/targets/cfg', { url: `${receiver.url}/y` }],
-    ['DELETE', '/targets/cfg'], ['POST', '/targets/cfg/secret/rotate'], ['POST', '/targets/cfg/disable'],
+    ['DELETE', '/targets/cfg'], ['POST', '/targets/cfg/secret/rotate'],
   ]) {
     const res = await call(method, path, body);
     const json = await res.json();
     assert.equal(res.status, 409, `${method} ${path}`);
     assert.match(json.description, /FORWARD_TARGETS/);
+  }
+  // Its state is not its configuration: an operator may disable and enable it.
+  for (const [action, state] of [['disable', 'disabled'], ['enable', 'active']]) {
+    const res = await call('POST', `/targets/cfg/${action}`);
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).state, state);
   }
   const dup = await call('POST', '/targets', { id: 'api-main', url: `${receiver.url}/again` });
   assert.equal(dup.status, 409);

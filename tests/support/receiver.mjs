@@ -14,11 +14,12 @@ import { Webhook } from 'standardwebhooks';
  * - `failFirst: N`: the target's first N requests get 503;
  * - `failEachFirstAttempt`: each webhook id's first attempt gets 503;
  * - `hang`: never answer (the delivery times out);
- * - `bigBody`: answer 200 with a 10 MiB body.
+ * - `bigBody`: answer 200 with a 10 MiB body;
+ * - `delayMs`: answer only after this long (the request stays in flight).
  *
- * Each entry of `seen`: { target, id, at, attempt (of this webhook id),
- * headers, raw, body (parsed, or null), messageId, status, failed, held,
- * verified }.
+ * Each entry of `seen`: { target, id, at, end (when answered), attempt (of
+ * this webhook id), headers, raw, body (parsed, or null), messageId, status,
+ * failed, held, verified }.
  */
 export async function startReceiver({ secretOf } = {}) {
   const seen = [];
@@ -52,8 +53,13 @@ export async function startReceiver({ secretOf } = {}) {
         for (let i = 0; i < 10; i++) res.write(chunk);
         return res.end();
       }
-      res.writeHead(entry.status);
-      res.end(entry.failed ? 'not now' : '');
+      const answer = () => {
+        entry.end = Date.now();
+        res.writeHead(entry.status);
+        res.end(entry.failed ? 'not now' : '');
+      };
+      if (b.delayMs) setTimeout(answer, b.delayMs);
+      else answer();
     });
   });
   await new Promise((r) => srv.listen(0, '127.0.0.1', r));
