@@ -46,4 +46,25 @@ impl Schedule {
     pub fn gives_up(&self, window_start_ms: i64, now_ms: i64) -> bool {
         now_ms - window_start_ms >= self.give_up_ms
     }
+
+    /// The first point of the schedule counted from `start_ms` (start +
+    /// each full step, 1, 2, … in turn) that is later than `after_ms`:
+    /// when a failing target is probed next, so probes keep to the
+    /// schedule however many attempts failed before it.
+    pub fn next_point_after(&self, start_ms: i64, after_ms: i64) -> i64 {
+        let mut at = start_ms;
+        for n in 1..=64u32 {
+            let step = self.backoff_ms(n, 1.0).max(1);
+            at += step;
+            if at > after_ms {
+                return at;
+            }
+            if step >= self.max_ms {
+                // Every later step is the cap: jump straight there.
+                let steps = (after_ms - at) / step + 1;
+                return at + steps * step;
+            }
+        }
+        at.max(after_ms + self.max_ms)
+    }
 }

@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startReceiver, verifies, whsec } from '../support/receiver.mjs';
+import { Contract } from '../support/openapi.mjs';
 import { startWorker, postCallback, getJson, uniqueId, statusEvent, inboundEvent, API, waitFor } from './harness.mjs';
 
 const OPS_EVENTS = ['target.failing', 'target.disabled', 'target.recovered', 'forward.exhausted'];
@@ -15,6 +16,7 @@ const DISABLE_AFTER_MS = 15_000;
 const RETRY_BASE_MS = 400;
 let receiver;
 let w;
+let contract;
 const vars = () => ({
   LEDGER_SHARDS: String(SHARDS),
   FORWARD_TARGETS: JSON.stringify([
@@ -32,7 +34,19 @@ const vars = () => ({
 before(async () => {
   receiver = await startReceiver();
   w = await startWorker({ vars: vars() });
+  contract = new Contract(await (await fetch(`${w.url}/openapi.json`)).json());
 });
+
+/** Holds an event document to its schema in the OpenAPI document's `webhooks`. */
+function documented(body, schema) {
+  const ok = contract.accepts({ $ref: `#/components/schemas/${schema}` }, body);
+  assert.ok(ok, `${schema}: ${JSON.stringify(contract.compiled({ $ref: `#/components/schemas/${schema}` }).errors)} in ${JSON.stringify(body)}`);
+  for (const [kind, item] of Object.entries(contract.doc.webhooks)) {
+    if (kind === body.type || (!body.type && schema === 'SlackAlert')) {
+      assert.ok(contract.accepts(item.post.requestBody.content['application/json'].schema, body), `webhooks.${kind}`);
+    }
+  }
+}
 after(async () => { await w?.stop(); receiver?.close(); });
 
 const settle = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -92,15 +106,24 @@ test('five failures make it failing: one target.failing each, and one probe in f
   assert.equal(doc.body.consecutiveFailures >= 5, true);
   assert.equal(doc.body.lastError, 'target answered 503');
   assert.ok(doc.body.firstFailureAt && doc.body.webhookId === doc.headers['webhook-id']);
+  documented(doc.body, 'TargetFailingEvent');
   const alerts = slack('is failing');
   assert.equal(alerts.length, 1, 'one Slack alert');
   assert.deepEqual(Object.keys(alerts[0].body), ['text'], 'Slack format: {"text"} only');
   assert.match(alerts[0].body.text, /`down`/);
+  documented(alerts[0].body, 'SlackAlert');
+  assert.equal(alerts[0].headers['webhook-signature'], undefined, 'unsigned without ALERT_WEBHOOK_SECRET');
   assert.equal(receiver.seen.filter((r) => r.target === 'down' && r.body?.type?.startsWith('target.')).length, 0,
     'never sent to the failing target itself');
 
   // The breaker: once every shard holds the state (within a second), at most
-  // one request per shard is in flight, and each probe waits a retry step.
+  // one request per shard is in flight, and a shard probes at most once per
+  // step of the retry schedule counted from the first failure (points at
+  // +400, +1200, +2800 ms, then every 1600 ms).
+  const since = Date.parse(t.since);
+  const points = [];
+  for (let at = since, n = 1; at < since + 120_000; n++) points.push(at += Math.min(RETRY_BASE_MS * 2 ** (n - 1), 1600));
+  const step = (at) => points.filter((p) => p <= at).length;
   const probes = receiver.seen.filter((r) => r.target === 'down' && r.at > failingAt + 1_000);
   const byShard = groupBy(probes, (r) => shardOf(r.messageId));
   const probed = Object.values(byShard).filter((rs) => rs.length >= 2).length;
@@ -109,7 +132,7 @@ test('five failures make it failing: one target.failing each, and one probe in f
     rs.sort((a, b) => a.at - b.at);
     for (let i = 1; i < rs.length; i++) {
       assert.ok(rs[i - 1].end && rs[i].at >= rs[i - 1].end, `shard ${shard}: one in flight at a time`);
-      assert.ok(rs[i].at - rs[i - 1].end >= RETRY_BASE_MS * 0.75, `shard ${shard}: probes wait the retry step`);
+      assert.ok(step(rs[i].at) > step(rs[i - 1].at), `shard ${shard}: one probe per step (${rs.map((r) => r.at - since)})`);
     }
   }
   const metrics = await getJson(w.url, '/metrics');
@@ -131,6 +154,7 @@ test('after the disable window: disabled, one target.disabled; later changes are
   assert.ok(disabledAt - Date.parse(t0.since) >= DISABLE_AFTER_MS, 'not before the window');
   await settle(1_000);
   assert.equal(opsDocs('ops', 'target.disabled').length, 1);
+  documented(opsDocs('ops', 'target.disabled')[0].body, 'TargetDisabledEvent');
   assert.equal(slack('is disabled').length, 1);
 
   const later = [inbound(), inbound()];
@@ -176,6 +200,7 @@ test('enable: every paused change arrives once, in order per message; one target
   const [doc, ...more] = opsDocs('ops', 'target.recovered');
   assert.ok(doc && more.length === 0, 'one target.recovered');
   assert.equal(doc.body.held, held);
+  documented(doc.body, 'TargetRecoveredEvent');
   assert.ok(doc.body.downForMs >= DISABLE_AFTER_MS);
   assert.equal(slack('recovered').length, 1);
   assert.match(slack('recovered')[0].body.text, new RegExp(`${held} held changes`));
@@ -231,6 +256,7 @@ test('dead changes make one forward.exhausted, not one each; a target no longer 
     const [e] = events;
     assert.equal(verifies(whsec('ops'), e.raw, e.headers), true);
     assert.equal(e.body.target, 'flaky');
+    documented(e.body, 'ForwardExhaustedEvent');
     assert.ok(e.body.count >= 1 && e.body.count === e.body.changes.length);
     for (const c of e.body.changes) assert.ok(ids.includes(c.messageId) && c.webhookId && c.lastError === 'target answered 500');
 

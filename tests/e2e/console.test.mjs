@@ -253,8 +253,19 @@ test('the console adds a target showing its secret once, then rotates, pauses, e
   await row.waitFor({ state: 'detached', timeout: 10000 });
   const res = await fetch(`${w.url}/targets/console-api`, { headers: { Authorization: `Bearer ${SECRETS.API_TOKEN}` } });
   assert.equal(res.status, 404, 'deleted through the console');
-  // The config target has no such buttons: it is read only here.
+  // The config target cannot be deleted here, but it can be paused and
+  // enabled: its state is not its configuration.
   assert.equal(await page.getByRole('button', { name: 'Delete down' }).count(), 0);
+  const down = page.locator('#target-rows tr[data-target="down"]');
+  const toggle = page.getByRole('button', { name: /^(Pause|Enable) down$/ });
+  if ((await toggle.textContent()) === 'Pause') {
+    await toggle.click();
+    await page.getByRole('button', { name: 'Enable down' }).waitFor({ timeout: 10000 });
+  }
+  assert.match(await down.innerText(), /(disabled|failing) since/);
+  await page.getByRole('button', { name: 'Enable down' }).click();
+  await page.getByRole('button', { name: 'Pause down' }).waitFor({ timeout: 10000 });
+  assert.match(await down.innerText(), /active/);
 });
 
 test('on a phone (390 × 844) every section shows without a sideways scroll', async () => {

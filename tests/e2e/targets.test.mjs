@@ -207,7 +207,9 @@ test('delete: nothing delivered after it; pending forwards are dead letters, rep
   assert.equal(res.status, 204);
   const deletedAt = Date.now();
   receiver.behaviour['api-doomed'] = {};
-  assert.equal((await getJson(w.url, '/targets/api-doomed')).status, 404);
+  // No longer configured, it shows as removed while its dead letters remain.
+  const removed = await getJson(w.url, '/targets/api-doomed');
+  assert.deepEqual([removed.status, removed.json.state, removed.json.source, removed.json.dead], [200, 'removed', null, 3]);
   const dead = (await getJson(w.url, '/outbox/dead?target=api-doomed')).json.items;
   assert.deepEqual(dead.map((d) => d.messageId).sort(), ms.map((m) => m.id).sort());
   assert.ok(dead.every((d) => d.lastError === 'the target was deleted'));
@@ -234,6 +236,7 @@ test('delete: nothing delivered after it; pending forwards are dead letters, rep
   const discarded = await call('POST', '/outbox/discard', { target: 'api-gone' });
   assert.equal((await discarded.json()).discarded, 1);
   assert.deepEqual((await getJson(w.url, '/outbox/dead?target=api-gone')).json.items, []);
+  assert.equal((await getJson(w.url, '/targets/api-gone')).status, 404, 'nothing of it is left');
 });
 
 test('a shard that missed a change gets it from the registry within seconds', async () => {

@@ -230,6 +230,8 @@ pub struct Target {
     pub events: Option<Vec<ChangeKind>>,
     pub rate_per_second: Option<u32>,
     pub state: TargetState,
+    /// Since when it is in that state (0: active as far as known).
+    pub since_ms: i64,
     /// HMAC keys and until when each signs; or why there are none.
     keys: Result<Vec<SigningKey>, String>,
     /// Sent without a signature (the alert webhook with no secret).
@@ -274,6 +276,7 @@ impl Target {
             events: t.events.as_ref().map(|e| e.iter().filter_map(|k| ChangeKind::parse(k)).collect()),
             rate_per_second: t.rate_per_second,
             state: TargetState::Active,
+            since_ms: 0,
             keys: t.keys().map(|k| k.into_iter().map(|k| (k, None)).collect()).ok_or("malformed secret".into()),
             unsigned: false,
         }
@@ -294,6 +297,7 @@ impl Target {
             events: Some(ChangeKind::ALL.iter().copied().filter(|k| k.is_operational()).collect()),
             rate_per_second: None,
             state: TargetState::Active,
+            since_ms: 0,
             unsigned: secret.is_none(),
             keys,
         }
@@ -315,6 +319,7 @@ impl Target {
             events: r.events.clone(),
             rate_per_second: r.rate_per_second,
             state: if r.paused { TargetState::Disabled } else { TargetState::Active },
+            since_ms: 0,
             keys,
             unsigned: false,
         }
@@ -342,6 +347,7 @@ pub fn runtime(
     }
     for t in &mut all {
         t.state = snapshot.state_of(&t.id);
+        t.since_ms = snapshot.states.iter().find(|s| s.id == t.id).map_or(0, |s| s.since_ms);
     }
     all
 }

@@ -194,6 +194,20 @@ fn backoff_grows_caps_and_jitters_within_bounds() {
 }
 
 #[test]
+fn a_failing_targets_probes_keep_to_the_schedule_from_its_first_failure() {
+    let s = Schedule { base_ms: 100, max_ms: 1000, give_up_ms: 5000 };
+    // Points: 100, 300, 700, 1500, then every 1000.
+    assert_eq!(s.next_point_after(0, 0), 100);
+    assert_eq!(s.next_point_after(0, 100), 300);
+    assert_eq!(s.next_point_after(0, 650), 700);
+    assert_eq!(s.next_point_after(0, 1499), 1500);
+    assert_eq!(s.next_point_after(0, 1500), 2500);
+    assert_eq!(s.next_point_after(1_000, 9_000_000), 9_000_500);
+    // However many attempts failed at once, the next probe is one step on.
+    assert_eq!(s.next_point_after(0, 5), 100);
+}
+
+#[test]
 fn stats_merge_across_shards() {
     let mut total = Vec::new();
     merge_stats(

@@ -118,7 +118,7 @@ impl Deliveries {
                 break;
             }
             // A failing target's circuit breaker: one probe at a time.
-            let limit = if failing.contains(&row.target_id) { 1 } else { MAX_IN_FLIGHT_PER_TARGET };
+            let limit = if failing.iter().any(|(id, _)| *id == row.target_id) { 1 } else { MAX_IN_FLIGHT_PER_TARGET };
             if self.in_flight.of(&row.target_id) < limit {
                 self.in_flight.start(&row.target_id);
                 heads.push(row);

@@ -10,8 +10,10 @@
 //! could not be sent goes with the next one, or with the alarm's.
 //!
 //! While a target is failing, at most one delivery to it is in flight from
-//! this shard, and the next starts no earlier than the retry schedule's
-//! step after this shard's last failure with it: a probe, not a flood.
+//! this shard, and after a failure the next starts at the retry schedule's
+//! next point counted from the target's first failure (`Schedule::
+//! next_point_after`): a probe per step, not a flood, and not later than
+//! the schedule however many attempts failed before the breaker opened.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -144,6 +146,17 @@ struct StreakRow {
     last_error_ms: Option<i64>,
 }
 
+impl StreakRow {
+    /// When this shard may probe again: at once if its last attempt
+    /// succeeded.
+    fn probe_at(&self, since_ms: i64, schedule: &Schedule) -> i64 {
+        match self.last_error_ms {
+            Some(at) if self.consecutive_failures > 0 => schedule.next_point_after(since_ms, at),
+            _ => 0,
+        }
+    }
+}
+
 /// Which targets no row may be leased for now, and when a failing one's
 /// next probe may start.
 pub(super) struct Gates {
@@ -175,15 +188,11 @@ pub(super) fn gates(
         .exec(
             "SELECT target_id, consecutive_failures, last_error_ms FROM target_health
              WHERE target_id IN (SELECT value FROM json_each(?))",
-            vec![serde_json::to_string(&failing)?.into()],
+            vec![serde_json::to_string(&failing.iter().map(|(id, _)| id).collect::<Vec<_>>())?.into()],
         )?
         .to_array()?;
-    for id in failing {
-        let probe_at = streaks
-            .iter()
-            .find(|s| s.target_id == id && s.consecutive_failures > 0)
-            .and_then(|s| Some(s.last_error_ms? + schedule.backoff_ms(s.consecutive_failures as u32, 1.0)))
-            .unwrap_or(0);
+    for (id, since) in failing {
+        let probe_at = streaks.iter().find(|s| s.target_id == id).map_or(0, |s| s.probe_at(since, schedule));
         if in_flight.of(&id) > 0 {
             gates.blocked.push(id);
         } else if probe_at > now {

@@ -58,9 +58,9 @@ impl TargetBook {
         self.current().iter().filter(|t| t.paused()).map(|t| t.id.clone()).collect()
     }
 
-    /// The ids of failing targets (their circuit breaker is open).
-    pub fn failing(&self) -> Vec<String> {
-        self.current().iter().filter(|t| t.failing()).map(|t| t.id.clone()).collect()
+    /// Failing targets (their circuit breaker is open), and since when.
+    pub fn failing(&self) -> Vec<(String, i64)> {
+        self.current().iter().filter(|t| t.failing()).map(|t| (t.id.clone(), t.since_ms)).collect()
     }
 
     /// Reads the stored version (once per instance, after the schema).
