@@ -7,7 +7,7 @@ use bw_ledger_core::change::ChangeKind;
 use bw_ledger_core::forward::{parse_targets, sign};
 use bw_ledger_core::targets::pace::{Pacer, HORIZON_MS, MARGIN_MS, WINDOW_MS};
 use bw_ledger_core::targets::seal::{is_sealed, new_secret, open, seal, Sealer};
-use bw_ledger_core::targets::views::{api_view, config_view, render_states};
+use bw_ledger_core::targets::views::{api_view, config_view};
 use bw_ledger_core::targets::*;
 
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
@@ -185,8 +185,11 @@ fn config_targets_win_their_ids_and_may_be_paced() {
 }
 
 mod health {
-    use super::*;
+    use super::{record, ChangeKind, TargetSnapshot};
     use bw_ledger_core::targets::health::*;
+    use bw_ledger_core::targets::views::render_states;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn policy() -> Policy {
         Policy { failing_after: 5, disable_after_ms: 10_000 }
