@@ -215,7 +215,7 @@ test('the targets table shows a failing endpoint, and "Replay all dead" queues i
   assert.equal(await button.isDisabled(), false, 'a dead forward enables the button');
   const row = page.locator('#target-rows tr', { hasText: 'down' });
   assert.match(await row.innerText(), /network/, 'the failing column shows the last error');
-  const dead = Number(await row.locator('td').nth(2).innerText());
+  const dead = Number(await row.locator('td').nth(3).innerText());
   assert.ok(dead >= 1);
   await button.click();
   await page.waitForFunction(() => /\d+ dead forwards of down queued again/.test(document.getElementById('announce').textContent), null, { timeout: 10000 });

@@ -91,10 +91,22 @@ impl TargetRegistry {
         Ok(())
     }
 
-    /// Folds the shards' reports in (in the caller's transaction).
+    /// A target configured now, of either source, or the alert webhook.
+    fn known(&self, id: &str) -> Result<bool> {
+        Ok(id == ALERT_WEBHOOK_ID && alert_target(&self.env).is_some()
+            || forward_targets(&self.env).unwrap_or_default().iter().any(|t| t.id == id)
+            || self.find(id)?.is_some())
+    }
+
+    /// Folds the shards' reports in (in the caller's transaction). Reports
+    /// on a target deleted or unconfigured meanwhile are dropped: it has no
+    /// state any more.
     pub(super) fn take_reports(&self, reports: &[Report], now: i64) -> Result<()> {
         let policy = health_policy(&self.env);
         for r in reports {
+            if !self.known(&r.target)? {
+                continue;
+            }
             let mut h = self.health_of(&r.target, now)?;
             let step = h.apply(r, &policy, now);
             self.save_step(&h, step.moved, step.alerts)?;
@@ -105,10 +117,7 @@ impl TargetRegistry {
     /// `enable` or `disable` (in the caller's transaction): any target of
     /// either source, or the alert webhook.
     pub(super) fn set_state(&self, id: &str, disable: bool, now: i64) -> Result<Outcome<Empty>> {
-        let known = id == ALERT_WEBHOOK_ID && alert_target(&self.env).is_some()
-            || forward_targets(&self.env).unwrap_or_default().iter().any(|t| t.id == id)
-            || self.find(id)?.is_some();
-        if !known {
+        if !self.known(id)? {
             return Ok(Outcome::NotFound);
         }
         let mut h = self.health_of(id, now)?;
