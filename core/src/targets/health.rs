@@ -85,58 +85,40 @@ pub struct Exhausted {
 
 /// One shard's attempts on one target since its previous report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Report {
     pub target: String,
     /// The latest success, if any; `failures` all came after it.
-    #[serde(default)]
     pub succeeded_ms: Option<i64>,
-    #[serde(default)]
     pub failures: i64,
-    #[serde(default)]
     pub first_failure_ms: Option<i64>,
-    #[serde(default)]
     pub last_error: Option<String>,
-    #[serde(default)]
     pub last_error_ms: Option<i64>,
-    #[serde(default)]
     pub exhausted: Vec<Exhausted>,
     /// How many died, of which `exhausted` names the first ones.
-    #[serde(default)]
     pub exhausted_count: i64,
 }
 
 /// One target's health, as the registry keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Health {
     pub target: String,
     pub state: TargetState,
     pub since_ms: i64,
-    #[serde(default)]
     pub consecutive_failures: i64,
-    #[serde(default)]
     pub first_failure_ms: Option<i64>,
-    #[serde(default)]
     pub last_error: Option<String>,
-    #[serde(default)]
     pub last_error_ms: Option<i64>,
-    #[serde(default)]
     pub last_success_ms: Option<i64>,
     /// Disabled by an operator rather than by the breaker.
-    #[serde(default)]
     pub by_hand: bool,
     /// The open incident's first failure, once `target.failing` went out.
-    #[serde(default)]
     pub incident_ms: Option<i64>,
-    #[serde(default)]
     pub alerted_disabled: bool,
     /// When the last `forward.exhausted` went out, and what waits for the next.
-    #[serde(default)]
     pub exhausted_sent_ms: Option<i64>,
-    #[serde(default)]
     pub exhausted_waiting: Vec<Exhausted>,
-    #[serde(default)]
     pub exhausted_waiting_count: i64,
 }
 
@@ -172,12 +154,12 @@ fn time(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |ms| Value::String(format_rfc3339_ms(ms)))
 }
 
-impl Health {
-    pub fn new(target: &str, now_ms: i64) -> Self {
+impl Default for Health {
+    fn default() -> Self {
         Self {
-            target: target.to_owned(),
+            target: String::new(),
             state: TargetState::Active,
-            since_ms: now_ms,
+            since_ms: 0,
             consecutive_failures: 0,
             first_failure_ms: None,
             last_error: None,
@@ -190,6 +172,12 @@ impl Health {
             exhausted_waiting: Vec::new(),
             exhausted_waiting_count: 0,
         }
+    }
+}
+
+impl Health {
+    pub fn new(target: &str, now_ms: i64) -> Self {
+        Self { target: target.to_owned(), since_ms: now_ms, ..Self::default() }
     }
 
     fn alert(&self, kind: ChangeKind, at_ms: i64, data: Value) -> Alert {

@@ -278,16 +278,23 @@ impl Deliveries {
                 self.txn.atomically(|| self.record_removed(&h)).map(|()| false)
             }
         };
+        // The alarm first: a report to the registry waits on a round trip,
+        // and an instance that ends meanwhile must still retry on time.
+        if let Err(e) = self.reschedule(false).await {
+            crate::log::log_error!("outbox: alarm could not be rescheduled: {e}");
+        }
         match recorded {
-            Ok(true) => self.reporter.flush(&self.env, &self.sql, &self.txn, now_ms()).await,
+            Ok(true) => {
+                if !self.reporter.flush(&self.env, &self.sql, &self.txn, now_ms()).await {
+                    // Not sent: the alarm comes back for it.
+                    let _ = self.reschedule(false).await;
+                }
+            }
             Ok(false) => {}
             Err(e) => crate::log::log_error!(
                 "outbox: outcome of {} could not be recorded (it will be retried): {e}",
                 h.webhook_id
             ),
-        }
-        if let Err(e) = self.reschedule(false).await {
-            crate::log::log_error!("outbox: alarm could not be rescheduled: {e}");
         }
     }
 

@@ -32,6 +32,9 @@ use crate::objects::transaction::Transactions;
 
 /// A report that could not be sent is tried again this much later.
 const REPORT_RETRY_MS: i64 = 5_000;
+/// A send still running after this long is taken as lost (a call that
+/// never returned), so reports never stop for good.
+const REPORT_STALE_MS: i64 = 30_000;
 
 /// Why rows of a failing target died without their own last attempt.
 pub const EXPIRED_WHILE_FAILING: &str = "the retry window ended while the target was failing";
@@ -296,7 +299,8 @@ fn sent(sql: &SqlStorage, reports: &[Report], seqs: &[i64]) -> Result<()> {
 /// One report in flight per instance; reports recorded meanwhile go next.
 #[derive(Default)]
 pub struct Reporter {
-    running: Cell<bool>,
+    /// When the send in flight started (0: none).
+    running_since: Cell<i64>,
     again: Cell<bool>,
     /// After a failed send: not before then (0: now).
     retry_at: Cell<i64>,
@@ -312,26 +316,34 @@ impl Reporter {
                 None,
             )?
             .to_array()?;
-        Ok((!waiting.is_empty() && !self.running.get()).then(|| self.retry_at.get().max(now)))
+        Ok((!waiting.is_empty() && !self.running(now)).then(|| self.retry_at.get().max(now)))
     }
 
-    /// Sends what waits to the registry, until nothing does.
-    pub(super) async fn flush(&self, env: &Env, sql: &SqlStorage, txn: &Transactions, now: i64) {
-        if self.running.get() {
+    fn running(&self, now: i64) -> bool {
+        let since = self.running_since.get();
+        since > 0 && now - since < REPORT_STALE_MS
+    }
+
+    /// Sends what waits to the registry, until nothing does; false if a
+    /// send failed (it is retried after [`REPORT_RETRY_MS`]).
+    pub(super) async fn flush(&self, env: &Env, sql: &SqlStorage, txn: &Transactions, now: i64) -> bool {
+        if self.running(now) {
             self.again.set(true);
-            return;
+            return true;
         }
         if self.retry_at.get() > now {
-            return;
+            return false;
         }
-        self.running.set(true);
+        let mut sent = true;
         loop {
+            self.running_since.set(crate::clock::now_ms());
             self.again.set(false);
             match self.send_once(env, sql, txn).await {
                 Ok(()) => self.retry_at.set(0),
                 Err(e) => {
                     crate::log::log_warn!("targets: attempts not yet reported to the registry (retrying): {e}");
                     self.retry_at.set(crate::clock::now_ms() + REPORT_RETRY_MS);
+                    sent = false;
                     break;
                 }
             }
@@ -339,7 +351,8 @@ impl Reporter {
                 break;
             }
         }
-        self.running.set(false);
+        self.running_since.set(0);
+        sent
     }
 
     async fn send_once(&self, env: &Env, sql: &SqlStorage, txn: &Transactions) -> std::result::Result<(), String> {

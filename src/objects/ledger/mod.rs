@@ -118,7 +118,11 @@ impl DurableObject for LedgerShard {
         // that ended before it could).
         if deliveries.reporter.due(&self.sql, now)?.is_some_and(|at| at <= now) {
             let d = deliveries.clone();
-            self.state.wait_until(async move { d.reporter.flush(&d.env, &d.sql, &d.txn, now).await });
+            self.state.wait_until(async move {
+                if !d.reporter.flush(&d.env, &d.sql, &d.txn, now).await {
+                    let _ = d.reschedule(false).await;
+                }
+            });
         }
         for job in archiver.lease_due(Lanes::Sent, now)? {
             self.state.wait_until(archiver.clone().archive_and_record(job, deliveries.clone()));
