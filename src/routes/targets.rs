@@ -6,7 +6,7 @@
 use bw_ledger_core::forward::ForwardTarget;
 use bw_ledger_core::outbox::{merge_stats, TargetStats};
 use bw_ledger_core::targets::health::{Health, TargetState};
-use bw_ledger_core::targets::views::{api_view, config_view, other_view, with_stats};
+use bw_ledger_core::targets::views::{api_view, config_view, other_view, shown_alert_url, with_stats};
 use bw_ledger_core::targets::{parse_new, parse_patch, Listing, Outcome, Target, TargetRecord, WithSecret};
 use bw_ledger_core::wire::target_registry::{self as reg, PatchRequest, PausedRequest, TargetId};
 use bw_ledger_core::wire::{ledger, Empty};
@@ -100,7 +100,8 @@ async fn views(env: &Env, config: &Config) -> Result<Vec<Value>, ApiError> {
     let mut all: Vec<Value> = known.configured.iter().map(|t| view(config_view(t), &t.id, false)).collect();
     if let Some(a) = &known.alert {
         let events = a.events.as_ref().map(|e| e.iter().map(|k| k.as_str().to_owned()).collect());
-        all.push(view(other_view(&a.id, Some("alert"), Some(&a.url), events, None), &a.id, false));
+        let url = shown_alert_url(&a.url);
+        all.push(view(other_view(&a.id, Some("alert"), Some(&url), events, None), &a.id, false));
     }
     all.extend(known.api().map(|r| view(api_view(r, now), &r.id, false)));
     all.extend(known.removed(&stats).iter().map(|id| view(other_view(id, None, None, None, None), id, true)));

@@ -138,6 +138,8 @@ test('five failures make it failing: one target.failing each, and one probe in f
       assert.ok(step(rs[i].at) > step(rs[i - 1].at), `shard ${shard}: one probe per step (${rs.map((r) => r.at - since)})`);
     }
   }
+  const hook = await target('alert-webhook');
+  assert.deepEqual([hook.source, hook.state, hook.url], ['alert', 'active', `${receiver.url}/…`], 'its path is never shown');
   const metrics = await getJson(w.url, '/metrics');
   assert.match(metrics.text, /bw_ledger_target_state\{target="down",state="failing"\} 1/);
   assert.match(metrics.text, /bw_ledger_target_state\{target="ops",state="active"\} 1/);

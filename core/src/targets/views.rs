@@ -42,6 +42,16 @@ pub fn other_view(
     })
 }
 
+/// The alert webhook's URL as shown: its origin only, since a Slack
+/// incoming webhook's path is its credential.
+pub fn shown_alert_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.path() != "/" || u.query().is_some() => format!("{}/…", u.origin().ascii_serialization()),
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
 /// How `GET /targets` shows a target of `FORWARD_TARGETS`.
 pub fn config_view(t: &ForwardTarget) -> Value {
     other_view(&t.id, Some("config"), Some(&t.url), t.events.clone(), t.rate_per_second)

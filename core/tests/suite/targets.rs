@@ -187,7 +187,7 @@ fn config_targets_win_their_ids_and_may_be_paced() {
 mod health {
     use super::{record, ChangeKind, TargetSnapshot};
     use bw_ledger_core::targets::health::*;
-    use bw_ledger_core::targets::views::render_states;
+    use bw_ledger_core::targets::views::{render_states, shown_alert_url};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -330,6 +330,9 @@ mod health {
     fn policy_and_metrics() {
         assert_eq!(Policy::from_vars(None, Some("-3")), Policy::default());
         assert_eq!(Policy::from_vars(Some("2"), Some("900")), Policy { failing_after: 2, disable_after_ms: 900 });
+        // The alert webhook's path (Slack's credential) is never shown.
+        assert_eq!(shown_alert_url("https://hooks.slack.com/services/T0/B0/xyz"), "https://hooks.slack.com/…");
+        assert_eq!(shown_alert_url("http://127.0.0.1:9"), "http://127.0.0.1:9");
         let text = render_states(&[("crm".into(), TargetState::Failing)]);
         assert!(text.contains("bw_ledger_target_state{target=\"crm\",state=\"failing\"} 1\n"));
         assert!(text.contains("bw_ledger_target_state{target=\"crm\",state=\"active\"} 0\n"));
