@@ -18,6 +18,12 @@ impl Default for Schedule {
     }
 }
 
+/// A var that must be a positive whole number: its value, or `default`
+/// when it is unset or anything else.
+pub fn positive_var(v: Option<&str>, default: i64) -> i64 {
+    v.and_then(|s| s.trim().parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(default)
+}
+
 impl Schedule {
     pub fn from_vars(base: Option<&str>, max: Option<&str>, give_up: Option<&str>) -> Self {
         Self::from_vars_or(Self::default(), base, max, give_up)
@@ -26,10 +32,11 @@ impl Schedule {
     /// As `from_vars`, with other defaults (`d`) for what is unset or not a
     /// positive number.
     pub fn from_vars_or(d: Self, base: Option<&str>, max: Option<&str>, give_up: Option<&str>) -> Self {
-        let num = |v: Option<&str>, dflt: i64| {
-            v.and_then(|s| s.trim().parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(dflt)
-        };
-        Self { base_ms: num(base, d.base_ms), max_ms: num(max, d.max_ms), give_up_ms: num(give_up, d.give_up_ms) }
+        Self {
+            base_ms: positive_var(base, d.base_ms),
+            max_ms: positive_var(max, d.max_ms),
+            give_up_ms: positive_var(give_up, d.give_up_ms),
+        }
     }
 
     /// Delay before retry number `attempts` (1 = after the first failure):

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 use crate::change::{ChangeKind, DOC_VERSION};
 use crate::identity::sha256_hex;
+use crate::retry::positive_var;
 use crate::time::format_rfc3339_ms;
 
 crate::stored_enum! {
@@ -63,11 +64,9 @@ impl Default for Policy {
 impl Policy {
     /// From the vars' values; an unset or non-positive one is its default.
     pub fn from_vars(failing_after: Option<&str>, disable_after_ms: Option<&str>) -> Self {
-        let num =
-            |v: Option<&str>, d: i64| v.and_then(|s| s.trim().parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(d);
         Self {
-            failing_after: num(failing_after, DEFAULT_FAILING_AFTER),
-            disable_after_ms: num(disable_after_ms, DEFAULT_DISABLE_AFTER_MS),
+            failing_after: positive_var(failing_after, DEFAULT_FAILING_AFTER),
+            disable_after_ms: positive_var(disable_after_ms, DEFAULT_DISABLE_AFTER_MS),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use bw_ledger_core::forward::ForwardTarget;
 use bw_ledger_core::lifecycle::{parse_tombstone_ms, DEFAULT_TOMBSTONE_DAYS, DEFAULT_TOMBSTONE_MS};
 use bw_ledger_core::media::CredentialScope;
-use bw_ledger_core::retry::Schedule;
+use bw_ledger_core::retry::{positive_var, Schedule};
 use bw_ledger_core::targets::seal::Sealer;
 use worker::{durable_object, Env, SqlStorage, State, Storage};
 
@@ -148,10 +148,7 @@ impl Settings {
             var(FORWARD_RETRY_MAX_MS).as_deref(),
             var(FORWARD_GIVE_UP_MS).as_deref(),
         );
-        let keep_delivered_ms = var(FORWARD_KEEP_DELIVERED_MS)
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .filter(|ms| *ms > 0)
-            .unwrap_or(DEFAULT_KEEP_DELIVERED_MS);
+        let keep_delivered_ms = positive_var(var(FORWARD_KEEP_DELIVERED_MS).as_deref(), DEFAULT_KEEP_DELIVERED_MS);
         let media_schedule = bw_ledger_core::media::schedule(
             var(MEDIA_RETRY_BASE_MS).as_deref(),
             var(MEDIA_RETRY_MAX_MS).as_deref(),
@@ -165,10 +162,7 @@ impl Settings {
             crate::log::log_error!("config: {why}; keeping tombstones {DEFAULT_TOMBSTONE_DAYS} days");
             DEFAULT_TOMBSTONE_MS
         });
-        let move_batch = var(MIGRATION_BATCH_ROWS)
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(list_rows::DEFAULT_MOVE_BATCH);
+        let move_batch = positive_var(var(MIGRATION_BATCH_ROWS).as_deref(), list_rows::DEFAULT_MOVE_BATCH);
         Self {
             targets,
             sealer,
