@@ -149,10 +149,6 @@ impl Step {
     }
 }
 
-fn time(ms: Option<i64>) -> Value {
-    ms.map_or(Value::Null, |ms| Value::String(format_rfc3339_ms(ms)))
-}
-
 impl Default for Health {
     fn default() -> Self {
         Self {
@@ -219,9 +215,9 @@ impl Health {
             self.incident_ms = Some(since);
             let data = json!({
                 "consecutiveFailures": self.consecutive_failures,
-                "firstFailureAt": time(Some(since)),
+                "firstFailureAt": format_rfc3339_ms(since),
                 "lastError": self.last_error,
-                "lastErrorAt": time(self.last_error_ms),
+                "lastErrorAt": self.last_error_ms.map(format_rfc3339_ms),
             });
             step.alerts.push(self.alert(ChangeKind::TargetFailing, now_ms, data));
         }
@@ -236,7 +232,8 @@ impl Health {
         self.alerted_disabled = false;
         let mut step = Step { alerts: Vec::new(), moved: true };
         if let Some(start) = self.incident_ms.take() {
-            let data = json!({ "downSince": time(Some(start)), "downForMs": (now_ms - start).max(0), "held": null });
+            let data =
+                json!({ "downSince": format_rfc3339_ms(start), "downForMs": (now_ms - start).max(0), "held": null });
             step.alerts.push(self.alert(ChangeKind::TargetRecovered, now_ms, data));
         }
         step
@@ -254,10 +251,10 @@ impl Health {
             if !self.alerted_disabled {
                 self.alerted_disabled = true;
                 let data = json!({
-                    "failingSince": time(Some(failing_since)),
+                    "failingSince": format_rfc3339_ms(failing_since),
                     "consecutiveFailures": self.consecutive_failures,
                     "lastError": self.last_error,
-                    "lastErrorAt": time(self.last_error_ms),
+                    "lastErrorAt": self.last_error_ms.map(format_rfc3339_ms),
                 });
                 step.alerts.push(self.alert(ChangeKind::TargetDisabled, now_ms, data));
             }
@@ -342,7 +339,7 @@ impl Alert {
     pub fn doc(&self, webhook_id: &str) -> Value {
         let mut doc = json!({
             "type": self.kind, "version": DOC_VERSION, "webhookId": webhook_id,
-            "target": self.target, "time": time(Some(self.at_ms)),
+            "target": self.target, "time": format_rfc3339_ms(self.at_ms),
         });
         if let (Some(doc), Some(data)) = (doc.as_object_mut(), self.data.as_object()) {
             doc.extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));

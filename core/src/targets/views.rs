@@ -8,10 +8,6 @@ use crate::forward::ForwardTarget;
 use crate::outbox::TargetStats;
 use crate::time::format_rfc3339_ms;
 
-fn time(ms: Option<i64>) -> Value {
-    ms.map_or(Value::Null, |ms| Value::String(format_rfc3339_ms(ms)))
-}
-
 /// How `GET /targets` shows an API-made target: never a secret.
 pub fn api_view(r: &TargetRecord, now_ms: i64) -> Value {
     let signing: Vec<&StoredSecret> = r.secrets.iter().filter(|s| s.signs_at(now_ms)).collect();
@@ -19,9 +15,9 @@ pub fn api_view(r: &TargetRecord, now_ms: i64) -> Value {
     serde_json::json!({
         "id": r.id, "url": r.url, "events": r.events, "ratePerSecond": r.rate_per_second,
         "description": r.description, "source": "api",
-        "createdAt": time(Some(r.created_ms)), "updatedAt": time(Some(r.updated_ms)),
-        "secretCreatedAt": time(r.secrets.first().map(|s| s.created_ms)),
-        "previousSecretExpiresAt": time(previous_until),
+        "createdAt": format_rfc3339_ms(r.created_ms), "updatedAt": format_rfc3339_ms(r.updated_ms),
+        "secretCreatedAt": r.secrets.first().map(|s| format_rfc3339_ms(s.created_ms)),
+        "previousSecretExpiresAt": previous_until.map(format_rfc3339_ms),
     })
 }
 
@@ -67,7 +63,7 @@ pub fn with_stats(mut view: Value, stats: Option<&TargetStats>, health: Option<&
         None => TargetState::Active,
     };
     view["state"] = state.as_str().into();
-    view["since"] = time(health.map(|h| h.since_ms));
+    view["since"] = health.map(|h| format_rfc3339_ms(h.since_ms)).into();
     view["pending"] = s.pending.into();
     view["paused"] = s.paused.into();
     view["delivered"] = s.delivered.into();
@@ -78,7 +74,7 @@ pub fn with_stats(mut view: Value, stats: Option<&TargetStats>, health: Option<&
         _ => (s.last_error, s.last_error_ms),
     };
     view["lastError"] = error.into();
-    view["lastErrorAt"] = time(at);
+    view["lastErrorAt"] = at.map(format_rfc3339_ms).into();
     view
 }
 
