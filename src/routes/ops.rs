@@ -26,8 +26,9 @@ pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let known = crate::routes::targets::Known::read(env).await?;
     let optouts = crate::objects::opt_outs::book::<opt_outs::Counts>(env, &Empty {}).await?;
     let mut text = render(&total, &known.ids());
-    let stats = crate::routes::targets::outbox_stats(env, config).await?;
-    text.push_str(&render_states(&known.states(&stats)));
+    // The shards' figures already count outbox rows per target.
+    let with_rows = total.outbox.iter().filter(|(_, _, n)| *n > 0).map(|(target, _, _)| target.as_str());
+    text.push_str(&render_states(&known.states(with_rows)));
     text.push_str(&optouts.render());
     http::text(text, "text/plain; version=0.0.4; charset=utf-8")
 }

@@ -54,22 +54,28 @@ impl Known {
         self.listing.health.iter().find(|h| h.target == id)
     }
 
-    /// Each target's state, those no longer configured (with outbox rows
-    /// left) `removed`.
-    pub fn states(&self, stats: &[TargetStats]) -> Vec<(String, TargetState)> {
+    /// Each target's state; of `with_rows` (the targets that have outbox
+    /// rows), those no longer configured are `removed`.
+    pub fn states<'a>(&self, with_rows: impl Iterator<Item = &'a str>) -> Vec<(String, TargetState)> {
         let ids = self.ids();
         let mut all: Vec<(String, TargetState)> =
             ids.iter().map(|id| (id.clone(), self.health(id).map_or(TargetState::Active, |h| h.state))).collect();
-        all.extend(self.removed(stats).into_iter().map(|id| (id, TargetState::Removed)));
+        all.extend(removed(&ids, with_rows).into_iter().map(|id| (id, TargetState::Removed)));
         all
     }
+}
 
-    /// Targets no longer configured whose outbox rows remain.
-    fn removed(&self, stats: &[TargetStats]) -> Vec<String> {
-        let ids = self.ids();
-        let held = |s: &&TargetStats| s.pending + s.paused + s.dead + s.delivered > 0;
-        stats.iter().filter(held).map(|s| s.target.clone()).filter(|id| !ids.contains(id)).collect()
-    }
+/// Of `with_rows`, the targets not among `ids` (configured now), once each.
+fn removed<'a>(ids: &[String], with_rows: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut gone: Vec<String> = with_rows.filter(|id| !ids.iter().any(|c| c == id)).map(str::to_owned).collect();
+    gone.sort();
+    gone.dedup();
+    gone
+}
+
+/// The targets with outbox rows, by the shards' counts.
+fn with_rows(stats: &[TargetStats]) -> impl Iterator<Item = &str> {
+    stats.iter().filter(|s| s.pending + s.paused + s.dead + s.delivered > 0).map(|s| s.target.as_str())
 }
 
 fn done<T>(outcome: Outcome<T>) -> Result<T, ApiError> {
@@ -81,7 +87,7 @@ fn done<T>(outcome: Outcome<T>) -> Result<T, ApiError> {
 }
 
 /// The shards' outbox figures, summed per target.
-pub async fn outbox_stats(env: &Env, config: &Config) -> Result<Vec<TargetStats>, ApiError> {
+async fn outbox_stats(env: &Env, config: &Config) -> Result<Vec<TargetStats>, ApiError> {
     let mut stats: Vec<TargetStats> = Vec::new();
     for s in ShardClient::open(env, config)?.call_all::<ledger::OutboxStats>(&Empty {}).await? {
         merge_stats(&mut stats, s);
@@ -104,7 +110,8 @@ async fn views(env: &Env, config: &Config) -> Result<Vec<Value>, ApiError> {
         all.push(view(other_view(&a.id, Some("alert"), Some(&url), events, None), &a.id, false));
     }
     all.extend(known.api().map(|r| view(api_view(r, now), &r.id, false)));
-    all.extend(known.removed(&stats).iter().map(|id| view(other_view(id, None, None, None, None), id, true)));
+    let gone = removed(&known.ids(), with_rows(&stats));
+    all.extend(gone.iter().map(|id| view(other_view(id, None, None, None, None), id, true)));
     Ok(all)
 }
 
