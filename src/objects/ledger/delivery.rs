@@ -95,7 +95,6 @@ impl Deliveries {
     /// for one delivery and counted in flight.
     pub fn lease_due(&self, now: i64) -> Result<Vec<OutboxRow>> {
         let gates = health::gates(&self.sql, &self.targets, &self.in_flight, &self.schedule, now)?;
-        let failing = self.targets.failing();
         let due: Vec<OutboxRow> = self
             .sql
             .exec(
@@ -118,7 +117,7 @@ impl Deliveries {
                 break;
             }
             // A failing target's circuit breaker: one probe at a time.
-            let limit = if failing.iter().any(|(id, _)| *id == row.target_id) { 1 } else { MAX_IN_FLIGHT_PER_TARGET };
+            let limit = if gates.failing.contains(&row.target_id) { 1 } else { MAX_IN_FLIGHT_PER_TARGET };
             if self.in_flight.of(&row.target_id) < limit {
                 self.in_flight.start(&row.target_id);
                 heads.push(row);
@@ -345,10 +344,7 @@ impl Deliveries {
             // Finished now: pruning counts from here.
             _ => now,
         };
-        if next_state == OutboxState::Dead {
-            crate::log::log_warn!("outbox: {} to {} dead after {attempts} attempts: {why}", h.webhook_id, h.target_id);
-        }
-        let dead = self
+        let changed = self
             .sql
             .exec(
                 "UPDATE outbox SET state = ?, attempts = ?, next_attempt_ms = ?, last_error = ?
@@ -363,8 +359,9 @@ impl Deliveries {
                 ],
             )?
             .to_array::<SeqRow>()?;
-        if next_state == OutboxState::Dead {
-            health::note_dead(&self.sql, &dead)?;
+        if next_state == OutboxState::Dead && !changed.is_empty() {
+            crate::log::log_warn!("outbox: {} to {} dead after {attempts} attempts: {why}", h.webhook_id, h.target_id);
+            health::note_dead(&self.sql, &changed)?;
         }
         health::on_failure(&self.sql, &h.target_id, &why, now)?;
         if failing {

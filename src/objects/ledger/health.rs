@@ -160,11 +160,12 @@ impl StreakRow {
     }
 }
 
-/// Which targets no row may be leased for now, and when a failing one's
-/// next probe may start.
+/// Which targets no row may be leased for now, when a failing one's next
+/// probe may start, and which are failing (one delivery at a time).
 pub(super) struct Gates {
     pub blocked: Vec<String>,
     pub next_probe: Option<i64>,
+    pub failing: Vec<String>,
 }
 
 impl Gates {
@@ -182,8 +183,9 @@ pub(super) fn gates(
     schedule: &Schedule,
     now: i64,
 ) -> Result<Gates> {
-    let mut gates = Gates { blocked: book.paused(), next_probe: None };
     let failing = book.failing();
+    let ids = failing.iter().map(|(id, _)| id.clone()).collect();
+    let mut gates = Gates { blocked: book.paused(), next_probe: None, failing: ids };
     if failing.is_empty() {
         return Ok(gates);
     }
@@ -191,7 +193,7 @@ pub(super) fn gates(
         .exec(
             "SELECT target_id, consecutive_failures, last_error_ms FROM target_health
              WHERE target_id IN (SELECT value FROM json_each(?))",
-            vec![serde_json::to_string(&failing.iter().map(|(id, _)| id).collect::<Vec<_>>())?.into()],
+            vec![serde_json::to_string(&gates.failing)?.into()],
         )?
         .to_array()?;
     for (id, since) in failing {
