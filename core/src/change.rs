@@ -2,6 +2,7 @@
 //! Every module that produces changes (forwarding, media, opt-outs) builds
 //! on this one, and none of them on another.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub const DOC_VERSION: u32 = 1;
@@ -39,4 +40,20 @@ pub struct Change {
     pub kind: ChangeKind,
     pub message_id: String,
     pub doc: Value,
+}
+
+/// A change queued into a ledger shard's outbox from elsewhere (the opt-out
+/// book's `optout.changed`, the target registry's operational events), with
+/// its stable webhook id (`wire::ledger::QueueChanges`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedChange {
+    pub webhook_id: String,
+    pub kind: ChangeKind,
+    pub message_id: String,
+    pub doc: Value,
+    /// For this target only (an operational event, whose document differs
+    /// per target); otherwise every target that wants the kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }

@@ -11,6 +11,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use crate::change::QueuedChange;
 use crate::quarantine::QuarantineRecord;
 use crate::records::{EventRecord, MessageRecords};
 
@@ -183,21 +184,6 @@ pub mod opt_outs {
 #[serde(rename_all = "camelCase")]
 pub struct NumberQuery {
     pub number: String,
-}
-
-/// A change queued into a ledger shard's outbox from elsewhere (the
-/// opt-out book), with its stable webhook id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QueuedChange {
-    pub webhook_id: String,
-    pub kind: crate::change::ChangeKind,
-    pub message_id: String,
-    pub doc: serde_json::Value,
-    /// For this target only (an operational event, whose document differs
-    /// per target); otherwise every target that wants the kind.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
 }
 
 /// Methods of the target registry (`TargetRegistry`, one object): the
