@@ -18,7 +18,7 @@ use sha2::Sha256;
 use crate::change::DOC_VERSION;
 use crate::change::{Change, ChangeKind};
 use crate::identity::sha256_hex;
-use crate::projection::MessageView;
+use crate::projection::{MessageView, RecipientStatus};
 use crate::status::RecipientState;
 
 /// The highest `ratePerSecond` a target may have.
@@ -154,13 +154,33 @@ pub fn changes(previous: &[(String, RecipientState)], view: &MessageView) -> Vec
             });
             (ChangeKind::Status, doc)
         };
+        let mut doc = doc;
+        add_multi_channel(&mut doc, view, r);
         let identity = serde_json::json!([view.message_id, r.number, kind, r.status]).to_string();
         let webhook_id = format!("msg_{}", &sha256_hex(identity.as_bytes())[..32]);
-        let mut doc = doc;
         doc["webhookId"] = Value::String(webhook_id.clone());
         out.push(Change { webhook_id, kind, message_id: view.message_id.clone(), doc });
     }
     out
+}
+
+/// The Multi-Channel facts of a change, present only when known (so an
+/// SMS/MMS document is as it always was): the channel that carried it and
+/// when it was read; for a rich reply, the suggestion (`text`,
+/// `postbackData`) or location, and the message it answers.
+fn add_multi_channel(doc: &mut Value, view: &MessageView, r: &RecipientStatus) {
+    let fields = [
+        ("channel", r.channel.map(|c| Value::String(c.as_str().to_owned()))),
+        ("readTime", r.read_time.clone().map(Value::String)),
+        ("pairedMessageId", view.paired_message_id.clone().map(Value::String)),
+        ("suggestionResponse", view.suggestion_response.clone()),
+        ("locationResponse", view.location_response.clone()),
+    ];
+    for (name, value) in fields {
+        if let Some(v) = value {
+            doc[name] = v;
+        }
+    }
 }
 
 /// `webhook-signature` for Standard Webhooks: `v1,` and the base64 of

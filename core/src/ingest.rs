@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::channel::tied_copy;
 use crate::error::ApiError;
 use crate::event::ParsedCallback;
 use crate::quarantine::QuarantineRecord;
@@ -14,8 +15,8 @@ use crate::records::EventRecord;
 use crate::shard::shard_for;
 use crate::wire::{IngestBatch, IngestReply};
 
-/// Groups a parsed callback into one batch per shard: events by message id,
-/// quarantine items by content hash. Empty shards get no batch.
+/// Groups a parsed callback into one batch per shard: events by message id
+/// (a rich reply also by the id it answers), quarantine items by content hash. Empty shards get no batch.
 #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
 pub fn plan(parsed: &ParsedCallback, shards: u32, received_at_ms: i64) -> BTreeMap<u32, IngestBatch> {
     let mut batches: BTreeMap<u32, IngestBatch> = BTreeMap::new();
@@ -23,6 +24,12 @@ pub fn plan(parsed: &ParsedCallback, shards: u32, received_at_ms: i64) -> BTreeM
     for ev in &parsed.events {
         let shard = shard_for(&ev.message_id, shards);
         batches.entry(shard).or_insert_with(new_batch).events.push(EventRecord::from_event(ev));
+        // A rich reply is stored under the message it answers too, in the
+        // same all-or-nothing write.
+        if let Some(copy) = tied_copy(ev) {
+            let shard = shard_for(&copy.message_id, shards);
+            batches.entry(shard).or_insert_with(new_batch).events.push(EventRecord::from_event(&copy));
+        }
     }
     for r in &parsed.rejected {
         let rec = QuarantineRecord::from_rejected(r);

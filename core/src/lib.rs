@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod change;
+pub mod channel;
 pub mod client;
 pub mod error;
 pub mod event;
@@ -24,6 +25,7 @@ pub mod list;
 pub mod live;
 pub mod media;
 pub mod metrics;
+pub mod multichannel;
 pub mod oauth;
 pub mod optout;
 pub mod outbox;
