@@ -215,7 +215,7 @@ pub fn parse_export(query: Option<&str>) -> Result<(Option<i64>, Option<i64>, Ex
 }
 
 /// The CSV columns, one row per recipient.
-pub const CSV_HEADER: [&str; 12] = [
+pub const CSV_HEADER: [&str; 14] = [
     "messageId",
     "time",
     "direction",
@@ -228,6 +228,8 @@ pub const CSV_HEADER: [&str; 12] = [
     "flags",
     "media",
     "tag",
+    "channel",
+    "readTime",
 ];
 
 fn csv_text(fields: &[&str]) -> Vec<u8> {
@@ -253,7 +255,7 @@ pub fn csv_lines(view: &MessageView, time_ms: i64) -> Vec<u8> {
     let media = view.media.join(" ");
     let tag = view.tag.clone().unwrap_or_default();
     let mut out = Vec::new();
-    let mut line = |to: &str, status: &str, error_code: String, flags: String| {
+    let mut line = |to: &str, status: &str, error_code: String, flags: String, channel: &str, read_time: &str| {
         out.extend(csv_text(&[
             &view.message_id,
             &time,
@@ -267,15 +269,19 @@ pub fn csv_lines(view: &MessageView, time_ms: i64) -> Vec<u8> {
             &flags,
             &media,
             &tag,
+            channel,
+            read_time,
         ]));
     };
     if view.recipients.is_empty() {
-        line("", "", String::new(), String::new());
+        line("", "", String::new(), String::new(), "", "");
     }
     for r in &view.recipients {
         let flags: Vec<String> =
             r.flags.iter().filter_map(|f| serde_json::to_value(f).ok()?.as_str().map(str::to_owned)).collect();
-        line(&r.number, r.status.as_str(), r.error_code.map(|c| c.to_string()).unwrap_or_default(), flags.join(";"));
+        let error_code = r.error_code.map(|c| c.to_string()).unwrap_or_default();
+        let channel = r.channel.map_or("", |c| c.as_str());
+        line(&r.number, r.status.as_str(), error_code, flags.join(";"), channel, r.read_time.as_deref().unwrap_or(""));
     }
     out
 }

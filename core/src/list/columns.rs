@@ -54,6 +54,18 @@ impl Column for Option<String> {
     }
 }
 
+impl Column for Option<i64> {
+    fn to_column(&self) -> ColumnValue {
+        self.map_or(ColumnValue::Null, ColumnValue::Int)
+    }
+    fn from_column(v: ColumnValue) -> Result<Self, String> {
+        match v {
+            ColumnValue::Null => Ok(None),
+            other => i64::from_column(other).map(Some),
+        }
+    }
+}
+
 impl Column for Vec<String> {
     fn to_column(&self) -> ColumnValue {
         ColumnValue::Text(serde_json::to_string(self).unwrap_or_else(|_| "[]".into()))

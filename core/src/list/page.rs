@@ -69,6 +69,13 @@ pub fn list_item(row: &ListRow, account_id: &str, include_content: bool) -> Valu
         "attachmentCount": row.attachment_count,
         "recipientCount": row.recipient_count,
     });
+    // Multi-Channel only: absent on an SMS/MMS send, as Bandwidth's item has them.
+    if let Some(channel) = &row.channel {
+        item["channel"] = Value::String(channel.clone());
+    }
+    if let Some(ms) = row.read_time_ms {
+        item["readTime"] = Value::String(format_rfc3339_ms(ms));
+    }
     if include_content {
         item["text"] = Value::String(row.text.clone().unwrap_or_default());
         item["media"] = serde_json::json!(row.media);

@@ -39,6 +39,9 @@ fn where_clause(f: &Filters) -> (String, Vec<SqlParam>) {
     if let Some(v) = &f.carrier_name {
         eq("carrier_name", SqlParam::Text(v.clone()), &mut conds);
     }
+    if let Some(v) = &f.channel {
+        eq("channel", SqlParam::Text(v.clone()), &mut conds);
+    }
     for (col, tn) in [("source_tn", &f.source_tn), ("destination_tn", &f.destination_tn)] {
         match tn {
             Some(TnFilter::Exact(list)) => {

@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::channel::Channel;
 use crate::error::ApiError;
 use crate::identity::sha256_hex;
 use crate::percent::percent_decode;
@@ -134,6 +135,10 @@ pub struct Filters {
     pub message_type: Option<String>,
     pub error_code: Option<i64>,
     pub carrier_name: Option<String>,
+    /// The Multi-Channel channel that carried it. Left out when unset, so
+    /// page tokens of queries without it keep their fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
     pub from_segments: Option<i64>,
@@ -277,6 +282,8 @@ impl ListQuery {
                 "messageType" => return Err(bad("`messageType` must be sms, mms or rcs.")),
                 "errorCode" => f.error_code = Some(parse_int("errorCode", &v)?),
                 "carrierName" => f.carrier_name = Some(v),
+                "channel" if Channel::parse(&v).is_some() => f.channel = Some(v),
+                "channel" => return Err(bad("`channel` must be RBM, SMS or MMS.")),
                 "fromDateTime" => f.from_ms = Some(parse_time("fromDateTime", &v)?),
                 "toDateTime" => f.to_ms = Some(parse_time("toDateTime", &v)?),
                 "fromSegmentCount" => f.from_segments = Some(parse_int("fromSegmentCount", &v)?),

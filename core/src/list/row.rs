@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::columns::list_row;
+use crate::channel::{channel_of, Channel};
 use crate::projection::MessageView;
 use crate::status::RecipientState;
 use crate::time::parse_rfc3339_ms;
@@ -34,6 +35,13 @@ list_row! {
         pub state: RecipientState,
         /// `network-handoff-only`, `receipt-expired`, `contradiction`.
         pub flags: Vec<String>,
+        /// The Multi-Channel channel that carried it (`RBM`, `SMS`, `MMS`).
+        /// (Defaulted: a shard of an earlier build sends rows without it.)
+        #[serde(default)]
+        pub channel: Option<String>,
+        /// When the recipient read it (`message-read`'s `eventTime`).
+        #[serde(default)]
+        pub read_time_ms: Option<i64>,
     }
 }
 
@@ -43,7 +51,7 @@ pub fn rows_for(view: &MessageView, first_received_ms: i64) -> Vec<ListRow> {
     let receive_time_ms = receive_time_ms(view, first_received_ms);
     let inbound =
         view.direction.as_deref() == Some("in") || view.recipients.iter().all(|r| r.status == RecipientState::Received);
-    let rcs = view.timeline.iter().any(|t| t.event.get("channel").and_then(Value::as_str) == Some("RBM"));
+    let rcs = view.timeline.iter().any(|t| channel_of(&t.event) == Some(Channel::Rbm));
     let recipient_count = view.to.len().max(1) as i64;
     let message_type = if rcs {
         "rcs"
@@ -69,7 +77,7 @@ pub fn rows_for(view: &MessageView, first_received_ms: i64) -> Vec<ListRow> {
                 source_tn: view.from.clone().unwrap_or_default(),
                 message_status: r.status.bandwidth_status().to_owned(),
                 message_direction: if inbound { "INBOUND" } else { "OUTBOUND" }.to_owned(),
-                message_type: message_type.to_owned(),
+                message_type: r.channel.map_or(message_type, Channel::message_type).to_owned(),
                 segment_count: view.segment_count.unwrap_or(1),
                 error_code: r.error_code.unwrap_or(0),
                 receive_time_ms,
@@ -85,6 +93,8 @@ pub fn rows_for(view: &MessageView, first_received_ms: i64) -> Vec<ListRow> {
                     .iter()
                     .filter_map(|f| serde_json::to_value(f).ok()?.as_str().map(str::to_owned))
                     .collect(),
+                channel: r.channel.map(|c| c.as_str().to_owned()),
+                read_time_ms: r.read_time.as_deref().and_then(parse_rfc3339_ms),
             }
         })
         .collect()

@@ -201,6 +201,8 @@ fn row(t: i64, id: &str, to: &str) -> ListRow {
         media: vec![],
         state: RecipientState::Delivered,
         flags: vec![],
+        channel: None,
+        read_time_ms: None,
     }
 }
 
@@ -366,5 +368,5 @@ fn an_update_writes_only_the_columns_that_changed() {
     assert_eq!(ListRow::from_values(values), Ok(after.clone()));
     let mut short: Vec<ColumnValue> = after.values().into_iter().map(|(_, v)| v).collect();
     short.pop();
-    assert_eq!(ListRow::from_values(short), Err("no column flags".into()));
+    assert_eq!(ListRow::from_values(short), Err("no column read_time_ms".into()));
 }

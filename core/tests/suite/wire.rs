@@ -220,6 +220,8 @@ fn ledger_list() {
         media: vec![],
         state: bw_ledger_core::status::RecipientState::Failed,
         flags: vec![],
+        channel: None,
+        read_time_ms: None,
     };
     pin::<ledger::List>(
         "/list",
@@ -234,7 +236,7 @@ fn ledger_list() {
         json!({"rows": [{"messageId": "m1", "destinationTn": "+2", "sourceTn": "+1", "messageStatus": "FAILED",
             "messageDirection": "OUTBOUND", "messageType": "sms", "segmentCount": 1, "errorCode": 4432,
             "receiveTimeMs": 5, "carrierName": null, "messageLength": 2, "attachmentCount": 0,
-            "recipientCount": 1, "text": "hi", "media": [], "state": "failed", "flags": []}], "total": 1}),
+            "recipientCount": 1, "text": "hi", "media": [], "state": "failed", "flags": [], "channel": null, "readTimeMs": null}], "total": 1}),
     );
 }
 

@@ -38,7 +38,13 @@ const COLUMNS: &str = "message_id TEXT NOT NULL,
     media TEXT NOT NULL,
     state TEXT NOT NULL,
     flags TEXT NOT NULL,
+    channel TEXT,
+    read_time_ms INTEGER,
     PRIMARY KEY (message_id, destination_tn)";
+
+/// Columns later builds added, and their types: a table of an earlier
+/// build gains them (null) on first use (`add_columns`). Never edit; append.
+const ADDED: &[(&str, &str)] = &[("channel", "TEXT"), ("read_time_ms", "INTEGER")];
 
 /// The old layout while its rows move, and the new one until it is named.
 const OLD: &str = "message_rows_v1";
@@ -62,7 +68,8 @@ struct MasterRow {
     sql: Option<String>,
 }
 
-/// Creates the table, or starts moving an older layout's rows into it.
+/// Creates the table, or starts moving an older layout's rows into it;
+/// first, a table of an earlier build gains the columns added since.
 pub fn ensure(sql: &SqlStorage, txn: &Transactions) -> Result<Layout> {
     let found: Vec<MasterRow> =
         sql.exec("SELECT type, sql FROM sqlite_master WHERE name = 'message_rows'", None)?.to_array()?;
@@ -71,16 +78,57 @@ pub fn ensure(sql: &SqlStorage, txn: &Transactions) -> Result<Layout> {
             create(sql, "message_rows")?;
             Ok(Layout::Current)
         }
-        Some(m) if m.kind == "view" => Ok(Layout::Moving),
+        Some(m) if m.kind == "view" => {
+            if missing(m).is_some() {
+                txn.atomically(|| add_columns_while_moving(sql))?;
+            }
+            Ok(Layout::Moving)
+        }
         Some(m) if m.sql.as_deref().is_some_and(|s| s.contains("WITHOUT ROWID")) => {
+            add_columns(sql, "message_rows", m)?;
             create(sql, "message_rows")?;
             Ok(Layout::Current)
         }
-        Some(_) => {
-            txn.atomically(|| start_moving(sql))?;
+        Some(m) => {
+            txn.atomically(|| {
+                add_columns(sql, "message_rows", m)?;
+                start_moving(sql)
+            })?;
             Ok(Layout::Moving)
         }
     }
+}
+
+/// The first column of `ADDED` that the table or view `m` lacks, if any.
+fn missing(m: &MasterRow) -> Option<usize> {
+    let text = m.sql.as_deref().unwrap_or_default();
+    ADDED.iter().position(|(name, _)| !text.contains(&format!("{name} ")) && !text.contains(&format!("{name},")))
+}
+
+/// Adds the columns of `ADDED` that `table` (as `m` describes it) lacks.
+/// Each is nullable with no default, so SQLite adds it without rewriting a
+/// row: no row is written.
+fn add_columns(sql: &SqlStorage, table: &str, m: &MasterRow) -> Result<()> {
+    let Some(first) = missing(m) else { return Ok(()) };
+    for (name, kind) in &ADDED[first..] {
+        sql.exec(&format!("ALTER TABLE {table} ADD COLUMN {name} {kind}"), None)?;
+    }
+    Ok(())
+}
+
+/// A shard an earlier build left mid-move: both tables gain the added
+/// columns, and the view and its triggers are made again over them.
+fn add_columns_while_moving(sql: &SqlStorage) -> Result<()> {
+    for table in [OLD, NEW] {
+        let found: Vec<MasterRow> =
+            sql.exec("SELECT type, sql FROM sqlite_master WHERE name = ?", vec![table.into()])?.to_array()?;
+        if let Some(m) = found.first() {
+            add_columns(sql, table, m)?;
+        }
+    }
+    // Dropping the view drops its triggers.
+    sql.exec("DROP VIEW message_rows", None)?;
+    view_and_triggers(sql)
 }
 
 /// The table and its indexes, if missing. Each secondary index entry of a
@@ -102,10 +150,15 @@ fn create(sql: &SqlStorage, table: &str) -> Result<()> {
 /// Renames the old table, creates the new one, and puts the view and its
 /// triggers in place, in one transaction.
 fn start_moving(sql: &SqlStorage) -> Result<()> {
-    let new_values = ROW_COLUMNS.split(", ").map(|c| format!("NEW.{c}")).collect::<Vec<_>>().join(", ");
-    let same_key = "message_id = OLD.message_id AND destination_tn = OLD.destination_tn";
     sql.exec(&format!("ALTER TABLE message_rows RENAME TO {OLD}"), None)?;
     create(sql, NEW)?;
+    view_and_triggers(sql)
+}
+
+/// The view `message_rows` over both layouts, and its triggers.
+fn view_and_triggers(sql: &SqlStorage) -> Result<()> {
+    let new_values = ROW_COLUMNS.split(", ").map(|c| format!("NEW.{c}")).collect::<Vec<_>>().join(", ");
+    let same_key = "message_id = OLD.message_id AND destination_tn = OLD.destination_tn";
     for stmt in [
         format!(
             "CREATE VIEW message_rows AS SELECT {ROW_COLUMNS} FROM {OLD} UNION ALL SELECT {ROW_COLUMNS} FROM {NEW}"
