@@ -3,6 +3,8 @@
 //! confirmations, which it sends itself.
 
 use bw_ledger_core::event::accepted_event_with;
+use bw_ledger_core::multichannel::accepted_message;
+use bw_ledger_core::send::Endpoint;
 use bw_ledger_core::ParsedCallback;
 use worker::Env;
 
@@ -14,8 +16,12 @@ use crate::upstream::create_message;
 /// Records the accepted message so later callbacks attach to it. The
 /// message is already sent: a failure here is logged, never answered as an
 /// error (the caller would retry and send twice).
-pub async fn record(shards: &ShardClient, accepted_body: &[u8], opt_out_override: bool) {
-    let event = match accepted_event_with(accepted_body, opt_out_override) {
+pub async fn record(shards: &ShardClient, accepted_body: &[u8], opt_out_override: bool, endpoint: Endpoint) {
+    let message = match endpoint {
+        Endpoint::Message => Ok(accepted_body.to_vec()),
+        Endpoint::MultiChannel => accepted_message(accepted_body),
+    };
+    let event = match message.and_then(|m| accepted_event_with(&m, opt_out_override)) {
         Ok(ev) => ev,
         Err(why) => {
             crate::log::log_error!("send: 202 answer could not be recorded in the ledger: {why}");
@@ -42,9 +48,9 @@ pub async fn send_confirmation(env: &Env, to: &str, from: &str) {
     if let Some(app) = config.application_id() {
         body["applicationId"] = app.into();
     }
-    match create_message(env, &config, &account, &body.to_string()).await {
+    match create_message(env, &config, &account, Endpoint::Message, &body.to_string()).await {
         Ok(reply) if (200..300).contains(&reply.status) => match ShardClient::open(env, &config) {
-            Ok(shards) => record(&shards, &reply.body, false).await,
+            Ok(shards) => record(&shards, &reply.body, false, Endpoint::Message).await,
             _ => crate::log::log_error!("opt-outs: confirmation sent, but the ledger is not configured to record it"),
         },
         Ok(reply) => crate::log::log_error!("opt-outs: Bandwidth refused the confirmation: {}", reply.status),

@@ -25,6 +25,7 @@ mod shard_client;
 mod upstream;
 
 use bw_ledger_core::route::{resolve, Route};
+use bw_ledger_core::send::Endpoint;
 use bw_ledger_core::ApiError;
 use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
@@ -95,7 +96,10 @@ async fn handle(
         Route::Health => http::json(&serde_json::json!({ "status": "ok" })),
         Route::Console => http::console(config.account_id().unwrap_or_default().as_str()),
         Route::Callback => routes::callback::receive(req, env, config, trace).await,
-        Route::Send { account_id } => routes::send::send(req, env, config, &account_id).await,
+        Route::Send { account_id } => routes::send::send(req, env, config, &account_id, Endpoint::Message).await,
+        Route::SendMultiChannel { account_id } => {
+            routes::send::send(req, env, config, &account_id, Endpoint::MultiChannel).await
+        }
         Route::Preflight => routes::send::preflight(req, config),
         Route::List { account_id } => routes::read::list_messages(req, env, config, Some(&account_id)).await,
         Route::Conversation => routes::read::list_messages(req, env, config, None).await,

@@ -11,6 +11,7 @@ use bw_ledger_core::media::{
     redirect_target, Attempt, CredentialChain, FETCH_TIMEOUT_MS, MAX_MEDIA_BYTES, MAX_REDIRECTS,
 };
 use bw_ledger_core::oauth::{basic_header, CachedToken, TokenOutcome, UpstreamAuth};
+use bw_ledger_core::send::Endpoint;
 use bw_ledger_core::wire::token_broker::{self, TokenRequest};
 use bw_ledger_core::ApiError;
 use worker::Env;
@@ -126,11 +127,12 @@ pub async fn create_message(
     env: &Env,
     config: &Config,
     account_id: &str,
+    endpoint: Endpoint,
     body: &str,
 ) -> Result<UpstreamReply, SendFailure> {
     let auth = config.upstream_auth().map_err(SendFailure::NotSent)?;
     let authorization = authorization(env, &auth).await.map_err(SendFailure::NotSent)?;
-    let url = format!("{}/users/{}/messages", config.api_base(), account_id);
+    let url = format!("{}/users/{}/{}", config.api_base(), account_id, endpoint.path());
     let headers = [
         ("Authorization", authorization.as_str()),
         ("Content-Type", "application/json"),

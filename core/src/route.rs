@@ -18,6 +18,11 @@ pub enum Route {
     Send {
         account_id: String,
     },
+    /// `POST /api/v2/users/{accountId}/messages/multiChannel`: the send
+    /// proxy for Bandwidth's Multi-Channel messages (RBM, SMS, MMS).
+    SendMultiChannel {
+        account_id: String,
+    },
     /// `GET /api/v2/users/{accountId}/messages`: List Messages.
     List {
         account_id: String,
@@ -126,6 +131,7 @@ impl Route {
             Self::Quarantine => "GET /quarantine",
             Self::QuarantineCount => "GET /quarantine/count",
             Self::Send { .. } => "POST /api/v2/users/{accountId}/messages",
+            Self::SendMultiChannel { .. } => "POST /api/v2/users/{accountId}/messages/multiChannel",
             Self::List { .. } => "GET /api/v2/users/{accountId}/messages",
             Self::Conversation => "GET /conversations",
             Self::Preflight => "OPTIONS /api/v2/...",
@@ -211,16 +217,18 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         p if p.starts_with("/api/v2/") && method == "OPTIONS" => Ok(Route::Preflight),
         p if p.starts_with("/api/v2/users/") => {
             let rest = &p["/api/v2/users/".len()..];
+            let account =
+                |a: &str| percent_decode(a).ok_or(ApiError::BadRequest("The account id is not valid UTF-8.".into()));
             match rest.split_once('/') {
-                Some((account, "messages")) if !account.is_empty() => {
-                    let account_id = percent_decode(account)
-                        .ok_or(ApiError::BadRequest("The account id is not valid UTF-8.".into()))?;
-                    match method {
-                        "POST" => Ok(Route::Send { account_id }),
-                        "GET" | "HEAD" => Ok(Route::List { account_id }),
-                        _ => Err(ApiError::MethodNotAllowed { allow: "GET, POST, OPTIONS" }),
-                    }
-                }
+                Some((a, "messages")) if !a.is_empty() => match method {
+                    "POST" => Ok(Route::Send { account_id: account(a)? }),
+                    "GET" | "HEAD" => Ok(Route::List { account_id: account(a)? }),
+                    _ => Err(ApiError::MethodNotAllowed { allow: "GET, POST, OPTIONS" }),
+                },
+                Some((a, "messages/multiChannel")) if !a.is_empty() => match method {
+                    "POST" => Ok(Route::SendMultiChannel { account_id: account(a)? }),
+                    _ => Err(ApiError::MethodNotAllowed { allow: "POST, OPTIONS" }),
+                },
                 _ => Err(ApiError::NotFound("Route")),
             }
         }

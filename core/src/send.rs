@@ -44,10 +44,38 @@ pub fn is_sender_id(s: &str) -> bool {
         && s.trim() == s
 }
 
+/// Which of Bandwidth's send endpoints a body is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Create Message: `POST /users/{accountId}/messages`.
+    Message,
+    /// Create Multi-Channel Message: `POST /users/{accountId}/messages/multiChannel`.
+    MultiChannel,
+}
+
+impl Endpoint {
+    /// The path under `/users/{accountId}/`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Message => "messages",
+            Endpoint::MultiChannel => "messages/multiChannel",
+        }
+    }
+}
+
+/// Who a send goes out as: one for a message, one per `channelList` entry
+/// of a multi-channel message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    pub from: String,
+    pub application_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidSend {
-    pub application_id: String,
-    pub from: String,
+    pub endpoint: Endpoint,
+    /// Every sender the message may go out as, in order.
+    pub senders: Vec<Sender>,
     pub to: Vec<String>,
     /// The body to forward: only Bandwidth's fields, `applicationId` filled.
     pub body: Value,
@@ -67,7 +95,7 @@ pub fn validate_send(
     let Value::Object(obj) = serde_json::from_slice(body).map_err(|_| not_object())? else {
         return Err(not_object());
     };
-    let mut v = SendCheck { obj: &obj, errors: Vec::new(), out: Map::new() };
+    let mut v = SendCheck::new(&obj);
     v.application_id(default_application_id);
     let to = v.recipients();
     let from = v.from();
@@ -83,33 +111,38 @@ pub fn validate_send(
     let application_id = v.out.get("applicationId").and_then(Value::as_str).map(str::to_owned);
     match (v.errors.is_empty(), from, application_id) {
         (true, Some(from), Some(application_id)) => {
-            let opt_out_override = v.get("optOutOverride").and_then(Value::as_bool).unwrap_or(false);
-            Ok(ValidSend { application_id, from, to, body: Value::Object(v.out), opt_out_override })
+            let opt_out_override = v.opt_out_override();
+            let senders = vec![Sender { from, application_id }];
+            Ok(ValidSend { endpoint: Endpoint::Message, senders, to, body: Value::Object(v.out), opt_out_override })
         }
         _ => Err(v.errors),
     }
 }
 
-fn field_error(field: &str, description: &str) -> FieldError {
+pub(crate) fn field_error(field: &str, description: &str) -> FieldError {
     FieldError { field_name: field.to_owned(), description: description.to_owned() }
 }
 
 /// One send body under validation: the fields kept for Bandwidth, and every
 /// rule broken so far.
-struct SendCheck<'a> {
-    obj: &'a Map<String, Value>,
-    errors: Vec<FieldError>,
-    out: Map<String, Value>,
+pub(crate) struct SendCheck<'a> {
+    pub(crate) obj: &'a Map<String, Value>,
+    pub(crate) errors: Vec<FieldError>,
+    pub(crate) out: Map<String, Value>,
 }
 
-impl SendCheck<'_> {
+impl<'a> SendCheck<'a> {
+    pub(crate) fn new(obj: &'a Map<String, Value>) -> Self {
+        Self { obj, errors: Vec::new(), out: Map::new() }
+    }
+
     /// A field's value; SDKs may send null for unset optional fields, which
     /// counts as absent.
-    fn get(&self, k: &str) -> Option<&Value> {
+    pub(crate) fn get(&self, k: &str) -> Option<&Value> {
         self.obj.get(k).filter(|v| !v.is_null())
     }
 
-    fn fail(&mut self, field: &str, description: &str) {
+    pub(crate) fn fail(&mut self, field: &str, description: &str) {
         self.errors.push(field_error(field, description));
     }
 
@@ -117,12 +150,17 @@ impl SendCheck<'_> {
         self.errors.iter().any(|e| e.field_name == field)
     }
 
-    fn keep(&mut self, field: &str, value: Value) {
+    pub(crate) fn keep(&mut self, field: &str, value: Value) {
         self.out.insert(field.into(), value);
     }
 
+    /// `"optOutOverride": true`: not Bandwidth's field, never kept.
+    pub(crate) fn opt_out_override(&self) -> bool {
+        self.get("optOutOverride").and_then(Value::as_bool).unwrap_or(false)
+    }
+
     /// A string field, if present; anything else present is an error.
-    fn string(&mut self, k: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, k: &str) -> Option<String> {
         match self.get(k) {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -142,7 +180,7 @@ impl SendCheck<'_> {
     }
 
     /// `to`: 1 to `MAX_RECIPIENTS` distinct E.164 numbers.
-    fn recipients(&mut self) -> Vec<String> {
+    pub(crate) fn recipients(&mut self) -> Vec<String> {
         let mut to: Vec<String> = Vec::new();
         match self.get("to").cloned() {
             Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_RECIPIENTS => {
@@ -222,7 +260,7 @@ impl SendCheck<'_> {
         false
     }
 
-    fn tag(&mut self) {
+    pub(crate) fn tag(&mut self) {
         if let Some(tag) = self.string("tag") {
             if tag.chars().count() > MAX_TAG_CHARS {
                 self.fail("tag", &format!("`tag` must be at most {MAX_TAG_CHARS} characters."));
@@ -232,7 +270,7 @@ impl SendCheck<'_> {
         }
     }
 
-    fn priority(&mut self) {
+    pub(crate) fn priority(&mut self) {
         if let Some(p) = self.string("priority") {
             if p == "default" || p == "high" {
                 self.keep("priority", Value::String(p));
@@ -242,7 +280,7 @@ impl SendCheck<'_> {
         }
     }
 
-    fn expiration(&mut self, now_ms: i64) {
+    pub(crate) fn expiration(&mut self, now_ms: i64) {
         let Some(exp) = self.string("expiration") else { return };
         match parse_rfc3339_ms(&exp) {
             Some(ms) if ms > now_ms => self.keep("expiration", Value::String(exp)),

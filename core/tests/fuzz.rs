@@ -68,7 +68,7 @@ fn check_send(body: &[u8]) {
     match validate_send(body, 1_795_187_047_450, Some("app")) {
         Ok(v) => {
             assert!(!v.to.is_empty() && v.to.len() <= 10);
-            assert_eq!(v.body["from"], Value::String(v.from.clone()));
+            assert_eq!(v.body["from"], Value::String(v.senders[0].from.clone()));
         }
         Err(errors) => {
             assert!(!errors.is_empty());

@@ -1,4 +1,7 @@
-//! The send proxy: `POST /api/v2/users/{accountId}/messages`.
+//! The send proxy: `POST /api/v2/users/{accountId}/messages`, and
+//! `POST /api/v2/users/{accountId}/messages/multiChannel` (one path: only
+//! the body's rules and the upstream endpoint differ; a multi-channel
+//! message has a sender per `channelList` entry, and each is checked).
 //!
 //! Order of checks: account, caller (a client key, or the API token for
 //! the operator's own sends), origin, size, body rules, and for a key its
@@ -20,8 +23,9 @@ use bw_ledger_core::client::{authenticate_client, cors_headers, preflight_header
 use bw_ledger_core::error::Refusal;
 use bw_ledger_core::idempotency::{parse_key, saves_outcome, SavedResponse};
 use bw_ledger_core::limits::{self, Ask};
+use bw_ledger_core::multichannel::validate_multichannel;
 use bw_ledger_core::optout::CheckRequest;
-use bw_ledger_core::send::{validate_send, ValidSend, MAX_SEND_BODY};
+use bw_ledger_core::send::{validate_send, Endpoint, ValidSend, MAX_SEND_BODY};
 use bw_ledger_core::wire::opt_outs;
 use bw_ledger_core::ApiError;
 use worker::{Env, Headers, Request, Response};
@@ -77,7 +81,13 @@ fn operator_key() -> ClientKey {
     }
 }
 
-pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &str) -> Result<Response, ApiError> {
+pub async fn send(
+    req: &mut Request,
+    env: &Env,
+    config: &Config,
+    account_id: &str,
+    endpoint: Endpoint,
+) -> Result<Response, ApiError> {
     if account_id != config.account_id()? {
         return Err(ApiError::NotFound("Account"));
     }
@@ -87,7 +97,12 @@ pub async fn send(req: &mut Request, env: &Env, config: &Config, account_id: &st
         check_origin(req, env, &key).await?;
     }
     let body = crate::http::read_bounded(req, MAX_SEND_BODY).await?;
-    let valid = validate_send(&body, now_ms(), config.application_id().as_deref()).map_err(ApiError::Validation)?;
+    let default_application = config.application_id();
+    let valid = match endpoint {
+        Endpoint::Message => validate_send(&body, now_ms(), default_application.as_deref()),
+        Endpoint::MultiChannel => validate_multichannel(&body, now_ms(), default_application.as_deref()),
+    }
+    .map_err(ApiError::Validation)?;
     if !operator {
         check_scope(env, config, &key, &valid, valid.opt_out_override).await?;
     }
@@ -161,7 +176,7 @@ async fn forward(
         _ => None,
     };
     let recipients = valid.to.len() as u32;
-    let outcome = create_message(env, config, account_id, &valid.body.to_string()).await;
+    let outcome = create_message(env, config, account_id, valid.endpoint, &valid.body.to_string()).await;
     let taken = match &outcome {
         Ok(reply) => !(400..500).contains(&reply.status),
         Err(SendFailure::NotSent(_)) => false,
@@ -174,7 +189,7 @@ async fn forward(
     let (response, saved) = match outcome {
         Ok(reply) => {
             if (200..300).contains(&reply.status) {
-                crate::accepted::record(shards, &reply.body, valid.opt_out_override).await;
+                crate::accepted::record(shards, &reply.body, valid.opt_out_override, valid.endpoint).await;
             }
             let saved = SavedResponse {
                 status: reply.status,
@@ -201,14 +216,24 @@ async fn forward(
     response
 }
 
-/// The recipients of a send who opted out of its `from` (none asked when
-/// the operator overrides).
+/// The recipients of a send who opted out of any `from` it may go out as
+/// (none asked when the operator overrides): one check per distinct sender,
+/// at the same time.
 async fn opted_out(env: &Env, valid: &ValidSend, opt_out_override: bool) -> Result<Vec<String>, ApiError> {
     if opt_out_override {
         return Ok(Vec::new());
     }
-    let q = CheckRequest { from: valid.from.clone(), to: valid.to.clone() };
-    Ok(book::<opt_outs::Check>(env, &q).await?.opted_out)
+    let mut froms: Vec<&str> = valid.senders.iter().map(|s| s.from.as_str()).collect();
+    froms.dedup();
+    let checks = froms.into_iter().map(|from| async move {
+        let q = CheckRequest { from: from.to_owned(), to: valid.to.clone() };
+        book::<opt_outs::Check>(env, &q).await
+    });
+    let mut numbers = Vec::new();
+    for reply in futures_util::future::join_all(checks).await {
+        numbers.extend(reply?.opted_out.into_iter().filter(|n| !numbers.contains(n)).collect::<Vec<_>>());
+    }
+    Ok(numbers)
 }
 
 /// A key used from a browser: only from its `allowed_origins`.
@@ -224,8 +249,9 @@ async fn check_origin(req: &Request, env: &Env, key: &ClientKey) -> Result<(), A
     Ok(())
 }
 
-/// A key's reach: its `from` numbers, its applications, its destinations;
-/// and no key may override an opt-out.
+/// A key's reach: its `from` numbers and its applications (every sender's,
+/// for a multi-channel message), its destinations; and no key may override
+/// an opt-out.
 async fn check_scope(
     env: &Env,
     config: &Config,
@@ -236,15 +262,18 @@ async fn check_scope(
     if opt_out_override {
         return Err(ApiError::Forbidden("Only the API token may send past an opt-out (optOutOverride).".into()));
     }
-    if !key.may_send_from(&valid.from) {
+    if let Some(s) = valid.senders.iter().find(|s| !key.may_send_from(&s.from)) {
         count_refusal(env, key, Refusal::From).await;
-        return Err(ApiError::Forbidden(format!("Key {} may not send from {}.", key.id, valid.from)));
+        return Err(ApiError::Forbidden(format!("Key {} may not send from {}.", key.id, s.from)));
     }
-    if !key.may_use_application(&valid.application_id, config.application_id().as_deref()) {
+    let default_application = config.application_id();
+    if let Some(s) =
+        valid.senders.iter().find(|s| !key.may_use_application(&s.application_id, default_application.as_deref()))
+    {
         count_refusal(env, key, Refusal::Application).await;
         return Err(ApiError::Forbidden(format!(
             "Key {} may not send through application {}.",
-            key.id, valid.application_id
+            key.id, s.application_id
         )));
     }
     let refused = key.refused_destinations(&valid.to);

@@ -83,6 +83,15 @@ fn routes_and_methods() {
     assert_eq!(percent_decode("a%20b%"), Some("a b%".into()));
     assert_eq!(resolve("POST", "/api/v2/users/9900000/messages"), Ok(Route::Send { account_id: "9900000".into() }));
     assert_eq!(resolve("OPTIONS", "/api/v2/users/9900000/messages"), Ok(Route::Preflight));
+    assert_eq!(
+        resolve("POST", "/api/v2/users/9900000/messages/multiChannel"),
+        Ok(Route::SendMultiChannel { account_id: "9900000".into() })
+    );
+    assert_eq!(resolve("OPTIONS", "/api/v2/users/9900000/messages/multiChannel"), Ok(Route::Preflight));
+    assert_eq!(
+        resolve("GET", "/api/v2/users/9900000/messages/multiChannel"),
+        Err(ApiError::MethodNotAllowed { allow: "POST, OPTIONS" })
+    );
     assert_eq!(resolve("GET", "/api/v2/users/9900000/messages"), Ok(Route::List { account_id: "9900000".into() }));
     assert_eq!(resolve("GET", "/conversations"), Ok(Route::Conversation));
     assert_eq!(resolve("GET", "/outbox"), Ok(Route::OutboxStats));
