@@ -1,7 +1,10 @@
 // A local stand-in for Bandwidth's OAuth2 token endpoint, Create Message
-// API and media downloads, on 127.0.0.1, and a plain media host on another
-// origin. Tests script their answers and read back every request received.
+// API, Create Multi-Channel Message API (with its callbacks: see
+// `fake.multiChannel`) and media downloads, on 127.0.0.1, and a plain media
+// host on another origin. Tests script their answers and read back every
+// request received.
 import { createServer } from 'node:http';
+import { MultiChannel } from './multi-channel.mjs';
 
 /**
  * Media files and scripted failures, shared by both fakes. `files` maps a
@@ -101,6 +104,9 @@ export async function startFakeBandwidth() {
         const auth = req.headers.authorization ?? '';
         return serveMedia(fake.media, req, res, () => auth.startsWith('Bearer ') && issued.has(auth.slice(7)));
       }
+      if (req.method === 'POST' && /^\/api\/v2\/users\/[^/]+\/messages\/multiChannel$/.test(req.url)) {
+        return fake.multiChannel.handle(record, res);
+      }
       const m = req.url.match(/^\/api\/v2\/users\/([^/]+)\/messages$/);
       if (req.method === 'POST' && m) {
         fake.messageRequests.push(record);
@@ -130,6 +136,7 @@ export async function startFakeBandwidth() {
       res.end(JSON.stringify({ type: 'not-found', description: `fake has no ${req.method} ${req.url}` }));
     });
   });
+  fake.multiChannel = new MultiChannel();
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   fake.url = `http://127.0.0.1:${server.address().port}`;
   return fake;
