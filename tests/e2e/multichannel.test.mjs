@@ -10,6 +10,7 @@ import { Configuration, MultiChannelApi } from 'bandwidth-sdk';
 import { startWorker, getJson, basic, sha256, waitFor, SECRETS, API } from './harness.mjs';
 import { startFakeBandwidth } from '../support/fake-bandwidth.mjs';
 import { startReceiver, whsec } from '../support/receiver.mjs';
+import { Contract } from '../support/openapi.mjs';
 
 const ACCOUNT = '9900000';
 const AGENT = 'BandwidthRBM';
@@ -23,6 +24,8 @@ const CLIENT_KEYS = JSON.stringify([
 let w;
 let fake;
 let receiver;
+/** The OpenAPI document, which every answer here is held to. */
+let contract;
 before(async () => {
   fake = await startFakeBandwidth();
   receiver = await startReceiver({ secretOf: whsec });
@@ -34,6 +37,7 @@ before(async () => {
       FORWARD_TARGETS: JSON.stringify([{ id: 'main', url: `${receiver.url}/main`, secret: whsec('main') }]),
     },
   });
+  contract = new Contract(await (await fetch(`${w.url}/openapi.json`)).json());
   fake.multiChannel.callbackUrl = `${w.url}/callbacks/bandwidth`;
   fake.multiChannel.callbackAuth = basic();
 });
@@ -43,12 +47,15 @@ beforeEach(() => { fake.multiChannel.script = []; fake.multiChannel.repeats = 1;
 const rbm = (text = 'Your order shipped', extra = {}) => ({ channel: 'RBM', from: AGENT, applicationId: 'app-rbm', content: { text, ...extra } });
 const smsEntry = (text = 'Your order shipped (SMS)') => ({ channel: 'SMS', from: NUMBER, applicationId: 'app-sms', content: { text } });
 
-function send(body, { key = KEYS.web, headers = {} } = {}) {
-  return fetch(`${w.url}/api/v2/users/${ACCOUNT}/messages/multiChannel`, {
+async function send(body, { key = KEYS.web, headers = {} } = {}) {
+  const path = `/api/v2/users/${ACCOUNT}/messages/multiChannel`;
+  const r = await fetch(`${w.url}${path}`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${key}`, ...headers },
     body: JSON.stringify(body),
   });
+  await contract.checked('POST', path, r.clone());
+  return r;
 }
 
 /** Sends, and waits until the fake has posted every callback of the send. */
@@ -62,14 +69,18 @@ async function sendAndSettle(body, opts) {
 }
 
 async function message(id) {
-  const r = await getJson(w.url, `/messages/${encodeURIComponent(id)}`);
+  const path = `/messages/${encodeURIComponent(id)}`;
+  const r = await getJson(w.url, path);
   assert.equal(r.status, 200, JSON.stringify(r.json));
+  await contract.checked('GET', path, new Response(JSON.stringify(r.json), { status: 200, headers: { 'Content-Type': 'application/json' } }));
   return r.json;
 }
 
 async function listRows(query) {
-  const r = await getJson(w.url, `/api/v2/users/${ACCOUNT}/messages?${query}`);
+  const path = `/api/v2/users/${ACCOUNT}/messages?${query}`;
+  const r = await getJson(w.url, path);
   assert.equal(r.status, 200, JSON.stringify(r.json));
+  await contract.checked('GET', path, new Response(JSON.stringify(r.json), { status: 200, headers: { 'Content-Type': 'application/json' } }));
   return r.json;
 }
 
