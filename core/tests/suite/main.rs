@@ -14,6 +14,7 @@ mod limits;
 mod list;
 mod live;
 mod media;
+mod multichannel;
 mod ops;
 mod optout;
 mod parse;
