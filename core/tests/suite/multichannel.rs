@@ -51,7 +51,7 @@ fn view_of(items: &[Value]) -> MessageView {
 #[test]
 fn rbm_failed_then_sms_delivered_is_delivered_by_sms_in_any_order() {
     let to = "+15552220001";
-    let items = vec![
+    let items = [
         accepted(&[to]),
         status("message-failed", to, "RBM", 1, json!({"errorCode": 4770})),
         status("message-sending", to, "SMS", 2, json!({})),
@@ -113,7 +113,7 @@ fn a_reply_is_stored_under_both_ids_in_one_plan_and_shows_only_in_the_originals_
         "description": "Suggestion response received", "message": {"id": "reply-1", "owner": "Agent", "applicationId": "app",
         "time": "2026-12-02T10:01:00.000Z", "direction": "in", "to": ["Agent"], "from": "+15552220001", "channel": "RBM",
         "suggestionResponse": {"text": "Yes", "postbackData": "eWVz", "pairedMessageId": ID}}});
-    let events = parsed(&[reply.clone()]);
+    let events = parsed(std::slice::from_ref(&reply));
     let copy = tied_copy(&events[0]).expect("tied to its message");
     assert_eq!((copy.message_id.as_str(), copy.recipient.as_deref()), (ID, Some("+15552220001")));
     // Both in the same all-or-nothing plan, each on its message's shard.
