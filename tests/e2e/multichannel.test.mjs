@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { Configuration, MultiChannelApi } from 'bandwidth-sdk';
-import { startWorker, getJson, basic, sha256, waitFor, SECRETS, API } from './harness.mjs';
+import { startWorker, getJson, basic, sha256, waitFor, postCallback, inboundEvent, SECRETS, API } from './harness.mjs';
 import { startFakeBandwidth } from '../support/fake-bandwidth.mjs';
 import { startReceiver, whsec } from '../support/receiver.mjs';
 import { Contract } from '../support/openapi.mjs';
@@ -249,6 +249,19 @@ test('a key refuses a channelList entry whose from it may not use, with 403, and
   const five = await send({ to: '+15552220041', channelList: [smsEntry(), smsEntry(), smsEntry(), smsEntry(), smsEntry()] });
   assert.equal(five.status, 400);
   assert.equal(fake.multiChannel.requests.length, before, 'still nothing sent');
+});
+
+test('someone who texted STOP to the SMS number is not sent a multi-channel message, on any channel', async () => {
+  const phone = '+15552220091';
+  const stop = await postCallback(w.url, [inboundEvent({ from: phone, to: NUMBER, text: 'STOP' })]);
+  assert.equal(stop.status, 200);
+  const before = fake.multiChannel.requests.length;
+  const r = await send({ to: phone, channelList: [rbm(), smsEntry()] });
+  assert.equal(r.status, 403);
+  const body = await r.json();
+  assert.equal(body.type, 'recipient-opted-out');
+  assert.deepEqual(body.numbers, [phone]);
+  assert.equal(fake.multiChannel.requests.length, before, 'nothing reached Bandwidth');
 });
 
 test('the key\'s limits count recipients once per message, not once per channel entry', async () => {
