@@ -16,8 +16,8 @@ use serde_json::{Map, Value};
 
 use crate::channel::Channel;
 use crate::send::{
-    field_error, is_e164, is_sender_id, Endpoint, FieldError, SendCheck, Sender, ValidSend, MAX_MEDIA_PER_SEND,
-    MAX_TEXT_CHARS,
+    body_object, field_error, is_e164, is_sender_id, Endpoint, FieldError, SendCheck, Sender, ValidSend,
+    MAX_MEDIA_PER_SEND, MAX_TEXT_CHARS,
 };
 
 /// Entries in a `channelList`, at most (Bandwidth's `maxItems`).
@@ -37,10 +37,7 @@ pub fn validate_multichannel(
     now_ms: i64,
     default_application_id: Option<&str>,
 ) -> Result<ValidSend, Vec<FieldError>> {
-    let not_object = || vec![field_error("body", "The request body must be a JSON object.")];
-    let Value::Object(obj) = serde_json::from_slice(body).map_err(|_| not_object())? else {
-        return Err(not_object());
-    };
+    let obj = body_object(body)?;
     let mut v = SendCheck::new(&obj);
     let to = recipient(&mut v);
     let senders = channel_list(&mut v, default_application_id);

@@ -91,10 +91,7 @@ pub fn validate_send(
     now_ms: i64,
     default_application_id: Option<&str>,
 ) -> Result<ValidSend, Vec<FieldError>> {
-    let not_object = || vec![field_error("body", "The request body must be a JSON object.")];
-    let Value::Object(obj) = serde_json::from_slice(body).map_err(|_| not_object())? else {
-        return Err(not_object());
-    };
+    let obj = body_object(body)?;
     let mut v = SendCheck::new(&obj);
     v.application_id(default_application_id);
     let to = v.recipients();
@@ -116,6 +113,15 @@ pub fn validate_send(
             Ok(ValidSend { endpoint: Endpoint::Message, senders, to, body: Value::Object(v.out), opt_out_override })
         }
         _ => Err(v.errors),
+    }
+}
+
+/// A send body as a JSON object, or the one error that it is not.
+pub(crate) fn body_object(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
+    let not_object = || vec![field_error("body", "The request body must be a JSON object.")];
+    match serde_json::from_slice(body).map_err(|_| not_object())? {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(not_object()),
     }
 }
 

@@ -224,6 +224,7 @@ async fn opted_out(env: &Env, valid: &ValidSend, opt_out_override: bool) -> Resu
         return Ok(Vec::new());
     }
     let mut froms: Vec<&str> = valid.senders.iter().map(|s| s.from.as_str()).collect();
+    froms.sort_unstable();
     froms.dedup();
     let checks = froms.into_iter().map(|from| async move {
         let q = CheckRequest { from: from.to_owned(), to: valid.to.clone() };

@@ -273,6 +273,19 @@ test('the key\'s limits count recipients once per message, not once per channel 
   assert.equal(now.messagesToday - was.messagesToday, 1, 'one recipient, three channel entries: one message');
 });
 
+test('an Idempotency-Key replays the first answer: one upstream call', async () => {
+  fake.multiChannel.rbmCapable.add('+15552220101');
+  const before = fake.multiChannel.requests.length;
+  const body = { to: '+15552220101', channelList: [rbm('Once only')] };
+  const headers = { 'Idempotency-Key': `mc-${process.pid}-${Date.now()}` };
+  const first = await send(body, { headers });
+  const second = await send(body, { headers });
+  assert.equal(first.status, 202);
+  assert.equal(second.status, 202);
+  assert.equal(await second.text(), await first.text());
+  assert.equal(fake.multiChannel.requests.length, before + 1);
+});
+
 test('Bandwidth\'s multi-channel error envelope reaches the caller unchanged', async () => {
   const envelope = '{"links":[],"data":null,"errors":[{"type":"request-validation","description":"channelList[0].from is not an RBM agent on this account","source":{"field":"channelList[0].from"}}]}';
   fake.multiChannel.script.push({ status: 400, body: envelope });
