@@ -74,7 +74,14 @@ pub fn rows_for(view: &MessageView, first_received_ms: i64) -> Vec<ListRow> {
             ListRow {
                 message_id: view.message_id.clone(),
                 destination_tn: r.number.clone(),
-                source_tn: view.from.clone().unwrap_or_default(),
+                // A Multi-Channel message goes out as its carrying entry's `from`.
+                source_tn: r
+                    .channel_history
+                    .iter()
+                    .find(|a| Some(a.channel) == r.channel)
+                    .and_then(|a| a.from.clone())
+                    .or_else(|| view.from.clone())
+                    .unwrap_or_default(),
                 message_status: r.status.bandwidth_status().to_owned(),
                 message_direction: if inbound { "INBOUND" } else { "OUTBOUND" }.to_owned(),
                 message_type: r.channel.map_or(message_type, Channel::message_type).to_owned(),

@@ -57,6 +57,8 @@ pub struct RecipientStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ChannelAttempt {
     pub channel: Channel,
+    /// Who it went out as on this channel (the entry's `from`).
+    pub from: Option<String>,
     pub status: RecipientState,
     pub error_code: Option<i64>,
     pub description: Option<String>,
@@ -92,6 +94,7 @@ impl<'a> Attempt<'a> {
     fn view(&self, channel: Channel) -> ChannelAttempt {
         ChannelAttempt {
             channel,
+            from: self.events.iter().find_map(|(e, _)| e.msg_str("from")),
             status: self.status,
             error_code: self.winner().and_then(|e| e.stored.record.error_code),
             description: self.description(),

@@ -19,10 +19,11 @@ const NOW: i64 = 1_795_000_000_000;
 const ID: &str = "mc-1";
 
 fn status(kind: &str, to: &str, channel: &str, second: u32, extra: Value) -> Value {
+    let from = if channel == "RBM" { "Agent" } else { "+15551110000" };
     let mut ev = json!({
         "type": kind, "time": format!("2026-12-02T10:00:{second:02}.000Z"), "to": to, "description": kind,
         "message": {"id": ID, "owner": "Agent", "applicationId": "app", "time": "2026-12-02T10:00:00.000Z",
-            "segmentCount": 1, "direction": "out", "to": [to], "from": "Agent", "text": "", "channel": channel},
+            "segmentCount": 1, "direction": "out", "to": [to], "from": from, "text": "", "channel": channel},
     });
     for (k, v) in extra.as_object().cloned().unwrap_or_default() {
         ev[k] = v;
@@ -72,6 +73,7 @@ fn rbm_failed_then_sms_delivered_is_delivered_by_sms_in_any_order() {
         assert_eq!(v.text.as_deref(), Some("Rich hello"), "the text of the send, from its channel list");
         let rows = rows_for(&v, 0);
         assert_eq!((rows[0].channel.as_deref(), rows[0].message_type.as_str()), (Some("SMS"), "sms"));
+        assert_eq!(rows[0].source_tn, "+15551110000", "the sender the SMS went out as");
     }
 }
 
