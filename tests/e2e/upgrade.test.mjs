@@ -10,7 +10,7 @@ import { cpSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { startWorker, postCallback, ROOT, API } from './harness.mjs';
+import { startWorker, postCallback, waitFor, ROOT, API } from './harness.mjs';
 import { READS, VARS } from '../upgrade/data.mjs';
 
 const FIXTURE = join(ROOT, 'tests/upgrade/from-e627ca7');
@@ -137,6 +137,55 @@ test('a ledger written by the older layout answers every read the same while and
     assert.equal((await postCallback(w.url, [fresh])).status, 200);
     assert.equal((await (await fetch(`${w.url}/messages/up-new-1`, { headers: API })).json()).recipients[0].status, 'delivered');
     assert.deepEqual(await (await postCallback(w.url, [read])).json(), { stored: 0, duplicates: 1, conflicts: 0, quarantined: 0 });
+  } finally {
+    await w.stop();
+  }
+});
+
+test('a shard an earlier build left mid-move gains the Multi-Channel columns, then finishes the move', async () => {
+  const persistDir = join(mkdtempSync(join(tmpdir(), 'bw-ledger-midmove-')), 'state');
+  const vars = { ...VARS, MIGRATION_BATCH_ROWS: '1' };
+  let w = await startWorker({ build: 'build-test', vars, persistDir });
+  const sql = async (q) => {
+    const r = await fetch(`${w.url}/__test/shard-sql`, { method: 'POST', headers: API, body: JSON.stringify({ shard: 0, sql: q, params: [] }) });
+    assert.equal(r.status, 200, `${q}: ${await r.clone().text()}`);
+    return (await r.json()).rows;
+  };
+  const status = (id, to, extra = {}) => ({
+    type: 'message-delivered', time: '2026-11-20T10:00:05.000Z', description: 'ok', to,
+    message: { id, owner: 'Agent', applicationId: 'app', time: '2026-11-20T10:00:00.000Z', segmentCount: 1, direction: 'out', to: [to], from: 'Agent', text: '', ...extra },
+  });
+  try {
+    for (const [id, to] of [['mid-1', '+15552220001'], ['mid-2', '+15552220002']]) {
+      assert.equal((await postCallback(w.url, [status(id, to)])).status, 200);
+    }
+    // What a build before these columns left: both tables without them, one
+    // row in each, and the view over them (its triggers go with it below).
+    const old = 'message_id, destination_tn, source_tn, message_status, message_direction, message_type, segment_count, error_code, receive_time_ms, carrier_name, message_length, attachment_count, recipient_count, text, media, state, flags';
+    for (const q of [
+      'ALTER TABLE message_rows RENAME TO message_rows_v2',
+      'ALTER TABLE message_rows_v2 DROP COLUMN channel',
+      'ALTER TABLE message_rows_v2 DROP COLUMN read_time_ms',
+      'CREATE TABLE message_rows_v1 AS SELECT * FROM message_rows_v2 WHERE 0',
+      "INSERT INTO message_rows_v1 SELECT * FROM message_rows_v2 WHERE message_id = 'mid-1'",
+      "DELETE FROM message_rows_v2 WHERE message_id = 'mid-1'",
+      `CREATE VIEW message_rows AS SELECT ${old} FROM message_rows_v1 UNION ALL SELECT ${old} FROM message_rows_v2`,
+    ]) await sql(q);
+    await w.stop();
+    w = await startWorker({ build: 'build-test', vars, persistDir });
+    // Woken, the shard adds the columns to both tables and makes the view
+    // again; its alarm then moves the old row, and the view goes.
+    assert.equal((await fetch(`${w.url}/messages/mid-1`, { headers: API })).status, 200);
+    const tables = async () => (await sql("SELECT type, name FROM sqlite_master WHERE name LIKE 'message_rows%' ORDER BY name")).map((r) => `${r.type} ${r.name}`);
+    const done = await waitFor(async () => (await tables()).join() === 'table message_rows', 20_000);
+    assert.ok(done, `the move finished: ${await tables()}`);
+    assert.deepEqual((await sql('SELECT message_id, channel FROM message_rows ORDER BY message_id')),
+      [{ message_id: 'mid-1', channel: null }, { message_id: 'mid-2', channel: null }]);
+    // And the new columns are written: an RBM read of the old message.
+    const read = { ...status('mid-1', '+15552220001', { channel: 'RBM' }), type: 'message-read', time: '2026-11-20T10:00:09.000Z', eventTime: '2026-11-20T10:00:08.000Z' };
+    assert.equal((await postCallback(w.url, [read])).status, 200);
+    const listed = await (await fetch(`${w.url}/api/v2/users/${VARS.BW_ACCOUNT_ID}/messages?messageId=mid-1`, { headers: API })).json();
+    assert.deepEqual(listed.messages.map((x) => [x.channel, x.readTime, x.messageStatus]), [['RBM', '2026-11-20T10:00:08.000Z', 'DELIVERED']]);
   } finally {
     await w.stop();
   }
