@@ -437,3 +437,45 @@ test('search, filters, pages, the outcomes chart for a known data set, and repla
     await ops.stop();
   }
 });
+
+test('the channel filter lists RBM messages with their channel, and a suggestion reply is found by the replying number', async () => {
+  const rcs = await startWorker({ vars: { BW_ACCOUNT_ID: '9900000', LEDGER_SHARDS: '4' } });
+  const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  try {
+    const now = Date.now();
+    const rbmId = uniqueId('rbm');
+    const smsId = uniqueId('sms');
+    const replyId = uniqueId('sug');
+    const status = (id, channel, to, t) => [{ type: 'message-delivered', time: new Date(t).toISOString(), description: 'ok', to,
+      message: { id, owner: 'Agent', applicationId: 'app', time: new Date(t).toISOString(), segmentCount: 1, direction: 'out',
+        to: [to], from: channel === 'RBM' ? 'Agent' : '+15551110000', text: '', channel } }];
+    assert.equal((await postCallback(rcs.url, status(rbmId, 'RBM', '+15557770001', now - 3000))).status, 200);
+    assert.equal((await postCallback(rcs.url, status(smsId, 'SMS', '+15557770002', now - 2000))).status, 200);
+    const reply = [{ type: 'suggestion-response', time: new Date(now - 1000).toISOString(), description: 'Suggestion response received', to: 'Agent',
+      message: { id: replyId, owner: 'Agent', applicationId: 'app', time: new Date(now - 1000).toISOString(), segmentCount: 1, direction: 'in',
+        to: ['Agent'], from: '+15557770001', channel: 'RBM', suggestionResponse: { text: 'Track my parcel', postbackData: 'dHJhY2s=', pairedMessageId: rbmId } } }];
+    assert.equal((await postCallback(rcs.url, reply)).status, 200);
+
+    await p.goto(`${rcs.url}/`);
+    await p.getByLabel('API token (kept in this tab only)').fill(SECRETS.API_TOKEN);
+    await p.getByRole('button', { name: 'Open the ledger' }).click();
+    await p.locator('#rows tr').nth(2).waitFor({ timeout: 10000 });
+    await p.getByLabel('Channel').selectOption('RBM');
+    await p.getByRole('button', { name: 'Apply' }).click();
+    await p.locator('#list-state', { hasText: '2 rows' }).waitFor();
+    const ids = await p.locator('#rows tr').evaluateAll((trs) => trs.map((t) => t.dataset.messageId));
+    assert.deepEqual(ids.sort(), [rbmId, replyId].sort(), 'the SMS message is filtered out');
+    assert.ok((await p.locator(`#rows tr[data-message-id="${rbmId}"] .flag`).allInnerTexts()).includes('RBM'));
+
+    await p.getByLabel('Channel').selectOption('');
+    await p.getByLabel('Search').fill('+15557770001');
+    await p.getByRole('button', { name: 'Apply' }).click();
+    await p.locator('#list-state', { hasText: 'matching +15557770001' }).waitFor();
+    const found = await p.locator('#rows tr').evaluateAll((trs) => trs.map((t) => [t.dataset.messageId, t.cells[5].textContent]));
+    assert.ok(found.some(([id, text]) => id === replyId && text === 'Track my parcel'), JSON.stringify(found));
+    assert.ok(found.some(([id]) => id === rbmId), 'and the message it answers');
+  } finally {
+    await p.close();
+    await rcs.stop();
+  }
+});
