@@ -15,10 +15,11 @@ import { Contract } from '../support/openapi.mjs';
 const ACCOUNT = '9900000';
 const AGENT = 'BandwidthRBM';
 const NUMBER = '+15551110000';
-const KEYS = { web: 'mc-web-key-1', smsonly: 'mc-sms-key-2' };
+const KEYS = { web: 'mc-web-key-1', smsonly: 'mc-sms-key-2', uk: 'mc-uk-key-3' };
 const CLIENT_KEYS = JSON.stringify([
   { id: 'web', key_sha256: sha256(KEYS.web), allowed_from: [NUMBER, AGENT], allowed_origins: ['https://app.example.com'], allowed_applications: ['app-rbm', 'app-sms'], daily_quota: 100 },
   { id: 'smsonly', key_sha256: sha256(KEYS.smsonly), allowed_from: [NUMBER], allowed_applications: ['app-rbm', 'app-sms'] },
+  { id: 'uk', key_sha256: sha256(KEYS.uk), allowed_from: [NUMBER, AGENT], allowed_applications: ['app-rbm', 'app-sms'], allowed_destinations: ['+4477'] },
 ]);
 
 let w;
@@ -135,13 +136,14 @@ test('RBM fails and SMS is delivered: channel SMS with the RBM attempt in its hi
   assert.equal(fell.channel, 'SMS');
   assert.equal(fell.status, 'delivered', 'a failed RBM attempt is not the outcome when SMS delivered');
   assert.deepEqual(fell.flags, [], 'no contradiction: two channels, one outcome each');
-  assert.deepEqual(fell.channelHistory.map((a) => [a.channel, a.status, a.errorCode]),
-    [['RBM', 'failed', 4770], ['SMS', 'delivered', null]]);
+  assert.deepEqual(fell.channelHistory.map((a) => [a.channel, a.from, a.status, a.errorCode]),
+    [['RBM', AGENT, 'failed', 4770], ['SMS', NUMBER, 'delivered', null]]);
   assert.equal(fell.errorCode, null);
 
   const list = await listRows(`messageId=${data.id}`);
-  assert.deepEqual(list.messages.map((x) => [x.destinationTn, x.channel, x.messageStatus, x.messageType]).sort(),
-    [['+15552220011', 'RBM', 'DELIVERED', 'rcs'], ['+15552220012', 'SMS', 'DELIVERED', 'sms']]);
+  assert.deepEqual(list.messages.map((x) => [x.destinationTn, x.channel, x.messageStatus, x.messageType, x.sourceTn]).sort(),
+    [['+15552220011', 'RBM', 'DELIVERED', 'rcs', AGENT], ['+15552220012', 'SMS', 'DELIVERED', 'sms', NUMBER]],
+    'each row names the sender its channel went out as');
   // One forward outcome per recipient and status, each naming its channel.
   const forwards = await waitFor(() => {
     const f = receiver.seen.filter((s) => s.body?.messageId === data.id && s.body.status === 'delivered' && s.status < 300);
@@ -246,6 +248,16 @@ test('a key refuses a channelList entry whose from it may not use, with 403, and
   assert.equal(bad.status, 400);
   const fields = (await bad.json()).fieldErrors.map((e) => e.fieldName);
   assert.deepEqual(fields, ['channelList[0].channel', 'channelList[1].content']);
+  // The key's destination rule holds for the multi-channel `to` too.
+  const abroad = await send({ to: '+15552220041', channelList: [rbm()] }, { key: KEYS.uk });
+  assert.equal(abroad.status, 403);
+  assert.match((await abroad.json()).description, /\+15552220041/);
+  // A browser's preflight for the route is answered for the key's origin.
+  const pre = await fetch(`${w.url}/api/v2/users/${ACCOUNT}/messages/multiChannel`, {
+    method: 'OPTIONS', headers: { Origin: 'https://app.example.com', 'Access-Control-Request-Method': 'POST' },
+  });
+  assert.equal(pre.status, 204);
+  assert.equal(pre.headers.get('access-control-allow-origin'), 'https://app.example.com');
   const five = await send({ to: '+15552220041', channelList: [smsEntry(), smsEntry(), smsEntry(), smsEntry(), smsEntry()] });
   assert.equal(five.status, 400);
   assert.equal(fake.multiChannel.requests.length, before, 'still nothing sent');

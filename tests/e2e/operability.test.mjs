@@ -225,6 +225,13 @@ test('every route answers as the OpenAPI document says, errors included', async 
     await call('POST', `/api/v2/users/1234/messages`, { headers: { ...key, 'Content-Type': 'application/json' }, body: sendBody() });
     await call('OPTIONS', list, { headers: { Origin: 'https://app.example.com', 'Access-Control-Request-Method': 'POST' } });
     await call('OPTIONS', list, { headers: { Origin: 'https://evil.example.com', 'Access-Control-Request-Method': 'POST' } });
+    // The multi-channel send proxy.
+    const multi = `${list}/multiChannel`;
+    const mcBody = (extra = {}) => JSON.stringify({ to: '+15552220001', channelList: [{ channel: 'SMS', from: '+15551110000', content: { text: 'hi' } }], ...extra });
+    await call('POST', multi, { headers: { ...API, 'Content-Type': 'application/json' }, body: mcBody() });
+    await call('POST', multi, { headers: { ...API, 'Content-Type': 'application/json' }, body: mcBody({ channelList: [] }) });
+    await call('POST', multi, { headers: { 'Content-Type': 'application/json' }, body: mcBody() });
+    await call('OPTIONS', multi, { headers: { Origin: 'https://app.example.com', 'Access-Control-Request-Method': 'POST' } });
     // The live feed: an upgrade, a refusal, and a plain GET.
     const upgraded = await new Promise((resolve, reject) => {
       const ws = new WebSocket(`${w.url.replace('http', 'ws')}/live`, ['bw-ledger', `token.${SECRETS.API_TOKEN}`]);
