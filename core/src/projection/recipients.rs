@@ -138,7 +138,10 @@ fn recipient(events: &[&Parsed], number: String, shape: &Shape) -> RecipientStat
         at.is_some_and(|i| shape.order[i + 1..].iter().any(|o| !attempts.iter().any(|a| a.channel == Some(*o))))
     });
     let mut status = carrying.map_or(RecipientState::Accepted, |a| a.status);
-    if status == RecipientState::Failed && untried {
+    // Falling back: not failed, and no error code of its own (the failed
+    // channel's stays in `channel_history`).
+    let falling_back = status == RecipientState::Failed && untried;
+    if falling_back {
         status = RecipientState::Sending;
     }
     let mut flags = Vec::new();
@@ -164,7 +167,7 @@ fn recipient(events: &[&Parsed], number: String, shape: &Shape) -> RecipientStat
     RecipientStatus {
         number,
         status,
-        error_code: winner.and_then(|e| e.stored.record.error_code),
+        error_code: winner.and_then(|e| e.stored.record.error_code).filter(|_| !falling_back),
         description: carrying.and_then(Attempt::description),
         flags,
         updated_at: winner.and_then(|e| e.stored.record.time.clone()),

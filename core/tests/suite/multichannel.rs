@@ -83,6 +83,8 @@ fn a_failed_channel_with_another_to_try_is_sending_and_the_last_failure_is_final
     let failed_rbm = status("message-failed", to, "RBM", 1, json!({"errorCode": 4770}));
     let v = view_of(&[accepted(&[to]), failed_rbm.clone()]);
     assert_eq!(v.recipients[0].status, RecipientState::Sending, "SMS is still to try");
+    assert_eq!(v.recipients[0].error_code, None, "the RBM failure's code stays in the history");
+    assert_eq!(v.recipients[0].channel_history[0].error_code, Some(4770));
     // The send's channel list counts wherever its record sorts.
     let mut early = failed_rbm.clone();
     early["time"] = json!("2026-12-02T09:59:59.000Z");
