@@ -249,39 +249,43 @@ pub fn csv_header() -> Vec<u8> {
 pub fn csv_lines(view: &MessageView, time_ms: i64) -> Vec<u8> {
     let time = format_rfc3339_ms(time_ms);
     let direction = view.direction.clone().unwrap_or_default();
-    let from = view.from.clone().unwrap_or_default();
     let text = view.text.clone().unwrap_or_default();
     let segments = view.segment_count.map(|n| n.to_string()).unwrap_or_default();
     let media = view.media.join(" ");
     let tag = view.tag.clone().unwrap_or_default();
     let mut out = Vec::new();
-    let mut line = |to: &str, status: &str, error_code: String, flags: String, channel: &str, read_time: &str| {
-        out.extend(csv_text(&[
-            &view.message_id,
-            &time,
-            &direction,
-            &from,
-            to,
-            status,
-            &error_code,
-            &text,
-            &segments,
-            &flags,
-            &media,
-            &tag,
-            channel,
-            read_time,
-        ]));
-    };
+    // Per recipient: who it went out as (a Multi-Channel message's carrying
+    // entry), to whom, and how it ended.
+    let mut line =
+        |from: &str, to: &str, status: &str, error_code: String, flags: String, channel: &str, read_time: &str| {
+            out.extend(csv_text(&[
+                &view.message_id,
+                &time,
+                &direction,
+                from,
+                to,
+                status,
+                &error_code,
+                &text,
+                &segments,
+                &flags,
+                &media,
+                &tag,
+                channel,
+                read_time,
+            ]));
+        };
     if view.recipients.is_empty() {
-        line("", "", String::new(), String::new(), "", "");
+        line(view.from.as_deref().unwrap_or(""), "", "", String::new(), String::new(), "", "");
     }
     for r in &view.recipients {
         let flags: Vec<String> =
             r.flags.iter().filter_map(|f| serde_json::to_value(f).ok()?.as_str().map(str::to_owned)).collect();
         let error_code = r.error_code.map(|c| c.to_string()).unwrap_or_default();
         let channel = r.channel.map_or("", |c| c.as_str());
-        line(&r.number, r.status.as_str(), error_code, flags.join(";"), channel, r.read_time.as_deref().unwrap_or(""));
+        let from = r.sent_from().or(view.from.as_deref()).unwrap_or("");
+        let read_time = r.read_time.as_deref().unwrap_or("");
+        line(from, &r.number, r.status.as_str(), error_code, flags.join(";"), channel, read_time);
     }
     out
 }

@@ -161,8 +161,8 @@ test('RBM fails and SMS is delivered: channel SMS with the RBM attempt in its hi
   const line = (await nd.text()).split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((x) => x.messageId === data.id);
   assert.equal(line.recipients.find((r) => r.number === '+15552220012').channel, 'SMS');
   const csv = parseCsv(await (await fetch(`${w.url}/export?from=${from}&format=csv`, { headers: API })).text(), { columns: true });
-  assert.deepEqual(csv.filter((x) => x.messageId === data.id).map((x) => [x.to, x.channel]).sort(),
-    [['+15552220011', 'RBM'], ['+15552220012', 'SMS']]);
+  assert.deepEqual(csv.filter((x) => x.messageId === data.id).map((x) => [x.to, x.channel, x.from]).sort(),
+    [['+15552220011', 'RBM', AGENT], ['+15552220012', 'SMS', NUMBER]]);
 });
 
 test('a suggestion reply shows in the original message\'s timeline, in a forward and on /live', async () => {

@@ -75,13 +75,7 @@ pub fn rows_for(view: &MessageView, first_received_ms: i64) -> Vec<ListRow> {
                 message_id: view.message_id.clone(),
                 destination_tn: r.number.clone(),
                 // A Multi-Channel message goes out as its carrying entry's `from`.
-                source_tn: r
-                    .channel_history
-                    .iter()
-                    .find(|a| Some(a.channel) == r.channel)
-                    .and_then(|a| a.from.clone())
-                    .or_else(|| view.from.clone())
-                    .unwrap_or_default(),
+                source_tn: r.sent_from().or(view.from.as_deref()).unwrap_or_default().to_owned(),
                 message_status: r.status.bandwidth_status().to_owned(),
                 message_direction: if inbound { "INBOUND" } else { "OUTBOUND" }.to_owned(),
                 message_type: r.channel.map_or(message_type, Channel::message_type).to_owned(),

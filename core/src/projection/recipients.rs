@@ -52,6 +52,14 @@ pub struct RecipientStatus {
     pub read_time: Option<String>,
 }
 
+impl RecipientStatus {
+    /// Who the message went out as to this recipient, when a Multi-Channel
+    /// channel carried it: that entry's `from`.
+    pub fn sent_from(&self) -> Option<&str> {
+        self.channel_history.iter().find(|a| Some(a.channel) == self.channel)?.from.as_deref()
+    }
+}
+
 /// One channel tried for one recipient, and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
