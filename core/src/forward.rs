@@ -149,7 +149,7 @@ pub fn changes(previous: &[(String, RecipientState)], view: &MessageView) -> Vec
                 "errorCode": r.error_code,
                 "description": r.description,
                 "time": r.updated_at,
-                "from": view.from,
+                "from": r.sent_from().or(view.from.as_deref()),
                 "event": event,
             });
             (ChangeKind::Status, doc)

@@ -150,8 +150,8 @@ test('RBM fails and SMS is delivered: channel SMS with the RBM attempt in its hi
     return f.length === 2 && f;
   });
   assert.ok(forwards, 'both deliveries forwarded');
-  assert.deepEqual(forwards.map((f) => [f.body.recipient, f.body.channel]).sort(),
-    [['+15552220011', 'RBM'], ['+15552220012', 'SMS']]);
+  assert.deepEqual(forwards.map((f) => [f.body.recipient, f.body.channel, f.body.from]).sort(),
+    [['+15552220011', 'RBM', AGENT], ['+15552220012', 'SMS', NUMBER]]);
   assert.ok(!receiver.seen.some((s) => s.body?.messageId === data.id && s.body.status === 'failed'),
     'the RBM failure with SMS still to try is not forwarded as the recipient\'s outcome');
 
