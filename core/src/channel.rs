@@ -13,9 +13,9 @@
 //! copy ([`tied_copy`]), under the paired message's id too, so that
 //! message's timeline shows the reply wherever its shard is.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::event::{CallbackEvent, EventKind};
+use crate::event::{message_of, CallbackEvent, EventKind};
 
 crate::stored_enum! {
     /// A Multi-Channel channel, by Bandwidth's name.
@@ -37,14 +37,10 @@ impl Channel {
     }
 }
 
-fn message(event: &Value) -> Option<&Map<String, Value>> {
-    event.get("message")?.as_object()
-}
-
 /// The channel an event is about: `message.channel`, else a top-level
 /// `channel`. Unknown names are no channel.
 pub fn channel_of(event: &Value) -> Option<Channel> {
-    let name = message(event).and_then(|m| m.get("channel")).or_else(|| event.get("channel"))?;
+    let name = message_of(event).and_then(|m| m.get("channel")).or_else(|| event.get("channel"))?;
     Channel::parse(name.as_str()?)
 }
 
@@ -58,7 +54,7 @@ pub fn read_time(event: &Value) -> Option<&str> {
 /// `suggestionResponse` (Bandwidth's field), of its `locationResponse`, or
 /// of its `message`.
 pub fn paired_message_id(event: &Value) -> Option<&str> {
-    let m = message(event)?;
+    let m = message_of(event)?;
     ["suggestionResponse", "locationResponse"]
         .iter()
         .find_map(|f| m.get(*f)?.get("pairedMessageId")?.as_str())
@@ -80,14 +76,13 @@ pub fn tied_copy(ev: &CallbackEvent) -> Option<CallbackEvent> {
         return None;
     }
     let paired = paired_message_id(&ev.raw).filter(|p| *p != ev.message_id)?;
-    let replier = message(&ev.raw).and_then(|m| m.get("from")?.as_str()).map(str::to_owned);
+    let replier = message_of(&ev.raw).and_then(|m| m.get("from")?.as_str()).map(str::to_owned);
     Some(CallbackEvent { message_id: paired.to_owned(), recipient: replier, ..ev.clone() })
 }
 
-/// The channels a multi-channel send listed, in its order (the accepted
-/// record's `message.channelList`); empty for any other message.
-pub fn channel_order(message: &Map<String, Value>) -> Vec<Channel> {
-    let Some(Value::Array(list)) = message.get("channelList") else { return Vec::new() };
+/// The channels a multi-channel send listed (its `channelList`), in order.
+pub fn channel_order(channel_list: &Value) -> Vec<Channel> {
+    let Value::Array(list) = channel_list else { return Vec::new() };
     list.iter().filter_map(|e| Channel::parse(e.get("channel")?.as_str()?)).collect()
 }
 

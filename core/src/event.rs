@@ -113,11 +113,16 @@ pub struct CallbackEvent {
     pub raw_json: String,
 }
 
+/// The nested `message` object of an event as Bandwidth sent it.
+pub fn message_of(event: &Value) -> Option<&Map<String, Value>> {
+    event.get("message")?.as_object()
+}
+
 impl CallbackEvent {
     /// The nested `message` object (always present on a parsed event).
     pub fn message(&self) -> &Map<String, Value> {
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-        self.raw.get("message").and_then(Value::as_object).unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+        message_of(&self.raw).unwrap_or_else(|| EMPTY.get_or_init(Map::new))
     }
 
     pub fn time_ms(&self) -> Option<i64> {

@@ -124,8 +124,7 @@ pub fn project(message_id: &str, records: &MessageRecords) -> Option<MessageView
     let is_group = to.len() > 1;
     let is_mms = !media.is_empty() || own.iter().any(|e| !e.msg_strings("media").is_empty());
     let channel_list = own.iter().find_map(|e| e.message()?.get("channelList").filter(|v| v.is_array()).cloned());
-    let order: Vec<Channel> =
-        own.iter().filter_map(|e| e.message()).map(channel_order).find(|o| !o.is_empty()).unwrap_or_default();
+    let order: Vec<Channel> = channel_list.as_ref().map(channel_order).unwrap_or_default();
     let shape = Shape { to: &to, direction: direction.as_deref(), handoff_only: is_group || is_mms, order: &order };
     let recipients = project_recipients(&own, &shape);
     let mut view = MessageView {

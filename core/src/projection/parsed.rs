@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::channel::entry_text;
-use crate::event::EventKind;
+use crate::event::{message_of, EventKind};
 use crate::records::StoredEvent;
 
 pub(super) struct Parsed<'a> {
@@ -16,7 +16,7 @@ pub(super) struct Parsed<'a> {
 
 impl Parsed<'_> {
     pub(super) fn message(&self) -> Option<&Map<String, Value>> {
-        self.raw.get("message").and_then(Value::as_object)
+        message_of(&self.raw)
     }
     pub(super) fn msg_str(&self, field: &str) -> Option<String> {
         self.message()?.get(field)?.as_str().map(str::to_owned)
@@ -27,9 +27,9 @@ impl Parsed<'_> {
             _ => Vec::new(),
         }
     }
-    /// The length of `message.text`, and whether it or `message.media`
-    /// has content, read in place (this runs for every event on every
-    /// callback of the message).
+    /// The length of the event's text (`text`), and whether it or
+    /// `message.media` has content, read in place (this runs for every
+    /// event on every callback of the message).
     pub(super) fn text_len(&self) -> usize {
         self.text().map_or(0, str::len)
     }
