@@ -16,8 +16,8 @@ use serde_json::{Map, Value};
 
 use crate::channel::Channel;
 use crate::send::{
-    body_object, field_error, is_e164, is_sender_id, Endpoint, FieldError, SendCheck, Sender, ValidSend,
-    MAX_MEDIA_PER_SEND, MAX_TEXT_CHARS,
+    body_object, field_error, is_e164, Endpoint, FieldError, SendCheck, Sender, ValidSend, MAX_MEDIA_PER_SEND,
+    MAX_TEXT_CHARS,
 };
 
 /// Entries in a `channelList`, at most (Bandwidth's `maxItems`).
@@ -84,72 +84,75 @@ fn channel_list(v: &mut SendCheck, default_application_id: Option<&str>) -> Vec<
     let mut senders = Vec::new();
     let mut kept = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
-        let at = format!("channelList[{i}]");
-        let mut errors = Vec::new();
-        match check_entry(entry, &at, default_application_id, &mut errors) {
-            Some((sender, entry)) if errors.is_empty() => {
+        match check_entry(entry, default_application_id) {
+            Ok((sender, entry)) => {
                 senders.push(sender);
                 kept.push(entry);
             }
-            _ => v.errors.extend(errors),
+            Err(errors) => v.errors.extend(
+                errors
+                    .into_iter()
+                    .map(|e| FieldError { field_name: format!("channelList[{i}].{}", e.field_name), ..e }),
+            ),
         }
     }
     v.keep("channelList", Value::Array(kept));
     senders
 }
 
-/// One entry: its sender and the entry as forwarded, or `errors` says why.
-fn check_entry(
-    entry: &Value,
-    at: &str,
-    default_application_id: Option<&str>,
-    errors: &mut Vec<FieldError>,
-) -> Option<(Sender, Value)> {
-    let mut fail = |field: &str, why: &str| errors.push(field_error(&format!("{at}.{field}"), why));
+/// One entry: its sender and the entry as forwarded, or why not (fields
+/// named within the entry). An entry is read with Create Message's rules
+/// where they are the same (`SendCheck`: `applicationId`, an SMS or MMS
+/// `from`).
+fn check_entry(entry: &Value, default_application_id: Option<&str>) -> Result<(Sender, Value), Vec<FieldError>> {
     let Some(obj) = entry.as_object() else {
-        fail("channel", "Each channel entry must be an object.");
-        return None;
+        return Err(vec![field_error("channel", "Each channel entry must be an object.")]);
     };
-    let field = |k: &str| obj.get(k).filter(|v| !v.is_null());
-    let channel = field("channel").and_then(Value::as_str).and_then(Channel::parse);
+    let mut v = SendCheck::new(obj);
+    let channel = v.get("channel").and_then(Value::as_str).and_then(Channel::parse);
     if channel.is_none() {
-        fail("channel", "`channel` must be RBM, SMS or MMS.");
+        v.fail("channel", "`channel` must be RBM, SMS or MMS.");
     }
-    let from = field("from").and_then(Value::as_str).map(str::to_owned);
-    match (&from, channel) {
-        (None, _) => fail("from", "`from` is required, as a string."),
-        (Some(f), Some(Channel::Rbm)) if !is_rbm_sender(f) => fail(
+    let from = match channel {
+        Some(Channel::Sms | Channel::Mms) => v.from(),
+        Some(Channel::Rbm) => agent_from(&mut v, true),
+        None => agent_from(&mut v, false),
+    };
+    v.application_id(default_application_id);
+    match (obj.get("content").filter(|c| !c.is_null()), channel) {
+        (Some(Value::Object(content)), Some(c)) => {
+            for (f, why) in check_content(c, content) {
+                v.fail(&format!("content{f}"), &why);
+            }
+        }
+        (_, Some(_)) => v.fail("content", "`content` is required, as an object."),
+        (_, None) => {}
+    }
+    let application_id = v.out.get("applicationId").and_then(Value::as_str).map(str::to_owned);
+    match (v.errors.is_empty(), from, application_id) {
+        (true, Some(from), Some(application_id)) => {
+            let mut kept: Map<String, Value> = obj.clone();
+            kept.insert("applicationId".into(), Value::String(application_id.clone()));
+            Ok((Sender { from, application_id }, Value::Object(kept)))
+        }
+        _ => Err(v.errors),
+    }
+}
+
+/// An RBM entry's `from`: an agent's sender id (held to its rule when
+/// `check`; an entry of no known channel is only required to have one).
+fn agent_from(v: &mut SendCheck, check: bool) -> Option<String> {
+    let from = v.string("from");
+    match &from {
+        Some(f) if !check || is_rbm_sender(f) => {}
+        Some(_) => v.fail(
             "from",
             &format!("`from` of an RBM entry must be a sender id of 1 to {MAX_RBM_SENDER_CHARS} printable characters."),
         ),
-        (Some(f), Some(Channel::Sms | Channel::Mms)) if !(is_e164(f) || is_sender_id(f)) => fail(
-            "from",
-            "`from` must be an E.164 number or an alphanumeric sender ID of at most 11 characters with at least one letter.",
-        ),
-        _ => {}
+        None if v.failed("from") => {}
+        None => v.fail("from", "`from` is required."),
     }
-    let application_id = match field("applicationId") {
-        Some(Value::String(a)) if !a.trim().is_empty() => Some(a.clone()),
-        None => default_application_id.map(str::to_owned),
-        Some(_) => None,
-    };
-    if application_id.is_none() {
-        fail("applicationId", "`applicationId` is required, as a string (none is configured as a default).");
-    }
-    match (field("content"), channel) {
-        (Some(Value::Object(content)), Some(c)) => {
-            for (f, why) in check_content(c, content) {
-                fail(&format!("content{f}"), &why);
-            }
-        }
-        (_, Some(_)) => fail("content", "`content` is required, as an object."),
-        (_, None) => {}
-    }
-    let (from, application_id) = (from?, application_id?);
-    channel?;
-    let mut kept: Map<String, Value> = obj.clone();
-    kept.insert("applicationId".into(), Value::String(application_id.clone()));
-    Some((Sender { from, application_id }, Value::Object(kept)))
+    from
 }
 
 /// An RBM agent's sender id: printable, trimmed, not too long.

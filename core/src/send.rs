@@ -152,7 +152,7 @@ impl<'a> SendCheck<'a> {
         self.errors.push(field_error(field, description));
     }
 
-    fn failed(&self, field: &str) -> bool {
+    pub(crate) fn failed(&self, field: &str) -> bool {
         self.errors.iter().any(|e| e.field_name == field)
     }
 
@@ -177,7 +177,7 @@ impl<'a> SendCheck<'a> {
         }
     }
 
-    fn application_id(&mut self, default: Option<&str>) {
+    pub(crate) fn application_id(&mut self, default: Option<&str>) {
         match self.string("applicationId").or_else(|| default.map(str::to_owned)) {
             Some(id) if !id.trim().is_empty() => self.keep("applicationId", Value::String(id)),
             _ if self.failed("applicationId") => {}
@@ -213,7 +213,7 @@ impl<'a> SendCheck<'a> {
         to
     }
 
-    fn from(&mut self) -> Option<String> {
+    pub(crate) fn from(&mut self) -> Option<String> {
         let from = self.string("from");
         match &from {
             Some(f) if is_e164(f) || is_sender_id(f) => self.keep("from", Value::String(f.clone())),

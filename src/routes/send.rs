@@ -230,9 +230,13 @@ async fn opted_out(env: &Env, valid: &ValidSend, opt_out_override: bool) -> Resu
         let q = CheckRequest { from: from.to_owned(), to: valid.to.clone() };
         book::<opt_outs::Check>(env, &q).await
     });
-    let mut numbers = Vec::new();
+    let mut numbers: Vec<String> = Vec::new();
     for reply in futures_util::future::join_all(checks).await {
-        numbers.extend(reply?.opted_out.into_iter().filter(|n| !numbers.contains(n)).collect::<Vec<_>>());
+        for n in reply?.opted_out {
+            if !numbers.contains(&n) {
+                numbers.push(n);
+            }
+        }
     }
     Ok(numbers)
 }
