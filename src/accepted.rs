@@ -49,7 +49,7 @@ pub async fn send_confirmation(env: &Env, to: &str, from: &str) {
         body["applicationId"] = app.into();
     }
     match create_message(env, &config, &account, Endpoint::Message, &body.to_string()).await {
-        Ok(reply) if (200..300).contains(&reply.status) => match ShardClient::open(env, &config) {
+        Ok(reply) if (200..300).contains(&reply.status) => match ShardClient::open(env, &config).await {
             Ok(shards) => record(&shards, &reply.body, false, Endpoint::Message).await,
             _ => crate::log::log_error!("opt-outs: confirmation sent, but the ledger is not configured to record it"),
         },

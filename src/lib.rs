@@ -36,6 +36,7 @@ pub use objects::key_guard::KeyGuard;
 pub use objects::ledger::LedgerShard;
 pub use objects::live_hub::LiveHub;
 pub use objects::opt_outs::OptOutBook;
+pub use objects::shard_map::ShardMap;
 pub use objects::target_pacer::TargetPacer;
 pub use objects::target_registry::TargetRegistry;
 pub use objects::token_broker::TokenBroker;
@@ -86,7 +87,8 @@ async fn handle(
     let route = route?;
     if let Route::Message(id) | Route::Media { message_id: id, .. } = &route {
         trace.message_id = Some(id.clone());
-        trace.shard = config.shards().ok().map(|n| bw_ledger_core::shard::shard_for(id, n));
+        let count = shard_client::known_count().or_else(|| config.shards().ok());
+        trace.shard = count.map(|n| bw_ledger_core::shard::shard_for(id, n));
     }
     // Operator routes take the API token only, checked here once.
     if route.operator_only() {
@@ -115,6 +117,7 @@ async fn handle(
         Route::Erasure => routes::lifecycle::erasure(req, env, config).await,
         Route::OpenApi => routes::ops::openapi(),
         Route::Metrics => routes::ops::metrics(env, config).await,
+        Route::Shards => routes::ops::shards(env, config).await,
         Route::Outcomes => routes::ops::outcomes(env, config).await,
         Route::Media { message_id, path } => routes::media::serve(req, env, config, message_id, path).await,
         Route::OptOuts => routes::optouts::list(req, env).await,

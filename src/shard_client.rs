@@ -6,8 +6,11 @@ use std::pin::pin;
 use std::time::Duration;
 
 use bw_ledger_core::ingest::ShardStore;
-use bw_ledger_core::shard::shard_for;
+use std::cell::Cell;
+
+use bw_ledger_core::shard::{shard_for, Ask};
 use bw_ledger_core::wire::ledger::{self, name as shard_name};
+use bw_ledger_core::wire::shard_map;
 use bw_ledger_core::wire::{IngestBatch, IngestReply, Method};
 use bw_ledger_core::ApiError;
 use futures_util::future::{select, Either};
@@ -21,11 +24,41 @@ pub struct ShardClient {
     count: u32,
 }
 
+thread_local! {
+    /// The shard count in force, once this isolate has asked for it. It
+    /// never changes once recorded, so it is asked for once per isolate.
+    static IN_FORCE: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// The shard count in force, if this isolate knows it yet (for logs).
+pub fn known_count() -> Option<u32> {
+    IN_FORCE.with(Cell::get)
+}
+
+/// The shard count in force: the layout the shard map recorded, which the
+/// first Worker to ask set from its `LEDGER_SHARDS`. A var that differs
+/// from it is noted there, logged, and routes nothing.
+async fn count_in_force(env: &Env, config: &Config) -> Result<u32, ApiError> {
+    if let Some(count) = known_count() {
+        return Ok(count);
+    }
+    let asked = config.shards()?;
+    let layouts = crate::object_call::call::<shard_map::Resolve>(env, shard_map::NAME, &Ask { count: asked }).await?;
+    let count = layouts.in_force.count;
+    if count != asked {
+        crate::log::log_warn!(
+            "LEDGER_SHARDS is {asked}, but the data is laid out over {count} shards: routing by {count} (GET /shards)"
+        );
+    }
+    IN_FORCE.with(|c| c.set(Some(count)));
+    Ok(count)
+}
+
 impl ShardClient {
     /// The one way to reach the shards: the `LEDGER` binding, and as many
-    /// shards as `LEDGER_SHARDS` says.
-    pub fn open(env: &Env, config: &Config) -> Result<Self, ApiError> {
-        Ok(Self { namespace: namespace::<ledger::Object>(env)?, count: config.shards()? })
+    /// shards as the layout in force has (see [`count_in_force`]).
+    pub async fn open(env: &Env, config: &Config) -> Result<Self, ApiError> {
+        Ok(Self { namespace: namespace::<ledger::Object>(env)?, count: count_in_force(env, config).await? })
     }
 
     pub fn count(&self) -> u32 {

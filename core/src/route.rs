@@ -56,6 +56,8 @@ pub enum Route {
     },
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `GET /shards`: the shard layout in force and the counts asked for.
+    Shards,
     /// `GET /openapi.json`: the API's OpenAPI 3.1 document.
     OpenApi,
     /// `GET /stats/outcomes`: recipient outcomes by hour, last 24 hours.
@@ -104,6 +106,7 @@ impl Route {
                 | Self::Erasure
                 | Self::Export
                 | Self::Metrics
+                | Self::Shards
                 | Self::Outcomes
                 | Self::OptOuts
                 | Self::OptOutAdd
@@ -146,6 +149,7 @@ impl Route {
             Self::Export => "GET /export",
             Self::Media { .. } => "GET /media/{messageId}/{name}",
             Self::Metrics => "GET /metrics",
+            Self::Shards => "GET /shards",
             Self::OpenApi => "GET /openapi.json",
             Self::Outcomes => "GET /stats/outcomes",
             Self::OptOuts => "GET /optouts",
@@ -197,6 +201,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         "/erasure" => only("POST", Route::Erasure),
         "/export" => only("GET", Route::Export),
         "/metrics" => only("GET", Route::Metrics),
+        "/shards" => only("GET", Route::Shards),
         "/openapi.json" => only("GET", Route::OpenApi),
         "/stats/outcomes" => only("GET", Route::Outcomes),
         "/optouts" => match method {

@@ -149,6 +149,22 @@ pub mod ledger {
     pub use crate::shard::shard_name as name;
 }
 
+/// Methods of the shard map (`ShardMap`, one object): the shard layout in
+/// force, recorded once (`crate::shard`).
+pub mod shard_map {
+    use crate::shard::{Ask, Layouts};
+
+    object! {
+        binding = "SHARD_MAP";
+        /// The layout in force, recording the asker's count as that layout
+        /// if none is yet, or as a request if it differs.
+        Resolve = "/resolve": Ask => Layouts;
+    }
+
+    /// The one map's object name.
+    pub const NAME: &str = "shard-map";
+}
+
 /// Methods of the opt-out book (`OptOutBook`, one object).
 pub mod opt_outs {
     use super::*;

@@ -32,7 +32,7 @@ pub async fn receive(req: &mut Request, env: &Env, config: &Config, trace: &mut 
     }
     let body = http::read_bounded(req, MAX_CALLBACK_BODY).await?;
     let parsed = parse_callback_body(&body);
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     // The log line names the message when the callback is about one (as
     // Bandwidth's almost always are).
     if let Some(first) = parsed.events.first() {

@@ -33,7 +33,7 @@ fn sweep_request(config: &Config, continue_by_alarm: bool) -> Result<SweepReques
 /// the count of messages deleted.
 pub async fn run(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let request = sweep_request(config, false)?;
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let replies = in_batches::<ledger::Sweep>(&shards, &request, |r| r.more).await?;
     let purged: u64 = replies.iter().map(|r| u64::from(r.purged)).sum();
     sweep_guards(env, config, &request).await?;
@@ -46,7 +46,7 @@ pub async fn run(env: &Env, config: &Config) -> Result<Response, ApiError> {
 pub async fn scheduled(env: &Env, config: &Config) {
     let started = async {
         let request = sweep_request(config, true)?;
-        let shards = ShardClient::open(env, config)?;
+        let shards = ShardClient::open(env, config).await?;
         let replies = shards.call_all::<ledger::Sweep>(&request).await?;
         sweep_guards(env, config, &request).await?;
         Ok::<u64, ApiError>(replies.iter().map(|r| u64::from(r.purged)).sum())
@@ -67,7 +67,7 @@ pub async fn erasure(req: &mut Request, env: &Env, config: &Config) -> Result<Re
     let body = http::read_bounded(req, MAX_ERASURE_BODY).await?;
     let number = parse_erasure(&body)?;
     let request = EraseRequest { number, now_ms: now_ms(), limit: BATCH };
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let replies = in_batches::<ledger::Erase>(&shards, &request, |r| r.more).await?;
     let erased: u64 = replies.iter().map(|r| u64::from(r.erased)).sum();
     let quarantined: u64 = replies.iter().map(|r| u64::from(r.quarantined)).sum();
@@ -178,7 +178,7 @@ impl Export {
 pub async fn export(req: &Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
     let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
     let (from_ms, to_ms, format) = parse_export(url.query())?;
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let state = Export { shards, format, from_ms, to_ms, shard: 0, after: None, header_sent: false };
     let body = futures_util::stream::unfold(state, Export::next_chunk);
     let headers = Headers::new();

@@ -23,7 +23,7 @@ pub async fn serve(
     path: String,
 ) -> Result<Response, ApiError> {
     let scope = super::authorize_reader(http::header(req, "Authorization").as_deref(), env, config).await?;
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let shard = shards.shard_of(&message_id);
     let found = shards.call::<ledger::Media>(shard, &MediaQuery { message_id, path }).await?;
     // A key outside the message's numbers learns nothing, not even whether

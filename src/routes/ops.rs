@@ -1,11 +1,13 @@
 //! What operators read: `GET /metrics` (Prometheus text), `GET
-//! /stats/outcomes` (the console's chart) and `GET /openapi.json` (the API
-//! described). Figures come from every shard, merged in the core.
+//! /stats/outcomes` (the console's chart), `GET /shards` (the shard layout)
+//! and `GET /openapi.json` (the API described). Figures come from every shard, merged in the core.
 
+use bw_ledger_core::list::ListQuery;
 use bw_ledger_core::metrics::{render, ShardMetrics};
+use bw_ledger_core::shard::Ask;
 use bw_ledger_core::stats::{merge, window_start, OutcomeQuery};
 use bw_ledger_core::targets::views::render_states;
-use bw_ledger_core::wire::{ledger, opt_outs, Empty};
+use bw_ledger_core::wire::{ledger, opt_outs, shard_map, Empty};
 use bw_ledger_core::ApiError;
 use worker::{Env, Response};
 
@@ -18,7 +20,7 @@ const OPENAPI: &str = include_str!("../openapi.json");
 
 /// `GET /metrics` (API token).
 pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let mut total = ShardMetrics::default();
     for figures in shards.call_all::<ledger::Metrics>(&Empty {}).await? {
         total.add(figures);
@@ -33,10 +35,22 @@ pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
     http::text(text, "text/plain; version=0.0.4; charset=utf-8")
 }
 
+/// `GET /shards` (API token): the layout in force, the shard counts asked
+/// for, and each shard's List Messages rows.
+pub async fn shards(env: &Env, config: &Config) -> Result<Response, ApiError> {
+    let asked = Ask { count: config.shards()? };
+    let layouts = crate::object_call::call::<shard_map::Resolve>(env, shard_map::NAME, &asked).await?;
+    let shards = ShardClient::open(env, config).await?;
+    let count_only = ListQuery::parse(Some("limit=1"), None)?;
+    let pages = shards.call_all::<ledger::List>(&count_only).await?;
+    let rows: Vec<i64> = pages.iter().map(|p| p.total.unwrap_or(0)).collect();
+    http::json(&bw_ledger_core::shard::view(&layouts, &rows))
+}
+
 /// `GET /stats/outcomes` (API token).
 pub async fn outcomes(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let now = now_ms();
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let counts = shards.call_all::<ledger::Outcomes>(&OutcomeQuery { from_ms: window_start(now) }).await?;
     http::json(&merge(now, counts))
 }

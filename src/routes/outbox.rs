@@ -18,7 +18,7 @@ const MAX_REPLAY_BODY: usize = 256 * 1024;
 
 /// `GET /outbox`: counts per target.
 pub async fn stats(env: &Env, config: &Config) -> Result<Response, ApiError> {
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let mut total = Vec::new();
     for s in shards.call_all::<ledger::OutboxStats>(&Empty {}).await? {
         merge_stats(&mut total, s);
@@ -31,7 +31,7 @@ pub async fn dead(req: &Request, env: &Env, config: &Config) -> Result<Response,
     let url = req.url().map_err(|_| ApiError::BadRequest("The URL is not valid.".into()))?;
     let limit = query_limit(url.query(), 100, 1000)?;
     let target = url.query_pairs().find(|(k, _)| k == "target").map(|(_, v)| v.into_owned());
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let lists = shards.call_all::<ledger::OutboxDead>(&DeadQuery { target, limit }).await?;
     http::json(&serde_json::json!({ "items": merge_dead(lists, limit as usize) }))
 }
@@ -49,7 +49,7 @@ pub async fn replay(req: &mut Request, env: &Env, config: &Config) -> Result<Res
         }
     }
     replay.now_ms = now_ms();
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let per_shard = shards.call_all::<ledger::OutboxReplay>(&replay).await?;
     http::json(&ReplayReply { replayed: per_shard.iter().map(|r| r.replayed).sum() })
 }
@@ -60,7 +60,7 @@ pub async fn discard(req: &mut Request, env: &Env, config: &Config) -> Result<Re
     let body = http::read_bounded(req, MAX_REPLAY_BODY).await?;
     let discard: DiscardRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("The body must be {{\"target\", \"ids\"?}}: {e}")))?;
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let per_shard = shards.call_all::<ledger::OutboxDiscard>(&discard).await?;
     http::json(&DiscardReply { discarded: per_shard.iter().map(|r| r.discarded).sum() })
 }

@@ -19,7 +19,7 @@ use crate::shard_client::ShardClient;
 
 /// `GET /messages/{id}` (API token): the message as its events show it.
 pub async fn message(env: &Env, config: &Config, id: String) -> Result<Response, ApiError> {
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let records =
         shards.call::<ledger::Message>(shards.shard_of(&id), &MessageQuery { message_id: id.clone() }).await?;
     let view = project(&id, &records).ok_or(ApiError::NotFound("Message"))?;
@@ -40,7 +40,7 @@ pub async fn quarantine(req: &Request, env: &Env, config: &Config) -> Result<Res
                 .ok_or_else(|| ApiError::BadRequest("`pageToken` is not a token this API gave.".into()))?,
         ),
     };
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let pages =
         shards.call_all::<ledger::QuarantineIndex>(&QuarantinePageQuery { limit, after: after.clone() }).await?;
     let total: u64 = pages.iter().map(|p| p.count).sum();
@@ -68,7 +68,7 @@ pub async fn quarantine(req: &Request, env: &Env, config: &Config) -> Result<Res
 /// `GET /quarantine/count` (API token): how many items the quarantine
 /// holds, reading no body.
 pub async fn quarantine_count(env: &Env, config: &Config) -> Result<Response, ApiError> {
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let pages = shards.call_all::<ledger::QuarantineIndex>(&QuarantinePageQuery { limit: 0, after: None }).await?;
     http::json(&serde_json::json!({ "count": pages.iter().map(|p| p.count).sum::<u64>() }))
 }
@@ -97,7 +97,7 @@ pub async fn list_messages(
         Some(_) => ListQuery::parse(query, scope)?,
         None => ListQuery::conversation(query, scope)?,
     };
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let pages: Vec<ShardPage> = shards.call_all::<ledger::List>(&q).await?;
     let total = total_count(&q, pages.iter().map(|p| p.total));
     let page = merge(&q, pages.into_iter().map(|p| p.rows).collect());

@@ -107,7 +107,7 @@ pub async fn send(
         check_scope(env, config, &key, &valid, valid.opt_out_override).await?;
     }
     let idempotency_key = header(req, "Idempotency-Key").map(|k| parse_key(&k)).transpose()?;
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     match admit(env, config, &key, &shards, idempotency_key, &valid).await? {
         Admitted::Replay(saved) => http::saved(&saved),
         admitted => forward(env, config, account_id, &key, &shards, &valid, admitted).await,

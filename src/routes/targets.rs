@@ -89,7 +89,7 @@ fn done<T>(outcome: Outcome<T>) -> Result<T, ApiError> {
 /// The shards' outbox figures, summed per target.
 async fn outbox_stats(env: &Env, config: &Config) -> Result<Vec<TargetStats>, ApiError> {
     let mut stats: Vec<TargetStats> = Vec::new();
-    for s in ShardClient::open(env, config)?.call_all::<ledger::OutboxStats>(&Empty {}).await? {
+    for s in ShardClient::open(env, config).await?.call_all::<ledger::OutboxStats>(&Empty {}).await? {
         merge_stats(&mut stats, s);
     }
     Ok(stats)

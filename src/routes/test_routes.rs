@@ -57,7 +57,7 @@ async fn body<T: DeserializeOwned>(req: &mut Request, config: &Config) -> Result
 
 async fn shard_sql(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
     let q: ShardSqlRequest = body(req, config).await?;
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let shard = q.shard.unwrap_or_else(|| shards.shard_of(&q.message_id));
     let rows = shards.call::<ShardSql>(shard, &q).await?;
     crate::http::json(&serde_json::json!({ "rows": rows }))
@@ -65,7 +65,7 @@ async fn shard_sql(req: &mut Request, env: &Env, config: &Config) -> Result<Resp
 
 async fn drop_alarm(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
     let q: MessageQuery = body(req, config).await?;
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     shards.call::<DropAlarm>(shards.shard_of(&q.message_id), &q).await?;
     crate::http::json(&serde_json::json!({}))
 }
@@ -78,7 +78,7 @@ struct ProbeRequest {
 async fn list_probe(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
     let p: ProbeRequest = body(req, config).await?;
     let q = ListQuery::parse(Some(&p.query), None)?;
-    let shards = ShardClient::open(env, config)?;
+    let shards = ShardClient::open(env, config).await?;
     let probes = shards.call_all::<ShardProbe>(&q).await?;
     let count_queries: u64 = probes.iter().map(|p| p.count_queries).sum();
     let requests: u64 = probes.iter().map(|p| p.requests).sum();

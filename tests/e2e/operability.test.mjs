@@ -296,6 +296,8 @@ test('every route answers as the OpenAPI document says, errors included', async 
     // Operators.
     await call('GET', '/metrics', { headers: API });
     await call('GET', '/metrics');
+    await call('GET', '/shards', { headers: API });
+    await call('GET', '/shards', { headers: key });
     await call('GET', '/stats/outcomes', { headers: API });
     await call('GET', '/stats/outcomes', { headers: key });
     // Opt-outs.

@@ -7,7 +7,10 @@ use bw_ledger_core::event::Rejected;
 use bw_ledger_core::percent::percent_decode;
 use bw_ledger_core::quarantine::{QuarantineRecord, RawEncoding};
 use bw_ledger_core::route::{query_int, query_limit, resolve, Route};
-use bw_ledger_core::shard::{parse_shard_count, shard_for, shard_name};
+use bw_ledger_core::shard::{
+    current_requests, parse_shard_count, record, shard_for, shard_name, Ask, Layout, Record, Requested,
+    REQUEST_FORGOTTEN_AFTER_MS, REQUEST_TOUCH_EVERY_MS,
+};
 use bw_ledger_core::time::{format_rfc3339_ms, parse_rfc3339_ms};
 
 #[test]
@@ -66,9 +69,37 @@ fn shard_count_is_validated() {
     }
 }
 
+/// The first ask fixes the layout; a differing var afterwards is noted (at
+/// most once a minute per count) and never changes it.
+#[test]
+fn the_first_count_asked_for_stays_in_force() {
+    let first = record(None, None, Ask { count: 4 }, 100);
+    assert_eq!(first, Record::InForce(Layout { count: 4, since_ms: 100 }));
+    let held = Some(Layout { count: 4, since_ms: 100 });
+    assert_eq!(record(held, None, Ask { count: 4 }, 200), Record::Nothing);
+    let noted = Requested { count: 7, first_seen_ms: 300, last_seen_ms: 300 };
+    assert_eq!(record(held, None, Ask { count: 7 }, 300), Record::Request(noted));
+    assert_eq!(record(held, Some(noted), Ask { count: 7 }, 300 + REQUEST_TOUCH_EVERY_MS - 1), Record::Nothing);
+    let later = 300 + REQUEST_TOUCH_EVERY_MS;
+    assert_eq!(
+        record(held, Some(noted), Ask { count: 7 }, later),
+        Record::Request(Requested { count: 7, first_seen_ms: 300, last_seen_ms: later })
+    );
+}
+
+#[test]
+fn requests_not_asked_for_in_a_day_are_forgotten() {
+    let r = |count, last_seen_ms| Requested { count, first_seen_ms: 0, last_seen_ms };
+    let now = REQUEST_FORGOTTEN_AFTER_MS + 10;
+    let shown = current_requests(vec![r(7, 10), r(16, 11), r(12, 500), r(3, 500)], now);
+    assert_eq!(shown, vec![r(3, 500), r(12, 500), r(16, 11)]);
+}
+
 #[test]
 fn routes_and_methods() {
     assert_eq!(resolve("GET", "/healthz"), Ok(Route::Health));
+    assert_eq!(resolve("GET", "/shards"), Ok(Route::Shards));
+    assert!(Route::Shards.operator_only());
     assert_eq!(resolve("POST", "/callbacks/bandwidth"), Ok(Route::Callback));
     assert_eq!(resolve("POST", "/callbacks/bandwidth/"), Ok(Route::Callback));
     assert_eq!(resolve("GET", "/messages/abc%2Bdef"), Ok(Route::Message("abc+def".into())));

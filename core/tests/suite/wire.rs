@@ -24,8 +24,8 @@ use bw_ledger_core::quarantine::{
 use bw_ledger_core::records::{EventRecord, MessageRecords, StoredConflict, StoredEvent};
 use bw_ledger_core::wire::live_hub::Published;
 use bw_ledger_core::wire::{
-    key_guard, ledger, live_hub, opt_outs, target_pacer, target_registry, token_broker, DeadQuery, DiscardReply, Empty,
-    IngestBatch, IngestReply, MessageQuery, Method, ReplayReply,
+    key_guard, ledger, live_hub, opt_outs, shard_map, target_pacer, target_registry, token_broker, DeadQuery,
+    DiscardReply, Empty, IngestBatch, IngestReply, MessageQuery, Method, ReplayReply,
 };
 use serde_json::{json, Value};
 
@@ -653,12 +653,25 @@ fn target_methods_are_pinned() {
     assert!(target_pacer::name("crm").starts_with("pace-") && target_pacer::name("crm").len() == 37);
 }
 
+#[test]
+fn shard_map_methods() {
+    use bw_ledger_core::shard::{Ask, Layout, Layouts, Requested};
+    let layouts = Layouts {
+        in_force: Layout { count: 4, since_ms: 5 },
+        requested: vec![Requested { count: 7, first_seen_ms: 6, last_seen_ms: 8 }],
+    };
+    let layouts_json = json!({"inForce": {"count": 4, "sinceMs": 5},
+        "requested": [{"count": 7, "firstSeenMs": 6, "lastSeenMs": 8}]});
+    pin::<shard_map::Resolve>("/resolve", Ask { count: 7 }, json!({"count": 7}), layouts, layouts_json);
+    assert_eq!(shard_map::NAME, "shard-map");
+}
+
 /// Every method of every object answers at one path, and that path is
 /// pinned by a test in this file (a new method without a pin fails here).
 #[test]
 fn every_method_is_pinned() {
     let source = include_str!("wire.rs");
-    let objects: [(&str, Vec<&str>); 7] = [
+    let objects: [(&str, Vec<&str>); 8] = [
         ("ledger", ledger::Call::ALL.iter().map(|c| c.path()).collect()),
         ("opt_outs", opt_outs::Call::ALL.iter().map(|c| c.path()).collect()),
         ("live_hub", live_hub::Call::ALL.iter().map(|c| c.path()).collect()),
@@ -666,6 +679,7 @@ fn every_method_is_pinned() {
         ("key_guard", key_guard::Call::ALL.iter().map(|c| c.path()).collect()),
         ("target_registry", target_registry::Call::ALL.iter().map(|c| c.path()).collect()),
         ("target_pacer", target_pacer::Call::ALL.iter().map(|c| c.path()).collect()),
+        ("shard_map", shard_map::Call::ALL.iter().map(|c| c.path()).collect()),
     ];
     for (object, paths) in objects {
         let mut unique = paths.clone();

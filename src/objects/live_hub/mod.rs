@@ -69,7 +69,7 @@ pub async fn publish(env: Env, docs: Vec<Value>, switch: Rc<LiveSwitch>) {
 async fn wake_shards(env: &Env) -> Result<()> {
     let config = Config::from_env(env);
     let woken = async {
-        let shards = ShardClient::open(env, &config)?;
+        let shards = ShardClient::open(env, &config).await?;
         shards.call_all::<ledger::LiveOn>(&Empty {}).await
     };
     woken.await.map(|_| ()).map_err(|e| worker::Error::RustError(format!("waking the ledger shards: {e}")))

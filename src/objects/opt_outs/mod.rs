@@ -209,7 +209,7 @@ impl OptOutBook {
     /// person's changes keep their order), then forgets them.
     async fn relay(&self, forwards: &[ForwardRow]) -> std::result::Result<(), String> {
         let config = Config::from_env(&self.env);
-        let shards = ShardClient::open(&self.env, &config).map_err(|e| e.to_string())?;
+        let shards = ShardClient::open(&self.env, &config).await.map_err(|e| e.to_string())?;
         for f in forwards {
             let doc: serde_json::Value = serde_json::from_str(&f.doc).map_err(|e| e.to_string())?;
             let change = QueuedChange {

@@ -178,7 +178,7 @@ impl TargetRegistry {
             return Ok(true);
         }
         let config = Config::from_env(&self.env);
-        let Ok(shards) = ShardClient::open(&self.env, &config) else { return Ok(false) };
+        let Ok(shards) = ShardClient::open(&self.env, &config).await else { return Ok(false) };
         let Ok(per_shard) = shards.call_all::<ledger::OutboxStats>(&Empty {}).await else { return Ok(false) };
         let mut stats: Vec<TargetStats> = Vec::new();
         for s in per_shard {
@@ -209,7 +209,7 @@ impl TargetRegistry {
         let destinations = runtime(&config_targets, alert_target(&self.env).as_ref(), &snapshot, None);
         let slack = alerts_for_slack(&self.env);
         let config = Config::from_env(&self.env);
-        let Ok(shards) = ShardClient::open(&self.env, &config) else { return Ok(false) };
+        let Ok(shards) = ShardClient::open(&self.env, &config).await else { return Ok(false) };
         for r in rows {
             let alert: Alert = serde_json::from_str(&r.alert)?;
             if alert.needs_held() {

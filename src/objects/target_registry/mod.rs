@@ -288,7 +288,7 @@ impl TargetRegistry {
         }
         let snapshot = TargetSnapshot { version: v.version, targets: self.records()?, states: self.states()? };
         let config = Config::from_env(&self.env);
-        let handed = match ShardClient::open(&self.env, &config) {
+        let handed = match ShardClient::open(&self.env, &config).await {
             Ok(shards) => shards.call_all::<ledger::Targets>(&snapshot).await.is_ok(),
             Err(_) => false,
         };

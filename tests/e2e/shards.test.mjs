@@ -1,0 +1,103 @@
+// The shard layout is recorded once and outlives a change of LEDGER_SHARDS:
+// a Worker restarted (or rolled out) with another count keeps routing every
+// message to the shard that holds it, and GET /shards says what was asked.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { startWorker, postCallback, getJson, statusEvent, uniqueId, waitFor, API } from './harness.mjs';
+
+const ACCOUNT = '9900000';
+const MESSAGES = 60;
+
+async function listAll(url, query = '') {
+  const ids = [];
+  let total;
+  let token = null;
+  do {
+    const r = await getJson(url, `/api/v2/users/${ACCOUNT}/messages?limit=25${query}${token ? `&pageToken=${token}` : ''}`);
+    assert.equal(r.status, 200, r.text);
+    total ??= r.json.totalCount;
+    ids.push(...r.json.messages.map((m) => `${m.messageId}/${m.destinationTn}`));
+    token = r.json.pageInfo.nextPageToken;
+  } while (token);
+  return { ids, total };
+}
+
+async function readAll(url, ids) {
+  const bodies = {};
+  for (const id of ids) {
+    const r = await getJson(url, `/messages/${encodeURIComponent(id)}`);
+    assert.equal(r.status, 200, `${id}: ${r.text}`);
+    bodies[id] = r.text;
+  }
+  return bodies;
+}
+
+test('a changed LEDGER_SHARDS moves nothing: every message reads as before and its next callback sees its history', async () => {
+  const first = await startWorker({ vars: { LEDGER_SHARDS: '4', BW_ACCOUNT_ID: ACCOUNT } });
+  const ids = Array.from({ length: MESSAGES }, () => uniqueId('layout'));
+  let persistDir;
+  let before;
+  let listed;
+  try {
+    for (const id of ids) {
+      const r = await postCallback(first.url, [statusEvent(id, { type: 'message-sending', description: 'sending', time: '2026-11-20T15:04:05.000Z' })]);
+      assert.equal(r.status, 200);
+    }
+    before = await readAll(first.url, ids);
+    listed = await listAll(first.url);
+    assert.equal(listed.total, MESSAGES);
+    const shards = await getJson(first.url, '/shards');
+    assert.equal(shards.status, 200, shards.text);
+    assert.equal(shards.json.inForce.count, 4);
+    assert.deepEqual(shards.json.requested, []);
+    assert.equal(shards.json.moving, false);
+    assert.deepEqual(shards.json.shards.map((s) => s.name), [0, 1, 2, 3].map((i) => `ledger-shard-${i}`));
+    const spread = shards.json.shards.map((s) => s.listRows);
+    assert.equal(spread.reduce((a, b) => a + b, 0), MESSAGES);
+    assert.ok(spread.every((n) => n > 0), `60 messages over 4 shards leave none empty: ${spread}`);
+    assert.equal((await getJson(first.url, '/shards', {})).status, 401);
+    persistDir = first.persistDir;
+  } finally {
+    await first.stop();
+  }
+
+  const second = await startWorker({ persistDir, vars: { LEDGER_SHARDS: '7', BW_ACCOUNT_ID: ACCOUNT } });
+  try {
+    assert.deepEqual(await readAll(second.url, ids), before, 'every message answers byte-identically');
+    assert.deepEqual(await listAll(second.url), listed, 'the List gives the same rows and totalCount');
+    assert.deepEqual(await listAll(second.url, '&messageStatus=SENDING'), listed);
+    for (const id of ids) {
+      const r = await postCallback(second.url, [statusEvent(id, { type: 'message-delivered' })]);
+      assert.equal(r.status, 200);
+    }
+    for (const id of ids) {
+      const m = (await getJson(second.url, `/messages/${encodeURIComponent(id)}`)).json;
+      assert.deepEqual(m.timeline.map((e) => e.type), ['message-sending', 'message-delivered'], id);
+      assert.equal(m.recipients[0].status, 'delivered', id);
+    }
+    assert.equal((await listAll(second.url, '&messageStatus=DELIVERED')).total, MESSAGES);
+    const shards = (await getJson(second.url, '/shards')).json;
+    assert.equal(shards.inForce.count, 4, 'the recorded layout stays in force');
+    assert.equal(shards.shards.length, 4);
+    assert.deepEqual(shards.requested.map((r) => r.count), [7]);
+    assert.ok(Date.parse(shards.requested[0].firstSeen) >= Date.parse(shards.inForce.since));
+    const logged = await waitFor(() => /LEDGER_SHARDS is 7, but the data is laid out over 4 shards/.test(readFileSync(second.logFile, 'utf8')));
+    assert.ok(logged, 'the differing var is logged');
+  } finally {
+    await second.stop();
+  }
+});
+
+test('the first count asked for is the layout of a fresh deployment', async () => {
+  const w = await startWorker({ vars: { LEDGER_SHARDS: '3', BW_ACCOUNT_ID: ACCOUNT } });
+  try {
+    const r = await getJson(w.url, '/shards', API);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.inForce.count, 3);
+    assert.ok(Math.abs(Date.parse(r.json.inForce.since) - Date.now()) < 60_000);
+    assert.deepEqual(r.json.shards.map((s) => s.listRows), [0, 0, 0]);
+  } finally {
+    await w.stop();
+  }
+});
