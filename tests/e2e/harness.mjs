@@ -28,15 +28,22 @@ export function basic(user = SECRETS.CALLBACK_USER, pass = SECRETS.CALLBACK_PASS
 export const API = { Authorization: `Bearer ${SECRETS.API_TOKEN}` };
 
 /** wrangler.toml without its [build] section, pointing at the built output
- * (`build/`, or `build-test/` for the fault-injection variant). */
-function testConfig(dir, build) {
+ * (`build/`, or `build-test/` for the fault-injection variant). `name`
+ * renames the Worker; `bindTo` names another running Worker whose Durable
+ * Objects this one uses (each binding gets `script_name`, and this Worker
+ * declares no classes of its own): two versions on one namespace, as during
+ * a gradual rollout. */
+function testConfig(dir, build, { name, bindTo } = {}) {
   const src = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8');
   const out = [];
   let skipping = false;
   for (const line of src.split('\n')) {
-    if (/^\s*\[/.test(line)) skipping = /^\s*\[build\]\s*$/.test(line);
+    if (/^\s*\[/.test(line)) skipping = /^\s*\[build\]\s*$/.test(line) || (bindTo !== undefined && /^\s*\[\[migrations\]\]/.test(line));
     if (skipping) continue;
-    out.push(line.replace(/^main\s*=.*$/, `main = ${JSON.stringify(join(ROOT, build, 'index.js'))}`));
+    let kept = line.replace(/^main\s*=.*$/, `main = ${JSON.stringify(join(ROOT, build, 'index.js'))}`);
+    if (name) kept = kept.replace(/^name\s*=.*$/, `name = ${JSON.stringify(name)}`);
+    if (bindTo) kept = kept.replace(/class_name = ("\w+") \}/, `class_name = $1, script_name = ${JSON.stringify(bindTo)} }`);
+    out.push(kept);
   }
   const path = join(dir, 'wrangler.toml');
   writeFileSync(path, out.join('\n'));
@@ -44,8 +51,9 @@ function testConfig(dir, build) {
 }
 
 /**
- * Starts a Worker. Pass `persistDir` to restart on existing storage, and
- * `build: 'build-test'` for the variant with test-only hooks.
+ * Starts a Worker. Pass `persistDir` to restart on existing storage,
+ * `build: 'build-test'` for the variant with test-only hooks, and `name`
+ * and `bindTo` for a second Worker on a first one's objects (`testConfig`).
  * Returns { url, persistDir, stop(), kill() }.
  */
 export async function startWorker(options = {}) {
@@ -94,13 +102,13 @@ function noteSecret(dir, value) {
   writeFileSync(path, JSON.stringify(given));
 }
 
-async function startWorkerOnce({ persistDir, vars = {}, build = 'build' } = {}) {
+async function startWorkerOnce({ persistDir, vars = {}, build = 'build', name, bindTo } = {}) {
   build = BUILDS[build] ?? build;
   if (RUN_DIR) mkdirSync(RUN_DIR, { recursive: true });
   const dir = mkdtempSync(join(RUN_DIR ?? tmpdir(), 'bw-ledger-e2e-'));
   persistDir ??= join(dir, 'state');
   mkdirSync(persistDir, { recursive: true });
-  const config = testConfig(dir, build);
+  const config = testConfig(dir, build, { name, bindTo });
   const [port, inspector] = [await freePort(), await freePort()];
   const allVars = { ...SECRETS, ...vars };
   recordSecrets(dir, allVars);

@@ -101,3 +101,44 @@ test('the first count asked for is the layout of a fresh deployment', async () =
     await w.stop();
   }
 });
+
+test('two Worker versions, with 4 and 7 shards, on one namespace store every callback of the same messages once', async () => {
+  const name = `bwl-v1-${process.pid}-${Date.now().toString(36)}`;
+  const v1 = await startWorker({ name, vars: { LEDGER_SHARDS: '4', BW_ACCOUNT_ID: ACCOUNT } });
+  let v2;
+  try {
+    assert.equal((await getJson(v1.url, '/shards')).json.inForce.count, 4);
+    v2 = await startWorker({ name: `${name}-v2`, bindTo: name, vars: { LEDGER_SHARDS: '7', BW_ACCOUNT_ID: ACCOUNT } });
+    const ids = Array.from({ length: 40 }, () => uniqueId('twov'));
+    const at = (s) => `2026-11-20T15:04:0${s}.000Z`;
+    // Every message gets `sending` from both versions at once (one event,
+    // posted twice), then `sent` from v2 and `delivered` from v1 at once.
+    const both = (body) => Promise.all([postCallback(v1.url, body), postCallback(v2.url, body)]);
+    const rounds = [];
+    for (const id of ids) {
+      rounds.push(both([statusEvent(id, { type: 'message-sending', description: 'sending', time: at(1) })]));
+      rounds.push(postCallback(v2.url, [statusEvent(id, { type: 'message-sent', description: 'sent', time: at(2) })]));
+      rounds.push(postCallback(v1.url, [statusEvent(id, { type: 'message-delivered', time: at(3) })]));
+    }
+    for (const answer of (await Promise.all(rounds)).flat()) assert.equal(answer.status, 200);
+    for (const id of ids) {
+      const [a, b] = await Promise.all([v1, v2].map((w) => getJson(w.url, `/messages/${encodeURIComponent(id)}`)));
+      assert.equal(a.status, 200, a.text);
+      assert.equal(b.text, a.text, 'both versions read the same message');
+      assert.deepEqual(a.json.timeline.map((e) => e.type), ['message-sending', 'message-sent', 'message-delivered'], id);
+      assert.equal(a.json.recipients[0].status, 'delivered');
+    }
+    for (const w of [v1, v2]) {
+      const listed = await listAll(w.url);
+      assert.equal(listed.total, ids.length);
+      assert.equal(new Set(listed.ids).size, ids.length);
+      const shards = (await getJson(w.url, '/shards')).json;
+      assert.equal(shards.inForce.count, 4);
+      assert.deepEqual(shards.requested.map((r) => r.count), [7]);
+      assert.equal(shards.shards.reduce((n, s) => n + s.listRows, 0), ids.length);
+    }
+  } finally {
+    await v2?.stop();
+    await v1.stop();
+  }
+});
