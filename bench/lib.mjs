@@ -21,6 +21,13 @@ export const ONLY_COST = process.env.BENCH_ONLY === 'cost';
 // opt-outs in the book, and the operator's override that skips the book);
 // RESULTS.md is not written.
 export const ONLY_SEND = process.env.BENCH_ONLY === 'send';
+// BENCH_ONLY=scale: callbacks/s at 1, 2, 4, 8 and 16 shards, every ledger
+// shard capped at BENCH_OBJECT_RPS requests/s (bench/cap-shim.mjs), with
+// BENCH_SCALE_CONNECTIONS concurrent callbacks per shard; RESULTS.md is not
+// written (about two minutes).
+export const ONLY_SCALE = process.env.BENCH_ONLY === 'scale';
+export const OBJECT_RPS = Number(process.env.BENCH_OBJECT_RPS ?? 3);
+export const SCALE_CONNECTIONS = Number(process.env.BENCH_SCALE_CONNECTIONS ?? 16);
 // `BENCH_ONLY=profile`: only the CPU per callback by phase (about a minute).
 export const ONLY_PROFILE = process.env.BENCH_ONLY === 'profile';
 // Outbound messages in the realistic mix (3 callbacks each, plus one inbound

@@ -19,7 +19,7 @@ import { gzipSync } from 'node:zlib';
 import { ROOT, LEDGER_BUILD, freePort, writeConfig, startWorkerd, readWranglerToml, loadgen, removeStorage } from './workerd.mjs';
 import { startFakeBandwidth } from '../tests/support/fake-bandwidth.mjs';
 import {
-  ACCOUNT, API_TOKEN, CLIENT_KEY, CONNECTIONS, ONLY_COST, ONLY_INGEST, ONLY_PROFILE, ONLY_SEND, OUT, SECONDS, SHARDS, log,
+  ACCOUNT, API_TOKEN, CLIENT_KEY, CONNECTIONS, ONLY_COST, ONLY_INGEST, ONLY_PROFILE, ONLY_SCALE, ONLY_SEND, OUT, SECONDS, SHARDS, log,
 } from './lib.mjs';
 import { measureCost, printCost } from './measure/cost.mjs';
 import { measureSend } from './measure/send.mjs';
@@ -30,6 +30,7 @@ import { measureLive } from './measure/live.mjs';
 import { measureCrash } from './measure/crash.mjs';
 import { measureFuzz } from './measure/fuzz.mjs';
 import { measureProfile } from './measure/profile.mjs';
+import { measureScale } from './measure/scale.mjs';
 import { writeResults } from './results.mjs';
 
 async function main() {
@@ -46,9 +47,9 @@ async function main() {
     CLIENT_KEYS: JSON.stringify([{ id: 'bench', key_sha256: createHash('sha256').update(CLIENT_KEY).digest('hex'), allowed_from: ['+15551110000'] }]),
     ...(SHARDS ? { LEDGER_SHARDS: SHARDS } : {}),
   };
-  if (ONLY_PROFILE) {
+  if (ONLY_PROFILE || ONLY_SCALE) {
     try {
-      return await measureProfile({ results, vars });
+      return await (ONLY_SCALE ? measureScale : measureProfile)({ results, vars });
     } finally {
       await fake.close();
     }

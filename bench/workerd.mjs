@@ -40,9 +40,10 @@ const str = (s) => JSON.stringify(String(s));
  * an empty Rust Worker, each on its own port, Durable Objects on local disk.
  * With `ports.peer`, also the hand-written JS peer (bench/peer-js.mjs); with
  * `ports.metered`, also the same ledger build behind bench/meter-shim.mjs,
- * on storage of its own, for counting rows written.
+ * on storage of its own, for counting rows written. With `ledgerShim`, the
+ * ledger itself runs behind that module (bench/cap-shim.mjs).
  */
-export function writeConfig(dir, { ports, vars, storage, emptyRustBuild }) {
+export function writeConfig(dir, { ports, vars, storage, emptyRustBuild, ledgerShim }) {
   const w = readWranglerToml();
   // capnp resolves `embed` relative to the config file.
   const rel = (p) => str(relative(dir, p));
@@ -112,7 +113,11 @@ const config :Workerd.Config = (
   ],
 );
 ${extraWorkers.join('\n')}
-${ledgerWorker('ledger', { keyPrefix: 'bw-ledger', disk: 'storage' })}
+${ledgerWorker('ledger', {
+    keyPrefix: 'bw-ledger',
+    disk: 'storage',
+    firstModules: ledgerShim ? [`(name = "shim.js", esModule = embed ${rel(ledgerShim)})`] : [],
+  })}
 const emptyJs :Workerd.Worker = (
   modules = [(name = "index.js", esModule = embed ${rel(join(ROOT, 'bench/empty-js.mjs'))})],
   compatibilityDate = ${str(w.date)},
