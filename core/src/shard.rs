@@ -146,3 +146,22 @@ pub fn view(layouts: &Layouts, list_rows: &[i64]) -> serde_json::Value {
         "shards": shards,
     })
 }
+
+/// The layout's lines for `GET /metrics`: `bw_ledger_shards` is the count
+/// in force, and `bw_ledger_shards_requested` is 1 for each other count a
+/// Worker asked for in the last day (an alert on it finds a changed var
+/// that, in this build, moves nothing).
+pub fn render_metrics(layouts: &Layouts) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP bw_ledger_shards Ledger shards in the layout in force.\n");
+    out.push_str("# TYPE bw_ledger_shards gauge\n");
+    out.push_str(&format!("bw_ledger_shards {}\n", layouts.in_force.count));
+    out.push_str(
+        "# HELP bw_ledger_shards_requested Other shard counts a Worker's LEDGER_SHARDS asked for in the last day.\n",
+    );
+    out.push_str("# TYPE bw_ledger_shards_requested gauge\n");
+    for r in &layouts.requested {
+        out.push_str(&format!("bw_ledger_shards_requested{{count=\"{}\"}} 1\n", r.count));
+    }
+    out
+}

@@ -4,7 +4,7 @@
 
 use bw_ledger_core::list::ListQuery;
 use bw_ledger_core::metrics::{render, ShardMetrics};
-use bw_ledger_core::shard::Ask;
+use bw_ledger_core::shard::{Ask, Layouts};
 use bw_ledger_core::stats::{merge, window_start, OutcomeQuery};
 use bw_ledger_core::targets::views::render_states;
 use bw_ledger_core::wire::{ledger, opt_outs, shard_map, Empty};
@@ -20,6 +20,7 @@ const OPENAPI: &str = include_str!("../openapi.json");
 
 /// `GET /metrics` (API token).
 pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
+    let layouts = layouts(env, config).await?;
     let shards = ShardClient::open(env, config).await?;
     let mut total = ShardMetrics::default();
     for figures in shards.call_all::<ledger::Metrics>(&Empty {}).await? {
@@ -32,14 +33,20 @@ pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let with_rows = total.outbox.iter().filter(|(_, _, n)| *n > 0).map(|(target, _, _)| target.as_str());
     text.push_str(&render_states(&known.states(with_rows)));
     text.push_str(&optouts.render());
+    text.push_str(&bw_ledger_core::shard::render_metrics(&layouts));
     http::text(text, "text/plain; version=0.0.4; charset=utf-8")
+}
+
+/// The shard map's layouts, asked with this Worker's `LEDGER_SHARDS`.
+async fn layouts(env: &Env, config: &Config) -> Result<Layouts, ApiError> {
+    let asked = Ask { count: config.shards()? };
+    crate::object_call::call::<shard_map::Resolve>(env, shard_map::NAME, &asked).await
 }
 
 /// `GET /shards` (API token): the layout in force, the shard counts asked
 /// for, and each shard's List Messages rows.
 pub async fn shards(env: &Env, config: &Config) -> Result<Response, ApiError> {
-    let asked = Ask { count: config.shards()? };
-    let layouts = crate::object_call::call::<shard_map::Resolve>(env, shard_map::NAME, &asked).await?;
+    let layouts = layouts(env, config).await?;
     let shards = ShardClient::open(env, config).await?;
     let count_only = ListQuery::parse(Some("limit=1"), None)?;
     let pages = shards.call_all::<ledger::List>(&count_only).await?;

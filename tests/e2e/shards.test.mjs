@@ -82,6 +82,9 @@ test('a changed LEDGER_SHARDS moves nothing: every message reads as before and i
     assert.equal(shards.shards.length, 4);
     assert.deepEqual(shards.requested.map((r) => r.count), [7]);
     assert.ok(Date.parse(shards.requested[0].firstSeen) >= Date.parse(shards.inForce.since));
+    const metrics = await (await fetch(`${second.url}/metrics`, { headers: API })).text();
+    assert.match(metrics, /^bw_ledger_shards 4$/m);
+    assert.match(metrics, /^bw_ledger_shards_requested\{count="7"\} 1$/m);
     const logged = await waitFor(() => /LEDGER_SHARDS is 7, but the data is laid out over 4 shards/.test(readFileSync(second.logFile, 'utf8')));
     assert.ok(logged, 'the differing var is logged');
   } finally {

@@ -8,8 +8,8 @@ use bw_ledger_core::percent::percent_decode;
 use bw_ledger_core::quarantine::{QuarantineRecord, RawEncoding};
 use bw_ledger_core::route::{query_int, query_limit, resolve, Route};
 use bw_ledger_core::shard::{
-    current_requests, parse_shard_count, record, shard_for, shard_name, Ask, Layout, Record, Requested,
-    REQUEST_FORGOTTEN_AFTER_MS, REQUEST_TOUCH_EVERY_MS,
+    current_requests, parse_shard_count, record, render_metrics, shard_for, shard_name, Ask, Layout, Layouts, Record,
+    Requested, REQUEST_FORGOTTEN_AFTER_MS, REQUEST_TOUCH_EVERY_MS,
 };
 use bw_ledger_core::time::{format_rfc3339_ms, parse_rfc3339_ms};
 
@@ -85,6 +85,22 @@ fn the_first_count_asked_for_stays_in_force() {
         record(held, Some(noted), Ask { count: 7 }, later),
         Record::Request(Requested { count: 7, first_seen_ms: 300, last_seen_ms: later })
     );
+}
+
+#[test]
+fn the_layout_is_in_the_metrics() {
+    let layouts = Layouts {
+        in_force: Layout { count: 8, since_ms: 0 },
+        requested: vec![
+            Requested { count: 16, first_seen_ms: 1, last_seen_ms: 3 },
+            Requested { count: 12, first_seen_ms: 1, last_seen_ms: 2 },
+        ],
+    };
+    let text = render_metrics(&layouts);
+    assert!(text.contains("\nbw_ledger_shards 8\n"), "{text}");
+    assert!(text.contains("bw_ledger_shards_requested{count=\"16\"} 1\nbw_ledger_shards_requested{count=\"12\"} 1\n"));
+    let quiet = render_metrics(&Layouts { in_force: Layout { count: 8, since_ms: 0 }, requested: vec![] });
+    assert!(!quiet.contains("bw_ledger_shards_requested{"), "{quiet}");
 }
 
 #[test]
