@@ -2,12 +2,11 @@
 //! from `bw_ledger_core::wire::ledger`; a shard that errors or answers non-2xx
 //! is a storage failure (503, retryable), never success.
 
+use std::cell::Cell;
 use std::pin::pin;
 use std::time::Duration;
 
 use bw_ledger_core::ingest::ShardStore;
-use std::cell::Cell;
-
 use bw_ledger_core::shard::{shard_for, Ask};
 use bw_ledger_core::wire::ledger::{self, name as shard_name};
 use bw_ledger_core::wire::shard_map;

@@ -1,6 +1,7 @@
 //! What operators read: `GET /metrics` (Prometheus text), `GET
 //! /stats/outcomes` (the console's chart), `GET /shards` (the shard layout)
-//! and `GET /openapi.json` (the API described). Figures come from every shard, merged in the core.
+//! and `GET /openapi.json` (the API described). Figures come from every
+//! shard, merged in the core.
 
 use bw_ledger_core::list::ListQuery;
 use bw_ledger_core::metrics::{render, ShardMetrics};
