@@ -7,7 +7,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use bw_ledger_core::ingest::ShardStore;
-use bw_ledger_core::shard::{shard_for, Ask};
+use bw_ledger_core::shard::{shard_for, Ask, Layouts};
 use bw_ledger_core::wire::ledger::{self, name as shard_name};
 use bw_ledger_core::wire::shard_map;
 use bw_ledger_core::wire::{IngestBatch, IngestReply, Method};
@@ -34,23 +34,33 @@ pub fn known_count() -> Option<u32> {
     IN_FORCE.with(Cell::get)
 }
 
-/// The shard count in force: the layout the shard map recorded, which the
-/// first Worker to ask set from its `LEDGER_SHARDS`. A var that differs
-/// from it is noted there, logged, and routes nothing.
-async fn count_in_force(env: &Env, config: &Config) -> Result<u32, ApiError> {
-    if let Some(count) = known_count() {
-        return Ok(count);
-    }
+/// The shard map's layouts, asked with this Worker's `LEDGER_SHARDS`: the
+/// layout the first Worker to ask recorded, and the other counts asked for.
+/// The first answer an isolate gets fills its cache of the count in force;
+/// a var that differs from it is noted by the map, logged here, and routes
+/// nothing.
+pub async fn layouts(env: &Env, config: &Config) -> Result<Layouts, ApiError> {
     let asked = config.shards()?;
     let layouts = crate::object_call::call::<shard_map::Resolve>(env, shard_map::NAME, &Ask { count: asked }).await?;
     let count = layouts.in_force.count;
-    if count != asked {
-        crate::log::log_warn!(
-            "LEDGER_SHARDS is {asked}, but the data is laid out over {count} shards: routing by {count} (GET /shards)"
-        );
+    if known_count().is_none() {
+        if count != asked {
+            crate::log::log_warn!(
+                "LEDGER_SHARDS is {asked}, but the data is laid out over {count} shards: routing by {count} (GET /shards)"
+            );
+        }
+        IN_FORCE.with(|c| c.set(Some(count)));
     }
-    IN_FORCE.with(|c| c.set(Some(count)));
-    Ok(count)
+    Ok(layouts)
+}
+
+/// The shard count in force: this isolate's cache, or the shard map's
+/// answer (see [`layouts`]).
+async fn count_in_force(env: &Env, config: &Config) -> Result<u32, ApiError> {
+    match known_count() {
+        Some(count) => Ok(count),
+        None => Ok(layouts(env, config).await?.in_force.count),
+    }
 }
 
 impl ShardClient {

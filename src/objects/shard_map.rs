@@ -2,12 +2,11 @@
 //! (`bw_ledger_core::shard`). The first Worker that asks records its
 //! `LEDGER_SHARDS` as the layout; every Worker afterwards routes by the
 //! recorded count, whatever its own var says, and a differing var is kept
-//! as a request that `GET /shards` shows. Each ask is read and decided with
+//! as a request that `GET /shards` shows (the Worker logs it). Each ask is read and decided with
 //! no await in between, so two Workers asking at once cannot both record.
 
 use bw_ledger_core::shard::{current_requests, record, Ask, Layout, Layouts, Record, Requested};
 use bw_ledger_core::wire::shard_map::{self, Resolve};
-use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
 use crate::clock::now_ms;
@@ -25,25 +24,6 @@ const SCHEMA: &[&str] = &[
         last_seen_ms INTEGER NOT NULL
     )",
 ];
-
-#[derive(Deserialize)]
-struct LayoutRow {
-    count: i64,
-    since_ms: i64,
-}
-
-#[derive(Deserialize)]
-struct RequestedRow {
-    count: i64,
-    first_seen_ms: i64,
-    last_seen_ms: i64,
-}
-
-impl RequestedRow {
-    fn into_requested(self) -> Requested {
-        Requested { count: self.count as u32, first_seen_ms: self.first_seen_ms, last_seen_ms: self.last_seen_ms }
-    }
-}
 
 #[durable_object]
 pub struct ShardMap {
@@ -72,9 +52,9 @@ impl DurableObject for ShardMap {
 
 impl ShardMap {
     fn held(&self) -> Result<Option<Layout>> {
-        let rows: Vec<LayoutRow> =
-            self.sql.exec("SELECT count, since_ms FROM layout WHERE id = 1", None)?.to_array()?;
-        Ok(rows.into_iter().next().map(|r| Layout { count: r.count as u32, since_ms: r.since_ms }))
+        let rows: Vec<Layout> =
+            self.sql.exec("SELECT count, since_ms AS sinceMs FROM layout WHERE id = 1", None)?.to_array()?;
+        Ok(rows.into_iter().next())
     }
 
     fn requested(&self, count: Option<u32>) -> Result<Vec<Requested>> {
@@ -82,11 +62,9 @@ impl ShardMap {
             Some(c) => (" WHERE count = ?", vec![i64::from(c).into()]),
             None => ("", vec![]),
         };
-        let rows: Vec<RequestedRow> = self
-            .sql
-            .exec(&format!("SELECT count, first_seen_ms, last_seen_ms FROM requested{where_}"), Some(args))?
-            .to_array()?;
-        Ok(rows.into_iter().map(RequestedRow::into_requested).collect())
+        let sql =
+            format!("SELECT count, first_seen_ms AS firstSeenMs, last_seen_ms AS lastSeenMs FROM requested{where_}");
+        self.sql.exec(&sql, Some(args))?.to_array()
     }
 
     /// Records what the ask decides (`bw_ledger_core::shard::record`).
@@ -100,10 +78,6 @@ impl ShardMap {
                 )?;
             }
             Record::Request(r) => {
-                crate::log::log_warn!(
-                    "LEDGER_SHARDS asks for {} shards; the data stays laid out as recorded (GET /shards)",
-                    r.count
-                );
                 self.sql.exec(
                     "INSERT INTO requested (count, first_seen_ms, last_seen_ms) VALUES (?, ?, ?)
                      ON CONFLICT (count) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",

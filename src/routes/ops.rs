@@ -5,17 +5,16 @@
 
 use bw_ledger_core::list::ListQuery;
 use bw_ledger_core::metrics::{render, ShardMetrics};
-use bw_ledger_core::shard::{Ask, Layouts};
 use bw_ledger_core::stats::{merge, window_start, OutcomeQuery};
 use bw_ledger_core::targets::views::render_states;
-use bw_ledger_core::wire::{ledger, opt_outs, shard_map, Empty};
+use bw_ledger_core::wire::{ledger, opt_outs, Empty};
 use bw_ledger_core::ApiError;
 use worker::{Env, Response};
 
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http;
-use crate::shard_client::ShardClient;
+use crate::shard_client::{layouts, ShardClient};
 
 const OPENAPI: &str = include_str!("../openapi.json");
 
@@ -36,12 +35,6 @@ pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
     text.push_str(&optouts.render());
     text.push_str(&bw_ledger_core::shard::render_metrics(&layouts));
     http::text(text, "text/plain; version=0.0.4; charset=utf-8")
-}
-
-/// The shard map's layouts, asked with this Worker's `LEDGER_SHARDS`.
-async fn layouts(env: &Env, config: &Config) -> Result<Layouts, ApiError> {
-    let asked = Ask { count: config.shards()? };
-    crate::object_call::call::<shard_map::Resolve>(env, shard_map::NAME, &asked).await
 }
 
 /// `GET /shards` (API token): the layout in force, the shard counts asked
