@@ -29,7 +29,7 @@ pub async fn record(shards: &ShardClient, accepted_body: &[u8], opt_out_override
         }
     };
     let parsed = ParsedCallback { events: vec![event], rejected: Vec::new() };
-    let result = bw_ledger_core::ingest::ingest(shards, &parsed, shards.count(), now_ms(), |shard, e| {
+    let result = bw_ledger_core::ingest::ingest(shards, &parsed, shards.placement(), now_ms(), |shard, e| {
         crate::log::log_error!("send: ledger shard {shard} did not record the accepted message: {e}");
     })
     .await;

@@ -61,6 +61,9 @@ pub const MEDIA_RETRY_MAX_MS: &str = "MEDIA_RETRY_MAX_MS";
 pub const MEDIA_GIVE_UP_MS: &str = "MEDIA_GIVE_UP_MS";
 /// List rows a shard moves per alarm while it changes their table's layout.
 pub const MIGRATION_BATCH_ROWS: &str = "MIGRATION_BATCH_ROWS";
+/// The version metadata binding: when this version was uploaded, which
+/// orders two versions' `LEDGER_SHARDS` (`shard_client`).
+pub const VERSION_METADATA: &str = "CF_VERSION_METADATA";
 /// The R2 bucket binding of the media archive.
 pub const MEDIA: &str = "MEDIA";
 /// Opt-out and opt-in keywords (comma-separated; replace the defaults),

@@ -87,8 +87,10 @@ async fn handle(
     let route = route?;
     if let Route::Message(id) | Route::Media { message_id: id, .. } = &route {
         trace.message_id = Some(id.clone());
-        let count = shard_client::known_count().or_else(|| config.shards().ok());
-        trace.shard = count.map(|n| bw_ledger_core::shard::shard_for(id, n));
+        trace.shard = match shard_client::known_placement() {
+            Some(placement) => Some(placement.shard_of(id)),
+            None => config.shards().ok().map(|n| bw_ledger_core::shard::shard_for(id, n)),
+        };
     }
     // Operator routes take the API token only, checked here once.
     if route.operator_only() {

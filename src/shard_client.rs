@@ -2,80 +2,121 @@
 //! from `bw_ledger_core::wire::ledger`; a shard that errors or answers non-2xx
 //! is a storage failure (503, retryable), never success.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::pin::pin;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bw_ledger_core::ingest::ShardStore;
-use bw_ledger_core::shard::{shard_for, Ask, Layouts};
+use bw_ledger_core::shard::{valid_for, Ask, Layouts, Placement, LEAD_MS};
 use bw_ledger_core::wire::ledger::{self, name as shard_name};
 use bw_ledger_core::wire::shard_map;
 use bw_ledger_core::wire::{IngestBatch, IngestReply, Method};
 use bw_ledger_core::ApiError;
 use futures_util::future::{select, Either};
+use wasm_bindgen::JsValue;
 use worker::{Delay, Env, ObjectNamespace};
 
-use crate::config::Config;
+use crate::clock::now_ms;
+
+use crate::config::{Config, VERSION_METADATA};
 use crate::object_call::{call_in, namespace};
 
 pub struct ShardClient {
     namespace: ObjectNamespace,
-    count: u32,
+    placement: Rc<Placement>,
+}
+
+/// The layouts this isolate was given, and until when it may use them.
+struct Cached {
+    placement: Rc<Placement>,
+    until_ms: i64,
 }
 
 thread_local! {
-    /// The shard count in force, once this isolate has asked for it. It
-    /// never changes once recorded, so it is asked for once per isolate.
-    static IN_FORCE: Cell<Option<u32>> = const { Cell::new(None) };
+    /// The shard map's last answer, kept for the time the map allows
+    /// (`Layouts::valid_ms`), well inside the lead of any new layout.
+    static CACHED: RefCell<Option<Cached>> = const { RefCell::new(None) };
+    /// Whether this isolate has logged that its var is not the newest
+    /// layout's count.
+    static WARNED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The shard count in force, if this isolate knows it yet (for logs).
-pub fn known_count() -> Option<u32> {
-    IN_FORCE.with(Cell::get)
+/// Where this isolate places keys, if it has asked the map yet (for logs).
+pub fn known_placement() -> Option<Rc<Placement>> {
+    CACHED.with(|c| c.borrow().as_ref().map(|c| Rc::clone(&c.placement)))
 }
 
-/// The shard map's layouts, asked with this Worker's `LEDGER_SHARDS`: the
-/// layout the first Worker to ask recorded, and the other counts asked for.
-/// The first answer an isolate gets fills its cache of the count in force;
-/// a var that differs from it is noted by the map, logged here, and routes
-/// nothing.
+/// When this Worker's version was uploaded (`CF_VERSION_METADATA`), in ms;
+/// 0 when the runtime does not say. It orders two versions' counts.
+fn version_ms(env: &Env) -> i64 {
+    use worker::js_sys::Reflect;
+    let field = |o: &JsValue, k: &str| Reflect::get(o, &JsValue::from_str(k)).ok().filter(|v| !v.is_undefined());
+    let env: &JsValue = env.as_ref();
+    field(env, VERSION_METADATA)
+        .and_then(|m| field(&m, "timestamp"))
+        .and_then(|t| t.as_string())
+        .and_then(|t| bw_ledger_core::time::parse_rfc3339_ms(&t))
+        .unwrap_or(0)
+}
+
+/// Asks the shard map for the layouts, with this Worker's `LEDGER_SHARDS`
+/// and version (a newer version's count is recorded as a new layout), and
+/// caches the answer for this isolate. A var that is not the newest
+/// layout's count is logged once per isolate; it places nothing.
 pub async fn layouts(env: &Env, config: &Config) -> Result<Layouts, ApiError> {
     let asked = config.shards()?;
-    let layouts = crate::object_call::call::<shard_map::Resolve>(env, shard_map::NAME, &Ask { count: asked }).await?;
-    let count = layouts.in_force.count;
-    if known_count().is_none() {
-        if count != asked {
-            crate::log::log_warn!(
-                "LEDGER_SHARDS is {asked}, but the data is laid out over {count} shards: routing by {count} (GET /shards)"
-            );
-        }
-        IN_FORCE.with(|c| c.set(Some(count)));
+    let ask = Ask { count: asked, version_ms: Some(version_ms(env)) };
+    let layouts = crate::object_call::call::<shard_map::Resolve>(env, shard_map::NAME, &ask).await?;
+    let placement = Rc::new(Placement::of(&layouts));
+    let newest = placement.layouts().last().map_or(asked, |l| l.count);
+    if newest != asked && !WARNED.with(|w| w.replace(true)) {
+        crate::log::log_warn!(
+            "LEDGER_SHARDS is {asked}, but a newer version recorded {newest} shards: placing by the recorded layouts (GET /shards)"
+        );
     }
+    let valid_ms = if layouts.valid_ms > 0 { layouts.valid_ms } else { valid_for(LEAD_MS) };
+    CACHED.with(|c| *c.borrow_mut() = Some(Cached { placement, until_ms: now_ms() + valid_ms }));
     Ok(layouts)
 }
 
-/// The shard count in force: this isolate's cache, or the shard map's
-/// answer (see [`layouts`]).
-async fn count_in_force(env: &Env, config: &Config) -> Result<u32, ApiError> {
-    match known_count() {
-        Some(count) => Ok(count),
-        None => Ok(layouts(env, config).await?.in_force.count),
+/// Where keys go: this isolate's cached layouts while they are valid, else
+/// the shard map's answer (see [`layouts`]).
+async fn placement(env: &Env, config: &Config) -> Result<Rc<Placement>, ApiError> {
+    let now = now_ms();
+    let cached = CACHED.with(|c| c.borrow().as_ref().filter(|c| now < c.until_ms).map(|c| Rc::clone(&c.placement)));
+    match cached {
+        Some(placement) => Ok(placement),
+        None => Ok(Rc::new(Placement::of(&layouts(env, config).await?))),
     }
 }
 
 impl ShardClient {
-    /// The one way to reach the shards: the `LEDGER` binding, and as many
-    /// shards as the layout in force has (see [`count_in_force`]).
+    /// The one way to reach the shards: the `LEDGER` binding, placed by the
+    /// recorded layouts (see [`placement`]).
     pub async fn open(env: &Env, config: &Config) -> Result<Self, ApiError> {
-        Ok(Self { namespace: namespace::<ledger::Object>(env)?, count: count_in_force(env, config).await? })
+        Ok(Self { namespace: namespace::<ledger::Object>(env)?, placement: placement(env, config).await? })
+    }
+
+    /// How many shards a read of everything touches: every shard of every
+    /// layout, each message on exactly one of them.
+    /// As [`ShardClient::open`], placed by the map's answer now, not this
+    /// isolate's cache: for whoever must reach a layout just recorded.
+    pub async fn open_fresh(env: &Env, config: &Config) -> Result<Self, ApiError> {
+        let placement = Rc::new(Placement::of(&layouts(env, config).await?));
+        Ok(Self { namespace: namespace::<ledger::Object>(env)?, placement })
     }
 
     pub fn count(&self) -> u32 {
-        self.count
+        self.placement.fan_out()
+    }
+
+    pub fn placement(&self) -> &Placement {
+        &self.placement
     }
 
     pub fn shard_of(&self, key: &str) -> u32 {
-        shard_for(key, self.count)
+        self.placement.shard_of(key)
     }
 
     /// Calls method `M` of one shard; any failure is logged and becomes a 503.
@@ -95,7 +136,7 @@ impl ShardClient {
         &self,
         request: &M::Request,
     ) -> Result<Vec<M::Reply>, ApiError> {
-        let calls = (0..self.count).map(|shard| self.call::<M>(shard, request));
+        let calls = (0..self.count()).map(|shard| self.call::<M>(shard, request));
         futures_util::future::join_all(calls).await.into_iter().collect()
     }
 }

@@ -12,28 +12,28 @@ use crate::error::ApiError;
 use crate::event::ParsedCallback;
 use crate::quarantine::QuarantineRecord;
 use crate::records::EventRecord;
-use crate::shard::shard_for;
+use crate::shard::Placement;
 use crate::wire::{IngestBatch, IngestReply};
 
 /// Groups a parsed callback into one batch per shard: events by message id
 /// (a rich reply also by the id it answers), quarantine items by content hash. Empty shards get no batch.
 #[inline(never)] // a phase of `BENCH_ONLY=profile` (bench/phases.mjs)
-pub fn plan(parsed: &ParsedCallback, shards: u32, received_at_ms: i64) -> BTreeMap<u32, IngestBatch> {
+pub fn plan(parsed: &ParsedCallback, shards: &Placement, received_at_ms: i64) -> BTreeMap<u32, IngestBatch> {
     let mut batches: BTreeMap<u32, IngestBatch> = BTreeMap::new();
     let new_batch = || IngestBatch { received_at_ms, ..Default::default() };
     for ev in &parsed.events {
-        let shard = shard_for(&ev.message_id, shards);
+        let shard = shards.shard_of(&ev.message_id);
         batches.entry(shard).or_insert_with(new_batch).events.push(EventRecord::from_event(ev));
         // A rich reply is stored under the message it answers too, in the
         // same all-or-nothing write.
         if let Some(copy) = tied_copy(ev) {
-            let shard = shard_for(&copy.message_id, shards);
+            let shard = shards.shard_of(&copy.message_id);
             batches.entry(shard).or_insert_with(new_batch).events.push(EventRecord::from_event(&copy));
         }
     }
     for r in &parsed.rejected {
         let rec = QuarantineRecord::from_rejected(r);
-        let shard = shard_for(&rec.content_hash, shards);
+        let shard = shards.shard_of(&rec.content_hash);
         batches.entry(shard).or_insert_with(new_batch).quarantine.push(rec);
     }
     batches
@@ -53,7 +53,7 @@ pub trait ShardStore {
 pub async fn ingest<S: ShardStore>(
     store: &S,
     parsed: &ParsedCallback,
-    shards: u32,
+    shards: &Placement,
     received_at_ms: i64,
     mut on_error: impl FnMut(u32, &S::Error),
 ) -> Result<IngestReply, ApiError> {

@@ -227,6 +227,9 @@ pub mod target_registry {
         Delete = "/delete": TargetId => Outcome<Empty>;
         /// A shard's attempts since its last report, per target.
         Report = "/report": Vec<AttemptReport> => Empty;
+        /// Hands over what waits: the newest version to every shard of
+        /// every layout (the shard map asks when it records a layout).
+        Settle = "/settle": Empty => Empty;
     }
 
     /// The one registry's object name.

@@ -46,7 +46,7 @@ pub async fn receive(req: &mut Request, env: &Env, config: &Config, trace: &mut 
     // the 2xx, alongside the events: a crash after the answer never loses
     // one, and Bandwidth's retry of a failed write records it once.
     let signals = config.opt_out_rules().signals(&parsed.events);
-    let ingest = bw_ledger_core::ingest::ingest(&shards, &parsed, shards.count(), now, |shard, e| {
+    let ingest = bw_ledger_core::ingest::ingest(&shards, &parsed, shards.placement(), now, |shard, e| {
         crate::log::log_error!("callback ingest: shard {shard} did not confirm: {e}");
     });
     let reply = if signals.is_empty() {

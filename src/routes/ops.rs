@@ -33,7 +33,7 @@ pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let with_rows = total.outbox.iter().filter(|(_, _, n)| *n > 0).map(|(target, _, _)| target.as_str());
     text.push_str(&render_states(&known.states(with_rows)));
     text.push_str(&optouts.render());
-    text.push_str(&bw_ledger_core::shard::render_metrics(&layouts));
+    text.push_str(&bw_ledger_core::shard::render_metrics(&layouts, crate::clock::now_ms()));
     http::text(text, "text/plain; version=0.0.4; charset=utf-8")
 }
 
@@ -45,7 +45,7 @@ pub async fn shards(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let count_only = ListQuery::parse(Some("limit=1"), None)?;
     let pages = shards.call_all::<ledger::List>(&count_only).await?;
     let rows: Vec<i64> = pages.iter().map(|p| p.total.unwrap_or(0)).collect();
-    http::json(&bw_ledger_core::shard::view(&layouts, &rows))
+    http::json(&bw_ledger_core::shard::view(&layouts, &rows, crate::clock::now_ms()))
 }
 
 /// `GET /stats/outcomes` (API token).

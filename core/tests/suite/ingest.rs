@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::common::*;
 use bw_ledger_core::identity::{decide, DedupDecision};
 use bw_ledger_core::ingest::{ingest, plan, ShardStore};
-use bw_ledger_core::shard::shard_for;
+use bw_ledger_core::shard::{shard_for, Placement};
 use bw_ledger_core::wire::{IngestBatch, IngestReply};
 use bw_ledger_core::{parse_callback_body, ApiError};
 
@@ -57,7 +57,7 @@ fn plan_routes_each_event_to_its_message_shard_and_stamps_the_time() {
     for f in all {
         combined.events.extend(parse_callback_body(f.as_bytes()).events);
     }
-    let batches = plan(&combined, 8, 42);
+    let batches = plan(&combined, &Placement::fixed(8), 42);
     let mut total = 0;
     for (shard, batch) in &batches {
         assert_eq!(batch.received_at_ms, 42);
@@ -73,7 +73,7 @@ fn plan_routes_each_event_to_its_message_shard_and_stamps_the_time() {
 #[test]
 fn plan_routes_quarantine_by_content_hash() {
     let parsed = parse_callback_body(br#"[1, 2, {"type":"message-sent","to":"+1","message":{"id":"a"}}]"#);
-    let batches = plan(&parsed, 4, 0);
+    let batches = plan(&parsed, &Placement::fixed(4), 0);
     let q: Vec<_> = batches.iter().flat_map(|(s, b)| b.quarantine.iter().map(move |q| (*s, q))).collect();
     assert_eq!(q.len(), 2);
     for (shard, rec) in q {
@@ -85,10 +85,10 @@ fn plan_routes_quarantine_by_content_hash() {
 fn a_retried_callback_is_stored_once() {
     let store = MemoryShards::default();
     let parsed = parse_callback_body(GROUP_MMS_INVALID.as_bytes());
-    let first = ready(ingest(&store, &parsed, 4, 1, |_, _| {})).unwrap();
+    let first = ready(ingest(&store, &parsed, &Placement::fixed(4), 1, |_, _| {})).unwrap();
     assert_eq!(first, IngestReply { stored: 5, duplicates: 0, conflicts: 0, quarantined: 0, erased: 0 });
     for _ in 0..3 {
-        let again = ready(ingest(&store, &parsed, 4, 2, |_, _| {})).unwrap();
+        let again = ready(ingest(&store, &parsed, &Placement::fixed(4), 2, |_, _| {})).unwrap();
         assert_eq!(again, IngestReply { stored: 0, duplicates: 5, conflicts: 0, quarantined: 0, erased: 0 });
     }
     assert_eq!(store.events.borrow().len(), 5);
@@ -99,9 +99,9 @@ fn same_identity_with_other_content_is_a_conflict_not_an_overwrite() {
     let store = MemoryShards::default();
     let a = parse_callback_body(FAILED.as_bytes());
     let b = parse_callback_body(FAILED.replace("rejected-unallocated-to-number", "changed").as_bytes());
-    ready(ingest(&store, &a, 2, 1, |_, _| {})).unwrap();
+    ready(ingest(&store, &a, &Placement::fixed(2), 1, |_, _| {})).unwrap();
     let before = store.events.borrow().clone();
-    let reply = ready(ingest(&store, &b, 2, 2, |_, _| {})).unwrap();
+    let reply = ready(ingest(&store, &b, &Placement::fixed(2), 2, |_, _| {})).unwrap();
     assert_eq!(reply.conflicts, 1);
     assert_eq!(reply.stored, 0);
     assert_eq!(*store.events.borrow(), before);
@@ -113,11 +113,11 @@ fn any_shard_failure_fails_the_whole_callback_with_a_retryable_error() {
     for f in [SMS_LIFECYCLE, INBOUND_MMS, FAILED, RBM] {
         combined.events.extend(parse_callback_body(f.as_bytes()).events);
     }
-    let shards: Vec<u32> = plan(&combined, 8, 0).keys().copied().collect();
+    let shards: Vec<u32> = plan(&combined, &Placement::fixed(8), 0).keys().copied().collect();
     assert!(shards.len() >= 2, "fixtures should span several shards: {shards:?}");
     let store = MemoryShards { failing: vec![shards[1]], ..Default::default() };
     let mut logged = Vec::new();
-    let result = ready(ingest(&store, &combined, 8, 0, |shard, e| logged.push((shard, e.clone()))));
+    let result = ready(ingest(&store, &combined, &Placement::fixed(8), 0, |shard, e| logged.push((shard, e.clone()))));
     assert_eq!(result, Err(ApiError::StorageUnavailable));
     assert_eq!(ApiError::StorageUnavailable.status(), 503);
     assert_eq!(logged, vec![(shards[1], format!("shard {} unavailable", shards[1]))]);
@@ -131,7 +131,7 @@ fn any_shard_failure_fails_the_whole_callback_with_a_retryable_error() {
 fn quarantine_is_written_through_the_same_path() {
     let store = MemoryShards::default();
     let parsed = parse_callback_body(b"definitely not json");
-    let reply = ready(ingest(&store, &parsed, 3, 0, |_, _| {})).unwrap();
+    let reply = ready(ingest(&store, &parsed, &Placement::fixed(3), 0, |_, _| {})).unwrap();
     assert_eq!(reply.quarantined, 1);
     assert_eq!(store.quarantine.borrow().len(), 1);
 }

@@ -10,6 +10,7 @@ mod forward;
 mod group;
 mod identity;
 mod ingest;
+mod layouts;
 mod limits;
 mod list;
 mod live;

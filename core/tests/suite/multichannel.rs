@@ -12,7 +12,7 @@ use bw_ledger_core::list::rows_for;
 use bw_ledger_core::multichannel::{accepted_message, validate_multichannel};
 use bw_ledger_core::projection::{project, MessageView, RecipientState};
 use bw_ledger_core::send::Endpoint;
-use bw_ledger_core::shard::shard_for;
+use bw_ledger_core::shard::{shard_for, Placement};
 use bw_ledger_core::{parse_callback_body, CallbackEvent, ParsedCallback};
 
 const NOW: i64 = 1_795_000_000_000;
@@ -125,7 +125,7 @@ fn a_reply_is_stored_under_both_ids_in_one_plan_and_shows_only_in_the_originals_
     let copy = tied_copy(&events[0]).expect("tied to its message");
     assert_eq!((copy.message_id.as_str(), copy.recipient.as_deref()), (ID, Some("+15552220001")));
     // Both in the same all-or-nothing plan, each on its message's shard.
-    let batches = plan(&ParsedCallback { events: events.clone(), rejected: vec![] }, 16, 0);
+    let batches = plan(&ParsedCallback { events: events.clone(), rejected: vec![] }, &Placement::fixed(16), 0);
     let where_is =
         |id: &str| batches.iter().find(|(_, b)| b.events.iter().any(|e| e.message_id == id)).map(|(s, _)| *s);
     assert_eq!(where_is("reply-1"), Some(shard_for("reply-1", 16)));

@@ -7,10 +7,7 @@ use bw_ledger_core::event::Rejected;
 use bw_ledger_core::percent::percent_decode;
 use bw_ledger_core::quarantine::{QuarantineRecord, RawEncoding};
 use bw_ledger_core::route::{query_int, query_limit, resolve, Route};
-use bw_ledger_core::shard::{
-    current_requests, parse_shard_count, record, render_metrics, shard_for, shard_name, Ask, Layout, Layouts, Record,
-    Requested, REQUEST_FORGOTTEN_AFTER_MS, REQUEST_TOUCH_EVERY_MS,
-};
+use bw_ledger_core::shard::{parse_shard_count, shard_for, shard_name};
 use bw_ledger_core::time::{format_rfc3339_ms, parse_rfc3339_ms};
 
 #[test]
@@ -67,48 +64,6 @@ fn shard_count_is_validated() {
     for bad in ["0", "-1", "x", "", "257"] {
         assert!(parse_shard_count(bad).is_err(), "{bad}");
     }
-}
-
-/// The first ask fixes the layout; a differing var afterwards is noted (at
-/// most once a minute per count) and never changes it.
-#[test]
-fn the_first_count_asked_for_stays_in_force() {
-    let first = record(None, None, Ask { count: 4 }, 100);
-    assert_eq!(first, Record::InForce(Layout { count: 4, since_ms: 100 }));
-    let held = Some(Layout { count: 4, since_ms: 100 });
-    assert_eq!(record(held, None, Ask { count: 4 }, 200), Record::Nothing);
-    let noted = Requested { count: 7, first_seen_ms: 300, last_seen_ms: 300 };
-    assert_eq!(record(held, None, Ask { count: 7 }, 300), Record::Request(noted));
-    assert_eq!(record(held, Some(noted), Ask { count: 7 }, 300 + REQUEST_TOUCH_EVERY_MS - 1), Record::Nothing);
-    let later = 300 + REQUEST_TOUCH_EVERY_MS;
-    assert_eq!(
-        record(held, Some(noted), Ask { count: 7 }, later),
-        Record::Request(Requested { count: 7, first_seen_ms: 300, last_seen_ms: later })
-    );
-}
-
-#[test]
-fn the_layout_is_in_the_metrics() {
-    let layouts = Layouts {
-        in_force: Layout { count: 8, since_ms: 0 },
-        requested: vec![
-            Requested { count: 16, first_seen_ms: 1, last_seen_ms: 3 },
-            Requested { count: 12, first_seen_ms: 1, last_seen_ms: 2 },
-        ],
-    };
-    let text = render_metrics(&layouts);
-    assert!(text.contains("\nbw_ledger_shards 8\n"), "{text}");
-    assert!(text.contains("bw_ledger_shards_requested{count=\"16\"} 1\nbw_ledger_shards_requested{count=\"12\"} 1\n"));
-    let quiet = render_metrics(&Layouts { in_force: Layout { count: 8, since_ms: 0 }, requested: vec![] });
-    assert!(!quiet.contains("bw_ledger_shards_requested{"), "{quiet}");
-}
-
-#[test]
-fn requests_not_asked_for_in_a_day_are_forgotten() {
-    let r = |count, last_seen_ms| Requested { count, first_seen_ms: 0, last_seen_ms };
-    let now = REQUEST_FORGOTTEN_AFTER_MS + 10;
-    let shown = current_requests(vec![r(7, 10), r(16, 11), r(12, 500), r(3, 500)], now);
-    assert_eq!(shown, vec![r(3, 500), r(12, 500), r(16, 11)]);
 }
 
 #[test]

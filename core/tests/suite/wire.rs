@@ -634,6 +634,7 @@ fn target_methods_are_pinned() {
         Empty {},
         json!({}),
     );
+    pin::<target_registry::Settle>("/settle", Empty {}, json!({}), Empty {}, json!({}));
     drop(shown_json);
     pin::<target_registry::Delete>(
         "/delete",
@@ -658,11 +659,16 @@ fn shard_map_methods() {
     use bw_ledger_core::shard::{Ask, Layout, Layouts, Requested};
     let layouts = Layouts {
         in_force: Layout { count: 4, since_ms: 5 },
-        requested: vec![Requested { count: 7, first_seen_ms: 6, last_seen_ms: 8 }],
+        layouts: vec![Layout { count: 4, since_ms: 5 }, Layout { count: 7, since_ms: 9 }],
+        requested: vec![Requested { count: 3, first_seen_ms: 6, last_seen_ms: 8 }],
+        valid_ms: 10,
+        horizon_ms: 11,
     };
     let layouts_json = json!({"inForce": {"count": 4, "sinceMs": 5},
-        "requested": [{"count": 7, "firstSeenMs": 6, "lastSeenMs": 8}]});
-    pin::<shard_map::Resolve>("/resolve", Ask { count: 7 }, json!({"count": 7}), layouts, layouts_json);
+        "layouts": [{"count": 4, "sinceMs": 5}, {"count": 7, "sinceMs": 9}],
+        "requested": [{"count": 3, "firstSeenMs": 6, "lastSeenMs": 8}], "validMs": 10, "horizonMs": 11});
+    let ask = Ask { count: 7, version_ms: Some(12) };
+    pin::<shard_map::Resolve>("/resolve", ask, json!({"count": 7, "versionMs": 12}), layouts, layouts_json);
     assert_eq!(shard_map::NAME, "shard-map");
 }
 

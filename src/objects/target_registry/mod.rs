@@ -39,6 +39,9 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS versions (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL,
        handed INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO versions (id, version, handed) VALUES (1, 0, 0)",
+    // How many shards `handed` reached: a layout with more shards gets the
+    // version again, before it starts (`ShardMap` asks, `Settle`).
+    "CREATE TABLE IF NOT EXISTS handed_shards (id INTEGER PRIMARY KEY CHECK (id = 1), shards INTEGER NOT NULL)",
     // Every target's health (`health`), of either source.
     "CREATE TABLE IF NOT EXISTS health (target_id TEXT PRIMARY KEY, health TEXT NOT NULL) WITHOUT ROWID",
     // Operational events made, not yet handed to a shard's outbox.
@@ -120,6 +123,7 @@ impl DurableObject for TargetRegistry {
                 let done = self.txn.atomically(|| self.set_state(&id, paused, now))?;
                 self.answer::<registry::SetPaused>(done).await
             }
+            C::Settle => self.answer::<registry::Settle>(Empty {}).await,
             C::Report => {
                 let reports = request::<registry::Report>(&mut req).await?;
                 self.txn.atomically(|| self.take_reports(&reports, now))?;
@@ -277,28 +281,46 @@ impl TargetRegistry {
         Ok(())
     }
 
-    /// Gives every shard the newest version, unless all hold it already;
-    /// false if one could not take it.
+    /// Gives every shard of every layout the newest version, unless all
+    /// hold it already; false if one could not take it.
     async fn hand_over(&self) -> Result<bool> {
         let rows: Vec<VersionRow> =
             self.sql.exec("SELECT version, handed FROM versions WHERE id = 1", None)?.to_array()?;
         let Some(v) = rows.first() else { return Ok(true) };
-        if v.handed >= v.version {
+        if v.version == 0 {
+            return Ok(true);
+        }
+        let config = Config::from_env(&self.env);
+        let Ok(shards) = ShardClient::open_fresh(&self.env, &config).await else { return Ok(false) };
+        let reached: Vec<CountRow> =
+            self.sql.exec("SELECT shards AS count FROM handed_shards WHERE id = 1", None)?.to_array()?;
+        let reached = reached.first().map_or(0, |r| r.count);
+        if v.handed >= v.version && reached >= i64::from(shards.count()) {
             return Ok(true);
         }
         let snapshot = TargetSnapshot { version: v.version, targets: self.records()?, states: self.states()? };
-        let config = Config::from_env(&self.env);
-        let handed = match ShardClient::open(&self.env, &config).await {
-            Ok(shards) => shards.call_all::<ledger::Targets>(&snapshot).await.is_ok(),
-            Err(_) => false,
-        };
+        let handed = shards.call_all::<ledger::Targets>(&snapshot).await.is_ok();
         if handed {
-            self.sql.exec("UPDATE versions SET handed = MAX(handed, ?) WHERE id = 1", vec![snapshot.version.into()])?;
+            self.txn.atomically(|| {
+                self.sql
+                    .exec("UPDATE versions SET handed = MAX(handed, ?) WHERE id = 1", vec![snapshot.version.into()])?;
+                self.sql.exec(
+                    "INSERT INTO handed_shards (id, shards) VALUES (1, ?)
+                     ON CONFLICT (id) DO UPDATE SET shards = excluded.shards",
+                    vec![i64::from(shards.count()).into()],
+                )?;
+                Ok(())
+            })?;
         } else {
             crate::log::log_warn!("targets: version {} not yet held by every shard (retrying)", snapshot.version);
         }
         Ok(handed)
     }
+}
+
+#[derive(Deserialize)]
+struct CountRow {
+    count: i64,
 }
 
 /// Calls method `M` of the registry.
