@@ -171,3 +171,79 @@ export async function startWorkerd(configPath, ledgerPort, logPath, extraArgs = 
     async stop() { child.kill('SIGTERM'); await waitExit(); },
   };
 }
+
+/**
+ * A gradual rollout in one workerd: `versions` ({ vars, versionMs }, oldest
+ * first) are builds of the ledger with their own vars and upload times
+ * (`CF_VERSION_METADATA`). The first owns the Durable Objects (behind
+ * `shim`), the others bind them by service name, as versions of one Worker
+ * share its objects. A front Worker on `port` splits requests between the
+ * versions by the weights last posted to `/__rollout` (all to the first at
+ * start), as Cloudflare splits traffic during a gradual deployment.
+ */
+export function writeRolloutConfig(dir, { port, storage, build, vars, versions, shim }) {
+  const w = readWranglerToml();
+  const rel = (p) => str(relative(dir, p));
+  const worker = (i, v) => {
+    const owner = i === 0;
+    const allVars = { ...w.vars, ...vars, ...v.vars };
+    const bindings = [
+      ...w.durableObjects.map((d) => owner
+        ? `(name = ${str(d.name)}, durableObjectNamespace = ${str(d.className)})`
+        : `(name = ${str(d.name)}, durableObjectNamespace = (className = ${str(d.className)}, serviceName = "v0"))`),
+      ...Object.entries(allVars).map(([k, val]) => `(name = ${str(k)}, text = ${str(val)})`),
+      `(name = "CF_VERSION_METADATA", json = ${str(JSON.stringify({ id: `v${i}`, tag: '', timestamp: new Date(v.versionMs).toISOString() }))})`,
+    ];
+    return `const v${i} :Workerd.Worker = (
+  modules = [
+    ${[...(owner && shim ? [`(name = "shim.js", esModule = embed ${rel(shim)})`] : []),
+      `(name = "index.js", esModule = embed ${rel(join(build, 'index.js'))})`,
+      `(name = "index_bg.wasm", wasm = embed ${rel(join(build, 'index_bg.wasm'))})`].join(',\n    ')},
+  ],
+  compatibilityDate = ${str(w.date)},
+  bindings = [
+    ${bindings.join(',\n    ')}
+  ],
+  ${owner ? `durableObjectNamespaces = [
+    ${w.durableObjects.map((d) => `(className = ${str(d.className)}, uniqueKey = ${str(`bw-ledger-${d.className}`)}, enableSql = true)`).join(',\n    ')}
+  ],
+  durableObjectStorage = (localDisk = "storage"),` : ''}
+  globalOutbound = "internet",
+);`;
+  };
+  const front = `let weights = [1];
+export default {
+  async fetch(request, env) {
+    const path = new URL(request.url).pathname;
+    if (path === '/__rollout') { weights = await request.json(); return new Response('ok'); }
+    if (path === '/__cap') return env.V0.fetch(request);
+    let r = Math.random() * weights.reduce((a, b) => a + b, 0);
+    let i = 0;
+    while (i < weights.length - 1 && (r -= weights[i]) >= 0) i++;
+    return env['V' + i].fetch(request);
+  },
+};
+`;
+  writeFileSync(join(dir, 'front.js'), front);
+  const config = `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "front", worker = .front),
+    ${versions.map((_, i) => `(name = "v${i}", worker = .v${i})`).join(',\n    ')},
+    (name = "storage", disk = (path = ${str(storage)}, writable = true)),
+    (name = "internet", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [(name = "front", address = "127.0.0.1:${port}", http = (), service = "front")],
+);
+const front :Workerd.Worker = (
+  modules = [(name = "front.js", esModule = embed "front.js")],
+  compatibilityDate = ${str(w.date)},
+  bindings = [${versions.map((_, i) => `(name = "V${i}", service = "v${i}")`).join(', ')}],
+);
+${versions.map((v, i) => worker(i, v)).join('\n')}
+`;
+  mkdirSync(storage, { recursive: true });
+  const path = join(dir, 'workerd.capnp');
+  writeFileSync(path, config);
+  return path;
+}

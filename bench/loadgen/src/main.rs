@@ -31,6 +31,9 @@ struct Args {
     acked_file: Option<String>,
     /// Three status callbacks per message instead of one fresh message each.
     statuses: bool,
+    /// Ids as Bandwidth makes them, beginning with the millisecond the
+    /// message was made (the shard layout in force then places it).
+    timed_ids: bool,
 }
 
 fn parse_args() -> Args {
@@ -46,6 +49,7 @@ fn parse_args() -> Args {
         prefix: format!("bench-{}", std::process::id()),
         acked_file: None,
         statuses: false,
+        timed_ids: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,6 +66,7 @@ fn parse_args() -> Args {
             "--prefix" => a.prefix = val(),
             "--acked-file" => a.acked_file = Some(val()),
             "--statuses" => a.statuses = true,
+            "--timed-ids" => a.timed_ids = true,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -147,6 +152,7 @@ fn run_connection(a: &Args, idx: usize, start: Instant, per_conn_total: Option<u
     };
     let interval = a.rate.map(|rate| Duration::from_secs_f64(a.connections as f64 / rate));
     let mut n: u64 = 0;
+    let mut made_ms: u128 = 0;
     loop {
         if per_conn_total.is_some_and(|t| n >= t) || (per_conn_total.is_none() && start.elapsed() >= a.duration) {
             break;
@@ -171,6 +177,10 @@ fn run_connection(a: &Args, idx: usize, start: Instant, per_conn_total: Option<u
         } else {
             (format!("{}-{idx}-{n}", a.prefix), 2, n)
         };
+        if a.timed_ids && (!a.statuses || step == 0) {
+            made_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        }
+        let id = if a.timed_ids { format!("{made_ms}{id}") } else { id };
         let body = a.body.clone().unwrap_or_else(|| callback_body(step, &id, seq));
         let auth = a.auth.as_ref().map(|v| format!("Authorization: {v}\r\n")).unwrap_or_default();
         let req = format!(
