@@ -18,7 +18,6 @@ use wasm_bindgen::JsValue;
 use worker::{Delay, Env, ObjectNamespace};
 
 use crate::clock::now_ms;
-
 use crate::config::{Config, VERSION_METADATA};
 use crate::object_call::{call_in, namespace};
 
@@ -65,6 +64,10 @@ fn version_ms(env: &Env) -> i64 {
 /// caches the answer for this isolate. A var that is not the newest
 /// layout's count is logged once per isolate; it places nothing.
 pub async fn layouts(env: &Env, config: &Config) -> Result<Layouts, ApiError> {
+    Ok(ask(env, config).await?.0)
+}
+
+async fn ask(env: &Env, config: &Config) -> Result<(Layouts, Rc<Placement>), ApiError> {
     let asked = config.shards()?;
     let ask = Ask { count: asked, version_ms: Some(version_ms(env)) };
     let layouts = crate::object_call::call::<shard_map::Resolve>(env, shard_map::NAME, &ask).await?;
@@ -76,8 +79,9 @@ pub async fn layouts(env: &Env, config: &Config) -> Result<Layouts, ApiError> {
         );
     }
     let valid_ms = if layouts.valid_ms > 0 { layouts.valid_ms } else { valid_for(LEAD_MS) };
-    CACHED.with(|c| *c.borrow_mut() = Some(Cached { placement, until_ms: now_ms() + valid_ms }));
-    Ok(layouts)
+    let cached = Cached { placement: Rc::clone(&placement), until_ms: now_ms() + valid_ms };
+    CACHED.with(|c| *c.borrow_mut() = Some(cached));
+    Ok((layouts, placement))
 }
 
 /// Where keys go: this isolate's cached layouts while they are valid, else
@@ -87,7 +91,7 @@ async fn placement(env: &Env, config: &Config) -> Result<Rc<Placement>, ApiError
     let cached = CACHED.with(|c| c.borrow().as_ref().filter(|c| now < c.until_ms).map(|c| Rc::clone(&c.placement)));
     match cached {
         Some(placement) => Ok(placement),
-        None => Ok(Rc::new(Placement::of(&layouts(env, config).await?))),
+        None => Ok(ask(env, config).await?.1),
     }
 }
 
@@ -100,13 +104,6 @@ impl ShardClient {
 
     /// How many shards a read of everything touches: every shard of every
     /// layout, each message on exactly one of them.
-    /// As [`ShardClient::open`], placed by the map's answer now, not this
-    /// isolate's cache: for whoever must reach a layout just recorded.
-    pub async fn open_fresh(env: &Env, config: &Config) -> Result<Self, ApiError> {
-        let placement = Rc::new(Placement::of(&layouts(env, config).await?));
-        Ok(Self { namespace: namespace::<ledger::Object>(env)?, placement })
-    }
-
     pub fn count(&self) -> u32 {
         self.placement.fan_out()
     }

@@ -33,7 +33,7 @@ pub fn plan(parsed: &ParsedCallback, shards: &Placement, received_at_ms: i64) ->
     }
     for r in &parsed.rejected {
         let rec = QuarantineRecord::from_rejected(r);
-        let shard = shards.shard_of(&rec.content_hash);
+        let shard = shards.shard_of_untimed(&rec.content_hash);
         batches.entry(shard).or_insert_with(new_batch).quarantine.push(rec);
     }
     batches

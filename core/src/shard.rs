@@ -8,8 +8,8 @@
 //! `shard_for(id, count)`. So raising or lowering `LEDGER_SHARDS` moves no
 //! message: a new layout starts in the future ([`LEAD_MS`]), only ids made
 //! after that belong to it, and every message stays on the one shard that
-//! has always held it. Keys without a time (an id of another form, a
-//! content hash, an idempotency scope) belong to the first layout.
+//! has always held it. Ids without a time, and keys that are not message
+//! ids (a content hash, an idempotency scope), belong to the first layout.
 //!
 //! A Worker caches the layouts for a while ([`Layouts::valid_ms`]) that is
 //! shorter than the lead, so a layout it has not heard of yet cannot start
@@ -238,9 +238,16 @@ impl Placement {
         }
     }
 
-    /// The shard in `0..fan_out()` that holds a key.
+    /// The shard in `0..fan_out()` that holds a message id.
     pub fn shard_of(&self, key: &str) -> u32 {
         shard_for(key, self.layout_of(key).count)
+    }
+
+    /// The shard that holds a key that is not a message id (a content
+    /// hash, an idempotency scope): by the first layout, whatever digits
+    /// the key begins with.
+    pub fn shard_of_untimed(&self, key: &str) -> u32 {
+        shard_for(key, self.layouts[0].count)
     }
 
     /// How many shards a read of everything touches: every shard of every
@@ -259,8 +266,9 @@ impl Placement {
 /// shard holds (`list_rows[i]`: shard `i`'s List Messages rows, one per
 /// message and recipient). Nothing moves between layouts (`moving` is
 /// `false`): a shard the newest layout no longer uses keeps serving the
-/// messages it holds until retention removes them (`newMessages: false`).
-pub fn view(layouts: &Layouts, list_rows: &[i64], now_ms: i64) -> serde_json::Value {
+/// messages it holds until retention removes them (`newMessages: false`,
+/// and `emptyBy`, [`empty_by`]).
+pub fn view(layouts: &Layouts, list_rows: &[i64], retention_days: Option<u32>, now_ms: i64) -> serde_json::Value {
     use crate::time::format_rfc3339_ms as at;
     let all = Placement::of(layouts);
     let in_force = in_force_at(all.layouts(), now_ms);
@@ -278,8 +286,13 @@ pub fn view(layouts: &Layouts, list_rows: &[i64], now_ms: i64) -> serde_json::Va
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            serde_json::json!({"shard": i, "name": shard_name(i as u32), "listRows": n,
-                "newMessages": (i as u32) < newest.count})
+            let new_messages = (i as u32) < newest.count;
+            let mut shard = serde_json::json!({"shard": i, "name": shard_name(i as u32), "listRows": n,
+                "newMessages": new_messages});
+            if !new_messages {
+                shard["emptyBy"] = retention_days.map(|d| at(empty_by(newest, d))).into();
+            }
+            shard
         })
         .collect();
     serde_json::json!({
@@ -290,6 +303,15 @@ pub fn view(layouts: &Layouts, list_rows: &[i64], now_ms: i64) -> serde_json::Va
         "moving": false,
         "shards": shards,
     })
+}
+
+/// When retention will have emptied a shard the newest layout no longer
+/// uses: every message there was made before that layout started; its
+/// callbacks come within Bandwidth's day of retries; retention then keeps
+/// it `days`, and the daily sweep removes it within a day.
+pub fn empty_by(newest: Layout, retention_days: u32) -> i64 {
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    newest.since_ms + DAY_MS * (i64::from(retention_days) + 2)
 }
 
 /// The layout's lines for `GET /metrics`: `bw_ledger_shards` is the count

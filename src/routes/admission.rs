@@ -123,7 +123,7 @@ async fn claim_key(
                     return Ok(Claim::Ours(begin.scope_key));
                 }
                 // A record an earlier build kept in a shard decides, if any.
-                let shard = shards.shard_of(&begin.scope_key);
+                let shard = shards.placement().shard_of_untimed(&begin.scope_key);
                 let peek = IdemPeek { scope_key: begin.scope_key.clone() };
                 let old = shards.call::<ledger::IdemPeek>(shard, &peek).await?;
                 let scope = begin.scope_key.clone();

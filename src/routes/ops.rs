@@ -45,7 +45,7 @@ pub async fn shards(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let count_only = ListQuery::parse(Some("limit=1"), None)?;
     let pages = shards.call_all::<ledger::List>(&count_only).await?;
     let rows: Vec<i64> = pages.iter().map(|p| p.total.unwrap_or(0)).collect();
-    http::json(&bw_ledger_core::shard::view(&layouts, &rows, crate::clock::now_ms()))
+    http::json(&bw_ledger_core::shard::view(&layouts, &rows, config.retention_days()?, crate::clock::now_ms()))
 }
 
 /// `GET /stats/outcomes` (API token).

@@ -47,7 +47,7 @@ pub async fn quarantine(req: &Request, env: &Env, config: &Config) -> Result<Res
     let plan = plan_page(&pages, limit, MAX_PAGE_BYTES, after.as_ref());
     let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for m in &plan.items {
-        by_shard.entry(shards.shard_of(&m.content_hash)).or_default().push(m.content_hash.clone());
+        by_shard.entry(shards.placement().shard_of_untimed(&m.content_hash)).or_default().push(m.content_hash.clone());
     }
     let mut bodies: BTreeMap<String, String> = BTreeMap::new();
     for (shard, hashes) in by_shard {

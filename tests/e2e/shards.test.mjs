@@ -194,7 +194,7 @@ test('lowering 7 → 3: old messages stay where they are and read the same; new 
   } finally {
     await first.stop();
   }
-  const second = await start(3, { persistDir });
+  const second = await start(3, { persistDir, vars: { RETENTION_DAYS: '30' } });
   try {
     assert.deepEqual(await everything(second.url, old), before, 'while 3 waits');
     await started(second.url, 3);
@@ -207,6 +207,8 @@ test('lowering 7 → 3: old messages stay where they are and read the same; new 
     const rows = now.shards.map((s) => s.listRows);
     assert.deepEqual(rows.slice(3), spread.slice(3), 'shards 3 to 6 take no new message');
     assert.deepEqual(now.shards.map((s) => s.newMessages), [true, true, true, false, false, false, false]);
+    const emptyBy = Date.parse(now.inForce.since) + 32 * 86_400_000;
+    assert.deepEqual(now.shards.map((s) => s.emptyBy && Date.parse(s.emptyBy)), [undefined, undefined, undefined, emptyBy, emptyBy, emptyBy, emptyBy]);
     assert.equal(rows.reduce((a, b) => a + b, 0), 165);
     const listed = await listAll(second.url);
     assert.equal(listed.total, 165);

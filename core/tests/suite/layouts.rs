@@ -62,6 +62,18 @@ fn a_layout_never_starts_before_the_one_it_follows() {
     assert_eq!(valid_for(LEAD_MS), LEAD_MS / 5);
 }
 
+/// A content hash or an idempotency scope can begin with 13 digits; it is
+/// still placed by the first layout, so it never changes shard.
+#[test]
+fn keys_that_are_not_message_ids_stay_with_the_first_layout() {
+    let start = T0 + 10;
+    let placement =
+        Placement::new(vec![Layout { count: 4, since_ms: T0 }, Layout { count: 16, since_ms: start }], i64::MAX);
+    let hash = format!("{}af3c9e", start + 5);
+    assert_eq!(placement.shard_of_untimed(&hash), shard_for(&hash, 4));
+    assert_eq!(placement.layout_of(&hash).count, 16, "as a message id it would be the new layout's");
+}
+
 #[test]
 fn ids_say_when_they_were_made() {
     assert_eq!(id_time_ms("1589228074636lm4k2je7j7jklbn2"), Some(1_589_228_074_636));
@@ -157,7 +169,7 @@ fn the_layouts_are_in_the_metrics_and_at_get_shards() {
     assert!(!started.contains("bw_ledger_shards_requested{"), "{started}");
 
     let rows: Vec<i64> = (0..16).collect();
-    let shown = view(&answer(two.clone(), asked), &rows, T0 + 99);
+    let shown = view(&answer(two.clone(), asked), &rows, Some(30), T0 + 99);
     assert_eq!(shown["inForce"]["count"], 8);
     assert_eq!(shown["next"]["count"], 16);
     assert_eq!(shown["layouts"].as_array().map(Vec::len), Some(2));
@@ -165,8 +177,13 @@ fn the_layouts_are_in_the_metrics_and_at_get_shards() {
     assert_eq!(shown["shards"][15]["listRows"], 15);
     assert_eq!(shown["shards"][15]["newMessages"], true);
     let lowered = vec![Layout { count: 16, since_ms: T0 }, Layout { count: 12, since_ms: T0 + 100 }];
-    let shown = view(&answer(lowered, vec![]), &rows, T0 + 100);
+    let shown = view(&answer(lowered.clone(), vec![]), &rows, Some(30), T0 + 100);
     assert_eq!(shown["next"], serde_json::Value::Null);
+    assert_eq!(shown["shards"][11].get("emptyBy"), None, "a shard in use has no end");
+    let by = T0 + 100 + 32 * 24 * 3600 * 1000;
+    assert_eq!(shown["shards"][12]["emptyBy"], bw_ledger_core::time::format_rfc3339_ms(by));
+    let kept = view(&answer(lowered, vec![]), &rows, None, T0 + 100);
+    assert_eq!(kept["shards"][12]["emptyBy"], serde_json::Value::Null, "no retention: never");
     assert_eq!(
         (shown["shards"][11]["newMessages"].clone(), shown["shards"][12]["newMessages"].clone()),
         (true.into(), false.into())

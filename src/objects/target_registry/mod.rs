@@ -123,7 +123,15 @@ impl DurableObject for TargetRegistry {
                 let done = self.txn.atomically(|| self.set_state(&id, paused, now))?;
                 self.answer::<registry::SetPaused>(done).await
             }
-            C::Settle => self.answer::<registry::Settle>(Empty {}).await,
+            C::Settle => {
+                // A layout was just recorded: learn it now, not when this
+                // isolate's copy of the layouts runs out.
+                let config = Config::from_env(&self.env);
+                if let Err(e) = crate::shard_client::layouts(&self.env, &config).await {
+                    crate::log::log_warn!("targets: the shard layouts could not be read ({e:?}); retrying");
+                }
+                self.answer::<registry::Settle>(Empty {}).await
+            }
             C::Report => {
                 let reports = request::<registry::Report>(&mut req).await?;
                 self.txn.atomically(|| self.take_reports(&reports, now))?;
@@ -291,7 +299,7 @@ impl TargetRegistry {
             return Ok(true);
         }
         let config = Config::from_env(&self.env);
-        let Ok(shards) = ShardClient::open_fresh(&self.env, &config).await else { return Ok(false) };
+        let Ok(shards) = ShardClient::open(&self.env, &config).await else { return Ok(false) };
         let reached: Vec<CountRow> =
             self.sql.exec("SELECT shards AS count FROM handed_shards WHERE id = 1", None)?.to_array()?;
         let reached = reached.first().map_or(0, |r| r.count);
