@@ -23,8 +23,9 @@ export const ONLY_COST = process.env.BENCH_ONLY === 'cost';
 export const ONLY_SEND = process.env.BENCH_ONLY === 'send';
 // BENCH_ONLY=scale: callbacks/s at 1, 2, 4, 8 and 16 shards, every ledger
 // shard capped at BENCH_OBJECT_RPS requests/s (bench/cap-shim.mjs), with
-// BENCH_SCALE_CONNECTIONS concurrent callbacks per shard; RESULTS.md is not
-// written (about two minutes).
+// BENCH_SCALE_CONNECTIONS concurrent callbacks per shard, then the count
+// changed 8 → 16 → 12 under load (measure/scale.mjs); RESULTS.md is not
+// written (about four minutes).
 export const ONLY_SCALE = process.env.BENCH_ONLY === 'scale';
 export const OBJECT_RPS = Number(process.env.BENCH_OBJECT_RPS ?? 3);
 export const SCALE_CONNECTIONS = Number(process.env.BENCH_SCALE_CONNECTIONS ?? 16);

@@ -9,6 +9,9 @@
 // requests/s) so that 16 capped shards stay under what this 2-core machine
 // can run uncapped: the figures then show the cap and the group sizes, not
 // the machine. Callbacks/s = shards × cap × callbacks per object request.
+//
+// Then the count changes 8 → 16 → 12 under steady load, through two gradual
+// rollouts (`measureRollout`).
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, freePort, loadgen, removeStorage, startWorkerd, writeConfig, writeRolloutConfig } from '../workerd.mjs';

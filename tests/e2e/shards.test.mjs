@@ -11,7 +11,7 @@ import { startReceiver, whsec } from '../support/receiver.mjs';
 import { startWorker, postCallback, getJson, statusEvent, waitFor, API } from './harness.mjs';
 
 const ACCOUNT = '9900000';
-const LEAD_MS = 8000;
+const LEAD_MS = 10_000;
 const ERASED_NUMBER = '+15557770001';
 const SEALING_KEY = Buffer.alloc(32, 9).toString('base64');
 
@@ -81,17 +81,34 @@ async function everything(url, ids) {
     bodies: await readAll(url, ids),
     list: await listAll(url),
     sending: await listAll(url, '&messageStatus=SENDING'),
+    forwards: await forwards(url),
   };
 }
 
-async function makeTarget(w, receiver) {
-  const res = await fetch(`${w.url}/targets`, {
-    method: 'POST', headers: { ...API, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ id: 'crm', url: `${receiver.url}/crm`, events: ['message.status'] }),
-  });
-  const json = await res.json();
-  assert.equal(res.status, 201, JSON.stringify(json));
-  w.noteSecret(json.secret);
+const call = (w, method, path, body) => fetch(`${w.url}${path}`, {
+  method, headers: { ...API, 'Content-Type': 'application/json' }, body: body && JSON.stringify(body),
+});
+
+/** An API-made target: `crm` delivers; `held` is disabled, so its forwards
+ * wait (paused); `gone` is disabled, and deleted later (dead letters). */
+async function makeTargets(w, receiver) {
+  for (const id of ['crm', 'held', 'gone']) {
+    const res = await call(w, 'POST', '/targets', { id, url: `${receiver.url}/${id}`, events: ['message.status'] });
+    const json = await res.json();
+    assert.equal(res.status, 201, JSON.stringify(json));
+    w.noteSecret(json.secret);
+    if (id !== 'crm') assert.equal((await call(w, 'POST', `/targets/${id}/disable`)).status, 200);
+  }
+}
+
+/** The held and dead forwards, as GET /outbox and GET /outbox/dead show them. */
+async function forwards(url) {
+  const stats = (await getJson(url, '/outbox')).json.targets
+    .filter((t) => t.target !== 'crm')
+    .map(({ target, pending, paused, dead, delivered }) => ({ target, pending, paused, dead, delivered }));
+  const dead = (await getJson(url, '/outbox/dead?target=gone&limit=1000')).json.items
+    .map((d) => `${d.messageId} ${d.webhookId ?? ''} ${d.lastError}`).sort();
+  return { stats, dead };
 }
 
 /** Each message's `delivered` forward reached the target exactly once. */
@@ -103,17 +120,18 @@ async function forwardedOnce(receiver, ids) {
   for (const id of ids) assert.equal(delivered(id).length, 1, `${id} forwarded once`);
 }
 
-test('raising 4 → 7: every read answers the same before, during and after; later messages spread over 7', async () => {
+test('raising 4 → 7: every read and forward answers the same before, during and after; later messages spread over 7', async () => {
   const receiver = await startReceiver();
   const first = await start(4);
-  const old = Array.from({ length: 200 }, bandwidthId);
+  const old = Array.from({ length: 500 }, bandwidthId);
   const erased = bandwidthId();
   const erasedEvent = [statusEvent(erased, { type: 'message-sending', description: 'sending', to: ERASED_NUMBER })];
   let persistDir;
   let before;
   try {
-    await makeTarget(first, receiver);
+    await makeTargets(first, receiver);
     await send(first.url, old);
+    assert.equal((await call(first, 'DELETE', '/targets/gone')).status, 204);
     assert.equal((await postCallback(first.url, erasedEvent)).status, 200);
     const gone = await fetch(`${first.url}/erasure`, {
       method: 'POST', headers: { ...API, 'Content-Type': 'application/json' }, body: JSON.stringify({ number: ERASED_NUMBER }),
@@ -121,9 +139,11 @@ test('raising 4 → 7: every read answers the same before, during and after; lat
     assert.equal((await gone.json()).erased, 1);
     before = await everything(first.url, old);
     assert.equal(before.list.total, old.length);
+    assert.deepEqual(before.forwards.stats.find((t) => t.target === 'held'), { target: 'held', pending: 0, paused: 500, dead: 0, delivered: 0 });
+    assert.equal(before.forwards.dead.length, 500, 'the deleted target\'s forwards are dead letters');
     const spread = (await shards(first.url)).shards.map((s) => s.listRows);
     assert.deepEqual(spread.length, 4);
-    assert.ok(spread.every((n) => n > 20), `200 messages over 4 shards: ${spread}`);
+    assert.ok(spread.every((n) => n > 80), `500 messages over 4 shards: ${spread}`);
     persistDir = first.persistDir;
   } finally {
     await first.stop();
@@ -139,6 +159,7 @@ test('raising 4 → 7: every read answers the same before, during and after; lat
     assert.equal(waiting.moving, false);
     assert.match(await metrics(second.url), /^bw_ledger_reshard_pending 1$/m);
     assert.deepEqual(await everything(second.url, old), before, 'while the new layout waits');
+    assert.ok((await shards(second.url)).next, 'those reads were all made before the start');
     await started(second.url, 7);
     assert.deepEqual(await everything(second.url, old), before, 'once it is in force');
 
@@ -162,13 +183,18 @@ test('raising 4 → 7: every read answers the same before, during and after; lat
     assert.equal(after.inForce.count, 7);
     assert.equal(after.shards.length, 7);
     const rows = after.shards.map((s) => s.listRows);
-    assert.deepEqual(rows.slice(0, 4).reduce((a, b) => a + b, 0) + rows.slice(4).reduce((a, b) => a + b, 0), 340);
+    assert.equal(rows.reduce((a, b) => a + b, 0), 640);
     assert.ok(rows.slice(4).every((n) => n > 5), `new shards take new messages: ${rows}`);
     assert.ok(after.shards.every((s) => s.newMessages));
     const listed = await listAll(second.url);
-    assert.equal(listed.total, 340);
-    assert.equal(new Set(listed.ids).size, 340);
-    assert.equal((await listAll(second.url, '&messageStatus=DELIVERED')).total, 340);
+    assert.equal(listed.total, 640);
+    assert.equal(new Set(listed.ids).size, 640);
+    assert.equal((await listAll(second.url, '&messageStatus=DELIVERED')).total, 640);
+    // Two forwards per message to the disabled target (sending, delivered),
+    // wherever the message is; the deleted target's letters are unchanged.
+    const now = await forwards(second.url);
+    assert.deepEqual(now.stats.find((t) => t.target === 'held'), { target: 'held', pending: 0, paused: 1280, dead: 0, delivered: 0 });
+    assert.deepEqual(now.dead, before.forwards.dead);
     await forwardedOnce(receiver, [...old, ...fresh]);
     const text = await metrics(second.url);
     assert.match(text, /^bw_ledger_shards 7$/m);
