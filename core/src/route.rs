@@ -56,7 +56,7 @@ pub enum Route {
     },
     /// `GET /metrics`: Prometheus text.
     Metrics,
-    /// `GET /shards`: the shard layout in force and the counts asked for.
+    /// `GET /shards`: the shard layouts and what each shard holds.
     Shards,
     /// `GET /openapi.json`: the API's OpenAPI 3.1 document.
     OpenApi,

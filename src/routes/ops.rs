@@ -37,8 +37,8 @@ pub async fn metrics(env: &Env, config: &Config) -> Result<Response, ApiError> {
     http::text(text, "text/plain; version=0.0.4; charset=utf-8")
 }
 
-/// `GET /shards` (API token): the layout in force, the shard counts asked
-/// for, and each shard's List Messages rows.
+/// `GET /shards` (API token): the shard layouts, the counts older versions
+/// asked for, and each shard's List Messages rows (`shard::view`).
 pub async fn shards(env: &Env, config: &Config) -> Result<Response, ApiError> {
     let layouts = layouts(env, config).await?;
     let shards = ShardClient::open(env, config).await?;
