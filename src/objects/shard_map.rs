@@ -6,6 +6,8 @@
 //! Layouts are only ever appended. Each ask is read and decided with no
 //! await in between, so two Workers asking at once cannot both record.
 
+use std::cell::Cell;
+
 use bw_ledger_core::shard::{
     current_requests, record, valid_for, Ask, Held, Layout, Layouts, Record, Requested, LEAD_MS,
 };
@@ -44,6 +46,8 @@ pub struct ShardMap {
     env: Env,
     sql: SqlStorage,
     lead_ms: i64,
+    /// Whether this instance has applied `SCHEMA`.
+    ready: Cell<bool>,
 }
 
 /// How soon a failed hand-over of the targets to a new layout is retried.
@@ -51,7 +55,7 @@ const RETRY_MS: i64 = 5_000;
 
 impl DurableObject for ShardMap {
     fn new(state: State, env: Env) -> Self {
-        Self { sql: state.storage().sql(), lead_ms: lead_ms(&env), state, env }
+        Self { sql: state.storage().sql(), lead_ms: lead_ms(&env), ready: Cell::new(false), state, env }
     }
 
     /// Retries handing the targets to a new layout's shards.
@@ -61,17 +65,28 @@ impl DurableObject for ShardMap {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        for stmt in SCHEMA {
-            self.sql.exec(stmt, None)?;
+        if !self.ready.get() {
+            for stmt in SCHEMA {
+                self.sql.exec(stmt, None)?;
+            }
+            self.ready.set(true);
         }
         match shard_map::Call::from_path(&req.path()) {
             Some(shard_map::Call::Resolve) => {
                 let ask = request::<Resolve>(&mut req).await?;
                 let now = now_ms();
-                if self.resolve(ask, now)? {
+                let mut held = self.held()?;
+                let decided = self.resolve(&held, ask, now)?;
+                if let Record::First(new) | Record::Next(new) = decided {
+                    held.push(new);
+                }
+                // Read before the await: a layout another ask records
+                // meanwhile starts after this answer's horizon.
+                let answer = self.layouts(&held, now)?;
+                if matches!(decided, Record::Next(_)) {
                     self.hand_targets().await?;
                 }
-                reply::<Resolve>(&self.layouts(now)?)
+                reply::<Resolve>(&answer)
             }
             None => Response::error("unknown shard map method", 404),
         }
@@ -125,11 +140,11 @@ impl ShardMap {
         Ok(())
     }
 
-    /// Records what the ask decides (`bw_ledger_core::shard::record`);
-    /// true when that is a new layout.
-    fn resolve(&self, ask: Ask, now: i64) -> Result<bool> {
+    /// Records what the ask decides (`bw_ledger_core::shard::record`),
+    /// given the layouts `held`, and says what that was.
+    fn resolve(&self, held: &[Held], ask: Ask, now: i64) -> Result<Record> {
         let noted = self.requested(Some(ask.count))?.into_iter().next();
-        let decided = record(&self.held()?, noted, ask, now, self.lead_ms);
+        let decided = record(held, noted, ask, now, self.lead_ms);
         match decided {
             Record::First(held) | Record::Next(held) => {
                 self.sql.exec(
@@ -153,11 +168,11 @@ impl ShardMap {
             }
             Record::Nothing => {}
         }
-        Ok(matches!(decided, Record::Next(_)))
+        Ok(decided)
     }
 
-    fn layouts(&self, now: i64) -> Result<Layouts> {
-        let layouts: Vec<Layout> = self.held()?.into_iter().map(|h| h.layout).collect();
+    fn layouts(&self, held: &[Held], now: i64) -> Result<Layouts> {
+        let layouts: Vec<Layout> = held.iter().map(|h| h.layout).collect();
         let Some(newest) = layouts.last().copied() else {
             return Err(worker::Error::RustError("no shard layout recorded".into()));
         };
